@@ -1,0 +1,408 @@
+/**
+ * Safetensors reading and writing (https://huggingface.co/docs/safetensors: 8-byte little-endian
+ * header length, a JSON header, then a data section addressed by per-tensor offsets).
+ *
+ * `open` reads only the header and validates it strictly, so later reads can trust every entry;
+ * tensor data is streamed through a FileHandle in element-aligned chunks because checkpoints run
+ * to many GB and must never sit whole in the JS heap.
+ */
+import { open as openFile, rename, unlink, type FileHandle } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { CheckpointError } from '../errors.ts';
+import {
+  ST_DTYPES,
+  alignChunkBytes,
+  assertLittleEndian,
+  bf16ToF32,
+  f16ToF32,
+  isStDType,
+  stDTypeSize,
+  type StDType,
+} from '../tensor/convert.ts';
+
+export interface TensorEntry {
+  readonly key: string;
+  readonly dtype: StDType;
+  readonly shape: readonly number[];
+  /** Path of the safetensors file holding the tensor. */
+  readonly file: string;
+  /** Absolute byte offset of the first element in the file. */
+  readonly offset: number;
+  readonly byteLength: number;
+}
+
+export interface ChunkOptions {
+  /**
+   * Yield the same buffer every time (each chunk is then valid only until the next one is
+   * requested). Saves an allocation per chunk for consumers that write or convert immediately.
+   */
+  reuseBuffer?: boolean;
+}
+
+export interface TensorToWrite {
+  name: string;
+  dtype: StDType;
+  shape: readonly number[];
+  data: Uint8Array;
+}
+
+export const DEFAULT_CHUNK_BYTES = 16 * 1024 * 1024;
+/** Same cap the reference implementation uses; a larger header is corrupt or hostile. */
+export const MAX_HEADER_BYTES = 100 * 1024 * 1024;
+
+const METADATA_KEY = '__metadata__';
+const ENTRY_FIELDS = ['dtype', 'shape', 'data_offsets'] as const;
+
+export class SafetensorsFile {
+  private closed = false;
+
+  private constructor(
+    readonly path: string,
+    private readonly handle: FileHandle,
+    readonly size: number,
+    readonly headerLength: number,
+    readonly entries: ReadonlyMap<string, TensorEntry>,
+    readonly metadata: Readonly<Record<string, string>>,
+  ) {}
+
+  /** Opens `path` and validates its header; tensor data is not read. */
+  static async open(path: string): Promise<SafetensorsFile> {
+    let handle: FileHandle;
+    try {
+      handle = await openFile(path, 'r');
+    } catch (err) {
+      throw new CheckpointError(`${path}: cannot open (${errorText(err)})`);
+    }
+    try {
+      const { size } = await handle.stat();
+      const headerLength = await readHeaderLength(handle, path, size);
+      const headerBytes = new Uint8Array(headerLength);
+      await readExactly(handle, headerBytes, 8, path, 'header');
+      const header = parseHeaderJson(headerBytes, path);
+      const dataStart = 8 + headerLength;
+      const metadata = parseMetadata(header[METADATA_KEY], path);
+      const entries = parseEntries(header, path, dataStart, size - dataStart);
+      return new SafetensorsFile(path, handle, size, headerLength, entries, metadata);
+    } catch (err) {
+      await handle.close();
+      throw err;
+    }
+  }
+
+  /** Tensor keys, sorted. */
+  keys(): string[] {
+    return [...this.entries.keys()].sort();
+  }
+
+  has(key: string): boolean {
+    return this.entries.has(key);
+  }
+
+  entry(key: string): TensorEntry {
+    const found = this.entries.get(key);
+    if (!found) throw new CheckpointError(`${this.path}: no tensor "${key}"`);
+    return found;
+  }
+
+  /** Streams a tensor's bytes in chunks holding whole elements (at most `chunkBytes` each). */
+  async *chunks(entry: TensorEntry, chunkBytes = DEFAULT_CHUNK_BYTES, options: ChunkOptions = {}): AsyncGenerator<Uint8Array> {
+    this.checkOwned(entry);
+    const step = alignChunkBytes(chunkBytes, entry.dtype);
+    let shared: Uint8Array | undefined;
+    for (let done = 0; done < entry.byteLength; done += step) {
+      const length = Math.min(step, entry.byteLength - done);
+      let chunk: Uint8Array;
+      if (options.reuseBuffer) {
+        shared ??= new Uint8Array(Math.min(step, entry.byteLength));
+        chunk = shared.subarray(0, length);
+      } else {
+        chunk = new Uint8Array(length);
+      }
+      await readExactly(this.handle, chunk, entry.offset + done, this.path, `tensor "${entry.key}"`);
+      yield chunk;
+    }
+  }
+
+  /** Reads a whole tensor into one fresh (element-aligned) buffer; meant for small tensors. */
+  async readAll(entry: TensorEntry): Promise<Uint8Array> {
+    this.checkOwned(entry);
+    const bytes = new Uint8Array(entry.byteLength);
+    await readExactly(this.handle, bytes, entry.offset, this.path, `tensor "${entry.key}"`);
+    return bytes;
+  }
+
+  /** Reads an F32/F16/BF16 tensor as float32 values; other dtypes are a CheckpointError. */
+  async readAsFloat32(entry: TensorEntry): Promise<Float32Array> {
+    this.checkOwned(entry);
+    assertLittleEndian();
+    if (entry.dtype === 'F32') {
+      const bytes = await this.readAll(entry);
+      return new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4);
+    }
+    if (entry.dtype !== 'F16' && entry.dtype !== 'BF16') {
+      throw new CheckpointError(
+        `${this.path}: tensor "${entry.key}" is ${entry.dtype}; only F32, F16 and BF16 can be read as float32`,
+      );
+    }
+    // Convert chunk by chunk straight into the result, so the 16-bit copy never exists whole.
+    const widen = entry.dtype === 'F16' ? f16ToF32 : bf16ToF32;
+    const out = new Float32Array(entry.byteLength / 2);
+    let written = 0;
+    for await (const chunk of this.chunks(entry, DEFAULT_CHUNK_BYTES, { reuseBuffer: true })) {
+      const halves = new Uint16Array(chunk.buffer, chunk.byteOffset, chunk.byteLength / 2);
+      widen(halves, out.subarray(written, written + halves.length));
+      written += halves.length;
+    }
+    return out;
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.handle.close();
+  }
+
+  /** Entries carry absolute offsets; using one from another file would read garbage silently. */
+  private checkOwned(entry: TensorEntry): void {
+    if (this.entries.get(entry.key) !== entry) {
+      throw new Error(`tensor entry "${entry.key}" (${entry.file}) does not belong to ${this.path}`);
+    }
+    if (this.closed) throw new Error(`${this.path} is closed`);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Header parsing
+
+async function readHeaderLength(handle: FileHandle, path: string, size: number): Promise<number> {
+  if (size < 8) {
+    throw new CheckpointError(`${path}: file is ${size} bytes, too short to hold the 8-byte header length`);
+  }
+  const prefix = new Uint8Array(8);
+  await readExactly(handle, prefix, 0, path, 'header length');
+  const length = new DataView(prefix.buffer).getBigUint64(0, true);
+  if (length === 0n) throw new CheckpointError(`${path}: header length is 0`);
+  if (length > BigInt(MAX_HEADER_BYTES)) {
+    throw new CheckpointError(`${path}: header length ${length} exceeds the ${MAX_HEADER_BYTES}-byte limit`);
+  }
+  const n = Number(length);
+  if (8 + n > size) {
+    throw new CheckpointError(`${path}: header length ${n} runs past the end of the file (${size} bytes)`);
+  }
+  return n;
+}
+
+function parseHeaderJson(bytes: Uint8Array, path: string): Record<string, unknown> {
+  let text: string;
+  try {
+    text = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }).decode(bytes);
+  } catch {
+    throw new CheckpointError(`${path}: header is not valid UTF-8`);
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (err) {
+    throw new CheckpointError(`${path}: header is not valid JSON (${errorText(err)})`);
+  }
+  if (!isPlainObject(parsed)) throw new CheckpointError(`${path}: header must be a JSON object, got ${describeJson(parsed)}`);
+  return parsed;
+}
+
+function parseMetadata(raw: unknown, path: string): Record<string, string> {
+  if (raw === undefined) return {};
+  if (!isPlainObject(raw)) throw new CheckpointError(`${path}: ${METADATA_KEY} must be an object, got ${describeJson(raw)}`);
+  for (const [key, value] of Object.entries(raw)) {
+    if (typeof value !== 'string') {
+      throw new CheckpointError(`${path}: ${METADATA_KEY} "${key}" must be a string, got ${describeJson(value)}`);
+    }
+  }
+  return raw as Record<string, string>;
+}
+
+function parseEntries(
+  header: Record<string, unknown>,
+  path: string,
+  dataStart: number,
+  dataLength: number,
+): Map<string, TensorEntry> {
+  const entries = new Map<string, TensorEntry>();
+  const ranges: { key: string; begin: number; end: number }[] = [];
+  for (const [key, raw] of Object.entries(header)) {
+    if (key === METADATA_KEY) continue;
+    const where = `${path}: tensor "${key}"`;
+    const { dtype, shape, begin, end } = parseEntryFields(raw, where);
+    if (end > dataLength) {
+      throw new CheckpointError(
+        `${where}: data_offsets [${begin}, ${end}] run past the data section, which holds ${dataLength} bytes`,
+      );
+    }
+    const needed = shape.reduce((a, b) => a * b, 1) * stDTypeSize(dtype);
+    if (end - begin !== needed) {
+      throw new CheckpointError(
+        `${where}: data_offsets [${begin}, ${end}] hold ${end - begin} bytes but shape [${shape.join(',')}] x ${dtype} needs ${needed}`,
+      );
+    }
+    entries.set(key, { key, dtype, shape, file: path, offset: dataStart + begin, byteLength: needed });
+    ranges.push({ key, begin, end });
+  }
+  checkNoOverlap(ranges, path);
+  return entries;
+}
+
+function parseEntryFields(raw: unknown, where: string): { dtype: StDType; shape: number[]; begin: number; end: number } {
+  if (!isPlainObject(raw)) throw new CheckpointError(`${where}: entry must be an object, got ${describeJson(raw)}`);
+  for (const field of ENTRY_FIELDS) {
+    if (!Object.hasOwn(raw, field)) throw new CheckpointError(`${where}: missing field "${field}"`);
+  }
+  for (const field of Object.keys(raw)) {
+    if (!(ENTRY_FIELDS as readonly string[]).includes(field)) {
+      throw new CheckpointError(`${where}: unexpected field "${field}" (expected exactly ${ENTRY_FIELDS.join(', ')})`);
+    }
+  }
+  const { dtype, shape, data_offsets: offsets } = raw;
+  if (typeof dtype !== 'string' || !isStDType(dtype)) {
+    throw new CheckpointError(`${where}: unknown dtype ${JSON.stringify(dtype)} (known: ${Object.keys(ST_DTYPES).join(', ')})`);
+  }
+  if (!Array.isArray(shape) || !shape.every(isNonNegativeSafeInteger)) {
+    throw new CheckpointError(`${where}: shape must be an array of non-negative integers, got ${JSON.stringify(shape)}`);
+  }
+  if (!Array.isArray(offsets) || offsets.length !== 2 || !offsets.every(isNonNegativeSafeInteger) || offsets[0] > offsets[1]) {
+    throw new CheckpointError(
+      `${where}: data_offsets must be [begin, end] with integers 0 <= begin <= end, got ${JSON.stringify(offsets)}`,
+    );
+  }
+  return { dtype, shape, begin: offsets[0], end: offsets[1] };
+}
+
+/** Overlapping tensors would alias each other's bytes. Gaps are allowed (padding), empty tensors skipped. */
+function checkNoOverlap(ranges: { key: string; begin: number; end: number }[], path: string): void {
+  const nonEmpty = ranges.filter((r) => r.end > r.begin).sort((a, b) => a.begin - b.begin || a.end - b.end);
+  for (let i = 1; i < nonEmpty.length; i++) {
+    const prev = nonEmpty[i - 1]!;
+    const cur = nonEmpty[i]!;
+    if (cur.begin < prev.end) {
+      throw new CheckpointError(
+        `${path}: tensor "${prev.key}" data_offsets [${prev.begin}, ${prev.end}] overlap tensor "${cur.key}" data_offsets [${cur.begin}, ${cur.end}]`,
+      );
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Writing
+
+/**
+ * Writes a spec-conformant safetensors file with deterministic bytes: keys sorted, tensors laid
+ * out in key order, header padded with spaces so the data section starts 8-byte aligned. Written
+ * to a temporary sibling and renamed, so readers never see a partial file.
+ */
+export async function writeSafetensors(
+  path: string,
+  tensors: readonly TensorToWrite[],
+  metadata?: Readonly<Record<string, string>>,
+): Promise<void> {
+  const sorted = [...tensors].sort((a, b) => compareStrings(a.name, b.name));
+  checkTensorsToWrite(sorted);
+  const header = encodeHeader(sorted, metadata);
+  const prefix = new Uint8Array(8);
+  new DataView(prefix.buffer).setBigUint64(0, BigInt(header.byteLength), true);
+
+  const tempPath = `${path}.${process.pid}-${randomBytes(4).toString('hex')}.tmp`;
+  const handle = await openFile(tempPath, 'wx');
+  try {
+    let position = 0;
+    for (const part of [prefix, header, ...sorted.map((t) => t.data)]) {
+      await writeExactly(handle, part, position);
+      position += part.byteLength;
+    }
+    await handle.datasync();
+    await handle.close();
+    await rename(tempPath, path);
+  } catch (err) {
+    await handle.close().catch(() => {});
+    await unlink(tempPath).catch(() => {});
+    throw err;
+  }
+}
+
+function checkTensorsToWrite(tensors: readonly TensorToWrite[]): void {
+  for (let i = 0; i < tensors.length; i++) {
+    const { name, dtype, shape, data } = tensors[i]!;
+    if (name === METADATA_KEY) throw new Error(`tensor name "${METADATA_KEY}" is reserved`);
+    if (i > 0 && tensors[i - 1]!.name === name) throw new Error(`duplicate tensor name "${name}"`);
+    if (!isStDType(dtype)) throw new Error(`tensor "${name}": unknown dtype "${dtype}"`);
+    if (shape.some((d) => !isNonNegativeSafeInteger(d))) throw new Error(`tensor "${name}": invalid shape [${shape.join(',')}]`);
+    const needed = shape.reduce((a, b) => a * b, 1) * stDTypeSize(dtype);
+    if (data.byteLength !== needed) {
+      throw new Error(`tensor "${name}": ${data.byteLength} bytes given but shape [${shape.join(',')}] x ${dtype} needs ${needed}`);
+    }
+  }
+}
+
+/** Header JSON built by hand: JSON.stringify would hoist integer-like keys out of sorted order. */
+function encodeHeader(sorted: readonly TensorToWrite[], metadata?: Readonly<Record<string, string>>): Uint8Array {
+  const members: string[] = [];
+  if (metadata && Object.keys(metadata).length > 0) {
+    const pairs = Object.keys(metadata)
+      .sort(compareStrings)
+      .map((k) => `${JSON.stringify(k)}:${JSON.stringify(metadata[k])}`);
+    members.push(`${JSON.stringify(METADATA_KEY)}:{${pairs.join(',')}}`);
+  }
+  let offset = 0;
+  for (const t of sorted) {
+    const end = offset + t.data.byteLength;
+    const entry = `{"dtype":${JSON.stringify(t.dtype)},"shape":${JSON.stringify(t.shape)},"data_offsets":[${offset},${end}]}`;
+    members.push(`${JSON.stringify(t.name)}:${entry}`);
+    offset = end;
+  }
+  const json = new TextEncoder().encode(`{${members.join(',')}}`);
+  const padded = new Uint8Array(Math.ceil(json.byteLength / 8) * 8).fill(0x20);
+  padded.set(json);
+  return padded;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Helpers
+
+async function readExactly(handle: FileHandle, into: Uint8Array, position: number, path: string, what: string): Promise<void> {
+  let filled = 0;
+  while (filled < into.byteLength) {
+    const { bytesRead } = await handle.read(into, filled, into.byteLength - filled, position + filled);
+    if (bytesRead === 0) {
+      throw new CheckpointError(`${path}: file ended while reading ${what} (was it truncated after opening?)`);
+    }
+    filled += bytesRead;
+  }
+}
+
+async function writeExactly(handle: FileHandle, data: Uint8Array, position: number): Promise<void> {
+  let written = 0;
+  while (written < data.byteLength) {
+    const { bytesWritten } = await handle.write(data, written, data.byteLength - written, position + written);
+    written += bytesWritten;
+  }
+}
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function isNonNegativeSafeInteger(value: unknown): value is number {
+  return typeof value === 'number' && Number.isSafeInteger(value) && value >= 0;
+}
+
+function describeJson(value: unknown): string {
+  if (value === null) return 'null';
+  if (Array.isArray(value)) return 'an array';
+  return typeof value === 'object' ? 'an object' : `${typeof value} ${JSON.stringify(value)}`;
+}
+
+/** Code-unit order, spelled out so sorting never depends on locale. */
+function compareStrings(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+export function errorText(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
