@@ -64,6 +64,7 @@ export class Value {
 export type Init =
   | { kind: 'zeros' }
   | { kind: 'ones' }
+  | { kind: 'constant'; value: number }
   | { kind: 'normal'; std: number; mean?: number }
   | { kind: 'uniform'; bound: number }
   | { kind: 'trunc_normal'; std: number };

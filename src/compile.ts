@@ -1,0 +1,46 @@
+/**
+ * DSL -> IR: trace a model's forward into a graph, then run the passes that make it small,
+ * checked and deterministic.
+ */
+import { GraphBuilder, withBuilder } from './ir/builder.ts';
+import { Value, type Graph } from './ir/graph.ts';
+import { resetFreshDims } from './ir/dims.ts';
+import { assignPaths, collectParams } from './dsl/module.ts';
+import { applyFreezeRules } from './dsl/freeze.ts';
+import type { Model } from './dsl/model.ts';
+import { foldShapes } from './passes/fold-shapes.ts';
+import { removeDeadNodes } from './passes/dead-nodes.ts';
+import { nameGraph } from './passes/naming.ts';
+import { checkOpset } from './passes/opset.ts';
+
+export const DEFAULT_OPSET = 17;
+
+export interface CompileOptions {
+  opset?: number;
+}
+
+export function compile(model: Model, options: CompileOptions = {}): Graph {
+  const opset = options.opset ?? DEFAULT_OPSET;
+  resetFreshDims();
+  assignPaths(model);
+  const params = collectParams(model);
+  applyFreezeRules(params, model.train, model.aliases());
+  const inputs = model.inputs().map((spec) => {
+    const v = new Value('input', spec.dtype, spec.shape);
+    v.name = spec.name;
+    return v;
+  });
+  const builder = new GraphBuilder(opset);
+  const named = withBuilder(builder, () => builder.withScope('', model.site, () => model.forward(...inputs)));
+  const outputs = Object.entries(named).map(([name, v]) => {
+    if (v.name !== undefined && v.kind !== 'node') throw new Error(`output '${name}' must be computed, not a ${v.kind}`);
+    v.name = name;
+    return v;
+  });
+  const graph: Graph = { name: model.metadata()['vlmc.model'] ?? 'model', opset, inputs, outputs, nodes: builder.nodes, params, metadata: model.metadata() };
+  foldShapes(graph);
+  removeDeadNodes(graph);
+  nameGraph(graph);
+  checkOpset(graph);
+  return graph;
+}

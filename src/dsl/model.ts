@@ -1,0 +1,30 @@
+/**
+ * A model: the root module of a graph file. It declares its graph inputs, computes named outputs,
+ * and carries the freeze rules and the aliases they may use.
+ */
+import type { DType } from '../ir/dtype.ts';
+import type { Dim } from '../ir/graph.ts';
+import { Module, type Tensor } from './module.ts';
+import type { FreezeRule } from './freeze.ts';
+
+export interface InputSpec {
+  name: string;
+  dtype: DType;
+  shape: Dim[];
+}
+
+export abstract class Model extends Module {
+  /** Freeze rules, applied in order (see freeze.ts). Empty: everything trains. */
+  train: FreezeRule[] = [];
+  /** Short names for module paths usable in freeze rules (`vision` -> `vision_model`). */
+  aliases(): Record<string, string> {
+    return {};
+  }
+  abstract inputs(): InputSpec[];
+  /** Named outputs, in the graph's output order. */
+  abstract forward(...inputs: Tensor[]): Record<string, Tensor>;
+  /** Free-form facts carried into the artifact (e.g. the image-context token id). */
+  metadata(): Record<string, string> {
+    return {};
+  }
+}

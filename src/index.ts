@@ -1,0 +1,26 @@
+/**
+ * vlmc's library API: everything the CLI does is available here first.
+ * Graph files import the DSL and the zoo from 'vlmc'.
+ */
+export { Module, ModuleList, fail, assignPaths, collectParams, collectModules, type Tensor } from './dsl/module.ts';
+export { Model, type InputSpec } from './dsl/model.ts';
+export { freeze, unfreeze, preset, PRESETS, applyFreezeRules, type FreezeRule } from './dsl/freeze.ts';
+export { i64, i64Scalar, f32, f32Scalar } from './dsl/constants.ts';
+export * as op from './ops/index.ts';
+export * as nn from './nn/index.ts';
+
+export { internViT, InternVisionModel, type InternViTConfig } from './models/internvit.ts';
+export { internvl, InternVLChatModel, type InternVLOptions } from './models/internvl.ts';
+export { Projector, pixelShuffle, type ProjectorConfig, type PsVersion } from './models/projector.ts';
+export { llama, qwen2, LlamaForCausalLM } from './models/llm/llama.ts';
+export { internlm2, InternLM2ForCausalLM } from './models/llm/internlm2.ts';
+export { phi3, Phi3ForCausalLM } from './models/llm/phi3.ts';
+export { CausalLM, type DecoderConfig } from './models/llm/decoder.ts';
+export { LLM_FAMILIES, llmFromHF } from './models/llm/index.ts';
+export type { RopeScaling } from './nn/rotary.ts';
+export { internvlFromConfig, internvlFromParts, visionFromHF } from './models/from-config.ts';
+
+export { compile, DEFAULT_OPSET, type CompileOptions } from './compile.ts';
+export type { Graph, Node, Value, Param, Dim, Shape } from './ir/graph.ts';
+export { UserError, GraphError, CheckpointError } from './errors.ts';
+export { Checkpoint } from './checkpoint/checkpoint.ts';

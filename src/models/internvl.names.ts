@@ -1,0 +1,33 @@
+/**
+ * Where each part of an InternVL model's weights comes from, as data. Path A reads every parameter
+ * from the unified checkpoint under its own name. Path B assembles: the ViT from a standalone
+ * InternViT checkpoint (keys without `vision_model.`), the LLM from a standalone LLM checkpoint
+ * (keys without `language_model.`), and a new projector.
+ */
+export interface PartLayout {
+  /** Prefix of the part's parameters in the unified layout. */
+  prefix: string;
+  /** Path B source: a standalone checkpoint, or freshly initialised. */
+  pathB: 'vision' | 'llm' | 'init';
+}
+
+export const INTERNVL_PARTS: PartLayout[] = [
+  { prefix: 'vision_model.', pathB: 'vision' },
+  { prefix: 'mlp1.', pathB: 'init' },
+  { prefix: 'language_model.', pathB: 'llm' },
+];
+
+/** Checkpoint keys that are not parameters of the graph but are safe to leave unused. */
+export const IGNORABLE_KEYS: RegExp[] = [
+  // Rotary caches some exporters save as buffers; the graph computes them.
+  /(^|\.)rotary_emb\.inv_freq$/,
+];
+
+/**
+ * Keys a checkpoint may hold for a head tied to the embedding (some exporters save the duplicate):
+ * unified key -> the parameter it duplicates.
+ */
+export const TIED_DUPLICATES: Record<string, string> = {
+  'language_model.lm_head.weight': 'language_model.model.embed_tokens.weight',
+  'language_model.output.weight': 'language_model.model.tok_embeddings.weight',
+};

@@ -1,0 +1,136 @@
+/**
+ * The composite InternVL model (OpenGVLab `modeling_internvl_chat.py`, InternVLChatModel): every
+ * tile goes through the ViT; the selected hidden state (class token dropped) is pixel-shuffled and
+ * projected by `mlp1`; the projected tokens of tiles with image_flags == 1 replace, in order over
+ * the flattened [batch*seq] ids, the embeddings at `<IMG_CONTEXT>` positions; the LLM gives logits.
+ */
+import { fail, type Tensor } from '../dsl/module.ts';
+import { Model, type InputSpec } from '../dsl/model.ts';
+import type { FreezeRule } from '../dsl/freeze.ts';
+import * as op from '../ops/index.ts';
+import { f32, i64, i64Scalar } from '../dsl/constants.ts';
+import { reshape } from '../nn/layers.ts';
+import { DTYPES } from '../ir/dtype.ts';
+import type { InternVisionModel } from './internvit.ts';
+import type { CausalLM } from './llm/decoder.ts';
+import { Projector, pixelShuffle, type PsVersion } from './projector.ts';
+
+export interface InternVLOptions {
+  vision: InternVisionModel;
+  llm: CausalLM;
+  /** Pixel shuffle ratio; 0.5 = 4 patches per token. */
+  downsampleRatio?: number;
+  psVersion?: PsVersion;
+  /** Which ViT hidden state feeds the projector; -1 = last layer. */
+  selectLayer?: number;
+  /** Tile size fed to the ViT (config.force_image_size); defaults to the ViT's own image size. */
+  imageSize?: number;
+  /** Id of `<IMG_CONTEXT>`; when omitted it comes from the CLI or the checkpoint's tokenizer files. */
+  imgContextTokenId?: number;
+  train?: FreezeRule[];
+  /** Name used in the artifact and lock files. */
+  name?: string;
+}
+
+export class InternVLChatModel extends Model {
+  readonly vision_model: InternVisionModel;
+  readonly mlp1: Projector;
+  readonly language_model: CausalLM;
+  readonly options: Required<Omit<InternVLOptions, 'vision' | 'llm' | 'train' | 'imgContextTokenId'>> & { imgContextTokenId: number | undefined };
+
+  constructor(o: InternVLOptions) {
+    super();
+    const visionCfg = o.vision.config;
+    this.options = {
+      downsampleRatio: o.downsampleRatio ?? 0.5,
+      psVersion: o.psVersion ?? 'v2',
+      selectLayer: o.selectLayer ?? -1,
+      imageSize: o.imageSize ?? visionCfg.imageSize,
+      imgContextTokenId: o.imgContextTokenId,
+      name: o.name ?? 'internvl',
+    };
+    this.vision_model = o.vision;
+    this.mlp1 = new Projector({
+      visionHidden: visionCfg.hidden,
+      llmHidden: o.llm.config.hidden,
+      downsampleRatio: this.options.downsampleRatio,
+      psVersion: this.options.psVersion,
+    });
+    this.language_model = o.llm;
+    this.train = o.train ?? [];
+  }
+
+  override aliases(): Record<string, string> {
+    return {
+      vision: 'vision_model',
+      'vision.layers': 'vision_model.encoder.layers',
+      projector: 'mlp1',
+      llm: 'language_model',
+      'llm.layers': 'language_model.model.layers',
+    };
+  }
+
+  /** Tokens each tile contributes: (image/patch)^2 * ratio^2. */
+  get tokensPerTile(): number {
+    const { imageSize, downsampleRatio } = this.options;
+    return Math.round((imageSize / this.vision_model.config.patchSize) ** 2 * downsampleRatio ** 2);
+  }
+
+  inputs(): InputSpec[] {
+    const s = this.options.imageSize;
+    return [
+      { name: 'pixel_values', dtype: 'float32', shape: ['tiles', 3, s, s] },
+      { name: 'input_ids', dtype: 'int64', shape: ['batch', 'seq'] },
+      { name: 'image_flags', dtype: 'int64', shape: ['tiles'] },
+    ];
+  }
+
+  forward(pixelValues: Tensor, inputIds: Tensor, imageFlags: Tensor): Record<string, Tensor> {
+    const vitEmbeds = this.extractFeature(pixelValues);
+    const embeds = this.spliceImageTokens(this.language_model.embed(inputIds), inputIds, vitEmbeds, imageFlags);
+    return { logits: this.language_model.call(embeds), vit_embeds: vitEmbeds };
+  }
+
+  /** ViT -> drop class token -> pixel shuffle -> mlp1: [tiles, tokens_per_tile, llm_hidden]. */
+  extractFeature(pixelValues: Tensor): Tensor {
+    const hidden = this.vision_model.call(pixelValues, this.options.selectLayer);
+    const patches = op.Slice(hidden, i64([1]), i64([Number.MAX_SAFE_INTEGER]), i64([1]));
+    const n = (patches.shape[1] as number);
+    const side = Math.round(Math.sqrt(n));
+    if (side * side !== n) fail(`the ViT gives ${n} patch tokens, not a square grid`);
+    const grid = reshape(patches, [0, side, side, this.vision_model.config.hidden]);
+    return this.mlp1.call(pixelShuffle(grid, this.options.downsampleRatio, this.options.psVersion));
+  }
+
+  /** Replace `<IMG_CONTEXT>` embeddings, in row-major order, by the flagged tiles' tokens. */
+  spliceImageTokens(textEmbeds: Tensor, inputIds: Tensor, vitEmbeds: Tensor, imageFlags: Tensor): Tensor {
+    const contextId = this.options.imgContextTokenId;
+    if (contextId === undefined) fail('the <IMG_CONTEXT> token id is unknown: set imgContextTokenId in the graph, pass --img-context-token-id, or build with a checkpoint whose tokenizer files name it');
+    const hidden = this.language_model.config.hidden;
+    const kept = op.Compress(vitEmbeds, op.Equal(imageFlags, i64Scalar(1)), { axis: 0 });
+    // A zero row at the end keeps Gather in range where no position is an image position.
+    const tokens = op.Concat([reshape(kept, [-1, hidden]), f32(new Array(hidden).fill(0), [1, hidden])], { axis: 0 });
+    const isImage = op.Equal(inputIds, i64Scalar(contextId));
+    const flatCount = op.CumSum(reshape(op.Cast(isImage, { to: DTYPES.int64.onnx }), [-1]), i64Scalar(0));
+    const order = op.Reshape(op.Sub(flatCount, i64Scalar(1)), op.Shape(inputIds));
+    const index = op.Where(isImage, order, i64Scalar(0));
+    const imageEmbeds = op.Gather(tokens, index, { axis: 0 });
+    return op.Where(op.Unsqueeze(isImage, i64([-1])), imageEmbeds, textEmbeds);
+  }
+
+  override metadata(): Record<string, string> {
+    const o = this.options;
+    return {
+      'vlmc.model': o.name,
+      'vlmc.img_context_token_id': String(o.imgContextTokenId ?? ''),
+      'vlmc.tokens_per_tile': String(this.tokensPerTile),
+      'vlmc.select_layer': String(o.selectLayer),
+      'vlmc.downsample_ratio': String(o.downsampleRatio),
+      'vlmc.ps_version': o.psVersion,
+    };
+  }
+}
+
+export function internvl(options: InternVLOptions): InternVLChatModel {
+  return new InternVLChatModel(options);
+}

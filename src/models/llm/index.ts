@@ -1,0 +1,48 @@
+/** The LLM families vlmc knows, by the Hugging Face architecture name in their config.json. */
+import { UserError } from '../../errors.ts';
+import type { CausalLM, DecoderConfig } from './decoder.ts';
+import { decoderConfigFromHF, optBool, type HFConfig } from './hf-config.ts';
+import { internlm2 } from './internlm2.ts';
+import { llama, qwen2 } from './llama.ts';
+import { phi3 } from './phi3.ts';
+
+export interface LLMFamily {
+  /** Name used in graph files (`qwen2({...})`). */
+  builder: string;
+  build(config: DecoderConfig): CausalLM;
+  /** Family-specific config fields on top of the common ones. */
+  adjust?(config: DecoderConfig, hf: HFConfig): DecoderConfig;
+}
+
+export const LLM_FAMILIES: Record<string, LLMFamily> = {
+  Qwen2ForCausalLM: { builder: 'qwen2', build: qwen2, adjust: (c) => ({ ...c, qkvBias: true }) },
+  LlamaForCausalLM: { builder: 'llama', build: llama },
+  InternLM2ForCausalLM: {
+    builder: 'internlm2',
+    build: internlm2,
+    // InternLM2 has one `bias` flag for wqkv and wo.
+    adjust: (c, hf) => ({ ...c, qkvBias: optBool(hf, 'bias', false), oBias: optBool(hf, 'bias', false) }),
+  },
+  Phi3ForCausalLM: { builder: 'phi3', build: phi3 },
+};
+
+export function llmFamily(architecture: string, where: string): LLMFamily {
+  const family = LLM_FAMILIES[architecture];
+  if (!family) {
+    throw new UserError(`${where}: unknown LLM architecture '${architecture}'; supported: ${Object.keys(LLM_FAMILIES).join(', ')}`);
+  }
+  return family;
+}
+
+export function architectureOf(hf: HFConfig, where: string): string {
+  const archs = hf.architectures;
+  if (!Array.isArray(archs) || typeof archs[0] !== 'string') throw new UserError(`${where}: 'architectures' must name the model class`);
+  return archs[0];
+}
+
+/** The LLM described by a Hugging Face config.json. */
+export function llmFromHF(hf: HFConfig, where: string): CausalLM {
+  const family = llmFamily(architectureOf(hf, where), where);
+  const base = decoderConfigFromHF(hf, where);
+  return family.build(family.adjust ? family.adjust(base, hf) : base);
+}

@@ -1,0 +1,100 @@
+/**
+ * Shared building blocks with parameters: Linear, LayerNorm, RMSNorm, Embedding. Each mirrors the
+ * PyTorch module of the same name, so parameter names and shapes match checkpoints.
+ */
+import { Module, type Tensor } from '../dsl/module.ts';
+import type { Param } from '../ir/graph.ts';
+import * as op from '../ops/index.ts';
+import { f32Scalar, i64 } from '../dsl/constants.ts';
+
+/** torch.nn.Linear: y = x W^T + b, W stored [out, in]. */
+export class Linear extends Module {
+  readonly weight: Param;
+  readonly bias: Param | undefined;
+  constructor(
+    readonly inFeatures: number,
+    readonly outFeatures: number,
+    opts: { bias?: boolean } = {},
+  ) {
+    super();
+    const bound = 1 / Math.sqrt(inFeatures);
+    this.weight = this.param([outFeatures, inFeatures], { kind: 'uniform', bound });
+    this.bias = opts.bias === false ? undefined : this.param([outFeatures], { kind: 'uniform', bound });
+  }
+  forward(x: Tensor): Tensor {
+    const y = op.MatMul(x, op.Transpose(this.weight.value, { perm: [1, 0] }));
+    return this.bias ? op.Add(y, this.bias.value) : y;
+  }
+}
+
+/** torch.nn.LayerNorm over the last dim. */
+export class LayerNorm extends Module {
+  readonly weight: Param;
+  readonly bias: Param;
+  constructor(
+    readonly dim: number,
+    readonly eps = 1e-5,
+  ) {
+    super();
+    this.weight = this.param([dim], { kind: 'ones' });
+    this.bias = this.param([dim], { kind: 'zeros' });
+  }
+  forward(x: Tensor): Tensor {
+    return op.LayerNormalization(x, this.weight.value, this.bias.value, { axis: -1, epsilon: this.eps });
+  }
+}
+
+/** RMSNorm as in Llama / InternRMSNorm: x / sqrt(mean(x^2) + eps) * w, computed in fp32. */
+export class RMSNorm extends Module {
+  readonly weight: Param;
+  constructor(
+    readonly dim: number,
+    readonly eps = 1e-6,
+  ) {
+    super();
+    this.weight = this.param([dim], { kind: 'ones' });
+  }
+  forward(x: Tensor): Tensor {
+    return op.Mul(rmsNormalize(x, this.eps), this.weight.value);
+  }
+}
+
+export function rmsNormalize(x: Tensor, eps: number): Tensor {
+  const variance = op.ReduceMean(op.Mul(x, x), { axes: [-1], keepdims: 1 });
+  return op.Mul(x, op.Reciprocal(op.Sqrt(op.Add(variance, f32Scalar(eps)))));
+}
+
+/** torch.nn.Embedding; `paddingIdx` is recorded for training (its row gets no gradient). */
+export class Embedding extends Module {
+  readonly weight: Param;
+  constructor(
+    readonly vocab: number,
+    readonly dim: number,
+    readonly paddingIdx?: number,
+  ) {
+    super();
+    this.weight = this.param([vocab, dim], { kind: 'normal', std: 0.02 });
+  }
+  forward(ids: Tensor): Tensor {
+    return op.Gather(this.weight.value, ids, { axis: 0 });
+  }
+  /** Logits against the embedding matrix (tied lm_head). */
+  attend(h: Tensor): Tensor {
+    return op.MatMul(h, op.Transpose(this.weight.value, { perm: [1, 0] }));
+  }
+}
+
+/** Exact (erf) GELU, as torch.nn.GELU() and transformers' "gelu". */
+export function gelu(x: Tensor): Tensor {
+  const cdf = op.Add(f32Scalar(1), op.Erf(op.Mul(x, f32Scalar(Math.SQRT1_2))));
+  return op.Mul(op.Mul(x, cdf), f32Scalar(0.5));
+}
+
+export function silu(x: Tensor): Tensor {
+  return op.Mul(x, op.Sigmoid(x));
+}
+
+/** Reshape to a literal target (0 copies the input's dim, -1 is inferred). */
+export function reshape(x: Tensor, shape: number[]): Tensor {
+  return op.Reshape(x, i64(shape));
+}

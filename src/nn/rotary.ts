@@ -1,0 +1,106 @@
+/**
+ * Rotary position embeddings (Llama layout: rotate_half over the whole head dim), with the scaling
+ * variants the released checkpoints use. Sequence-dependent variants (dynamic NTK, LongRoPE) are
+ * computed in the graph from the actual sequence length, so one graph serves every length.
+ */
+import type { Tensor } from '../dsl/module.ts';
+import * as op from '../ops/index.ts';
+import { f32, f32Scalar, i64, i64Scalar } from '../dsl/constants.ts';
+import { DTYPES } from '../ir/dtype.ts';
+
+export type RopeScaling =
+  | { type: 'linear'; factor: number }
+  | { type: 'dynamic'; factor: number }
+  | { type: 'llama3'; factor: number; lowFreqFactor: number; highFreqFactor: number; originalMaxPositions: number }
+  | { type: 'longrope'; shortFactor: number[]; longFactor: number[]; originalMaxPositions: number; attentionFactor?: number };
+
+export interface RopeConfig {
+  theta: number;
+  headDim: number;
+  maxPositions: number;
+  scaling?: RopeScaling | undefined;
+}
+
+export interface RotaryTables {
+  /** [seq, 1, head_dim], broadcast over batch-first [b, seq, heads, head_dim]. */
+  cos: Tensor;
+  sin: Tensor;
+}
+
+/** Exponents 2i/d for i < d/2. */
+function exponents(dim: number): number[] {
+  return Array.from({ length: dim / 2 }, (_, i) => (2 * i) / dim);
+}
+
+function invFreq(theta: number, dim: number): number[] {
+  return exponents(dim).map((e) => 1 / theta ** e);
+}
+
+/** Llama-3.1 frequency smoothing, a static transform of inv_freq. */
+function llama3InvFreq(base: number[], s: Extract<RopeScaling, { type: 'llama3' }>): number[] {
+  const lowWavelen = s.originalMaxPositions / s.lowFreqFactor;
+  const highWavelen = s.originalMaxPositions / s.highFreqFactor;
+  return base.map((f) => {
+    const wavelen = (2 * Math.PI) / f;
+    if (wavelen < highWavelen) return f;
+    if (wavelen > lowWavelen) return f / s.factor;
+    const smooth = (s.originalMaxPositions / wavelen - s.lowFreqFactor) / (s.highFreqFactor - s.lowFreqFactor);
+    return (1 - smooth) * (f / s.factor) + smooth * f;
+  });
+}
+
+/** cos/sin tables for positions 0..seq-1; `seq` is an int64 scalar tensor. */
+export function rotaryTables(seq: Tensor, cfg: RopeConfig): RotaryTables {
+  const d = cfg.headDim;
+  const s = cfg.scaling;
+  let positions = op.Cast(op.Range(i64Scalar(0), seq, i64Scalar(1)), { to: DTYPES.float32.onnx });
+  if (s?.type === 'linear') positions = op.Div(positions, f32Scalar(s.factor));
+  const freqs = op.Mul(op.Unsqueeze(positions, i64([1])), inverseFrequencies(seq, cfg));
+  const emb = op.Concat([freqs, freqs], { axis: -1 });
+  let cos = op.Cos(emb);
+  let sin = op.Sin(emb);
+  const attentionFactor = s?.type === 'longrope' ? longropeAttentionFactor(s, cfg.maxPositions) : 1;
+  if (attentionFactor !== 1) {
+    cos = op.Mul(cos, f32Scalar(attentionFactor));
+    sin = op.Mul(sin, f32Scalar(attentionFactor));
+  }
+  return { cos: op.Unsqueeze(cos, i64([1])), sin: op.Unsqueeze(sin, i64([1])) };
+}
+
+/** inv_freq as a [head_dim/2] tensor; constant unless the scaling depends on the sequence length. */
+function inverseFrequencies(seq: Tensor, cfg: RopeConfig): Tensor {
+  const d = cfg.headDim;
+  const s = cfg.scaling;
+  if (s?.type === 'dynamic') {
+    // Dynamic NTK: past max positions the base grows with the sequence length.
+    const seqF = op.Cast(seq, { to: DTYPES.float32.onnx });
+    const grown = op.Mul(
+      f32Scalar(cfg.theta),
+      op.Pow(op.Sub(op.Mul(seqF, f32Scalar(s.factor / cfg.maxPositions)), f32Scalar(s.factor - 1)), f32Scalar(d / (d - 2))),
+    );
+    const base = op.Where(op.Greater(seq, i64Scalar(cfg.maxPositions)), grown, f32Scalar(cfg.theta));
+    return op.Reciprocal(op.Pow(base, f32(exponents(d))));
+  }
+  if (s?.type === 'longrope') {
+    const ext = (factors: number[]) => f32(exponents(d).map((e, i) => 1 / (factors[i]! * cfg.theta ** e)));
+    const long = op.Greater(seq, i64Scalar(s.originalMaxPositions));
+    return op.Where(long, ext(s.longFactor), ext(s.shortFactor));
+  }
+  const base = invFreq(cfg.theta, d);
+  return f32(s?.type === 'llama3' ? llama3InvFreq(base, s) : base);
+}
+
+function longropeAttentionFactor(s: Extract<RopeScaling, { type: 'longrope' }>, maxPositions: number): number {
+  if (s.attentionFactor !== undefined) return s.attentionFactor;
+  const scale = maxPositions / s.originalMaxPositions;
+  return scale <= 1 ? 1 : Math.sqrt(1 + Math.log(scale) / Math.log(s.originalMaxPositions));
+}
+
+/** x * cos + rotate_half(x) * sin, for x [b, seq, heads, head_dim]. */
+export function applyRotary(x: Tensor, t: RotaryTables, headDim: number): Tensor {
+  const half = headDim / 2;
+  const x1 = op.Slice(x, i64([0]), i64([half]), i64([-1]));
+  const x2 = op.Slice(x, i64([half]), i64([headDim]), i64([-1]));
+  const rotated = op.Concat([op.Neg(x2), x1], { axis: -1 });
+  return op.Add(op.Mul(x, t.cos), op.Mul(rotated, t.sin));
+}

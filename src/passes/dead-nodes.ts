@@ -1,0 +1,14 @@
+/** Removes nodes whose outputs no graph output depends on. Parameters stay (they are the model). */
+import type { Graph, Node, Value } from '../ir/graph.ts';
+
+export function removeDeadNodes(graph: Graph): void {
+  const live = new Set<Value>(graph.outputs);
+  const kept: Node[] = [];
+  for (let i = graph.nodes.length - 1; i >= 0; i--) {
+    const node = graph.nodes[i]!;
+    if (!node.outputs.some((o) => live.has(o))) continue;
+    kept.push(node);
+    for (const v of node.inputs) if (v) live.add(v);
+  }
+  graph.nodes = kept.reverse();
+}
