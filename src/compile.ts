@@ -12,11 +12,15 @@ import { foldShapes } from './passes/fold-shapes.ts';
 import { removeDeadNodes } from './passes/dead-nodes.ts';
 import { nameGraph } from './passes/naming.ts';
 import { checkOpset } from './passes/opset.ts';
+import { storeParamsAs } from './passes/param-storage.ts';
+import type { ParamDType } from './ir/dtype.ts';
 
 export const DEFAULT_OPSET = 17;
 
 export interface CompileOptions {
   opset?: number;
+  /** Element type parameters are stored in; the graph computes in fp32 either way. */
+  paramDtype?: ParamDType;
 }
 
 export function compile(model: Model, options: CompileOptions = {}): Graph {
@@ -40,6 +44,7 @@ export function compile(model: Model, options: CompileOptions = {}): Graph {
   const graph: Graph = { name: model.metadata()['vlmc.model'] ?? 'model', opset, inputs, outputs, nodes: builder.nodes, params, metadata: model.metadata() };
   foldShapes(graph);
   removeDeadNodes(graph);
+  storeParamsAs(graph, options.paramDtype ?? 'float32');
   nameGraph(graph);
   checkOpset(graph);
   return graph;

@@ -73,14 +73,25 @@ export type Init =
 export class Param {
   trainable = true;
   readonly value: Value;
+  private _name: string;
   constructor(
-    public name: string,
+    name: string,
     readonly shape: number[],
     readonly dtype: ParamDType,
     readonly init: Init,
   ) {
+    this._name = name;
     this.value = new Value('param', 'float32', shape);
     this.value.param = this;
+    this.value.name = name;
+  }
+  get name(): string {
+    return this._name;
+  }
+  /** Renaming a parameter renames the graph value that carries it. */
+  set name(name: string) {
+    this._name = name;
+    this.value.name = name;
   }
 }
 

@@ -1,0 +1,117 @@
+/**
+ * Binding: decide, before anything is written, where every parameter's bytes come from, and check
+ * the whole mapping at once the way `load_state_dict(strict=True)` does: every missing key,
+ * unexpected key, shape mismatch and dtype problem is reported together, naming file and key.
+ */
+import * as nodePath from 'node:path';
+import { CheckpointError } from '../errors.ts';
+import type { Param } from '../ir/graph.ts';
+import type { Checkpoint } from '../checkpoint/checkpoint.ts';
+import { isFloatStDType } from '../tensor/convert.ts';
+import { IGNORABLE_KEYS, INTERNVL_PARTS, TIED_DUPLICATES } from '../models/internvl.names.ts';
+
+/** A named checkpoint the build reads from: `unified` (Path A) or `vision` / `llm` (Path B). */
+export interface WeightSource {
+  role: 'unified' | 'vision' | 'llm';
+  checkpoint: Checkpoint;
+}
+
+export type ParamOrigin =
+  | { kind: 'checkpoint'; source: WeightSource; key: string }
+  | { kind: 'init' };
+
+export interface BoundParam {
+  param: Param;
+  origin: ParamOrigin;
+}
+
+export type BuildPath = 'A' | 'B' | 'none';
+
+export interface BindPlan {
+  path: BuildPath;
+  seed: number;
+  params: BoundParam[];
+  sources: WeightSource[];
+}
+
+export interface BindOptions {
+  seed?: number;
+  /** Globs of parameter names that may be missing (they take their declared init). */
+  allowMissing?: string[];
+  /** Globs of checkpoint keys that may be left unused. */
+  ignoreUnexpected?: string[];
+}
+
+/** Where a parameter is looked up, per path. */
+function locate(param: Param, path: BuildPath, sources: WeightSource[]): { source: WeightSource; key: string } | 'init' {
+  if (path === 'none') return 'init';
+  if (path === 'A') return { source: sources[0]!, key: param.name };
+  const part = INTERNVL_PARTS.find((p) => param.name.startsWith(p.prefix));
+  if (!part || part.pathB === 'init') return 'init';
+  const source = sources.find((s) => s.role === part.pathB)!;
+  return { source, key: param.name.slice(part.prefix.length) };
+}
+
+/** The unified-layout key a source key stands for (for Path B reports). */
+function unifiedKey(source: WeightSource, key: string): string {
+  const part = INTERNVL_PARTS.find((p) => p.pathB === source.role);
+  return part ? part.prefix + key : key;
+}
+
+export function planBinding(params: Param[], path: BuildPath, sources: WeightSource[], options: BindOptions = {}): BindPlan {
+  const problems: string[] = [];
+  const used = new Map<WeightSource, Set<string>>(sources.map((s) => [s, new Set()]));
+  const allowMissing = (options.allowMissing ?? []).map(globToRegExp);
+  const bound: BoundParam[] = params.map((param) => {
+    const where = locate(param, path, sources);
+    if (where === 'init') return { param, origin: { kind: 'init' } };
+    const { source, key } = where;
+    const ckpt = source.checkpoint;
+    if (!ckpt.has(key)) {
+      if (allowMissing.some((re) => re.test(param.name))) return { param, origin: { kind: 'init' } };
+      problems.push(`missing     ${key}  [${param.shape.join(', ')}] is not in ${source.role} checkpoint ${ckpt.dir}`);
+      return { param, origin: { kind: 'init' } };
+    }
+    used.get(source)!.add(key);
+    const entry = ckpt.entry(key);
+    const file = nodePath.basename(entry.file);
+    if (!sameShape(entry.shape, param.shape)) {
+      problems.push(`shape       ${key}: graph [${param.shape.join(', ')}], checkpoint [${entry.shape.join(', ')}] (${file})`);
+    }
+    if (!isFloatStDType(entry.dtype)) problems.push(`dtype       ${key}: ${entry.dtype} in ${file}; parameters must be F32, F16 or BF16`);
+    return { param, origin: { kind: 'checkpoint', source, key } };
+  });
+  problems.push(...unexpectedKeys(sources, used, path, options.ignoreUnexpected ?? []));
+  if (problems.length > 0) {
+    throw new CheckpointError(`the checkpoint does not match the graph (${problems.length} problem${problems.length === 1 ? '' : 's'}):\n  ${problems.join('\n  ')}`);
+  }
+  return { path, seed: options.seed ?? 0, params: bound, sources };
+}
+
+function unexpectedKeys(sources: WeightSource[], used: Map<WeightSource, Set<string>>, path: BuildPath, ignore: string[]): string[] {
+  const ignored = ignore.map(globToRegExp);
+  const out: string[] = [];
+  for (const source of sources) {
+    const usedKeys = used.get(source)!;
+    for (const key of source.checkpoint.keys()) {
+      if (usedKeys.has(key)) continue;
+      const unified = path === 'A' ? key : unifiedKey(source, key);
+      if (IGNORABLE_KEYS.some((re) => re.test(key))) continue;
+      if (ignored.some((re) => re.test(key) || re.test(unified))) continue;
+      const tiedTo = TIED_DUPLICATES[unified];
+      if (tiedTo && [...usedKeys].some((k) => (path === 'A' ? k : unifiedKey(source, k)) === tiedTo)) continue;
+      out.push(`unexpected  ${key} (${nodePath.basename(source.checkpoint.entry(key).file)} in ${source.role} checkpoint): no graph parameter takes it`);
+    }
+  }
+  return out;
+}
+
+function sameShape(a: readonly number[], b: readonly number[]): boolean {
+  return a.length === b.length && a.every((d, i) => d === b[i]);
+}
+
+/** `*` matches any run of characters (dots included); everything else is literal. */
+export function globToRegExp(glob: string): RegExp {
+  const escaped = glob.replace(/[.+?^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*');
+  return new RegExp(`^${escaped}$`);
+}

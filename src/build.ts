@@ -1,0 +1,123 @@
+/**
+ * `vlmc build` as a library call: graph (file or derived from configs) + weights (Path A, Path B or
+ * none) -> checked, bound, written artifact.
+ */
+import * as nodePath from 'node:path';
+import { UserError } from './errors.ts';
+import type { ParamDType } from './ir/dtype.ts';
+import type { Graph } from './ir/graph.ts';
+import { Checkpoint } from './checkpoint/checkpoint.ts';
+import { findSpecialTokenId } from './checkpoint/tokens.ts';
+import { compile } from './compile.ts';
+import { loadGraphFile } from './graph-file.ts';
+import { InternVLChatModel } from './models/internvl.ts';
+import { internvlFromConfig, internvlFromParts, type ProjectorOptions } from './models/from-config.ts';
+import { planBinding, type BuildPath, type WeightSource } from './bind/plan.ts';
+import { checkAgainstConfig } from './bind/config-check.ts';
+import { writeArtifact } from './artifact/write.ts';
+import type { Manifest } from './artifact/manifest.ts';
+import type { Model } from './dsl/model.ts';
+
+export interface BuildOptions extends ProjectorOptions {
+  /** Graph file; when omitted the graph is derived from the checkpoint config(s). */
+  graph?: string;
+  /** Path A: a unified InternVL checkpoint folder. */
+  weights?: string;
+  /** Path B: a standalone InternViT checkpoint folder and a standalone LLM checkpoint folder. */
+  vision?: string;
+  llm?: string;
+  out: string;
+  seed?: number;
+  dtype?: ParamDType;
+  opset?: number;
+  allowMissing?: string[];
+  ignoreUnexpected?: string[];
+  onProgress?: (written: number, total: number) => void;
+}
+
+export interface BuildResult {
+  manifest: Manifest;
+  graph: Graph;
+  model: Model;
+}
+
+export async function build(o: BuildOptions): Promise<BuildResult> {
+  const path = buildPath(o);
+  const sources = await openSources(o, path);
+  try {
+    const model = await resolveModel(o, path, sources);
+    const graph = compile(model, { opset: o.opset, paramDtype: o.dtype ?? 'float32' });
+    const plan = planBinding(graph.params, path, sources, { seed: o.seed ?? 0, allowMissing: o.allowMissing, ignoreUnexpected: o.ignoreUnexpected });
+    const manifest = await writeArtifact(o.out, graph, plan, { dtype: o.dtype ?? 'float32', onProgress: o.onProgress });
+    return { manifest, graph, model };
+  } finally {
+    for (const s of sources) await s.checkpoint.close();
+  }
+}
+
+function buildPath(o: BuildOptions): BuildPath {
+  if (o.weights && (o.vision || o.llm)) throw new UserError('give either --weights (Path A) or --vision and --llm (Path B), not both');
+  if (o.weights) return 'A';
+  if (o.vision || o.llm) {
+    if (!o.vision || !o.llm) throw new UserError('Path B needs both --vision <dir> and --llm <dir>');
+    return 'B';
+  }
+  if (!o.graph) throw new UserError('nothing to build: give a graph file, --weights <dir>, or --vision <dir> --llm <dir>');
+  return 'none';
+}
+
+async function openSources(o: BuildOptions, path: BuildPath): Promise<WeightSource[]> {
+  if (path === 'A') return [{ role: 'unified', checkpoint: await Checkpoint.open(o.weights!) }];
+  if (path === 'B') {
+    const vision = await Checkpoint.open(o.vision!);
+    try {
+      return [{ role: 'vision', checkpoint: vision }, { role: 'llm', checkpoint: await Checkpoint.open(o.llm!) }];
+    } catch (e) {
+      await vision.close();
+      throw e;
+    }
+  }
+  return [];
+}
+
+/** The graph file's model (checked against the configs), or the model the configs describe. */
+async function resolveModel(o: BuildOptions, path: BuildPath, sources: WeightSource[]): Promise<Model> {
+  const derived = deriveFromConfigs(o, path, sources);
+  const model = o.graph ? await loadGraphFile(o.graph) : derived!;
+  if (model instanceof InternVLChatModel) {
+    if (o.graph && derived) checkAgainstConfig(model, derived, configNames(path, sources));
+    model.options.imgContextTokenId ??= o.imgContextTokenId ?? tokenizerContextId(path, sources);
+    if (!o.graph) model.options.name = nodePath.basename(nodePath.resolve(o.out));
+  }
+  return model;
+}
+
+function deriveFromConfigs(o: BuildOptions, path: BuildPath, sources: WeightSource[]): InternVLChatModel | undefined {
+  const configFile = (s: WeightSource) => nodePath.join(s.checkpoint.dir, 'config.json');
+  if (path === 'A') return internvlFromConfig({ ...sources[0]!.checkpoint.config }, configFile(sources[0]!), projectorOverrides(o));
+  if (path === 'B') {
+    const [vision, llm] = sources as [WeightSource, WeightSource];
+    return internvlFromParts({ ...vision.checkpoint.config }, configFile(vision), { ...llm.checkpoint.config }, configFile(llm), projectorOverrides(o));
+  }
+  return undefined;
+}
+
+function projectorOverrides(o: BuildOptions): ProjectorOptions {
+  const out: ProjectorOptions = {};
+  if (o.downsampleRatio !== undefined) out.downsampleRatio = o.downsampleRatio;
+  if (o.psVersion !== undefined) out.psVersion = o.psVersion;
+  if (o.selectLayer !== undefined) out.selectLayer = o.selectLayer;
+  if (o.imageSize !== undefined) out.imageSize = o.imageSize;
+  return out;
+}
+
+function configNames(path: BuildPath, sources: WeightSource[]): { vision?: string; llm?: string; composite?: string } {
+  const file = (s: WeightSource) => nodePath.join(s.checkpoint.dir, 'config.json');
+  if (path === 'A') return { vision: `${file(sources[0]!)} vision_config`, llm: `${file(sources[0]!)} llm_config`, composite: file(sources[0]!) };
+  return { vision: file(sources[0]!), llm: file(sources[1]!) };
+}
+
+function tokenizerContextId(path: BuildPath, sources: WeightSource[]): number | undefined {
+  const dir = path === 'A' ? sources[0]?.checkpoint.dir : sources.find((s) => s.role === 'llm')?.checkpoint.dir;
+  return dir ? findSpecialTokenId(dir) : undefined;
+}

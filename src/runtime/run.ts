@@ -1,0 +1,87 @@
+/**
+ * Running an artifact with onnxruntime-node (CPU here; the CUDA provider where installed):
+ * safetensors in, safetensors out.
+ */
+import * as nodePath from 'node:path';
+import { existsSync, readFileSync } from 'node:fs';
+import ort from 'onnxruntime-node';
+import { UserError } from '../errors.ts';
+import { SafetensorsFile, writeSafetensors, type TensorToWrite } from '../checkpoint/safetensors.ts';
+import { MANIFEST_FILE, MODEL_FILE } from '../artifact/write.ts';
+import type { Manifest } from '../artifact/manifest.ts';
+
+export interface HostTensor {
+  dtype: 'float32' | 'int64';
+  shape: number[];
+  data: Float32Array | BigInt64Array;
+}
+
+export function readManifest(artifactDir: string): Manifest {
+  const file = nodePath.join(artifactDir, MANIFEST_FILE);
+  if (!existsSync(file)) throw new UserError(`${artifactDir}: not a vlmc artifact (no ${MANIFEST_FILE})`);
+  return JSON.parse(readFileSync(file, 'utf8')) as Manifest;
+}
+
+export async function openSession(artifactDir: string, providers: string[] = ['cpu']): Promise<ort.InferenceSession> {
+  const model = nodePath.join(artifactDir, MODEL_FILE);
+  if (!existsSync(model)) throw new UserError(`${artifactDir}: not a vlmc artifact (no ${MODEL_FILE})`);
+  // Parameters past select_layer are unused initializers by design; keep ORT quiet about them.
+  return ort.InferenceSession.create(model, { executionProviders: providers, logSeverityLevel: 3 });
+}
+
+/** One forward pass; returns every graph output. */
+export async function run(session: ort.InferenceSession, inputs: Record<string, HostTensor>): Promise<Record<string, HostTensor>> {
+  const feeds: Record<string, ort.Tensor> = {};
+  for (const name of session.inputNames) {
+    const t = inputs[name];
+    if (!t) throw new UserError(`missing input '${name}' (the graph takes ${session.inputNames.join(', ')})`);
+    feeds[name] = new ort.Tensor(t.dtype, t.data, t.shape);
+  }
+  const results = await session.run(feeds);
+  const out: Record<string, HostTensor> = {};
+  for (const name of session.outputNames) {
+    const r = results[name]!;
+    out[name] = { dtype: r.type as HostTensor['dtype'], shape: [...r.dims], data: r.data as Float32Array | BigInt64Array };
+  }
+  return out;
+}
+
+export async function readInputs(file: string): Promise<Record<string, HostTensor>> {
+  const st = await SafetensorsFile.open(file);
+  try {
+    const out: Record<string, HostTensor> = {};
+    for (const key of st.keys()) {
+      const e = st.entry(key);
+      const bytes = await st.readAll(e);
+      if (e.dtype === 'I64') out[key] = { dtype: 'int64', shape: [...e.shape], data: new BigInt64Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 8) };
+      else if (e.dtype === 'F32' || e.dtype === 'F16' || e.dtype === 'BF16') out[key] = { dtype: 'float32', shape: [...e.shape], data: await st.readAsFloat32(e) };
+      else if (e.dtype === 'I32') out[key] = { dtype: 'int64', shape: [...e.shape], data: BigInt64Array.from(new Int32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4), (v) => BigInt(v)) };
+      else throw new UserError(`${file}: input '${key}' has dtype ${e.dtype}; inputs must be F32 or I64`);
+    }
+    return out;
+  } finally {
+    await st.close();
+  }
+}
+
+export async function writeOutputs(file: string, outputs: Record<string, HostTensor>): Promise<void> {
+  const tensors: TensorToWrite[] = Object.entries(outputs).map(([name, t]) => ({
+    name,
+    dtype: t.dtype === 'int64' ? 'I64' : 'F32',
+    shape: t.shape,
+    data: new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength),
+  }));
+  await writeSafetensors(file, tensors);
+}
+
+/** `vlmc run`: artifact + inputs file -> outputs file. */
+export async function runArtifact(artifactDir: string, inputsFile: string, outFile: string): Promise<Record<string, HostTensor>> {
+  const session = await openSession(artifactDir);
+  try {
+    const outputs = await run(session, await readInputs(inputsFile));
+    await writeOutputs(outFile, outputs);
+    return outputs;
+  } finally {
+    await session.release();
+  }
+}

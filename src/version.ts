@@ -1,0 +1,5 @@
+/** vlmc's version, from package.json (recorded in artifacts). */
+import { readFileSync } from 'node:fs';
+
+const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
+export const VLMC_VERSION: string = pkg.version;
