@@ -1,0 +1,127 @@
+/**
+ * The `vlmc` command line: a thin layer over the library (src/index.ts). Exit codes: 0 success,
+ * 2 bad input (the message names the problem), 1 internal error.
+ */
+import { Command, CommanderError, Option } from 'commander';
+import { UserError } from '../errors.ts';
+import { build } from '../build.ts';
+import { runArtifact } from '../runtime/run.ts';
+import { demo } from '../demo.ts';
+import { progressBar } from './progress.ts';
+import { VLMC_VERSION } from '../version.ts';
+import type { ParamDType } from '../ir/dtype.ts';
+
+const DTYPES: Record<string, ParamDType> = { fp32: 'float32', fp16: 'float16', bf16: 'bfloat16' };
+
+function int(name: string) {
+  return (v: string): number => {
+    if (!/^-?\d+$/.test(v)) throw new UserError(`${name} must be an integer (got '${v}')`);
+    return Number(v);
+  };
+}
+
+function positiveNumber(name: string) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (!Number.isFinite(n) || n <= 0) throw new UserError(`${name} must be a positive number (got '${v}')`);
+    return n;
+  };
+}
+
+const collect = (v: string, prev: string[] = []) => [...prev, v];
+
+export function program(): Command {
+  const cli = new Command('vlmc')
+    .description('Compile InternVL-style vision-language models from a TypeScript DSL to ONNX')
+    .version(VLMC_VERSION)
+    .exitOverride()
+    .configureOutput({ writeErr: (s) => process.stderr.write(s) });
+
+  cli
+    .command('build')
+    .description('compile a graph and bind weights into an artifact (model.onnx + model.onnx.data + manifest.json)')
+    .argument('[graph]', 'graph file (graphs/<variant>.ts); derived from the checkpoint config when omitted')
+    .option('--weights <dir>', 'Path A: unified InternVL checkpoint folder')
+    .option('--vision <dir>', 'Path B: standalone InternViT checkpoint folder')
+    .option('--llm <dir>', 'Path B: standalone LLM checkpoint folder')
+    .requiredOption('--out <dir>', 'artifact folder to write')
+    .option('--seed <n>', 'seed for parameters that are initialised, not loaded', int('--seed'), 0)
+    .addOption(new Option('--dtype <dtype>', 'stored parameter dtype').choices(['fp32', 'fp16', 'bf16']).default('fp32'))
+    .option('--opset <n>', 'ONNX opset', int('--opset'))
+    .option('--img-context-token-id <id>', 'id of <IMG_CONTEXT> when the graph does not set it', int('--img-context-token-id'))
+    .option('--downsample-ratio <r>', 'projector pixel-shuffle ratio (derived graphs)', positiveNumber('--downsample-ratio'))
+    .addOption(new Option('--ps-version <v>', 'pixel shuffle version (derived graphs)').choices(['v1', 'v2']))
+    .option('--select-layer <n>', 'ViT hidden state fed to the projector (derived graphs)', int('--select-layer'))
+    .option('--allow-missing <glob>', 'parameters that may be missing (take their init); repeatable', collect)
+    .option('--ignore-unexpected <glob>', 'checkpoint keys that may stay unused; repeatable', collect)
+    .option('--quiet', 'no progress output')
+    .action(async (graph: string | undefined, o) => {
+      const progress = progressBar('binding', Boolean(o.quiet));
+      const { manifest } = await build({
+        graph,
+        weights: o.weights,
+        vision: o.vision,
+        llm: o.llm,
+        out: o.out,
+        seed: o.seed,
+        dtype: DTYPES[o.dtype],
+        opset: o.opset,
+        imgContextTokenId: o.imgContextTokenId,
+        downsampleRatio: o.downsampleRatio,
+        psVersion: o.psVersion,
+        selectLayer: o.selectLayer,
+        allowMissing: o.allowMissing,
+        ignoreUnexpected: o.ignoreUnexpected,
+        onProgress: progress,
+      });
+      progress?.finish();
+      if (!o.quiet) {
+        const c = manifest.counts;
+        console.log(`${o.out}: ${manifest.parameters.length} tensors, ${c.total.toLocaleString('en-US')} parameters (${c.trainable.toLocaleString('en-US')} trainable), path ${manifest.build.path}, ${manifest.build.dtype}`);
+      }
+    });
+
+  cli
+    .command('run')
+    .description('run one forward pass of an artifact with onnxruntime-node')
+    .argument('<artifact>', 'artifact folder from vlmc build')
+    .requiredOption('--inputs <file>', 'safetensors with pixel_values, input_ids, image_flags')
+    .requiredOption('--out <file>', 'safetensors to write the outputs to')
+    .action(async (artifact: string, o) => {
+      const outputs = await runArtifact(artifact, o.inputs, o.out);
+      for (const [name, t] of Object.entries(outputs)) console.log(`${name} ${t.dtype}[${t.shape.join(', ')}]`);
+    });
+
+  cli
+    .command('demo')
+    .description('the default run: random tiny checkpoint -> build graphs/internvl-tiny.ts -> one forward')
+    .option('--out <dir>', 'where to put the checkpoint and artifact', 'out')
+    .action(async (o) => {
+      const report = await demo(o.out);
+      for (const line of report.lines) console.log(line);
+    });
+
+  return cli;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  try {
+    await program().parseAsync(argv, { from: 'user' });
+    return 0;
+  } catch (e) {
+    return exitCodeFor(e);
+  }
+}
+
+function exitCodeFor(e: unknown): number {
+  if (e instanceof CommanderError) {
+    // --help / --version end with code 0; usage errors are bad input.
+    return e.exitCode === 0 ? 0 : 2;
+  }
+  if (e instanceof UserError) {
+    process.stderr.write(`vlmc: ${e.message}\n`);
+    return 2;
+  }
+  process.stderr.write(`vlmc: internal error: ${(e as Error)?.stack ?? String(e)}\n`);
+  return 1;
+}

@@ -1,0 +1,98 @@
+/**
+ * The inverse of from-config: the config.json files that describe a model, for checkpoints vlmc
+ * writes itself (the demo's random checkpoint, tests) in the layouts released checkpoints use.
+ */
+import type { InternVLChatModel } from './internvl.ts';
+import type { InternVisionModel } from './internvit.ts';
+import type { CausalLM } from './llm/decoder.ts';
+import type { RopeScaling } from '../nn/rotary.ts';
+
+export function visionConfigJson(v: InternVisionModel): Record<string, unknown> {
+  const c = v.config;
+  return {
+    architectures: ['InternVisionModel'],
+    model_type: 'intern_vit_6b',
+    hidden_size: c.hidden,
+    num_attention_heads: c.heads,
+    num_hidden_layers: c.layers,
+    intermediate_size: c.intermediate,
+    image_size: c.imageSize,
+    patch_size: c.patchSize,
+    num_channels: 3,
+    norm_type: c.norm,
+    qkv_bias: c.qkvBias,
+    qk_normalization: c.qkNorm,
+    layer_norm_eps: c.eps,
+    initializer_factor: c.layerScaleInit ?? 0.1,
+    hidden_act: 'gelu',
+  };
+}
+
+const MODEL_TYPES: Record<string, string> = {
+  Qwen2ForCausalLM: 'qwen2',
+  LlamaForCausalLM: 'llama',
+  InternLM2ForCausalLM: 'internlm2',
+  Phi3ForCausalLM: 'phi3',
+};
+
+export function llmConfigJson(llm: CausalLM): Record<string, unknown> {
+  const c = llm.config;
+  const out: Record<string, unknown> = {
+    architectures: [llm.architecture],
+    model_type: MODEL_TYPES[llm.architecture] ?? 'llama',
+    hidden_size: c.hidden,
+    num_attention_heads: c.heads,
+    num_key_value_heads: c.kvHeads,
+    num_hidden_layers: c.layers,
+    intermediate_size: c.intermediate,
+    vocab_size: c.vocab,
+    rms_norm_eps: c.rmsNormEps,
+    rope_theta: c.ropeTheta,
+    max_position_embeddings: c.maxPositions,
+    rope_scaling: c.ropeScaling ? ropeScalingJson(c.ropeScaling) : null,
+    tie_word_embeddings: c.tieEmbeddings,
+    hidden_act: 'silu',
+  };
+  if (c.headDim !== undefined && c.headDim !== c.hidden / c.heads) out.head_dim = c.headDim;
+  if (llm.architecture === 'InternLM2ForCausalLM') out.bias = c.qkvBias ?? false;
+  else if (llm.architecture === 'LlamaForCausalLM') {
+    out.attention_bias = c.qkvBias ?? false;
+    out.mlp_bias = c.mlpBias ?? false;
+  }
+  if (c.padTokenId !== undefined) out.pad_token_id = c.padTokenId;
+  return out;
+}
+
+function ropeScalingJson(s: RopeScaling): Record<string, unknown> {
+  switch (s.type) {
+    case 'linear':
+    case 'dynamic':
+      return { type: s.type, factor: s.factor };
+    case 'llama3':
+      return { rope_type: 'llama3', factor: s.factor, low_freq_factor: s.lowFreqFactor, high_freq_factor: s.highFreqFactor, original_max_position_embeddings: s.originalMaxPositions };
+    case 'longrope':
+      return {
+        type: 'longrope',
+        short_factor: s.shortFactor,
+        long_factor: s.longFactor,
+        original_max_position_embeddings: s.originalMaxPositions,
+        ...(s.attentionFactor !== undefined ? { attention_factor: s.attentionFactor } : {}),
+      };
+  }
+}
+
+/** InternVLChatConfig for a unified checkpoint. */
+export function internvlConfigJson(m: InternVLChatModel): Record<string, unknown> {
+  const o = m.options;
+  return {
+    architectures: ['InternVLChatModel'],
+    model_type: 'internvl_chat',
+    downsample_ratio: o.downsampleRatio,
+    ps_version: o.psVersion,
+    select_layer: o.selectLayer,
+    force_image_size: o.imageSize,
+    template: 'Hermes-2',
+    vision_config: visionConfigJson(m.vision_model),
+    llm_config: llmConfigJson(m.language_model),
+  };
+}

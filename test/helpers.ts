@@ -1,0 +1,55 @@
+/** Shared test helpers: fixture paths, temp dirs, the CLI, error metrics. */
+import { mkdtempSync, readdirSync, existsSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { spawnSync } from 'node:child_process';
+
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+export const FIXTURES = path.resolve(ROOT, '../shared/fixtures');
+
+/** Every fixture case folder (those with a case.json). */
+export function fixtureCases(): string[] {
+  if (!existsSync(FIXTURES)) return [];
+  return readdirSync(FIXTURES)
+    .filter((d) => existsSync(path.join(FIXTURES, d, 'case.json')))
+    .sort();
+}
+
+export function tempDir(prefix = 'vlmc-test-'): string {
+  return mkdtempSync(path.join(tmpdir(), prefix));
+}
+
+export function removeDir(dir: string): void {
+  rmSync(dir, { recursive: true, force: true });
+}
+
+export interface CliResult {
+  status: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs the real CLI entry point (bin/vlmc.js) in a child process. */
+export function vlmc(args: string[], cwd = ROOT): CliResult {
+  const r = spawnSync(process.execPath, [path.join(ROOT, 'bin/vlmc.js'), ...args], { cwd, encoding: 'utf8', env: { ...process.env, CI: '1' } });
+  return { status: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
+}
+
+export function maxAbsError(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  if (a.length !== b.length) throw new Error(`length ${a.length} vs ${b.length}`);
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]! - b[i]!));
+  return m;
+}
+
+/** Debian's python3 with the onnx package (the ONNX checker), if installed. */
+export const ONNX_PYTHON = '/usr/bin/python3';
+export function hasOnnxChecker(): boolean {
+  return spawnSync(ONNX_PYTHON, ['-c', 'import onnx'], { encoding: 'utf8' }).status === 0;
+}
+
+export function onnxCheck(model: string): { ok: boolean; message: string } {
+  const r = spawnSync(ONNX_PYTHON, ['-c', 'import onnx,sys; onnx.checker.check_model(sys.argv[1], full_check=True)', model], { encoding: 'utf8' });
+  return { ok: r.status === 0, message: r.stderr };
+}
