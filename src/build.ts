@@ -26,6 +26,8 @@ export interface BuildOptions extends ProjectorOptions {
   /** Path B: a standalone InternViT checkpoint folder and a standalone LLM checkpoint folder. */
   vision?: string;
   llm?: string;
+  /** Path B: take the projector from a safetensors file (keys `mlp1.*`) instead of initialising it. */
+  projector?: string;
   out: string;
   seed?: number;
   dtype?: ParamDType;
@@ -57,6 +59,7 @@ export async function build(o: BuildOptions): Promise<BuildResult> {
 
 function buildPath(o: BuildOptions): BuildPath {
   if (o.weights && (o.vision || o.llm)) throw new UserError('give either --weights (Path A) or --vision and --llm (Path B), not both');
+  if (o.projector && !(o.vision || o.llm)) throw new UserError('--projector belongs to Path B (--vision and --llm)');
   if (o.weights) return 'A';
   if (o.vision || o.llm) {
     if (!o.vision || !o.llm) throw new UserError('Path B needs both --vision <dir> and --llm <dir>');
@@ -70,10 +73,13 @@ async function openSources(o: BuildOptions, path: BuildPath): Promise<WeightSour
   if (path === 'A') return [{ role: 'unified', checkpoint: await Checkpoint.open(o.weights!) }];
   if (path === 'B') {
     const vision = await Checkpoint.open(o.vision!);
+    const opened: WeightSource[] = [{ role: 'vision', checkpoint: vision }];
     try {
-      return [{ role: 'vision', checkpoint: vision }, { role: 'llm', checkpoint: await Checkpoint.open(o.llm!) }];
+      opened.push({ role: 'llm', checkpoint: await Checkpoint.open(o.llm!) });
+      if (o.projector) opened.push({ role: 'projector', checkpoint: await Checkpoint.openFile(o.projector) });
+      return opened;
     } catch (e) {
-      await vision.close();
+      for (const s of opened) await s.checkpoint.close();
       throw e;
     }
   }
@@ -87,9 +93,14 @@ async function resolveModel(o: BuildOptions, path: BuildPath, sources: WeightSou
   if (model instanceof InternVLChatModel) {
     if (o.graph && derived) checkAgainstConfig(model, derived, configNames(path, sources));
     model.options.imgContextTokenId ??= o.imgContextTokenId ?? tokenizerContextId(path, sources);
-    if (!o.graph) model.options.name = nodePath.basename(nodePath.resolve(o.out));
+    if (!o.graph) model.options.name = derivedName(o);
   }
   return model;
+}
+
+/** A derived graph is named after its checkpoint, so the output does not depend on --out. */
+function derivedName(o: BuildOptions): string {
+  return nodePath.basename(nodePath.resolve((o.weights ?? o.llm)!));
 }
 
 function deriveFromConfigs(o: BuildOptions, path: BuildPath, sources: WeightSource[]): InternVLChatModel | undefined {

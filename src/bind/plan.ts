@@ -12,7 +12,8 @@ import { IGNORABLE_KEYS, INTERNVL_PARTS, TIED_DUPLICATES } from '../models/inter
 
 /** A named checkpoint the build reads from: `unified` (Path A) or `vision` / `llm` (Path B). */
 export interface WeightSource {
-  role: 'unified' | 'vision' | 'llm';
+  /** `projector`: Path B's projector taken from a saved file (unified-layout keys, `mlp1.*`). */
+  role: 'unified' | 'vision' | 'llm' | 'projector';
   checkpoint: Checkpoint;
 }
 
@@ -47,13 +48,18 @@ function locate(param: Param, path: BuildPath, sources: WeightSource[]): { sourc
   if (path === 'none') return 'init';
   if (path === 'A') return { source: sources[0]!, key: param.name };
   const part = INTERNVL_PARTS.find((p) => param.name.startsWith(p.prefix));
-  if (!part || part.pathB === 'init') return 'init';
+  if (!part) return 'init';
+  if (part.pathB === 'init') {
+    const saved = sources.find((s) => s.role === 'projector');
+    return saved ? { source: saved, key: param.name } : 'init';
+  }
   const source = sources.find((s) => s.role === part.pathB)!;
   return { source, key: param.name.slice(part.prefix.length) };
 }
 
 /** The unified-layout key a source key stands for (for Path B reports). */
 function unifiedKey(source: WeightSource, key: string): string {
+  if (source.role === 'projector') return key;
   const part = INTERNVL_PARTS.find((p) => p.pathB === source.role);
   return part ? part.prefix + key : key;
 }

@@ -44,6 +44,15 @@ export class Checkpoint {
     return new Checkpoint(root, config, configHash, files, fileOf);
   }
 
+  /** A bare safetensors file as a checkpoint without config (e.g. a saved projector). */
+  static async openFile(file: string): Promise<Checkpoint> {
+    const abs = nodePath.resolve(file);
+    if (!(await isFile(abs))) throw new CheckpointError(`${file}: safetensors file not found`);
+    const st = await SafetensorsFile.open(abs);
+    const fileOf = new Map<string, SafetensorsFile>([...st.entries.keys()].map((k) => [k, st]));
+    return new Checkpoint(nodePath.dirname(abs), {}, '', [st], fileOf);
+  }
+
   /** All tensor keys, sorted. */
   keys(): string[] {
     return [...this.fileOf.keys()].sort();

@@ -44,6 +44,7 @@ export function program(): Command {
     .option('--weights <dir>', 'Path A: unified InternVL checkpoint folder')
     .option('--vision <dir>', 'Path B: standalone InternViT checkpoint folder')
     .option('--llm <dir>', 'Path B: standalone LLM checkpoint folder')
+    .option('--projector <file>', 'Path B: take mlp1.* from this safetensors file instead of initialising it')
     .requiredOption('--out <dir>', 'artifact folder to write')
     .option('--seed <n>', 'seed for parameters that are initialised, not loaded', int('--seed'), 0)
     .addOption(new Option('--dtype <dtype>', 'stored parameter dtype').choices(['fp32', 'fp16', 'bf16']).default('fp32'))
@@ -62,6 +63,7 @@ export function program(): Command {
         weights: o.weights,
         vision: o.vision,
         llm: o.llm,
+        projector: o.projector,
         out: o.out,
         seed: o.seed,
         dtype: DTYPES[o.dtype],
