@@ -10,7 +10,7 @@ export * as op from './ops/index.ts';
 export * as nn from './nn/index.ts';
 
 export { internViT, InternVisionModel, type InternViTConfig } from './models/internvit.ts';
-export { internvl, InternVLChatModel, type InternVLOptions } from './models/internvl.ts';
+export { internvl, InternVLChatModel, type InternVLOptions, type ProjectorModule } from './models/internvl.ts';
 export { Projector, pixelShuffle, type ProjectorConfig, type PsVersion } from './models/projector.ts';
 export { llama, qwen2, LlamaForCausalLM } from './models/llm/llama.ts';
 export { internlm2, InternLM2ForCausalLM } from './models/llm/internlm2.ts';

@@ -68,7 +68,7 @@ export class GraphBuilder {
     } catch (e) {
       if (e instanceof GraphError) throw e;
       const shapes = node.inputs.map((v) => (v ? v.toString() : '-')).join(', ');
-      throw this.error(`${sig.op}(${shapes}): ${(e as Error).message}`);
+      throw this.error(`${sig.op}: ${(e as Error).message} (inputs: ${shapes})`);
     }
     this.nodes.push(node);
     return node.outputs;

@@ -4,7 +4,7 @@
  * projected by `mlp1`; the projected tokens of tiles with image_flags == 1 replace, in order over
  * the flattened [batch*seq] ids, the embeddings at `<IMG_CONTEXT>` positions; the LLM gives logits.
  */
-import { fail, type Tensor } from '../dsl/module.ts';
+import { fail, type Module, type Tensor } from '../dsl/module.ts';
 import { Model, type InputSpec } from '../dsl/model.ts';
 import type { FreezeRule } from '../dsl/freeze.ts';
 import * as op from '../ops/index.ts';
@@ -25,6 +25,11 @@ export interface InternVLOptions {
   selectLayer?: number;
   /** Tile size fed to the ViT (config.force_image_size); defaults to the ViT's own image size. */
   imageSize?: number;
+  /**
+   * A custom projector ([tiles, tokens, vision_hidden / ratio^2] -> [tiles, tokens, llm_hidden]),
+   * stored under `mlp1`; defaults to InternVL's LayerNorm-Linear-GELU-Linear.
+   */
+  projector?: ProjectorModule;
   /** Id of `<IMG_CONTEXT>`; when omitted it comes from the CLI or the checkpoint's tokenizer files. */
   imgContextTokenId?: number;
   train?: FreezeRule[];
@@ -32,11 +37,14 @@ export interface InternVLOptions {
   name?: string;
 }
 
+/** Anything that maps shuffled patch features to LLM-width tokens. */
+export type ProjectorModule = Module & { forward(x: Tensor): Tensor };
+
 export class InternVLChatModel extends Model {
   readonly vision_model: InternVisionModel;
-  readonly mlp1: Projector;
+  readonly mlp1: ProjectorModule;
   readonly language_model: CausalLM;
-  readonly options: Required<Omit<InternVLOptions, 'vision' | 'llm' | 'train' | 'imgContextTokenId'>> & { imgContextTokenId: number | undefined };
+  readonly options: Required<Omit<InternVLOptions, 'vision' | 'llm' | 'train' | 'imgContextTokenId' | 'projector'>> & { imgContextTokenId: number | undefined };
 
   constructor(o: InternVLOptions) {
     super();
@@ -50,7 +58,7 @@ export class InternVLChatModel extends Model {
       name: o.name ?? 'internvl',
     };
     this.vision_model = o.vision;
-    this.mlp1 = new Projector({
+    this.mlp1 = o.projector ?? new Projector({
       visionHidden: visionCfg.hidden,
       llmHidden: o.llm.config.hidden,
       downsampleRatio: this.options.downsampleRatio,

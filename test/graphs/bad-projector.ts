@@ -8,10 +8,9 @@ class WrongProjector extends Module {
   }
 }
 
-const model = internvl({
+export default internvl({
   vision: internViT({ hidden: 32, heads: 4, layers: 1, intermediate: 64, imageSize: 56, patchSize: 14, norm: 'layer_norm', qkvBias: true, qkNorm: false, eps: 1e-6 }),
   llm: qwen2({ hidden: 48, heads: 4, kvHeads: 2, layers: 1, intermediate: 96, vocab: 160, rmsNormEps: 1e-6, ropeTheta: 1e6, maxPositions: 2048, tieEmbeddings: true }),
   imgContextTokenId: 153,
+  projector: new WrongProjector(),
 });
-(model as unknown as { mlp1: Module }).mlp1 = new WrongProjector();
-export default model;
