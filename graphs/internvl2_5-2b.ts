@@ -1,0 +1,41 @@
+/**
+ * InternVL2.5-2B, as published on Hugging Face: model card `OpenGVLab/InternVL2_5-2B`, dimensions from its config.json.
+ * Vision: InternViT-300M-448px-V2_5. LLM: internlm/internlm2_5-1_8b-chat (InternLM2.5).
+ * vocab 92553 = InternLM2 tokenizer (92544) + 9 InternVL tokens.
+ */
+import { internvl, internViT, internlm2, preset } from 'vlmc';
+
+export default internvl({
+  name: 'internvl2_5-2b',
+  vision: internViT({
+    hidden: 1024,
+    heads: 16,
+    layers: 24,
+    intermediate: 4096,
+    imageSize: 448,
+    patchSize: 14,
+    norm: 'layer_norm',
+    qkvBias: true,
+    qkNorm: false,
+    eps: 1e-6,
+  }),
+  llm: internlm2({
+    hidden: 2048,
+    heads: 16,
+    kvHeads: 8,
+    layers: 24,
+    intermediate: 8192,
+    vocab: 92553,
+    rmsNormEps: 1e-5,
+    ropeTheta: 1_000_000,
+    maxPositions: 32768,
+    ropeScaling: { type: 'dynamic', factor: 2.0 },
+    tieEmbeddings: false,
+    padTokenId: 2,
+  }),
+  downsampleRatio: 0.5,
+  psVersion: 'v2',
+  selectLayer: -1,
+  imgContextTokenId: 92546,
+  train: preset('stage2'),
+});

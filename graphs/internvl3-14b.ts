@@ -1,0 +1,39 @@
+/**
+ * InternVL3-14B, as published on Hugging Face: model card `OpenGVLab/InternVL3-14B`, dimensions from its config.json.
+ * Vision: InternViT-300M-448px-V2_5. LLM: Qwen/Qwen2.5-14B (Qwen2).
+ */
+import { internvl, internViT, qwen2, preset } from 'vlmc';
+
+export default internvl({
+  name: 'internvl3-14b',
+  vision: internViT({
+    hidden: 1024,
+    heads: 16,
+    layers: 24,
+    intermediate: 4096,
+    imageSize: 448,
+    patchSize: 14,
+    norm: 'layer_norm',
+    qkvBias: true,
+    qkNorm: false,
+    eps: 1e-6,
+  }),
+  llm: qwen2({
+    hidden: 5120,
+    heads: 40,
+    kvHeads: 8,
+    layers: 48,
+    intermediate: 13824,
+    vocab: 151_674,
+    rmsNormEps: 1e-6,
+    ropeTheta: 1_000_000,
+    maxPositions: 32768,
+    ropeScaling: { type: 'dynamic', factor: 2.0 },
+    tieEmbeddings: false,
+  }),
+  downsampleRatio: 0.5,
+  psVersion: 'v2',
+  selectLayer: -1,
+  imgContextTokenId: 151667,
+  train: preset('stage2'),
+});
