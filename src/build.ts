@@ -11,7 +11,7 @@ import { findSpecialTokenId } from './checkpoint/tokens.ts';
 import { compile } from './compile.ts';
 import { loadGraphFile } from './graph-file.ts';
 import { InternVLChatModel } from './models/internvl.ts';
-import { internvlFromConfig, internvlFromParts, type ProjectorOptions } from './models/from-config.ts';
+import { internvlFromConfig, internvlFromParts, pickProjectorOptions, type ProjectorOptions } from './models/from-config.ts';
 import { planBinding, type BuildPath, type WeightSource } from './bind/plan.ts';
 import { checkAgainstConfig } from './bind/config-check.ts';
 import { writeArtifact } from './artifact/write.ts';
@@ -105,21 +105,12 @@ function derivedName(o: BuildOptions): string {
 
 function deriveFromConfigs(o: BuildOptions, path: BuildPath, sources: WeightSource[]): InternVLChatModel | undefined {
   const configFile = (s: WeightSource) => nodePath.join(s.checkpoint.dir, 'config.json');
-  if (path === 'A') return internvlFromConfig({ ...sources[0]!.checkpoint.config }, configFile(sources[0]!), projectorOverrides(o));
+  if (path === 'A') return internvlFromConfig({ ...sources[0]!.checkpoint.config }, configFile(sources[0]!), pickProjectorOptions(o));
   if (path === 'B') {
     const [vision, llm] = sources as [WeightSource, WeightSource];
-    return internvlFromParts({ ...vision.checkpoint.config }, configFile(vision), { ...llm.checkpoint.config }, configFile(llm), projectorOverrides(o));
+    return internvlFromParts({ ...vision.checkpoint.config }, configFile(vision), { ...llm.checkpoint.config }, configFile(llm), pickProjectorOptions(o));
   }
   return undefined;
-}
-
-function projectorOverrides(o: BuildOptions): ProjectorOptions {
-  const out: ProjectorOptions = {};
-  if (o.downsampleRatio !== undefined) out.downsampleRatio = o.downsampleRatio;
-  if (o.psVersion !== undefined) out.psVersion = o.psVersion;
-  if (o.selectLayer !== undefined) out.selectLayer = o.selectLayer;
-  if (o.imageSize !== undefined) out.imageSize = o.imageSize;
-  return out;
 }
 
 function configNames(path: BuildPath, sources: WeightSource[]): { vision?: string; llm?: string; composite?: string } {

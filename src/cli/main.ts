@@ -7,6 +7,7 @@ import { UserError } from '../errors.ts';
 import { build } from '../build.ts';
 import { runArtifact } from '../runtime/run.ts';
 import { demo } from '../demo.ts';
+import { init } from '../init/init.ts';
 import { progressBar } from './progress.ts';
 import { VLMC_VERSION } from '../version.ts';
 import type { ParamDType } from '../ir/dtype.ts';
@@ -92,6 +93,24 @@ export function program(): Command {
     .action(async (artifact: string, o) => {
       const outputs = await runArtifact(artifact, o.inputs, o.out);
       for (const [name, t] of Object.entries(outputs)) console.log(`${name} ${t.dtype}[${t.shape.join(', ')}]`);
+    });
+
+  cli
+    .command('init')
+    .description('write a graph file that reproduces a checkpoint\'s architecture')
+    .option('--from <dir>', 'Path A: unified InternVL checkpoint folder')
+    .option('--vision <dir>', 'Path B: standalone InternViT checkpoint folder')
+    .option('--llm <dir>', 'Path B: standalone LLM checkpoint folder')
+    .option('--name <name>', 'graph name (default: the checkpoint folder name)')
+    .option('--out <file>', 'graph file to write (default: graphs/<name>.ts)')
+    .option('--force', 'overwrite an existing file')
+    .option('--downsample-ratio <r>', 'projector pixel-shuffle ratio (Path B)', positiveNumber('--downsample-ratio'))
+    .addOption(new Option('--ps-version <v>', 'pixel shuffle version (Path B)').choices(['v1', 'v2']))
+    .option('--select-layer <n>', 'ViT hidden state fed to the projector (Path B)', int('--select-layer'))
+    .option('--img-context-token-id <id>', 'id of <IMG_CONTEXT> when the tokenizer files do not name it', int('--img-context-token-id'))
+    .action(async (o) => {
+      const file = await init(o);
+      console.log(`wrote ${file}`);
     });
 
   cli

@@ -42,6 +42,16 @@ export interface ProjectorOptions {
   imgContextTokenId?: number;
 }
 
+/** Just the projector options of a larger options object (CLI flags), dropping undefined ones. */
+export function pickProjectorOptions(o: ProjectorOptions): ProjectorOptions {
+  const out: ProjectorOptions = {};
+  if (o.downsampleRatio !== undefined) out.downsampleRatio = o.downsampleRatio;
+  if (o.psVersion !== undefined) out.psVersion = o.psVersion;
+  if (o.selectLayer !== undefined) out.selectLayer = o.selectLayer;
+  if (o.imageSize !== undefined) out.imageSize = o.imageSize;
+  return out;
+}
+
 export function psVersionOf(v: unknown, where: string): PsVersion {
   if (v === 'v1' || v === 'v2') return v;
   throw new UserError(`${where}: ps_version must be 'v1' or 'v2' (got ${JSON.stringify(v)})`);

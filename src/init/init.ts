@@ -1,0 +1,56 @@
+/** `vlmc init --from <checkpoint>` / `--vision <dir> --llm <dir>`: a graph file for a checkpoint. */
+import { existsSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import * as nodePath from 'node:path';
+import { UserError } from '../errors.ts';
+import { writeFileAtomic } from '../artifact/atomic.ts';
+import { findSpecialTokenId } from '../checkpoint/tokens.ts';
+import { internvlFromConfig, internvlFromParts, pickProjectorOptions, type ProjectorOptions } from '../models/from-config.ts';
+import type { InternVLChatModel } from '../models/internvl.ts';
+import { graphSource } from './graph-source.ts';
+
+export interface InitOptions extends ProjectorOptions {
+  from?: string;
+  vision?: string;
+  llm?: string;
+  name?: string;
+  /** Graph file to write; defaults to graphs/<name>.ts. */
+  out?: string;
+  force?: boolean;
+}
+
+async function readConfig(dir: string): Promise<Record<string, unknown>> {
+  const file = nodePath.join(dir, 'config.json');
+  if (!existsSync(file)) throw new UserError(`${file}: missing; a checkpoint folder needs config.json`);
+  try {
+    return JSON.parse(await readFile(file, 'utf8')) as Record<string, unknown>;
+  } catch (e) {
+    throw new UserError(`${file}: not valid JSON (${(e as Error).message})`);
+  }
+}
+
+async function modelFor(o: InitOptions): Promise<{ model: InternVLChatModel; source: string; tokenDir: string }> {
+  if (o.from && (o.vision || o.llm)) throw new UserError('give either --from (Path A) or --vision and --llm (Path B), not both');
+  if (o.from) {
+    const model = internvlFromConfig(await readConfig(o.from), nodePath.join(o.from, 'config.json'), pickProjectorOptions(o));
+    return { model, source: `the InternVL checkpoint ${nodePath.basename(nodePath.resolve(o.from))}`, tokenDir: o.from };
+  }
+  if (o.vision && o.llm) {
+    const model = internvlFromParts(await readConfig(o.vision), nodePath.join(o.vision, 'config.json'), await readConfig(o.llm), nodePath.join(o.llm, 'config.json'), pickProjectorOptions(o));
+    const base = (d: string) => nodePath.basename(nodePath.resolve(d));
+    return { model, source: `the vision checkpoint ${base(o.vision)} and the LLM checkpoint ${base(o.llm)}`, tokenDir: o.llm };
+  }
+  throw new UserError('vlmc init needs --from <InternVL checkpoint> or --vision <dir> --llm <dir>');
+}
+
+/** Writes the graph file; returns its path. Never overwrites without `force`. */
+export async function init(o: InitOptions): Promise<string> {
+  const { model, source, tokenDir } = await modelFor(o);
+  const name = o.name ?? nodePath.basename(nodePath.resolve(o.from ?? o.llm!));
+  if (!/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(name)) throw new UserError(`--name '${name}' must be letters, digits, '.', '_' or '-'`);
+  const out = o.out ?? nodePath.join('graphs', `${name}.ts`);
+  if (existsSync(out) && !o.force) throw new UserError(`${out} exists; pass --force to overwrite it`);
+  model.options.imgContextTokenId ??= o.imgContextTokenId ?? findSpecialTokenId(tokenDir);
+  await writeFileAtomic(out, graphSource(model, { name, source }));
+  return out;
+}
