@@ -24,3 +24,12 @@ export { compile, DEFAULT_OPSET, type CompileOptions } from './compile.ts';
 export type { Graph, Node, Value, Param, Dim, Shape } from './ir/graph.ts';
 export { UserError, GraphError, CheckpointError } from './errors.ts';
 export { Checkpoint } from './checkpoint/checkpoint.ts';
+
+// The pipeline: load a graph, compile, bind, run.
+export { loadGraphFile } from './graph-file.ts';
+export { build, type BuildOptions, type BuildResult } from './build.ts';
+export { openSession, run, runArtifact, readInputs, writeOutputs, readManifest, type HostTensor } from './runtime/run.ts';
+export { init, type InitOptions } from './init/init.ts';
+export { demo, writeRandomCheckpoint } from './demo.ts';
+export { buildModelProto, encodeModel } from './onnx/emit.ts';
+export type { Manifest, ManifestParameter } from './artifact/manifest.ts';
