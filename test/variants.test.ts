@@ -1,0 +1,588 @@
+/**
+ * vlmc vs the float64 reference (test/reference/internvl-reference.ts, itself proven against the
+ * shared fixtures in reference.test.ts) on variants the fixtures do not cover: InternViT-6B style
+ * vision, other select_layer values, Llama-3 / Phi-3 / InternLM2-dynamic LLMs, ps_version v1,
+ * image_flags 0, BF16 and sharded checkpoints, and position-embedding interpolation.
+ *
+ * Each case writes a small random unified checkpoint (config.json, safetensors, added_tokens.json)
+ * to a temp dir, builds it with vlmc, runs it with onnxruntime and compares with the reference
+ * computed from the same files.
+ */
+import { describe, it, expect, afterAll } from 'vitest';
+import { mkdtempSync, rmSync, writeFileSync, mkdirSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import { build } from '../src/build.ts';
+import { openSession, run, type HostTensor } from '../src/runtime/run.ts';
+import { writeSafetensors, type TensorToWrite } from '../src/checkpoint/safetensors.ts';
+import { f32ToBf16 } from '../src/tensor/convert.ts';
+import { internvlFromConfig } from '../src/models/from-config.ts';
+import { assignPaths, collectParams } from '../src/dsl/module.ts';
+import { internvlReference, loadConfig, loadWeights } from './reference/internvl-reference.ts';
+
+type Json = Record<string, unknown>;
+const TOL = 1e-4;
+const ROOT = mkdtempSync(path.join(tmpdir(), 'vlmc-variants-'));
+const results: string[] = [];
+
+afterAll(() => {
+  rmSync(ROOT, { recursive: true, force: true });
+  console.log(`[variants] max abs error vs float64 reference (tolerance ${TOL}):\n  ${results.join('\n  ')}`);
+});
+
+// ---------------------------------------------------------------------------------------------
+// Seeded randomness
+
+function rng(seed: number): { uniform: () => number; normal: () => number } {
+  let a = seed >>> 0;
+  const uniform = () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+  const normal = () => {
+    const u = Math.max(uniform(), 1e-12);
+    return Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * uniform());
+  };
+  return { uniform, normal };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Configs
+
+function visionConfig(o: Partial<{ norm: string; qkNorm: boolean; qkvBias: boolean; layers: number; imageSize: number }> = {}): Json {
+  return {
+    architectures: ['InternVisionModel'],
+    model_type: 'intern_vit_6b',
+    hidden_size: 32,
+    num_attention_heads: 4,
+    num_hidden_layers: o.layers ?? 2,
+    intermediate_size: 64,
+    image_size: o.imageSize ?? 56,
+    patch_size: 14,
+    num_channels: 3,
+    hidden_act: 'gelu',
+    norm_type: o.norm ?? 'layer_norm',
+    qkv_bias: o.qkvBias ?? true,
+    qk_normalization: o.qkNorm ?? false,
+    layer_norm_eps: 1e-6,
+    initializer_factor: 0.1,
+    initializer_range: 1e-10,
+    dropout: 0.0,
+    attention_dropout: 0.0,
+    drop_path_rate: 0.0,
+    use_flash_attn: false,
+  };
+}
+
+function qwen2Config(): Json {
+  return {
+    architectures: ['Qwen2ForCausalLM'],
+    model_type: 'qwen2',
+    hidden_size: 48,
+    num_attention_heads: 4,
+    num_key_value_heads: 2,
+    num_hidden_layers: 2,
+    intermediate_size: 96,
+    vocab_size: 128,
+    hidden_act: 'silu',
+    rms_norm_eps: 1e-6,
+    rope_theta: 1000000.0,
+    max_position_embeddings: 32768,
+    tie_word_embeddings: true,
+    use_sliding_window: false,
+    bos_token_id: 0,
+    eos_token_id: 1,
+  };
+}
+
+function llama3Config(): Json {
+  // head_dim 16 with theta 500000 gives wavelengths 6.3, 32.5, 168, ...: with original_max 64 the
+  // first is kept (< 64/4), the second smoothed, the rest divided by 8.
+  return {
+    architectures: ['LlamaForCausalLM'],
+    model_type: 'llama',
+    hidden_size: 64,
+    num_attention_heads: 4,
+    num_key_value_heads: 2,
+    num_hidden_layers: 2,
+    intermediate_size: 128,
+    vocab_size: 150,
+    hidden_act: 'silu',
+    rms_norm_eps: 1e-5,
+    rope_theta: 500000.0,
+    max_position_embeddings: 256,
+    rope_scaling: { rope_type: 'llama3', factor: 8.0, low_freq_factor: 1.0, high_freq_factor: 4.0, original_max_position_embeddings: 64 },
+    tie_word_embeddings: false,
+    attention_bias: false,
+    mlp_bias: false,
+    bos_token_id: 0,
+    eos_token_id: 1,
+  };
+}
+
+function phi3Config(type: 'su' | 'longrope', originalMax: number): Json {
+  // head_dim 16 -> 8 factors each; distinct enough that the branch choice shows in the logits.
+  return {
+    architectures: ['Phi3ForCausalLM'],
+    model_type: 'phi3',
+    hidden_size: 64,
+    num_attention_heads: 4,
+    num_key_value_heads: 2,
+    num_hidden_layers: 2,
+    intermediate_size: 96,
+    vocab_size: 140,
+    hidden_act: 'silu',
+    rms_norm_eps: 1e-5,
+    rope_theta: 10000.0,
+    max_position_embeddings: 4096,
+    original_max_position_embeddings: originalMax,
+    rope_scaling: {
+      type,
+      short_factor: [1.0, 1.05, 1.1, 1.3, 1.6, 2.0, 2.5, 3.0],
+      long_factor: [1.0, 1.5, 2.5, 4.0, 6.0, 9.0, 14.0, 20.0],
+    },
+    tie_word_embeddings: false,
+    pad_token_id: 5,
+    bos_token_id: 1,
+    eos_token_id: 2,
+    sliding_window: 2047,
+  };
+}
+
+function internlm2Config(o: Partial<{ maxPos: number; scaling: Json }> = {}): Json {
+  return {
+    architectures: ['InternLM2ForCausalLM'],
+    model_type: 'internlm2',
+    hidden_size: 64,
+    num_attention_heads: 8,
+    num_key_value_heads: 2,
+    num_hidden_layers: 2,
+    intermediate_size: 128,
+    vocab_size: 176,
+    hidden_act: 'silu',
+    rms_norm_eps: 1e-5,
+    rope_theta: 1000000,
+    max_position_embeddings: o.maxPos ?? 4096,
+    rope_scaling: o.scaling ?? { type: 'dynamic', factor: 2.0 },
+    bias: false,
+    tie_word_embeddings: false,
+    pad_token_id: 2,
+    attn_implementation: 'eager',
+    bos_token_id: 1,
+    eos_token_id: 2,
+  };
+}
+
+function chatConfig(vision: Json, llm: Json, top: Json = {}): Json {
+  return {
+    architectures: ['InternVLChatModel'],
+    model_type: 'internvl_chat',
+    downsample_ratio: 0.5,
+    ps_version: 'v2',
+    select_layer: -1,
+    force_image_size: vision.image_size,
+    template: 'internvl2_5',
+    dynamic_image_size: true,
+    use_thumbnail: true,
+    max_dynamic_patch: 12,
+    min_dynamic_patch: 1,
+    pad2square: false,
+    use_backbone_lora: 0,
+    use_llm_lora: 0,
+    hidden_size: llm.hidden_size,
+    torch_dtype: 'float32',
+    ...top,
+    vision_config: vision,
+    llm_config: llm,
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Random checkpoints and inputs
+
+interface Variant {
+  name: string;
+  config: Json;
+  seed: number;
+  /** Tiles fed to the ViT and their image_flags. */
+  flags: number[];
+  /** Text tokens before / after the image block in each row (the image block of a row holds its share of flagged tiles). */
+  rows: { before: number; tiles: number; after: number }[];
+  /** Pad every row on the right to this length (default: the longest row). */
+  seqLen?: number;
+  storage?: 'F32' | 'BF16';
+  shards?: number;
+  /**
+   * Sensitivity checks: the reference re-run with the variant's feature switched off must move the
+   * output by far more than the tolerance, or the comparison would not be testing that feature.
+   */
+  mutants?: Mutant[];
+}
+
+interface Mutant {
+  what: string;
+  config?: (c: Json) => Json;
+  flags?: number[];
+  /** Use the unrounded float32 values instead of the checkpoint's (BF16) ones. */
+  f32Weights?: boolean;
+}
+
+/** Parameter names and shapes of the graph vlmc derives from `config` (shapes only). */
+function paramShapes(config: Json): { name: string; shape: number[] }[] {
+  const model = internvlFromConfig(config, 'variant config');
+  assignPaths(model);
+  return collectParams(model).map((p) => ({ name: p.name, shape: [...p.shape] }));
+}
+
+function randomValues(name: string, shape: number[], r: ReturnType<typeof rng>): Float32Array {
+  const n = shape.reduce((a, b) => a * b, 1);
+  const out = new Float32Array(n);
+  const last = name.split('.').at(-1)!;
+  const isNorm = /norm|mlp1\.0\./.test(name);
+  let gen: () => number;
+  if (last === 'ls1' || last === 'ls2') gen = () => 0.3 + 0.7 * r.uniform();
+  else if (isNorm && last === 'weight') gen = () => 1 + 0.2 * r.normal();
+  else if (last === 'bias') gen = () => 0.1 * r.normal();
+  else if (name.endsWith('class_embedding') || name.endsWith('position_embedding')) gen = () => 0.5 * r.normal();
+  else if (/embed_tokens|tok_embeddings/.test(name)) gen = () => 0.5 * r.normal();
+  else {
+    const fanIn = shape.slice(1).reduce((a, b) => a * b, 1);
+    const std = 1 / Math.sqrt(fanIn);
+    gen = () => std * r.normal();
+  }
+  for (let i = 0; i < n; i++) out[i] = gen();
+  return out;
+}
+
+function tensorsOf(params: { name: string; shape: number[]; values: Float32Array }[], storage: 'F32' | 'BF16'): TensorToWrite[] {
+  return params.map(({ name, shape, values }) => {
+    if (storage === 'BF16') {
+      const h = f32ToBf16(values);
+      return { name, dtype: 'BF16', shape, data: new Uint8Array(h.buffer, h.byteOffset, h.byteLength) };
+    }
+    return { name, dtype: 'F32', shape, data: new Uint8Array(values.buffer, values.byteOffset, values.byteLength) };
+  });
+}
+
+interface Written {
+  dir: string;
+  contextId: number;
+  params: { name: string; shape: number[]; values: Float32Array }[];
+}
+
+const SENSITIVITY = 100 * TOL;
+
+async function writeCheckpoint(dir: string, v: Variant, params: Written['params'], contextId: number): Promise<void> {
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(path.join(dir, 'config.json'), JSON.stringify(v.config, null, 2));
+  writeFileSync(path.join(dir, 'added_tokens.json'), JSON.stringify({ '<img>': contextId - 2, '</img>': contextId - 1, '<IMG_CONTEXT>': contextId }));
+  const tensors = tensorsOf(params, v.storage ?? 'F32');
+  const shards = v.shards ?? 1;
+  if (shards === 1) {
+    await writeSafetensors(path.join(dir, 'model.safetensors'), tensors);
+    return;
+  }
+  const weightMap: Record<string, string> = {};
+  let total = 0;
+  for (let s = 0; s < shards; s++) {
+    const file = `model-${String(s + 1).padStart(5, '0')}-of-${String(shards).padStart(5, '0')}.safetensors`;
+    // Round-robin, so every shard holds vision, projector and LLM tensors alike.
+    const part = tensors.filter((_, i) => i % shards === s);
+    for (const t of part) {
+      weightMap[t.name] = file;
+      total += t.data.byteLength;
+    }
+    await writeSafetensors(path.join(dir, file), part);
+  }
+  writeFileSync(path.join(dir, 'model.safetensors.index.json'), JSON.stringify({ metadata: { total_size: total }, weight_map: weightMap }, null, 2));
+}
+
+async function makeCheckpoint(v: Variant, dir: string): Promise<Written> {
+  const r = rng(v.seed);
+  const params = paramShapes(v.config).map(({ name, shape }) => ({ name, shape, values: randomValues(name, shape, r) }));
+  const vocab = (v.config.llm_config as Json).vocab_size as number;
+  const contextId = vocab - 1;
+  await writeCheckpoint(dir, v, params, contextId);
+  return { dir, contextId, params };
+}
+
+interface Inputs {
+  pixelValues: Float32Array;
+  pixelShape: [number, number, number, number];
+  inputIds: BigInt64Array;
+  inputShape: [number, number];
+  imageFlags: BigInt64Array;
+}
+
+function tokensPerTile(config: Json): number {
+  const vc = config.vision_config as Json;
+  const size = (config.force_image_size as number | undefined) ?? (vc.image_size as number);
+  const ratio = config.downsample_ratio as number;
+  return Math.round((size / (vc.patch_size as number)) ** 2 * ratio * ratio);
+}
+
+function makeInputs(v: Variant, contextId: number): Inputs {
+  const r = rng(v.seed + 7919);
+  const vc = v.config.vision_config as Json;
+  const lc = v.config.llm_config as Json;
+  const size = (v.config.force_image_size as number | undefined) ?? (vc.image_size as number);
+  const tiles = v.flags.length;
+  const pixelValues = new Float32Array(tiles * 3 * size * size);
+  for (let i = 0; i < pixelValues.length; i++) pixelValues[i] = r.normal();
+  const perTile = tokensPerTile(v.config);
+  const vocab = lc.vocab_size as number;
+  const pad = typeof lc.pad_token_id === 'number' ? (lc.pad_token_id as number) : 0;
+  const text = () => 6 + Math.floor(r.uniform() * (vocab - 10));
+  const rows = v.rows.map(({ before, tiles: t, after }) => {
+    const ids: number[] = [];
+    for (let i = 0; i < before; i++) ids.push(text());
+    if (t > 0) {
+      ids.push(contextId - 2);
+      for (let i = 0; i < t * perTile; i++) ids.push(contextId);
+      ids.push(contextId - 1);
+    }
+    for (let i = 0; i < after; i++) ids.push(text());
+    return ids;
+  });
+  const flagged = v.flags.filter((f) => f === 1).length;
+  expect(v.rows.reduce((a, b) => a + b.tiles, 0)).toBe(flagged);
+  const N = v.seqLen ?? Math.max(...rows.map((x) => x.length));
+  const inputIds = new BigInt64Array(rows.length * N);
+  rows.forEach((ids, b) => {
+    expect(ids.length).toBeLessThanOrEqual(N);
+    for (let t = 0; t < N; t++) inputIds[b * N + t] = BigInt(t < ids.length ? ids[t]! : pad);
+  });
+  return {
+    pixelValues,
+    pixelShape: [tiles, 3, size, size],
+    inputIds,
+    inputShape: [rows.length, N],
+    imageFlags: BigInt64Array.from(v.flags, (f) => BigInt(f)),
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Running both sides
+
+function maxAbs(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  expect(a.length).toBe(b.length);
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]! - b[i]!));
+  return m;
+}
+
+function absMax(a: ArrayLike<number>): number {
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]!));
+  return m;
+}
+
+async function runVlmc(checkpoint: string, out: string, inputs: Inputs): Promise<Record<string, HostTensor>> {
+  await build({ weights: checkpoint, out });
+  const session = await openSession(out);
+  try {
+    return await run(session, {
+      pixel_values: { dtype: 'float32', shape: [...inputs.pixelShape], data: inputs.pixelValues },
+      input_ids: { dtype: 'int64', shape: [...inputs.inputShape], data: inputs.inputIds },
+      image_flags: { dtype: 'int64', shape: [inputs.imageFlags.length], data: inputs.imageFlags },
+    });
+  } finally {
+    await session.release();
+  }
+}
+
+interface Compared {
+  logits: number;
+  vit: number;
+  ref: ReturnType<typeof internvlReference>;
+  dir: string;
+}
+
+async function compare(v: Variant): Promise<Compared> {
+  const dir = path.join(ROOT, v.name.replace(/[^a-z0-9]+/gi, '-'));
+  const ckpt = path.join(dir, 'checkpoint');
+  const { contextId, params } = await makeCheckpoint(v, ckpt);
+  const inputs = makeInputs(v, contextId);
+  const cfg = loadConfig(ckpt);
+  const weights = await loadWeights(ckpt);
+  const ref = internvlReference(cfg, weights, inputs, contextId);
+  const moved: string[] = [];
+  for (const m of v.mutants ?? []) {
+    const mc = m.config ? m.config(structuredClone(cfg)) : cfg;
+    const mw = m.f32Weights ? new Map(params.map((p) => [p.name, Float64Array.from(p.values)])) : weights;
+    const mi = m.flags ? { ...inputs, imageFlags: BigInt64Array.from(m.flags, (f) => BigInt(f)) } : inputs;
+    const mr = internvlReference(mc, mw, mi, contextId);
+    const d = Math.max(maxAbs(mr.logits, ref.logits), mr.vitEmbeds.length === ref.vitEmbeds.length ? maxAbs(mr.vitEmbeds, ref.vitEmbeds) : Infinity);
+    moved.push(`${m.what} moves ${d.toExponential(1)}`);
+    expect(d, `reference output should change when ${m.what}`).toBeGreaterThan(SENSITIVITY);
+  }
+  const got = await runVlmc(ckpt, path.join(dir, 'artifact'), inputs);
+  expect(got.logits!.shape).toEqual(ref.logitsShape);
+  expect(got.vit_embeds!.shape).toEqual(ref.vitEmbedsShape);
+  const logits = maxAbs(got.logits!.data as Float32Array, ref.logits);
+  const vit = maxAbs(got.vit_embeds!.data as Float32Array, ref.vitEmbeds);
+  results.push(`${v.name}: logits ${logits.toExponential(2)} (|ref| max ${absMax(ref.logits).toFixed(2)}), vit_embeds ${vit.toExponential(2)}${moved.length ? ` [${moved.join('; ')}]` : ''}`);
+  return { logits, vit, ref, dir };
+}
+
+function expectClose(c: Compared): void {
+  // The comparison must mean something: logits and features well away from zero.
+  expect(absMax(c.ref.logits)).toBeGreaterThan(0.5);
+  expect(absMax(c.ref.vitEmbeds)).toBeGreaterThan(0.5);
+  expect(c.vit).toBeLessThanOrEqual(TOL);
+  expect(c.logits).toBeLessThanOrEqual(TOL);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The variants
+
+const twoRows = [
+  { before: 3, tiles: 1, after: 4 },
+  { before: 2, tiles: 1, after: 2 },
+];
+
+/** Mutant helpers: patch the llm_config, its rope_scaling, or the vision_config. */
+const llmPatch = (what: string, patch: Json): Mutant => ({ what, config: (c) => ({ ...c, llm_config: { ...(c.llm_config as Json), ...patch } }) });
+const visionPatch = (what: string, patch: Json): Mutant => ({ what, config: (c) => ({ ...c, vision_config: { ...(c.vision_config as Json), ...patch } }) });
+const topPatch = (what: string, patch: Json): Mutant => ({ what, config: (c) => ({ ...c, ...patch }) });
+const ropePatch = (what: string, patch: (rs: Json) => Json): Mutant => ({
+  what,
+  config: (c) => {
+    const l = c.llm_config as Json;
+    const rs = l.rope_scaling as Json;
+    return { ...c, llm_config: { ...l, rope_scaling: { ...rs, ...patch(rs) } } };
+  },
+});
+const noRopeScaling = llmPatch('rope_scaling is dropped', { rope_scaling: null });
+
+describe('vlmc vs float64 reference on variants', () => {
+  it('a. InternViT-6B style: rms_norm, qk_normalization, no qkv bias, select_layer -2 of 3 (Qwen2)', async () => {
+    const config = chatConfig(visionConfig({ norm: 'rms_norm', qkNorm: true, qkvBias: false, layers: 3 }), qwen2Config(), { select_layer: -2 });
+    expectClose(
+      await compare({
+        name: 'a vit6b select -2', config, seed: 11, flags: [1, 1], rows: twoRows,
+        mutants: [
+          topPatch('select_layer is -1', { select_layer: -1 }),
+          visionPatch('qk_normalization is off', { qk_normalization: false }),
+        ],
+      }),
+    );
+  });
+
+  it('b. select_layer 1 (non-negative index into hidden_states)', async () => {
+    const config = chatConfig(visionConfig({ layers: 3 }), qwen2Config(), { select_layer: 1 });
+    expectClose(
+      await compare({
+        name: 'b select 1', config, seed: 12, flags: [1, 1], rows: twoRows,
+        mutants: [
+          topPatch('select_layer is -1', { select_layer: -1 }),
+          topPatch('select_layer is 2', { select_layer: 2 }),
+        ],
+      }),
+    );
+  });
+
+  it('b2. select_layer -4 of 4 layers, rms_norm ViT with qk norm', async () => {
+    const config = chatConfig(visionConfig({ norm: 'rms_norm', qkNorm: true, qkvBias: false, layers: 4 }), qwen2Config(), { select_layer: -4 });
+    expectClose(
+      await compare({
+        name: 'b2 select -4', config, seed: 13, flags: [1], rows: [{ before: 2, tiles: 1, after: 5 }],
+        mutants: [topPatch('select_layer is -3', { select_layer: -3 })],
+      }),
+    );
+  });
+
+  it('c. Llama-3.1 LLM: GQA, rope_theta 500000, llama3 rope_scaling, untied lm_head', async () => {
+    const config = chatConfig(visionConfig(), llama3Config());
+    expectClose(await compare({ name: 'c llama3', config, seed: 21, flags: [1, 1], rows: twoRows, mutants: [noRopeScaling] }));
+  });
+
+  // seq 24 > original_max 16: long factors; attention factor sqrt(1 + ln(4096/16) / ln(16)).
+  it("d1. Phi-3 'su' LongRoPE, sequence longer than original_max_position_embeddings (long factors)", async () => {
+    const config = chatConfig(visionConfig(), phi3Config('su', 16));
+    expectClose(await compare({ name: 'd1 phi3 su long', config, seed: 31, flags: [1, 1], rows: twoRows, seqLen: 24, mutants: [ropePatch('long_factor := short_factor', (rs) => ({ long_factor: rs.short_factor })), ropePatch('the attention factor is 1', () => ({ attention_factor: 1.0 }))] }));
+  });
+
+  it("d2. Phi-3 'su' LongRoPE, sequence within original_max_position_embeddings (short factors)", async () => {
+    const config = chatConfig(visionConfig(), phi3Config('su', 64));
+    expectClose(await compare({ name: 'd2 phi3 su short', config, seed: 32, flags: [1, 1], rows: twoRows, seqLen: 24, mutants: [ropePatch('short_factor := long_factor', (rs) => ({ short_factor: rs.long_factor }))] }));
+  });
+
+  it("d3. Phi-3 'longrope' spelling, long branch", async () => {
+    const config = chatConfig(visionConfig(), phi3Config('longrope', 12));
+    expectClose(await compare({ name: 'd3 phi3 longrope long', config, seed: 33, flags: [1, 1], rows: twoRows, seqLen: 24, mutants: [ropePatch('long_factor := short_factor', (rs) => ({ long_factor: rs.short_factor }))] }));
+  });
+
+  it('e. ps_version v1', async () => {
+    const config = chatConfig(visionConfig(), qwen2Config(), { ps_version: 'v1' });
+    const c = await compare({ name: 'e ps v1', config, seed: 41, flags: [1, 1], rows: twoRows, mutants: [topPatch('ps_version is v2', { ps_version: 'v2' })] });
+    expectClose(c);
+  });
+
+  it('f. three tiles with image_flags [1, 0, 1]', async () => {
+    const config = chatConfig(visionConfig(), internlm2Config());
+    const c = await compare({ name: 'f flags 1,0,1', config, seed: 51, flags: [1, 0, 1], rows: [{ before: 3, tiles: 2, after: 4 }, { before: 5, tiles: 0, after: 6 }], mutants: [{ what: 'flags are [1, 1, 0]', flags: [1, 1, 0] }] });
+    expect(c.ref.vitEmbedsShape[0]).toBe(3);
+    expectClose(c);
+  });
+
+  it('g. BF16 checkpoint (reference computes with the bf16-rounded values)', async () => {
+    const config = chatConfig(visionConfig({ norm: 'rms_norm', qkNorm: true, qkvBias: false }), qwen2Config(), { torch_dtype: 'bfloat16' });
+    expectClose(await compare({ name: 'g bf16', config, seed: 61, flags: [1, 1], rows: twoRows, storage: 'BF16', mutants: [{ what: 'weights are not bf16-rounded', f32Weights: true }] }));
+  });
+
+  it('h. sharded checkpoint (3 shards + index); weights byte-identical to the single-file build', async () => {
+    const config = chatConfig(visionConfig(), llama3Config());
+    const v: Variant = { name: 'h sharded', config, seed: 71, flags: [1, 1], rows: twoRows, shards: 3 };
+    const c = await compare(v);
+    expectClose(c);
+    // The same weights as one file.
+    const single = path.join(c.dir, 'single');
+    await makeCheckpoint({ ...v, shards: 1 }, single);
+    await build({ weights: single, out: path.join(c.dir, 'single-artifact') });
+    const a = readFileSync(path.join(c.dir, 'artifact', 'model.onnx.data'));
+    const b = readFileSync(path.join(c.dir, 'single-artifact', 'model.onnx.data'));
+    expect(a.byteLength).toBeGreaterThan(0);
+    expect(a.equals(b)).toBe(true);
+  });
+
+  it('i. force_image_size 56 vs vision image_size 28: bicubic position-embedding interpolation', async () => {
+    const config = chatConfig(visionConfig({ imageSize: 28 }), qwen2Config(), { force_image_size: 56 });
+    const c = await compare({ name: 'i pos-embed 28->56', config, seed: 81, flags: [1, 1], rows: twoRows });
+    expect(c.ref.vitEmbedsShape[1]).toBe(4);
+    expectClose(c);
+  });
+
+  it('j. InternLM2 dynamic NTK with seq_len > max_position_embeddings', async () => {
+    const config = chatConfig(visionConfig(), internlm2Config({ maxPos: 8, scaling: { type: 'dynamic', factor: 2.0 } }));
+    expectClose(await compare({ name: 'j internlm2 dynamic', config, seed: 91, flags: [1, 1], rows: twoRows, mutants: [llmPatch('max_position_embeddings is 4096 (no NTK)', { max_position_embeddings: 4096 })] }));
+  });
+
+  it('k. InternLM2 linear rope scaling', async () => {
+    const config = chatConfig(visionConfig(), internlm2Config({ scaling: { type: 'linear', factor: 3.0 } }));
+    expectClose(await compare({ name: 'k internlm2 linear', config, seed: 101, flags: [1, 1], rows: twoRows, mutants: [noRopeScaling] }));
+  });
+
+  it('l. Llama dynamic NTK past max_position_embeddings, with attention_bias and mlp_bias', async () => {
+    const llm = { ...llama3Config(), max_position_embeddings: 8, rope_theta: 10000.0, rope_scaling: { rope_type: 'dynamic', factor: 2.0 }, attention_bias: true, mlp_bias: true };
+    expectClose(await compare({ name: 'l llama dynamic+bias', config: chatConfig(visionConfig(), llm), seed: 111, flags: [1, 1], rows: twoRows, mutants: [noRopeScaling] }));
+  });
+
+  it('m. select_layer 0 (the embeddings themselves)', async () => {
+    const config = chatConfig(visionConfig(), qwen2Config(), { select_layer: 0 });
+    expectClose(await compare({ name: 'm select 0', config, seed: 121, flags: [1, 1], rows: twoRows }));
+  });
+
+  it('n. Phi-3 without GQA, max_position_embeddings == original (attention factor 1)', async () => {
+    const llm = { ...phi3Config('su', 16), num_key_value_heads: 4, max_position_embeddings: 16 };
+    expectClose(await compare({ name: 'n phi3 mha factor 1', config: chatConfig(visionConfig(), llm), seed: 131, flags: [1, 1], rows: twoRows, seqLen: 24 }));
+  });
+
+  it('o. every tile flagged 0, no image positions', async () => {
+    const config = chatConfig(visionConfig(), qwen2Config());
+    expectClose(await compare({ name: 'o all flags 0', config, seed: 141, flags: [0, 0], rows: [{ before: 6, tiles: 0, after: 5 }] }));
+  });
+});
