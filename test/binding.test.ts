@@ -205,3 +205,39 @@ describe('strict binding', () => {
     expect(readFileSync(path.join(out, 'manifest.json')).equals(before)).toBe(true);
   });
 });
+
+describe('bad checkpoints through vlmc build', () => {
+  const unified = path.join(FIXTURES, 'qwen2-tiny', 'unified');
+
+  function corrupt(name: string, edit: (dir: string) => void): string {
+    const dir = path.join(work, `bad-${name}`);
+    cpSync(unified, dir, { recursive: true });
+    edit(dir);
+    return dir;
+  }
+
+  const cases: [string, (dir: string) => void, string][] = [
+    ['truncated', (d) => writeFileSync(path.join(d, 'model.safetensors'), readFileSync(path.join(d, 'model.safetensors')).subarray(0, 5000)), 'model.safetensors'],
+    ['not-json-config', (d) => writeFileSync(path.join(d, 'config.json'), '{ nope'), 'config.json'],
+    [
+      'index-escapes',
+      (d) => writeFileSync(path.join(d, 'model.safetensors.index.json'), JSON.stringify({ weight_map: { 'mlp1.0.weight': '../model.safetensors' } })),
+      '..',
+    ],
+    [
+      'missing-shard',
+      (d) => writeFileSync(path.join(d, 'model.safetensors.index.json'), JSON.stringify({ weight_map: { 'mlp1.0.weight': 'model-00002-of-00002.safetensors' } })),
+      'model-00002-of-00002.safetensors',
+    ],
+  ];
+
+  it.each(cases)('%s: exit 2, names the file, writes nothing', (name, edit, mentions) => {
+    const dir = corrupt(name, edit);
+    const out = path.join(work, `bad-out-${name}`);
+    const r = vlmc(['build', '--weights', dir, '--out', out]);
+    expect(r.status).toBe(2);
+    expect(r.stderr).toContain(mentions);
+    expect(r.stderr).not.toContain('internal error');
+    expect(existsSync(out)).toBe(false);
+  });
+});
