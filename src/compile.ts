@@ -21,6 +21,8 @@ export interface CompileOptions {
   opset?: number;
   /** Element type parameters are stored in; the graph computes in fp32 either way. */
   paramDtype?: ParamDType;
+  /** Trace for structure only (locks, diffs, counts): an unknown <IMG_CONTEXT> id becomes a placeholder. */
+  structureOnly?: boolean;
 }
 
 export function compile(model: Model, options: CompileOptions = {}): Graph {
@@ -34,7 +36,7 @@ export function compile(model: Model, options: CompileOptions = {}): Graph {
     v.name = spec.name;
     return v;
   });
-  const builder = new GraphBuilder(opset);
+  const builder = new GraphBuilder(opset, options.structureOnly ?? false);
   const named = withBuilder(builder, () => builder.withScope('', model.site, () => model.forward(...inputs)));
   const outputs = Object.entries(named).map(([name, v]) => {
     if (v.name !== undefined && v.kind !== 'node') throw new Error(`output '${name}' must be computed, not a ${v.kind}`);

@@ -20,7 +20,14 @@ export class GraphBuilder {
   readonly nodes: Node[] = [];
   private readonly scopes: Scope[] = [{ path: '', site: undefined }];
 
-  constructor(readonly opset: number) {}
+  /**
+   * @param structureOnly the graph is traced for its structure (locks, diffs, counts), not to be run:
+   *   facts only a checkpoint can give (the <IMG_CONTEXT> id) may be left as placeholders.
+   */
+  constructor(
+    readonly opset: number,
+    readonly structureOnly = false,
+  ) {}
 
   get scope(): Scope {
     return this.scopes[this.scopes.length - 1]!;

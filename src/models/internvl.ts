@@ -8,6 +8,7 @@ import { fail, type Module, type Tensor } from '../dsl/module.ts';
 import { Model, type InputSpec } from '../dsl/model.ts';
 import type { FreezeRule } from '../dsl/freeze.ts';
 import * as op from '../ops/index.ts';
+import { activeBuilder } from '../ir/builder.ts';
 import { f32, i64, i64Scalar } from '../dsl/constants.ts';
 import { reshape } from '../nn/layers.ts';
 import { DTYPES } from '../ir/dtype.ts';
@@ -39,6 +40,9 @@ export interface InternVLOptions {
 
 /** Anything that maps shuffled patch features to LLM-width tokens. */
 export type ProjectorModule = Module & { forward(x: Tensor): Tensor };
+
+/** Placeholder for an unknown <IMG_CONTEXT> id in structure-only graphs; matches no token. */
+const UNSET_TOKEN_ID = -1;
 
 export class InternVLChatModel extends Model {
   readonly vision_model: InternVisionModel;
@@ -112,7 +116,7 @@ export class InternVLChatModel extends Model {
 
   /** Replace `<IMG_CONTEXT>` embeddings, in row-major order, by the flagged tiles' tokens. */
   spliceImageTokens(textEmbeds: Tensor, inputIds: Tensor, vitEmbeds: Tensor, imageFlags: Tensor): Tensor {
-    const contextId = this.options.imgContextTokenId;
+    const contextId = this.options.imgContextTokenId ?? (activeBuilder().structureOnly ? UNSET_TOKEN_ID : undefined);
     if (contextId === undefined) fail('the <IMG_CONTEXT> token id is unknown: set imgContextTokenId in the graph, pass --img-context-token-id, or build with a checkpoint whose tokenizer files name it');
     const hidden = this.language_model.config.hidden;
     const kept = op.Compress(vitEmbeds, op.Equal(imageFlags, i64Scalar(1)), { axis: 0 });
