@@ -35,7 +35,7 @@ export async function run(session: ort.InferenceSession, inputs: Record<string, 
   for (const name of session.inputNames) {
     const t = inputs[name];
     if (!t) throw new UserError(`missing input '${name}' (the graph takes ${session.inputNames.join(', ')})`);
-    feeds[name] = new ort.Tensor(t.dtype, t.data, t.shape);
+    feeds[name] = new ort.Tensor(t.dtype, t.data, feedShape(name, t.shape));
   }
   const results = await session.run(feeds);
   const out: Record<string, HostTensor> = {};
@@ -44,6 +44,11 @@ export async function run(session: ort.InferenceSession, inputs: Record<string, 
     out[name] = { dtype: r.type as HostTensor['dtype'], shape: [...r.dims], data: r.data as Float32Array | BigInt64Array };
   }
   return out;
+}
+
+/** InternVL's own code takes image_flags as [tiles, 1] and squeezes it; accept that layout too. */
+function feedShape(name: string, shape: number[]): number[] {
+  return name === 'image_flags' && shape.length === 2 && shape[1] === 1 ? [shape[0]!] : shape;
 }
 
 export async function readInputs(file: string): Promise<Record<string, HostTensor>> {
