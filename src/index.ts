@@ -33,3 +33,4 @@ export { init, type InitOptions } from './init/init.ts';
 export { demo, writeRandomCheckpoint } from './demo.ts';
 export { buildModelProto, encodeModel } from './onnx/emit.ts';
 export type { Manifest, ManifestParameter } from './artifact/manifest.ts';
+export * from './review/index.ts';

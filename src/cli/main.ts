@@ -8,6 +8,9 @@ import { build } from '../build.ts';
 import { runArtifact } from '../runtime/run.ts';
 import { demo } from '../demo.ts';
 import { init } from '../init/init.ts';
+import { readdirSync } from 'node:fs';
+import * as nodePath from 'node:path';
+import { checkLocks, diffExitCode, diffSummaries, renderJson, renderMarkdown, renderText, resolveOperand, writeLock } from '../review/index.ts';
 import { progressBar } from './progress.ts';
 import { VLMC_VERSION } from '../version.ts';
 import type { ParamDType } from '../ir/dtype.ts';
@@ -114,6 +117,46 @@ export function program(): Command {
     });
 
   cli
+    .command('lock')
+    .description('write graphs/<x>.graph.lock beside each graph (all of graphs/ by default)')
+    .argument('[graphs...]', 'graph files')
+    .option('--check', 'write nothing; exit 1 when any lock is stale or missing')
+    .action(async (graphs: string[], o) => {
+      const files = graphs.length > 0 ? graphs : projectGraphs();
+      if (o.check) {
+        const { stale, missing } = await checkLocks(files);
+        for (const f of stale) console.log(`stale    ${f}`);
+        for (const f of missing) console.log(`missing  ${f}`);
+        if (stale.length + missing.length > 0) {
+          console.log('run `npx vlmc lock` and commit the result');
+          process.exitCode = 1;
+        } else console.log(`${files.length} lock${files.length === 1 ? '' : 's'} up to date`);
+        return;
+      }
+      for (const f of files) {
+        const { path, changed } = await writeLock(f);
+        console.log(`${changed ? 'wrote    ' : 'unchanged'} ${path}`);
+      }
+    });
+
+  cli
+    .command('diff')
+    .description('compare two graphs: graph files, REV:path, artifact folders or .onnx files (exit 0 same, 1 different)')
+    .argument('<a>', 'graph file, git revision of one (HEAD~1:graphs/x.ts), artifact folder, or .onnx file')
+    .argument('<b>', 'the same kinds')
+    .addOption(new Option('--format <format>', 'output format').choices(['text', 'markdown', 'json']).default('text'))
+    .option('--nodes', 'include node-level detail')
+    .option('--weights', 'compare tensor hashes (reads the weights)')
+    .action(async (a: string, b: string, o) => {
+      const left = await resolveOperand(a, { weights: Boolean(o.weights) });
+      const right = await resolveOperand(b, { weights: Boolean(o.weights) });
+      const d = diffSummaries(left.summary, right.summary, { nodes: Boolean(o.nodes), labels: [a, b] });
+      const render = { text: renderText, markdown: renderMarkdown, json: renderJson }[o.format as 'text' | 'markdown' | 'json'];
+      process.stdout.write(render(d));
+      process.exitCode = diffExitCode(d);
+    });
+
+  cli
     .command('demo')
     .description('the default run: random tiny checkpoint -> build graphs/internvl-tiny.ts -> one forward')
     .option('--out <dir>', 'where to put the checkpoint and artifact', 'out')
@@ -125,10 +168,19 @@ export function program(): Command {
   return cli;
 }
 
+/** The project's own graph files (graphs/*.ts). */
+function projectGraphs(): string[] {
+  return readdirSync('graphs')
+    .filter((f) => f.endsWith('.ts'))
+    .sort()
+    .map((f) => nodePath.join('graphs', f));
+}
+
 export async function main(argv: string[]): Promise<number> {
   try {
+    process.exitCode = 0;
     await program().parseAsync(argv, { from: 'user' });
-    return 0;
+    return Number(process.exitCode ?? 0);
   } catch (e) {
     return exitCodeFor(e);
   }
