@@ -3,22 +3,11 @@
  * Vision: InternViT-6B-448px-V1-5. LLM: internlm/internlm2-chat-20b (InternLM2).
  * vocab 92553 = InternLM2 tokenizer (92544) + 9 InternVL tokens.
  */
-import { internvl, internViT, internlm2, preset } from 'vlmc';
+import { internvl, internViT6B, internlm2, preset } from 'vlmc';
 
 export default internvl({
   name: 'internvl2-26b',
-  vision: internViT({
-    hidden: 3200,
-    heads: 25,
-    layers: 45,
-    intermediate: 12800,
-    imageSize: 448,
-    patchSize: 14,
-    norm: 'rms_norm',
-    qkvBias: false,
-    qkNorm: true,
-    eps: 1e-6,
-  }),
+  vision: internViT6B(),
   llm: internlm2({
     hidden: 6144,
     heads: 48,

@@ -4,22 +4,11 @@
  * vocab 64007 = Yi tokenizer (64000) + the 7 tokens of added_tokens.json (<IMG_CONTEXT> = 64000 ... </box> = 64006);
  * not checked against the checkpoint (no exact parameter total was found; see test/param-counts.test.ts).
  */
-import { internvl, internViT, llama, preset } from 'vlmc';
+import { internvl, internViT6B, llama, preset } from 'vlmc';
 
 export default internvl({
   name: 'internvl2-40b',
-  vision: internViT({
-    hidden: 3200,
-    heads: 25,
-    layers: 45,
-    intermediate: 12800,
-    imageSize: 448,
-    patchSize: 14,
-    norm: 'rms_norm',
-    qkvBias: false,
-    qkNorm: true,
-    eps: 1e-6,
-  }),
+  vision: internViT6B(),
   llm: llama({
     hidden: 7168,
     heads: 56,

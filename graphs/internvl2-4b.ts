@@ -4,22 +4,11 @@
  * vocab 32020 = Phi-3 tokenizer (32011) + 9 InternVL tokens; <IMG_CONTEXT> = 32013.
  * rope_scaling: the original (April 2024) Phi-3-mini-128k "su" factors, original_max_position_embeddings 4096.
  */
-import { internvl, internViT, phi3, preset } from 'vlmc';
+import { internvl, internViT300M, phi3, preset } from 'vlmc';
 
 export default internvl({
   name: 'internvl2-4b',
-  vision: internViT({
-    hidden: 1024,
-    heads: 16,
-    layers: 24,
-    intermediate: 4096,
-    imageSize: 448,
-    patchSize: 14,
-    norm: 'layer_norm',
-    qkvBias: true,
-    qkNorm: false,
-    eps: 1e-6,
-  }),
+  vision: internViT300M(),
   llm: phi3({
     hidden: 3072,
     heads: 32,

@@ -4,22 +4,11 @@
  * vocab 128265 = Llama-3 tokenizer (128256) + 9 InternVL tokens.
  * <IMG_CONTEXT> id not set here (not verified): it comes from the checkpoint tokenizer or --img-context-token-id.
  */
-import { internvl, internViT, llama, preset } from 'vlmc';
+import { internvl, internViT6B, llama, preset } from 'vlmc';
 
 export default internvl({
   name: 'internvl2-76b',
-  vision: internViT({
-    hidden: 3200,
-    heads: 25,
-    layers: 45,
-    intermediate: 12800,
-    imageSize: 448,
-    patchSize: 14,
-    norm: 'rms_norm',
-    qkvBias: false,
-    qkNorm: true,
-    eps: 1e-6,
-  }),
+  vision: internViT6B(),
   llm: llama({
     hidden: 8192,
     heads: 64,

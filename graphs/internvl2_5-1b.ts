@@ -4,22 +4,11 @@
  * vocab 151674 = Qwen2.5 tokenizer (151665) + 9 InternVL tokens; <IMG_CONTEXT> = 151667.
  * lm_head is stored untied (938M parameters) although Qwen2.5-0.5B itself ties.
  */
-import { internvl, internViT, qwen2, preset } from 'vlmc';
+import { internvl, internViT300M, qwen2, preset } from 'vlmc';
 
 export default internvl({
   name: 'internvl2_5-1b',
-  vision: internViT({
-    hidden: 1024,
-    heads: 16,
-    layers: 24,
-    intermediate: 4096,
-    imageSize: 448,
-    patchSize: 14,
-    norm: 'layer_norm',
-    qkvBias: true,
-    qkNorm: false,
-    eps: 1e-6,
-  }),
+  vision: internViT300M(),
   llm: qwen2({
     hidden: 896,
     heads: 14,

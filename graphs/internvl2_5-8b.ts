@@ -3,22 +3,11 @@
  * Vision: InternViT-300M-448px-V2_5. LLM: internlm/internlm2_5-7b-chat (InternLM2.5).
  * vocab 92553 = InternLM2 tokenizer (92544) + 9 InternVL tokens.
  */
-import { internvl, internViT, internlm2, preset } from 'vlmc';
+import { internvl, internViT300M, internlm2, preset } from 'vlmc';
 
 export default internvl({
   name: 'internvl2_5-8b',
-  vision: internViT({
-    hidden: 1024,
-    heads: 16,
-    layers: 24,
-    intermediate: 4096,
-    imageSize: 448,
-    patchSize: 14,
-    norm: 'layer_norm',
-    qkvBias: true,
-    qkNorm: false,
-    eps: 1e-6,
-  }),
+  vision: internViT300M(),
   llm: internlm2({
     hidden: 4096,
     heads: 32,

@@ -3,22 +3,11 @@
  * Vision: InternViT-300M-448px-V2_5. LLM: Qwen/Qwen2.5-0.5B (Qwen2).
  * llm_config: rope_scaling dynamic 2.0, tie_word_embeddings false (lm_head stored: 938M parameters).
  */
-import { internvl, internViT, qwen2, preset } from 'vlmc';
+import { internvl, internViT300M, qwen2, preset } from 'vlmc';
 
 export default internvl({
   name: 'internvl3-1b',
-  vision: internViT({
-    hidden: 1024,
-    heads: 16,
-    layers: 24,
-    intermediate: 4096,
-    imageSize: 448,
-    patchSize: 14,
-    norm: 'layer_norm',
-    qkvBias: true,
-    qkNorm: false,
-    eps: 1e-6,
-  }),
+  vision: internViT300M(),
   llm: qwen2({
     hidden: 896,
     heads: 14,

@@ -3,22 +3,11 @@
  * Vision: InternViT-300M-448px-V2_5. LLM: Qwen/Qwen2.5-1.5B (Qwen2).
  * lm_head is stored untied (2.09B parameters) although Qwen2.5-1.5B itself ties.
  */
-import { internvl, internViT, qwen2, preset } from 'vlmc';
+import { internvl, internViT300M, qwen2, preset } from 'vlmc';
 
 export default internvl({
   name: 'internvl3-2b',
-  vision: internViT({
-    hidden: 1024,
-    heads: 16,
-    layers: 24,
-    intermediate: 4096,
-    imageSize: 448,
-    patchSize: 14,
-    norm: 'layer_norm',
-    qkvBias: true,
-    qkNorm: false,
-    eps: 1e-6,
-  }),
+  vision: internViT300M(),
   llm: qwen2({
     hidden: 1536,
     heads: 12,

@@ -2,22 +2,11 @@
  * InternVL3-78B, as published on Hugging Face: model card `OpenGVLab/InternVL3-78B`, dimensions from its config.json.
  * Vision: InternViT-6B-448px-V2_5. LLM: Qwen/Qwen2.5-72B (Qwen2).
  */
-import { internvl, internViT, qwen2, preset } from 'vlmc';
+import { internvl, internViT6B, qwen2, preset } from 'vlmc';
 
 export default internvl({
   name: 'internvl3-78b',
-  vision: internViT({
-    hidden: 3200,
-    heads: 25,
-    layers: 45,
-    intermediate: 12800,
-    imageSize: 448,
-    patchSize: 14,
-    norm: 'rms_norm',
-    qkvBias: false,
-    qkNorm: true,
-    eps: 1e-6,
-  }),
+  vision: internViT6B(),
   llm: qwen2({
     hidden: 8192,
     heads: 64,

@@ -2,22 +2,11 @@
  * InternVL3-8B, as published on Hugging Face: model card `OpenGVLab/InternVL3-8B`, dimensions from its config.json.
  * Vision: InternViT-300M-448px-V2_5. LLM: Qwen/Qwen2.5-7B (Qwen2).
  */
-import { internvl, internViT, qwen2, preset } from 'vlmc';
+import { internvl, internViT300M, qwen2, preset } from 'vlmc';
 
 export default internvl({
   name: 'internvl3-8b',
-  vision: internViT({
-    hidden: 1024,
-    heads: 16,
-    layers: 24,
-    intermediate: 4096,
-    imageSize: 448,
-    patchSize: 14,
-    norm: 'layer_norm',
-    qkvBias: true,
-    qkNorm: false,
-    eps: 1e-6,
-  }),
+  vision: internViT300M(),
   llm: qwen2({
     hidden: 3584,
     heads: 28,

@@ -6,22 +6,11 @@
  * vocab 128512 is InternLM3's padded vocabulary; the 9 InternVL tokens fit inside it.
  * <IMG_CONTEXT> id not set here (not verified): it comes from the checkpoint tokenizer or --img-context-token-id.
  */
-import { internvl, internViT, internlm2, preset } from 'vlmc';
+import { internvl, internViT300M, internlm2, preset } from 'vlmc';
 
 export default internvl({
   name: 'internvl3-9b',
-  vision: internViT({
-    hidden: 1024,
-    heads: 16,
-    layers: 24,
-    intermediate: 4096,
-    imageSize: 448,
-    patchSize: 14,
-    norm: 'layer_norm',
-    qkvBias: true,
-    qkNorm: false,
-    eps: 1e-6,
-  }),
+  vision: internViT300M(),
   llm: internlm2({
     hidden: 4096,
     heads: 32,

@@ -193,3 +193,13 @@ export class InternVisionModel extends Module {
 export function internViT(config: InternViTConfig): InternVisionModel {
   return new InternVisionModel(config);
 }
+
+/** InternViT-300M-448px (its config.json): the vision tower of InternVL2 / 2.5 / 3 up to 14B. */
+export function internViT300M(): InternVisionModel {
+  return internViT({ hidden: 1024, heads: 16, layers: 24, intermediate: 4096, imageSize: 448, patchSize: 14, norm: 'layer_norm', qkvBias: true, qkNorm: false, eps: 1e-6 });
+}
+
+/** InternViT-6B-448px-V1-5 / -V2_5 (their config.json): the vision tower of InternVL 26B and up. */
+export function internViT6B(): InternVisionModel {
+  return internViT({ hidden: 3200, heads: 25, layers: 45, intermediate: 12800, imageSize: 448, patchSize: 14, norm: 'rms_norm', qkvBias: false, qkNorm: true, eps: 1e-6 });
+}
