@@ -50,6 +50,8 @@ export function llmConfigJson(llm: CausalLM): Record<string, unknown> {
     rope_theta: c.ropeTheta,
     max_position_embeddings: c.maxPositions,
     rope_scaling: c.ropeScaling ? ropeScalingJson(c.ropeScaling) : null,
+    // Phi-3 keeps LongRoPE's original context at the top level, as its released configs do.
+    ...(c.ropeScaling?.type === 'longrope' ? { original_max_position_embeddings: c.ropeScaling.originalMaxPositions } : {}),
     tie_word_embeddings: c.tieEmbeddings,
     hidden_act: 'silu',
   };
@@ -75,7 +77,6 @@ function ropeScalingJson(s: RopeScaling): Record<string, unknown> {
         type: 'longrope',
         short_factor: s.shortFactor,
         long_factor: s.longFactor,
-        original_max_position_embeddings: s.originalMaxPositions,
         ...(s.attentionFactor !== undefined ? { attention_factor: s.attentionFactor } : {}),
       };
   }
