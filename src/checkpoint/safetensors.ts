@@ -35,8 +35,34 @@ export interface ChunkOptions {
   /**
    * Yield the same buffer every time (each chunk is then valid only until the next one is
    * requested). Saves an allocation per chunk for consumers that write or convert immediately.
+   * With one buffer there is no read-ahead; see `buffers`.
    */
   reuseBuffer?: boolean;
+  /**
+   * Read into this pair of buffers in turn, the next chunk being read while the caller works on
+   * the current one. Each chunk is valid only until the next one is requested (as with
+   * `reuseBuffer`, which this implies). Passing the same set for tensor after tensor keeps reusing
+   * the same memory; one stream at a time per set.
+   */
+  buffers?: ChunkBuffers;
+}
+
+/** The two read buffers a stream given `ChunkOptions.buffers` reads into in turn. */
+export class ChunkBuffers {
+  private readonly pair: Uint8Array[] = [];
+  private readonly shared: boolean;
+
+  /** `shared`: allocate in SharedArrayBuffers, so worker threads can read chunks in place. */
+  constructor(options: { shared?: boolean } = {}) {
+    this.shared = options.shared ?? false;
+  }
+
+  /** The first `length` bytes of buffer `slot` (0 or 1), which grows when too small. */
+  view(slot: 0 | 1, length: number): Uint8Array {
+    const have = this.pair[slot];
+    if (have && have.byteLength >= length) return have.subarray(0, length);
+    return (this.pair[slot] = new Uint8Array(this.shared ? new SharedArrayBuffer(length) : new ArrayBuffer(length)));
+  }
 }
 
 export interface TensorToWrite {
@@ -104,23 +130,51 @@ export class SafetensorsFile {
     return found;
   }
 
-  /** Streams a tensor's bytes in chunks holding whole elements (at most `chunkBytes` each). */
+  /**
+   * Streams a tensor's bytes in chunks holding whole elements (at most `chunkBytes` each). Unless
+   * one reused buffer is asked for, the next chunk is already being read while the caller works on
+   * the current one.
+   */
   async *chunks(entry: TensorEntry, chunkBytes = DEFAULT_CHUNK_BYTES, options: ChunkOptions = {}): AsyncGenerator<Uint8Array> {
     this.checkOwned(entry);
     const step = alignChunkBytes(chunkBytes, entry.dtype);
-    let shared: Uint8Array | undefined;
-    for (let done = 0; done < entry.byteLength; done += step) {
-      const length = Math.min(step, entry.byteLength - done);
-      let chunk: Uint8Array;
-      if (options.reuseBuffer) {
-        shared ??= new Uint8Array(Math.min(step, entry.byteLength));
-        chunk = shared.subarray(0, length);
-      } else {
-        chunk = new Uint8Array(length);
-      }
-      await readExactly(this.handle, chunk, entry.offset + done, this.path, `tensor "${entry.key}"`);
-      yield chunk;
+    if (options.reuseBuffer && !options.buffers) {
+      yield* this.chunksInOneBuffer(entry, step);
+      return;
     }
+    yield* this.chunksReadAhead(entry, step, options.buffers ? alternating(options.buffers) : freshBuffer);
+  }
+
+  /** Every chunk in the same buffer, so chunk i + 1 can only be read once it is requested. */
+  private async *chunksInOneBuffer(entry: TensorEntry, step: number): AsyncGenerator<Uint8Array> {
+    const buffer = new Uint8Array(Math.min(step, entry.byteLength));
+    const inBuffer = (_index: number, length: number) => buffer.subarray(0, length);
+    for (let i = 0; i * step < entry.byteLength; i++) yield await this.readChunk(entry, i, step, inBuffer);
+  }
+
+  /** Chunk i + 1 is read while the caller holds chunk i, so `bufferFor` must not hand out one buffer twice in a row. */
+  private async *chunksReadAhead(entry: TensorEntry, step: number, bufferFor: (index: number, length: number) => Uint8Array): AsyncGenerator<Uint8Array> {
+    const count = Math.ceil(entry.byteLength / step);
+    let next = count > 0 ? this.readChunk(entry, 0, step, bufferFor) : undefined;
+    try {
+      for (let i = 0; i < count; i++) {
+        const chunk = await next!;
+        next = i + 1 < count ? this.readChunk(entry, i + 1, step, bufferFor) : undefined;
+        yield chunk;
+      }
+    } finally {
+      // A consumer that stops early must not leave a read running into a buffer or a closing file.
+      await next?.catch(() => {});
+    }
+  }
+
+  /** Starts reading chunk `index` of `entry`; the promise is pre-handled so a failure waits for its `await`. */
+  private readChunk(entry: TensorEntry, index: number, step: number, bufferFor: (index: number, length: number) => Uint8Array): Promise<Uint8Array> {
+    const begin = index * step;
+    const chunk = bufferFor(index, Math.min(step, entry.byteLength - begin));
+    const read = readExactly(this.handle, chunk, entry.offset + begin, this.path, `tensor "${entry.key}"`).then(() => chunk);
+    read.catch(() => {});
+    return read;
   }
 
   /** Reads a whole tensor into one fresh (element-aligned) buffer; meant for small tensors. */
@@ -364,6 +418,18 @@ function encodeHeader(sorted: readonly TensorToWrite[], metadata?: Readonly<Reco
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
+
+function freshBuffer(_index: number, length: number): Uint8Array {
+  return new Uint8Array(length);
+}
+
+/**
+ * Chunk i goes to buffer i % 2: the chunk read ahead never overwrites the one the caller holds, and
+ * a reused chunk stays valid until the next one is requested.
+ */
+function alternating(buffers: ChunkBuffers): (index: number, length: number) => Uint8Array {
+  return (index, length) => buffers.view(index % 2 === 0 ? 0 : 1, length);
+}
 
 async function readExactly(handle: FileHandle, into: Uint8Array, position: number, path: string, what: string): Promise<void> {
   let filled = 0;

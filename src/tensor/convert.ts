@@ -197,12 +197,44 @@ export function convertChunk(src: Uint8Array, srcDtype: FloatStDType, dstDtype: 
     else bf16ToF32(u16, f32);
     return out;
   }
-  // F16 <-> BF16 goes through float32 bits; the first step is exact, so only one rounding happens.
-  const toF32 = srcDtype === 'F16' ? f16BitsToF32Bits : (h: number) => (h << 16) >>> 0;
-  const fromF32 = dstDtype === 'F16' ? f32BitsToF16Bits : f32BitsToBf16Bits;
-  const result = new Uint16Array(out.buffer, out.byteOffset, count);
-  for (let i = 0; i < count; i++) result[i] = fromF32(toF32(u16[i]!));
+  mapHalves(u16, new Uint16Array(out.buffer, out.byteOffset, count), halfToHalfTable(srcDtype));
   return out;
+}
+
+let f16ToBf16Table: Uint16Array | undefined;
+let bf16ToF16Table: Uint16Array | undefined;
+
+/**
+ * F16 <-> BF16 results for all 65536 inputs, built once. Each entry goes through float32 bits (the
+ * widening is exact, so only one rounding happens), so a lookup gives exactly the scalar path's bits.
+ */
+function halfToHalfTable(src: 'F16' | 'BF16'): Uint16Array {
+  if (src === 'F16') return (f16ToBf16Table ??= tabulate((h) => f32BitsToBf16Bits(f16BitsToF32Bits(h))));
+  return (bf16ToF16Table ??= tabulate((h) => f32BitsToF16Bits((h << 16) >>> 0)));
+}
+
+function tabulate(f: (h: number) => number): Uint16Array {
+  const table = new Uint16Array(0x10000);
+  for (let h = 0; h < 0x10000; h++) table[h] = f(h);
+  return table;
+}
+
+/** dst[i] = table[src[i]], two elements per 32-bit load and store where both are 4-byte aligned. */
+function mapHalves(src: Uint16Array, dst: Uint16Array, table: Uint16Array): void {
+  const n = src.length;
+  if (src.byteOffset % 4 !== 0 || dst.byteOffset % 4 !== 0) {
+    for (let i = 0; i < n; i++) dst[i] = table[src[i]!]!;
+    return;
+  }
+  // Little-endian: element 2i is the low half of word i.
+  const pairs = n >>> 1;
+  const srcWords = new Int32Array(src.buffer, src.byteOffset, pairs);
+  const dstWords = new Int32Array(dst.buffer, dst.byteOffset, pairs);
+  for (let i = 0; i < pairs; i++) {
+    const w = srcWords[i]!;
+    dstWords[i] = table[w & 0xffff]! | (table[w >>> 16]! << 16);
+  }
+  if (n % 2 === 1) dst[n - 1] = table[src[n - 1]!]!;
 }
 
 /** Typed arrays need offsets aligned to their element size; chunks sliced from files may not be. */
