@@ -34,10 +34,20 @@ export function llmFamily(architecture: string, where: string): LLMFamily {
   return family;
 }
 
+/** model_type -> architecture, for configs that omit `architectures`. */
+const BY_MODEL_TYPE: Record<string, string> = {
+  qwen2: 'Qwen2ForCausalLM',
+  llama: 'LlamaForCausalLM',
+  internlm2: 'InternLM2ForCausalLM',
+  phi3: 'Phi3ForCausalLM',
+};
+
 export function architectureOf(hf: HFConfig, where: string): string {
   const archs = hf.architectures;
-  if (!Array.isArray(archs) || typeof archs[0] !== 'string') throw new UserError(`${where}: 'architectures' must name the model class`);
-  return archs[0];
+  if (Array.isArray(archs) && typeof archs[0] === 'string') return archs[0];
+  const byType = typeof hf.model_type === 'string' ? BY_MODEL_TYPE[hf.model_type] : undefined;
+  if (byType) return byType;
+  throw new UserError(`${where}: neither 'architectures' nor a known 'model_type' names the LLM; supported: ${Object.keys(LLM_FAMILIES).join(', ')}`);
 }
 
 /** The LLM described by a Hugging Face config.json. */
