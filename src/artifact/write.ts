@@ -5,7 +5,9 @@
  *
  * The stream is a pipeline over a few reused 1 MiB buffers: the next chunk is read while the
  * current one is converted on this thread, and converted chunks are written and hashed (on a
- * worker thread) while later ones are prepared. The bytes written do not depend on any of this.
+ * worker thread) while later ones are prepared. The buffers live in the conversion kernels' shared
+ * memory (`ConvertArena`), so chunks are read, converted, hashed and written in place, without
+ * copies. The bytes written do not depend on any of this.
  */
 import { open, writeFile, type FileHandle } from 'node:fs/promises';
 import * as nodePath from 'node:path';
@@ -13,7 +15,7 @@ import type { ParamDType } from '../ir/dtype.ts';
 import type { Graph } from '../ir/graph.ts';
 import type { BindPlan, BoundParam } from '../bind/plan.ts';
 import { initialValues } from '../bind/init.ts';
-import { convertChunk, type FloatStDType } from '../tensor/convert.ts';
+import { ConvertArena, convertChunk, type FloatStDType } from '../tensor/convert.ts';
 import { ChunkBuffers } from '../checkpoint/safetensors.ts';
 import { buildModelProto, encodeModel, type ExternalWeights } from '../onnx/emit.ts';
 import { withTempSibling } from './atomic.ts';
@@ -68,7 +70,10 @@ async function writeData(path: string, plan: BindPlan, options: WriteOptions): P
   const total = plan.params.reduce((n, b) => n + elementCount(b.param.shape) * BYTES[dtype], 0);
   const digests: Promise<string>[] = [];
   const placed: { offset: number; length: number }[] = [];
-  const buffers: StreamBuffers = { read: new ChunkBuffers({ shared: true }), converted: new ScratchRing() };
+  const arena = idleArenas.pop() ?? new ConvertArena();
+  // The arena frees nothing until reset, so capacities are powers of two: a buffer grows a few times at most.
+  const allocate = (bytes: number) => arena.alloc(Math.max(64 * 1024, 2 ** Math.ceil(Math.log2(bytes))));
+  const buffers: StreamBuffers = { read: new ChunkBuffers({ allocate }), converted: new ScratchRing(allocate), arena };
   const data = await open(path, 'w');
   const sink = new ChunkSink(data, new Sha256Worker());
   try {
@@ -93,8 +98,18 @@ async function writeData(path: string, plan: BindPlan, options: WriteOptions): P
   } finally {
     await sink.close();
     await data.close();
+    // Nothing reads, writes or hashes the arena's buffers any more: the next artifact reuses them.
+    arena.reset();
+    idleArenas.push(arena);
   }
 }
+
+/**
+ * Arenas of artifacts already written, for the next ones: wasm memory is reclaimed only by a
+ * garbage collection, which it does not prompt, so a process writing many artifacts would
+ * otherwise keep each one's buffers resident for a long time.
+ */
+const idleArenas: ConvertArena[] = [];
 
 /**
  * Streams one parameter's bytes to `offset`, hashing them as sink stream `stream`. Chunks are
@@ -124,6 +139,8 @@ async function writeParam(
 interface StreamBuffers {
   read: ChunkBuffers;
   converted: ScratchRing;
+  /** Where both of the above allocate, and what converts between them. */
+  arena: ConvertArena;
 }
 
 interface ParamChunk {
@@ -148,7 +165,7 @@ async function* paramChunks(bound: BoundParam, seed: number, dtype: ParamDType, 
       continue;
     }
     const outBytes = (chunk.byteLength / BYTES[stToParam(src)]) * BYTES[dtype];
-    yield { bytes: convertChunk(chunk, src, target, buffers.converted.take(outBytes)), borrowed: false };
+    yield { bytes: buffers.arena.convert(chunk, src, target, buffers.converted.take(outBytes)), borrowed: false };
   }
 }
 
@@ -162,10 +179,12 @@ const CHUNKS_IN_FLIGHT = 3;
  * Where chunks go: each is written to the data file and hashed on the worker at the same time,
  * with up to CHUNKS_IN_FLIGHT chunks under way while the caller prepares the next. A buffer passed
  * to `put` must stay untouched until CHUNKS_IN_FLIGHT more `put`s, or a `drain`, have returned;
- * a failure is reported by one of those.
+ * a failure is reported by one of those. Writes go one at a time, in order: concurrent writes to
+ * one file wait on its inode lock, partly by spinning, which cost CPU time on 2 cores.
  */
 class ChunkSink {
   private readonly inFlight: Promise<unknown>[] = [];
+  private lastWrite: Promise<void> = Promise.resolve();
 
   constructor(
     private readonly file: FileHandle,
@@ -174,7 +193,8 @@ class ChunkSink {
 
   async put(stream: number, bytes: Uint8Array, position: number): Promise<void> {
     while (this.inFlight.length >= CHUNKS_IN_FLIGHT) await this.inFlight.shift();
-    const both = Promise.all([writeFully(this.file, bytes, position), this.hasher.update(stream, bytes)]);
+    const write = (this.lastWrite = this.lastWrite.then(() => writeFully(this.file, bytes, position)));
+    const both = Promise.all([write, this.hasher.update(stream, bytes)]);
     both.catch(() => {}); // handled: the error surfaces when this chunk is waited for
     this.inFlight.push(both);
   }
@@ -206,11 +226,14 @@ class ScratchRing {
   private readonly buffers: (Uint8Array | undefined)[] = [];
   private turn = 0;
 
+  /** `allocate` gives shared memory (`ConvertArena.alloc`). */
+  constructor(private readonly allocate: (bytes: number) => Uint8Array) {}
+
   take(bytes: number): Uint8Array {
     this.turn = (this.turn + 1) % (CHUNKS_IN_FLIGHT + 1);
     const have = this.buffers[this.turn];
     if (have && have.byteLength >= bytes) return have.subarray(0, bytes);
-    return (this.buffers[this.turn] = new Uint8Array(new SharedArrayBuffer(bytes)));
+    return (this.buffers[this.turn] = this.allocate(bytes)).subarray(0, bytes);
   }
 }
 

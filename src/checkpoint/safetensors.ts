@@ -50,18 +50,21 @@ export interface ChunkOptions {
 /** The two read buffers a stream given `ChunkOptions.buffers` reads into in turn. */
 export class ChunkBuffers {
   private readonly pair: Uint8Array[] = [];
-  private readonly shared: boolean;
+  private readonly allocate: (bytes: number) => Uint8Array;
 
-  /** `shared`: allocate in SharedArrayBuffers, so worker threads can read chunks in place. */
-  constructor(options: { shared?: boolean } = {}) {
-    this.shared = options.shared ?? false;
+  /**
+   * `shared`: allocate in SharedArrayBuffers, so worker threads can read chunks in place.
+   * `allocate`: where buffers come from instead (e.g. `ConvertArena.alloc`, to convert in place).
+   */
+  constructor(options: { shared?: boolean; allocate?: (bytes: number) => Uint8Array } = {}) {
+    this.allocate = options.allocate ?? (options.shared ? (n) => new Uint8Array(new SharedArrayBuffer(n)) : (n) => new Uint8Array(n));
   }
 
   /** The first `length` bytes of buffer `slot` (0 or 1), which grows when too small. */
   view(slot: 0 | 1, length: number): Uint8Array {
     const have = this.pair[slot];
     if (have && have.byteLength >= length) return have.subarray(0, length);
-    return (this.pair[slot] = new Uint8Array(this.shared ? new SharedArrayBuffer(length) : new ArrayBuffer(length)));
+    return (this.pair[slot] = this.allocate(length)).subarray(0, length);
   }
 }
 

@@ -7,7 +7,6 @@ import { writeFileAtomic } from '../artifact/atomic.ts';
 import { findSpecialTokenId } from '../checkpoint/tokens.ts';
 import { internvlFromConfig, internvlFromParts, pickProjectorOptions, type ProjectorOptions } from '../models/from-config.ts';
 import type { InternVLChatModel } from '../models/internvl.ts';
-import { graphSource } from './graph-source.ts';
 
 export interface InitOptions extends ProjectorOptions {
   from?: string;
@@ -51,6 +50,9 @@ export async function init(o: InitOptions): Promise<string> {
   const out = o.out ?? nodePath.join('graphs', `${name}.ts`);
   if (existsSync(out) && !o.force) throw new UserError(`${out} exists; pass --force to overwrite it`);
   model.options.imgContextTokenId ??= o.imgContextTokenId ?? findSpecialTokenId(tokenDir);
+  // Loaded here, not at the top: graph-source.ts brings in ts-morph and TypeScript (about 0.4 s),
+  // which every importer of the library (graph files import 'vlmc') would otherwise pay for.
+  const { graphSource } = await import('./graph-source.ts');
   await writeFileAtomic(out, graphSource(model, { name, source }));
   return out;
 }

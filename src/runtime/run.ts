@@ -4,7 +4,7 @@
  */
 import * as nodePath from 'node:path';
 import { existsSync, readFileSync } from 'node:fs';
-import ort from 'onnxruntime-node';
+import type ort from 'onnxruntime-node';
 import { UserError } from '../errors.ts';
 import { SafetensorsFile, writeSafetensors, type TensorToWrite } from '../checkpoint/safetensors.ts';
 import { MANIFEST_FILE, MODEL_FILE } from '../artifact/write.ts';
@@ -16,6 +16,17 @@ export interface HostTensor {
   data: Float32Array | BigInt64Array;
 }
 
+let ortModule: Promise<typeof ort> | undefined;
+
+/**
+ * onnxruntime-node, loaded on first use: loading it takes a few hundred ms, and everything that
+ * imports the library (graph files import 'vlmc') would pay for it.
+ */
+function loadOrt(): Promise<typeof ort> {
+  // Its CommonJS exports arrive as `default` or, through tsx's interop, as named exports only.
+  return (ortModule ??= import('onnxruntime-node').then((m) => (m.default ?? m) as typeof ort));
+}
+
 export function readManifest(artifactDir: string): Manifest {
   const file = nodePath.join(artifactDir, MANIFEST_FILE);
   if (!existsSync(file)) throw new UserError(`${artifactDir}: not a vlmc artifact (no ${MANIFEST_FILE})`);
@@ -25,17 +36,19 @@ export function readManifest(artifactDir: string): Manifest {
 export async function openSession(artifactDir: string, providers: string[] = ['cpu']): Promise<ort.InferenceSession> {
   const model = nodePath.join(artifactDir, MODEL_FILE);
   if (!existsSync(model)) throw new UserError(`${artifactDir}: not a vlmc artifact (no ${MODEL_FILE})`);
+  const { InferenceSession } = await loadOrt();
   // Parameters past select_layer are unused initializers by design; keep ORT quiet about them.
-  return ort.InferenceSession.create(model, { executionProviders: providers, logSeverityLevel: 3 });
+  return InferenceSession.create(model, { executionProviders: providers, logSeverityLevel: 3 });
 }
 
 /** One forward pass; returns every graph output. */
 export async function run(session: ort.InferenceSession, inputs: Record<string, HostTensor>): Promise<Record<string, HostTensor>> {
+  const { Tensor } = await loadOrt();
   const feeds: Record<string, ort.Tensor> = {};
   for (const name of session.inputNames) {
     const t = inputs[name];
     if (!t) throw new UserError(`missing input '${name}' (the graph takes ${session.inputNames.join(', ')})`);
-    feeds[name] = new ort.Tensor(t.dtype, t.data, feedShape(name, t.shape));
+    feeds[name] = new Tensor(t.dtype, t.data, feedShape(name, t.shape));
   }
   const results = await session.run(feeds);
   const out: Record<string, HostTensor> = {};
