@@ -581,6 +581,12 @@ describe('vlmc vs float64 reference on variants', () => {
     expectClose(await compare({ name: 'n phi3 mha factor 1', config: chatConfig(visionConfig(), llm), seed: 131, flags: [1, 1], rows: twoRows, seqLen: 24 }));
   });
 
+  it('p. Phi-3 partial rotary (partial_rotary_factor 0.5: half of each head rotates)', async () => {
+    const llm = { ...phi3Config('su', 64), partial_rotary_factor: 0.5, rope_scaling: null };
+    const full = (c: Json) => ({ ...c, llm_config: { ...(c.llm_config as Json), partial_rotary_factor: 1 } });
+    expectClose(await compare({ name: 'p phi3 partial rotary', config: chatConfig(visionConfig(), llm), seed: 151, flags: [1, 1], rows: twoRows, seqLen: 24, mutants: [{ what: 'the whole head rotates', config: full }] }));
+  });
+
   it('o. every tile flagged 0, no image positions', async () => {
     const config = chatConfig(visionConfig(), qwen2Config());
     expectClose(await compare({ name: 'o all flags 0', config, seed: 141, flags: [0, 0], rows: [{ before: 6, tiles: 0, after: 5 }] }));

@@ -59,6 +59,7 @@ function normalizeDecoder(c: InternVLChatModel['language_model']['config']): Fie
   return {
     ...c,
     headDim: c.headDim ?? c.hidden / c.heads,
+    partialRotaryFactor: c.partialRotaryFactor ?? 1,
     qkvBias: c.qkvBias ?? false,
     oBias: c.oBias ?? false,
     mlpBias: c.mlpBias ?? false,

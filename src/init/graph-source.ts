@@ -80,6 +80,7 @@ function llmFields(c: DecoderConfig, builder: string): Record<string, unknown> {
     ropeTheta: c.ropeTheta,
     maxPositions: c.maxPositions,
     ropeScaling: c.ropeScaling,
+    partialRotaryFactor: (c.partialRotaryFactor ?? 1) !== 1 ? c.partialRotaryFactor : undefined,
     tieEmbeddings: c.tieEmbeddings,
     padTokenId: c.padTokenId,
   };

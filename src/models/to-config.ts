@@ -56,6 +56,7 @@ export function llmConfigJson(llm: CausalLM): Record<string, unknown> {
     hidden_act: 'silu',
   };
   if (c.headDim !== undefined && c.headDim !== c.hidden / c.heads) out.head_dim = c.headDim;
+  if ((c.partialRotaryFactor ?? 1) !== 1) out.partial_rotary_factor = c.partialRotaryFactor;
   if (llm.architecture === 'InternLM2ForCausalLM') out.bias = c.qkvBias ?? false;
   else if (llm.architecture === 'LlamaForCausalLM') {
     out.attention_bias = c.qkvBias ?? false;

@@ -16,6 +16,7 @@ export type RopeScaling =
 
 export interface RopeConfig {
   theta: number;
+  /** Features that rotate: the head dim, or less with partial rotary. */
   headDim: number;
   maxPositions: number;
   scaling?: RopeScaling | undefined;
@@ -96,11 +97,17 @@ function longropeAttentionFactor(s: Extract<RopeScaling, { type: 'longrope' }>, 
   return scale <= 1 ? 1 : Math.sqrt(1 + Math.log(scale) / Math.log(s.originalMaxPositions));
 }
 
-/** x * cos + rotate_half(x) * sin, for x [b, seq, heads, head_dim]. */
-export function applyRotary(x: Tensor, t: RotaryTables, headDim: number): Tensor {
-  const half = headDim / 2;
-  const x1 = op.Slice(x, i64([0]), i64([half]), i64([-1]));
-  const x2 = op.Slice(x, i64([half]), i64([headDim]), i64([-1]));
+/**
+ * x * cos + rotate_half(x) * sin, for x [b, seq, heads, head_dim]. With partial rotary
+ * (`rotaryDim` < head_dim) only the first rotaryDim features rotate; the rest pass through.
+ */
+export function applyRotary(x: Tensor, t: RotaryTables, rotaryDim: number, headDim = rotaryDim): Tensor {
+  const lastDim = (from: number, to: number) => op.Slice(x, i64([from]), i64([to]), i64([-1]));
+  const rot = rotaryDim === headDim ? x : lastDim(0, rotaryDim);
+  const half = rotaryDim / 2;
+  const x1 = op.Slice(rot, i64([0]), i64([half]), i64([-1]));
+  const x2 = op.Slice(rot, i64([half]), i64([rotaryDim]), i64([-1]));
   const rotated = op.Concat([op.Neg(x2), x1], { axis: -1 });
-  return op.Add(op.Mul(x, t.cos), op.Mul(rotated, t.sin));
+  const out = op.Add(op.Mul(rot, t.cos), op.Mul(rotated, t.sin));
+  return rotaryDim === headDim ? out : op.Concat([out, lastDim(rotaryDim, headDim)], { axis: -1 });
 }

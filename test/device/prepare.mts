@@ -26,6 +26,7 @@ const variants: Record<string, () => CausalLM> = {
   'llama-dynamic-long': () => llama({ ...base, maxPositions: 8, ropeTheta: 10000, tieEmbeddings: false, ropeScaling: { type: 'dynamic', factor: 2 } }),
   'phi3-longrope-long': () =>
     phi3({ ...base, kvHeads: 4, maxPositions: 256, ropeTheta: 10000, tieEmbeddings: false, padTokenId: 0, ropeScaling: { type: 'longrope', shortFactor: longFactors(8, 0.5), longFactor: longFactors(8, 4), originalMaxPositions: 16 } }),
+  'phi3-partial-rotary': () => phi3({ ...base, kvHeads: 2, ropeTheta: 10000, tieEmbeddings: false, padTokenId: 0, partialRotaryFactor: 0.75 }),
   'phi3-longrope-short': () =>
     phi3({ ...base, kvHeads: 4, maxPositions: 256, ropeTheta: 10000, tieEmbeddings: false, padTokenId: 0, ropeScaling: { type: 'longrope', shortFactor: longFactors(8, 0.5), longFactor: longFactors(8, 4), originalMaxPositions: 128 } }),
 };

@@ -651,9 +651,11 @@ function normKeys(s: LlmSpec, l: number): [string, string] {
 /** One row of the batch: embeddings [N, hidden] -> logits [N, vocab]. Positions 0..N-1, causal. */
 function decoderRow(lc: Json, s: LlmSpec, W: Weights, emb: Float64Array, N: number): Float64Array {
   const { hidden: Hd, heads, kvHeads: kv, headDim: hd } = s;
-  const half = hd / 2;
+  // transformers (Phi-3): only the first int(head_dim * partial_rotary_factor) features rotate.
+  const rd = Math.floor(hd * ((lc.partial_rotary_factor as number | undefined) ?? 1));
+  const half = rd / 2;
   // All positions are arange(N): seq_len for the rotary caches is N.
-  const { invFreq, attnFactor } = ropeParams(lc, hd, N);
+  const { invFreq, attnFactor } = ropeParams(lc, rd, N);
   const cos = new Float64Array(N * half);
   const sin = new Float64Array(N * half);
   for (let t = 0; t < N; t++) {
@@ -664,7 +666,7 @@ function decoderRow(lc: Json, s: LlmSpec, W: Weights, emb: Float64Array, N: numb
     }
   }
   const rope = (x: Float64Array, nh: number) => {
-    const y = new Float64Array(x.length);
+    const y = Float64Array.from(x); // features past rd pass through
     for (let t = 0; t < N; t++) {
       for (let h = 0; h < nh; h++) {
         const o = (t * nh + h) * hd;

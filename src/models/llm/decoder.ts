@@ -29,11 +29,16 @@ export interface DecoderConfig {
   /** Bias on the output projection and the MLP (Llama's attention_bias / mlp_bias). */
   oBias?: boolean;
   mlpBias?: boolean;
+  /** Fraction of each head's features that rotary embeddings rotate (partial rotary); default 1. */
+  partialRotaryFactor?: number;
   /** Embedding row that gets no gradient (InternLM2, Phi-3). */
   padTokenId?: number | undefined;
 }
 
 export const headDimOf = (c: DecoderConfig): number => c.headDim ?? c.hidden / c.heads;
+
+/** Rotating features per head, as transformers computes it: int(head_dim * partial_rotary_factor). */
+export const rotaryDimOf = (c: DecoderConfig): number => Math.floor(headDimOf(c) * (c.partialRotaryFactor ?? 1));
 
 export interface DecoderContext {
   rope: RotaryTables;
@@ -78,15 +83,16 @@ export abstract class CausalLM extends Module {
 /** Rotary tables and causal mask for the sequence length of `embeds` [b, s, C]. */
 export function decoderContext(embeds: Tensor, c: DecoderConfig): DecoderContext {
   const seq = op.Squeeze(op.Shape(embeds, { start: 1, end: 2 }), i64([0]));
-  const rope = rotaryTables(seq, { theta: c.ropeTheta, headDim: headDimOf(c), maxPositions: c.maxPositions, scaling: c.ropeScaling });
+  const rope = rotaryTables(seq, { theta: c.ropeTheta, headDim: rotaryDimOf(c), maxPositions: c.maxPositions, scaling: c.ropeScaling });
   return { rope, mask: causalMask(seq) };
 }
 
 /** Projected q [b,s,H*d], k, v [b,s,KV*d] -> rotary -> causal GQA -> [b,s,H*d]. */
 export function attendProjected(q: Tensor, k: Tensor, v: Tensor, c: DecoderConfig, ctx: DecoderContext): Tensor {
   const d = headDimOf(c);
-  const qh = applyRotary(reshape(q, [0, 0, c.heads, d]), ctx.rope, d);
-  const kh = applyRotary(reshape(k, [0, 0, c.kvHeads, d]), ctx.rope, d);
+  const r = rotaryDimOf(c);
+  const qh = applyRotary(reshape(q, [0, 0, c.heads, d]), ctx.rope, r, d);
+  const kh = applyRotary(reshape(k, [0, 0, c.kvHeads, d]), ctx.rope, r, d);
   const vh = reshape(v, [0, 0, c.kvHeads, d]);
   return causalGqa(qh, kh, vh, c.heads, c.kvHeads, d, ctx.mask);
 }

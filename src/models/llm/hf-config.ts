@@ -44,6 +44,7 @@ export function decoderConfigFromHF(cfg: HFConfig, where: string): DecoderConfig
     oBias: optBool(cfg, 'attention_bias', false),
     qkvBias: optBool(cfg, 'attention_bias', false),
     mlpBias: optBool(cfg, 'mlp_bias', false),
+    partialRotaryFactor: optNum(cfg, 'partial_rotary_factor', 1, where),
     padTokenId: typeof pad === 'number' && pad >= 0 ? pad : undefined,
   };
 }
