@@ -103,8 +103,9 @@ function derivedName(o: BuildOptions): string {
   return nodePath.basename(nodePath.resolve((o.weights ?? o.llm)!));
 }
 
+const configFile = (s: WeightSource): string => nodePath.join(s.checkpoint.dir, 'config.json');
+
 function deriveFromConfigs(o: BuildOptions, path: BuildPath, sources: WeightSource[]): InternVLChatModel | undefined {
-  const configFile = (s: WeightSource) => nodePath.join(s.checkpoint.dir, 'config.json');
   if (path === 'A') return internvlFromConfig({ ...sources[0]!.checkpoint.config }, configFile(sources[0]!), pickProjectorOptions(o));
   if (path === 'B') {
     const [vision, llm] = sources as [WeightSource, WeightSource];
@@ -114,9 +115,11 @@ function deriveFromConfigs(o: BuildOptions, path: BuildPath, sources: WeightSour
 }
 
 function configNames(path: BuildPath, sources: WeightSource[]): { vision?: string; llm?: string; composite?: string } {
-  const file = (s: WeightSource) => nodePath.join(s.checkpoint.dir, 'config.json');
-  if (path === 'A') return { vision: `${file(sources[0]!)} vision_config`, llm: `${file(sources[0]!)} llm_config`, composite: file(sources[0]!) };
-  return { vision: file(sources[0]!), llm: file(sources[1]!) };
+  if (path === 'A') {
+    const file = configFile(sources[0]!);
+    return { vision: `${file} vision_config`, llm: `${file} llm_config`, composite: file };
+  }
+  return { vision: configFile(sources[0]!), llm: configFile(sources[1]!) };
 }
 
 function tokenizerContextId(path: BuildPath, sources: WeightSource[]): number | undefined {

@@ -10,6 +10,7 @@ import { writeSafetensors } from './checkpoint/safetensors.ts';
 import { writeFileAtomic, withTempSibling } from './artifact/atomic.ts';
 import { assignPaths, collectParams } from './dsl/module.ts';
 import { initialValues } from './bind/init.ts';
+import { elementCount } from './ir/dims.ts';
 import { InternVLChatModel } from './models/internvl.ts';
 import { internvlConfigJson } from './models/to-config.ts';
 import { loadGraphFile } from './graph-file.ts';
@@ -23,7 +24,7 @@ export const DEFAULT_GRAPH = nodePath.join(nodePath.dirname(fileURLToPath(import
 export async function writeRandomCheckpoint(model: InternVLChatModel, dir: string, seed: number): Promise<void> {
   assignPaths(model);
   const tensors = collectParams(model).map((p) => {
-    const values = initialValues(p.init, p.shape.reduce((a, b) => a * b, 1), seed, p.name);
+    const values = initialValues(p.init, elementCount(p.shape), seed, p.name);
     return { name: p.name, dtype: 'F32' as const, shape: p.shape, data: new Uint8Array(values.buffer) };
   });
   await withTempSibling(dir, async (tmp) => {

@@ -13,6 +13,7 @@ import { open, writeFile, type FileHandle } from 'node:fs/promises';
 import * as nodePath from 'node:path';
 import type { ParamDType } from '../ir/dtype.ts';
 import type { Graph } from '../ir/graph.ts';
+import { elementCount } from '../ir/dims.ts';
 import type { BindPlan, BoundParam } from '../bind/plan.ts';
 import { initialValues } from '../bind/init.ts';
 import { ConvertArena, convertChunk, type FloatStDType } from '../tensor/convert.ts';
@@ -59,9 +60,6 @@ export async function writeArtifact(outDir: string, graph: Graph, plan: BindPlan
   });
 }
 
-function elementCount(shape: readonly number[]): number {
-  return shape.reduce((a, b) => a * b, 1);
-}
 
 /** Streams every parameter into the data file, at aligned offsets; returns where each went and its manifest entry. */
 async function writeData(path: string, plan: BindPlan, options: WriteOptions): Promise<{ entries: ExternalWeights['entries']; params: ManifestParameter[] }> {

@@ -9,6 +9,7 @@
 import { open as openFile, rename, unlink, type FileHandle } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { CheckpointError } from '../errors.ts';
+import { elementCount } from '../ir/dims.ts';
 import {
   ST_DTYPES,
   alignChunkBytes,
@@ -294,7 +295,7 @@ function parseEntries(
         `${where}: data_offsets [${begin}, ${end}] run past the data section, which holds ${dataLength} bytes`,
       );
     }
-    const needed = shape.reduce((a, b) => a * b, 1) * stDTypeSize(dtype);
+    const needed = elementCount(shape) * stDTypeSize(dtype);
     if (end - begin !== needed) {
       throw new CheckpointError(
         `${where}: data_offsets [${begin}, ${end}] hold ${end - begin} bytes but shape [${shape.join(',')}] x ${dtype} needs ${needed}`,
@@ -390,7 +391,7 @@ function checkTensorsToWrite(tensors: readonly TensorToWrite[]): void {
     if (i > 0 && tensors[i - 1]!.name === name) throw new Error(`duplicate tensor name "${name}"`);
     if (!isStDType(dtype)) throw new Error(`tensor "${name}": unknown dtype "${dtype}"`);
     if (shape.some((d) => !isNonNegativeSafeInteger(d))) throw new Error(`tensor "${name}": invalid shape [${shape.join(',')}]`);
-    const needed = shape.reduce((a, b) => a * b, 1) * stDTypeSize(dtype);
+    const needed = elementCount(shape) * stDTypeSize(dtype);
     if (data.byteLength !== needed) {
       throw new Error(`tensor "${name}": ${data.byteLength} bytes given but shape [${shape.join(',')}] x ${dtype} needs ${needed}`);
     }

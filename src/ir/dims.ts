@@ -52,8 +52,9 @@ export function product(shape: readonly Dim[]): Dim {
   return shape.reduce<Dim>((acc, d) => dimMul(acc, d), 1);
 }
 
-export function isStatic(shape: Shape): shape is number[] {
-  return shape.every((d) => typeof d === 'number');
+/** Number of elements of a static shape. */
+export function elementCount(shape: readonly number[]): number {
+  return shape.reduce((n, d) => n * d, 1);
 }
 
 export function formatShape(shape: Shape): string {

@@ -25,7 +25,3 @@ export function dtypeFromOnnx(code: number): DType {
   for (const [name, info] of Object.entries(DTYPES)) if (info.onnx === code) return name as DType;
   throw new Error(`unsupported ONNX element type ${code}`);
 }
-
-export function isFloat(dtype: DType): boolean {
-  return dtype === 'float32' || dtype === 'float16' || dtype === 'bfloat16' || dtype === 'float64';
-}

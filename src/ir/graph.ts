@@ -110,11 +110,6 @@ export interface Node {
   name: string;
 }
 
-export interface GraphInput {
-  name: string;
-  value: Value;
-}
-
 export interface Graph {
   name: string;
   opset: number;

@@ -42,6 +42,11 @@ export interface ProjectorOptions {
   imgContextTokenId?: number;
 }
 
+/** Overrides that are left out rather than set to undefined, so they never clobber a default. */
+function withoutUndefined<T extends object>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
+}
+
 /** Just the projector options of a larger options object (CLI flags), dropping undefined ones. */
 export function pickProjectorOptions(o: ProjectorOptions): ProjectorOptions {
   const out: ProjectorOptions = {};
@@ -75,18 +80,18 @@ export function internvlFromConfig(cfg: HFConfig, where: string, extra: Partial<
     psVersion: psVersionOf(cfg.ps_version ?? 'v1', where),
     selectLayer: optNum(cfg, 'select_layer', -1, where),
     ...(typeof forced === 'number' ? { imageSize: forced } : {}),
-    ...extra,
+    ...withoutUndefined(extra),
   });
 }
 
 /** Path B: a standalone InternViT config plus a standalone LLM config plus projector options. */
 export function internvlFromParts(vision: HFConfig, visionWhere: string, llm: HFConfig, llmWhere: string, o: ProjectorOptions & Partial<InternVLOptions> = {}): InternVLChatModel {
   return internvl({
+    ...withoutUndefined(o),
     vision: visionFromHF(vision, visionWhere),
     llm: llmFromHF(llm, llmWhere),
     downsampleRatio: o.downsampleRatio ?? 0.5,
     psVersion: o.psVersion ?? 'v2',
     selectLayer: o.selectLayer ?? -1,
-    ...o,
   });
 }

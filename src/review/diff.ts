@@ -4,7 +4,8 @@
  * per module, op counts; node detail only on request. Equal summaries give an empty diff.
  */
 import { detectRenames, renamePath, type RenameMatch } from './renames.ts';
-import { aggregateOps, ancestorsOf, buildModules, comparePaths, compareStrings, depthOf, elementsOf, parentPath } from './tree.ts';
+import { aggregateOps, ancestorsOf, buildModules, comparePaths, compareStrings, depthOf, parentPath } from './tree.ts';
+import { elementCount } from '../ir/dims.ts';
 import type {
   CountChange,
   Counts,
@@ -107,7 +108,7 @@ function diffParams(a: GraphSummary, mapped: readonly ParamEntry[], b: GraphSumm
   return {
     renamed: renames.map((r) => {
       const moved = a.params.filter((p) => p.name === r.from || p.name.startsWith(`${r.from}.`));
-      return { from: r.from, to: r.to, exact: r.exact, tensors: moved.length, params: moved.reduce((n, p) => n + elementsOf(p.shape), 0) };
+      return { from: r.from, to: r.to, exact: r.exact, tensors: moved.length, params: moved.reduce((n, p) => n + elementCount(p.shape), 0) };
     }),
     added: groupParams(b.params.filter((p) => !inA.has(p.name)), b.params),
     removed: groupParams(removed, a.params),
@@ -137,7 +138,7 @@ export function groupParams(members: readonly ParamEntry[], universe: readonly P
       path,
       module: !(ps.length === 1 && ps[0]!.name === path),
       tensors: ps.length,
-      params: ps.reduce((n, p) => n + elementsOf(p.shape), 0),
+      params: ps.reduce((n, p) => n + elementCount(p.shape), 0),
       names: ps.map((p) => p.name).sort(comparePaths),
     }));
 }

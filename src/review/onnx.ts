@@ -15,7 +15,7 @@ import type * as P from 'onnx-proto';
 import { onnx, type ModelProto } from '../onnx/proto.ts';
 import { assembleSummary } from './assemble.ts';
 import { canonAttr, canonAttrs, intText, sha256Hex, tensorId, type CanonNode, type InputRef } from './hash.ts';
-import { elementsOf } from './tree.ts';
+import { elementCount } from '../ir/dims.ts';
 import type { GraphSummary, IoEntry, ParamEntry } from './types.ts';
 
 export interface OnnxSummaryOptions {
@@ -247,7 +247,7 @@ class ExternalData {
       fail(`external data bytes ${offset}..${offset + length} lie outside '${location}' (${file.size} bytes)`);
     }
     const dtype = dtypeName(t.dataType);
-    const expected = elementsOf(dimsOf(t)) * elementBytes(dtype);
+    const expected = elementCount(dimsOf(t)) * elementBytes(dtype);
     if (elementBytes(dtype) > 0 && length !== expected) {
       fail(`external data length ${length} does not match ${dtype}[${dimsOf(t).join(',')}] (${expected} bytes)`);
     }

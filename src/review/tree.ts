@@ -3,6 +3,7 @@
  * (`language_model.model.layers.10`); '' is the root.
  */
 import type { Counts, ModuleEntry, ParamEntry } from './types.ts';
+import { elementCount } from '../ir/dims.ts';
 
 const NUMERIC = /^\d+$/;
 
@@ -47,13 +48,8 @@ export function ancestorsOf(path: string): string[] {
 }
 
 /** True when `path` is `prefix` or lies under it. */
-export function isUnder(path: string, prefix: string): boolean {
-  return prefix === '' || path === prefix || path.startsWith(`${prefix}.`);
-}
-
 export const depthOf = (path: string): number => (path === '' ? 0 : path.split('.').length);
 
-export const elementsOf = (shape: readonly number[]): number => shape.reduce((n, d) => n * d, 1);
 
 /** Per-module tensor / element / trainable counts, aggregated to every ancestor, plus op-only modules. */
 export function buildModules(params: readonly ParamEntry[], opModules: Iterable<string>): ModuleEntry[] {
@@ -64,7 +60,7 @@ export function buildModules(params: readonly ParamEntry[], opModules: Iterable<
     return c;
   };
   for (const p of params) {
-    const n = elementsOf(p.shape);
+    const n = elementCount(p.shape);
     for (const m of ancestorsOf(parentPath(p.name))) {
       const c = entry(m);
       c.tensors += 1;
