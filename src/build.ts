@@ -14,7 +14,9 @@ import { InternVLChatModel } from './models/internvl.ts';
 import { internvlFromConfig, internvlFromParts, pickProjectorOptions, type ProjectorOptions } from './models/from-config.ts';
 import { planBinding, type BuildPath, type WeightSource } from './bind/plan.ts';
 import { checkAgainstConfig } from './bind/config-check.ts';
-import { writeArtifact } from './artifact/write.ts';
+import { writeArtifact, type ExtraGraph } from './artifact/write.ts';
+import { freeze, preset, unfreeze, type FreezeRule } from './dsl/freeze.ts';
+import type { TrainGraph } from './train/compile-train.ts';
 import type { Manifest } from './artifact/manifest.ts';
 import type { Model } from './dsl/model.ts';
 
@@ -35,12 +37,41 @@ export interface BuildOptions extends ProjectorOptions {
   allowMissing?: string[];
   ignoreUnexpected?: string[];
   onProgress?: (written: number, total: number) => void;
+  /** Also write train.onnx and optimizer.onnx (docs/training.md). */
+  train?: boolean;
+  /** Freeze rules applied after the graph's own: a preset, then --freeze, then --unfreeze globs. */
+  preset?: string;
+  freeze?: string[];
+  unfreeze?: string[];
 }
 
 export interface BuildResult {
   manifest: Manifest;
   graph: Graph;
   model: Model;
+  /** The training graph, when built with `train`. */
+  train?: TrainGraph;
+}
+
+function cliFreezeRules(o: BuildOptions): FreezeRule[] {
+  return [...(o.preset ? preset(o.preset) : []), ...freeze(...(o.freeze ?? [])), ...unfreeze(...(o.unfreeze ?? []))];
+}
+
+/** train.onnx and optimizer.onnx for the model's freeze rules, and their manifest section. */
+async function trainingGraphs(model: Model, o: BuildOptions): Promise<{ graphs: ExtraGraph[]; manifest: Partial<Manifest>; train: TrainGraph }> {
+  const { compileTrain } = await import('./train/compile-train.ts');
+  const { compileOptimizer } = await import('./train/optimizer.ts');
+  const { trainManifest, TRAIN_FILE, OPTIMIZER_FILE } = await import('./train/artifact.ts');
+  const train = compileTrain(model, { opset: o.opset, paramDtype: o.dtype ?? 'float32' });
+  const optimizer = compileOptimizer(train.trainable, { opset: o.opset });
+  return {
+    graphs: [
+      { file: TRAIN_FILE, graph: train.graph },
+      { file: OPTIMIZER_FILE, graph: optimizer },
+    ],
+    manifest: { train: trainManifest(train, model.train) },
+    train,
+  };
 }
 
 export async function build(o: BuildOptions): Promise<BuildResult> {
@@ -48,10 +79,12 @@ export async function build(o: BuildOptions): Promise<BuildResult> {
   const sources = await openSources(o, path);
   try {
     const model = await resolveModel(o, path, sources);
+    model.train = [...model.train, ...cliFreezeRules(o)];
     const graph = compile(model, { opset: o.opset, paramDtype: o.dtype ?? 'float32' });
+    const training = o.train ? await trainingGraphs(model, o) : undefined;
     const plan = planBinding(graph.params, path, sources, { seed: o.seed ?? 0, allowMissing: o.allowMissing, ignoreUnexpected: o.ignoreUnexpected });
-    const manifest = await writeArtifact(o.out, graph, plan, { dtype: o.dtype ?? 'float32', onProgress: o.onProgress });
-    return { manifest, graph, model };
+    const manifest = await writeArtifact(o.out, graph, plan, { dtype: o.dtype ?? 'float32', onProgress: o.onProgress, extraGraphs: training?.graphs, manifestExtras: training?.manifest });
+    return { manifest, graph, model, train: training?.train };
   } finally {
     for (const s of sources) await s.checkpoint.close();
   }

@@ -31,6 +31,24 @@ export interface ManifestIO {
   shape: (number | string)[];
 }
 
+/** The training graphs of an artifact built with --train (docs/training.md). */
+export interface ManifestTrain {
+  /** train.onnx: forward + loss + pruned backward. */
+  graph: string;
+  /** optimizer.onnx: one AdamW step over the trainable parameters. */
+  optimizer: string;
+  /** Freeze rules in effect, in order (the graph's own, then the CLI's). */
+  rules: { action: 'freeze' | 'unfreeze'; pattern: string }[];
+  /** Graph inputs that are data (pixel_values, input_ids, image_flags, labels). */
+  data_inputs: string[];
+  /** Trainable parameters: graph inputs of train.onnx, with their gradient output's name. */
+  trainable: { name: string; key: string; grad: string }[];
+  /** Frozen parameters stay initializers. */
+  frozen: string[];
+  outputs: ManifestIO[];
+  pruning: { backward_nodes: number; backward_nodes_unpruned: number; backward_flops: number; backward_flops_unpruned: number; sizes: Record<string, number> };
+}
+
 export interface Manifest {
   format: string;
   model: string;
@@ -41,6 +59,8 @@ export interface Manifest {
   metadata: Record<string, string>;
   counts: { total: number; trainable: number };
   parameters: ManifestParameter[];
+  /** Present when built with --train. */
+  train?: ManifestTrain;
 }
 
 export function manifestJson(m: Manifest): string {

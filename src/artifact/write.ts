@@ -38,8 +38,18 @@ const BIND_CHUNK_BYTES = 1024 * 1024;
 const ST_OF: Record<ParamDType, FloatStDType> = { float32: 'F32', float16: 'F16', bfloat16: 'BF16' };
 const BYTES: Record<ParamDType, number> = { float32: 4, float16: 2, bfloat16: 2 };
 
+/** A further graph over the same weights (train.onnx, optimizer.onnx), written beside model.onnx. */
+export interface ExtraGraph {
+  file: string;
+  graph: Graph;
+}
+
 export interface WriteOptions {
   dtype: ParamDType;
+  /** Graphs written beside model.onnx whose parameters point into the same model.onnx.data. */
+  extraGraphs?: ExtraGraph[];
+  /** Added to the manifest (e.g. the training section). */
+  manifestExtras?: Partial<Manifest>;
   /** Called as bytes are written: (written, total). */
   onProgress?: (written: number, total: number) => void;
 }
@@ -54,7 +64,11 @@ export async function writeArtifact(outDir: string, graph: Graph, plan: BindPlan
     const { entries, params } = await writeData(nodePath.join(tmp, DATA_FILE), plan, options);
     const proto = buildModelProto(graph, { location: DATA_FILE, entries }, { producerVersion: VLMC_VERSION });
     await writeFile(nodePath.join(tmp, MODEL_FILE), encodeModel(proto));
-    const manifest = buildManifest(graph, plan, options.dtype, params);
+    for (const extra of options.extraGraphs ?? []) {
+      const extraProto = buildModelProto(extra.graph, { location: DATA_FILE, entries }, { producerVersion: VLMC_VERSION });
+      await writeFile(nodePath.join(tmp, extra.file), encodeModel(extraProto));
+    }
+    const manifest = { ...buildManifest(graph, plan, options.dtype, params), ...options.manifestExtras };
     await writeFile(nodePath.join(tmp, MANIFEST_FILE), manifestJson(manifest));
     return manifest;
   });

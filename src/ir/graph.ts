@@ -108,6 +108,8 @@ export interface Node {
   scope: string;
   /** Unique, deterministic node name, set by the naming pass. */
   name: string;
+  /** A Gather that is an embedding lookup with torch's padding_idx: that row gets no gradient. */
+  paddingIdx?: number;
 }
 
 export interface Graph {

@@ -96,6 +96,15 @@ const RULES: Record<string, Rule> = {
     if (sizes.length !== n.outputs.length) throw new Error(`split has ${sizes.length} sizes for ${n.outputs.length} outputs`);
     n.outputs.forEach((o, i) => (o.shape = x.map((d, j) => (j === axis ? sizes[i]! : d))));
   },
+  // Gradient ops (src/train/grad-rules): results shaped like their data, or padded.
+  ScatterND: (n) => setShape(n, req(n, 0).shape),
+  ScatterElements: (n) => setShape(n, req(n, 0).shape),
+  NonZero: (n) => setShape(n, [req(n, 0).rank, freshDim('nonzero')]),
+  Pad: (n) => {
+    const x = req(n, 0).shape;
+    const pads = req(n, 1).sym;
+    setShape(n, x.map((d, i) => (pads ? dimAdd(dimAdd(d, pads[i]!), pads[i + x.length]!) : freshDim('pad'))));
+  },
   Flatten: (n, a) => {
     const x = req(n, 0).shape;
     const axis = normAxis(a.int('axis') ?? 1, x.length + 1);

@@ -102,7 +102,9 @@ export class Embedding extends Module {
     this.weight = this.param([vocab, dim], { kind: 'normal', std: 0.02 });
   }
   forward(ids: Tensor): Tensor {
-    return op.Gather(this.weight.value, ids, { axis: 0 });
+    const rows = op.Gather(this.weight.value, ids, { axis: 0 });
+    if (this.paddingIdx !== undefined) rows.producer!.paddingIdx = this.paddingIdx;
+    return rows;
   }
   /** Logits against the embedding matrix (tied lm_head). */
   attend(h: Tensor): Tensor {

@@ -1,0 +1,28 @@
+/** The training part of an artifact: file names and the manifest's `train` section. */
+import type { ManifestTrain } from '../artifact/manifest.ts';
+import type { FreezeRule } from '../dsl/freeze.ts';
+import { GRAD_PREFIX, type TrainGraph } from './compile-train.ts';
+
+export const TRAIN_FILE = 'train.onnx';
+export const OPTIMIZER_FILE = 'optimizer.onnx';
+export const DATA_INPUTS = ['pixel_values', 'input_ids', 'image_flags', 'labels'];
+
+export function trainManifest(t: TrainGraph, rules: FreezeRule[]): ManifestTrain {
+  const p = t.pruning;
+  return {
+    graph: TRAIN_FILE,
+    optimizer: OPTIMIZER_FILE,
+    rules: rules.map((r) => ({ action: r.action, pattern: r.pattern })),
+    data_inputs: t.graph.inputs.filter((v) => v.kind === 'input').map((v) => v.name!),
+    trainable: t.trainable.map((q) => ({ name: q.name, key: q.name, grad: `${GRAD_PREFIX}${q.name}` })),
+    frozen: t.graph.params.filter((q) => !q.trainable).map((q) => q.name),
+    outputs: t.graph.outputs.map((v) => ({ name: v.name!, dtype: v.dtype, shape: [...v.shape] })),
+    pruning: {
+      backward_nodes: p.backwardNodes,
+      backward_nodes_unpruned: p.backwardNodesUnpruned,
+      backward_flops: p.backwardFlops,
+      backward_flops_unpruned: p.backwardFlopsUnpruned,
+      sizes: p.sizes,
+    },
+  };
+}
