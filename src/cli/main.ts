@@ -59,6 +59,10 @@ export function program(): Command {
     .option('--allow-missing <glob>', 'parameters that may be missing (take their init); repeatable', collect)
     .option('--ignore-unexpected <glob>', 'checkpoint keys that may stay unused; repeatable', collect)
     .option('--quiet', 'no progress output')
+    .option('--train', 'also write train.onnx (loss + gradients) and optimizer.onnx (AdamW)')
+    .addOption(new Option('--preset <preset>', 'freeze preset applied after the graph\'s own rules').choices(['stage1', 'stage2', 'full', 'inference']))
+    .option('--freeze <glob>', 'freeze parameters matching the glob (after --preset); repeatable', collect)
+    .option('--unfreeze <glob>', 'unfreeze parameters matching the glob (after --freeze); repeatable', collect)
     .action(async (graph: string | undefined, o) => {
       const { build } = await import('../build.ts');
       const progress = progressBar('binding', Boolean(o.quiet));
@@ -79,11 +83,19 @@ export function program(): Command {
         allowMissing: o.allowMissing,
         ignoreUnexpected: o.ignoreUnexpected,
         onProgress: progress,
+        train: Boolean(o.train),
+        preset: o.preset,
+        freeze: o.freeze,
+        unfreeze: o.unfreeze,
       });
       progress?.finish();
       if (!o.quiet) {
         const c = manifest.counts;
         console.log(`${o.out}: ${manifest.parameters.length} tensors, ${c.total.toLocaleString('en-US')} parameters (${c.trainable.toLocaleString('en-US')} trainable), path ${manifest.build.path}, ${manifest.build.dtype}`);
+        if (manifest.train) {
+          const { pruningLine } = await import('../train/artifact.ts');
+          console.log(pruningLine(manifest.train));
+        }
       }
     });
 
@@ -93,9 +105,10 @@ export function program(): Command {
     .argument('<artifact>', 'artifact folder from vlmc build')
     .requiredOption('--inputs <file>', 'safetensors with pixel_values, input_ids, image_flags')
     .requiredOption('--out <file>', 'safetensors to write the outputs to')
+    .addOption(new Option('--graph <graph>', 'which graph: model.onnx, train.onnx (loss and grad.*; trainable values default to the bound weights) or optimizer.onnx').choices(['model', 'train', 'optimizer']).default('model'))
     .action(async (artifact: string, o) => {
       const { runArtifact } = await import('../runtime/run.ts');
-      const outputs = await runArtifact(artifact, o.inputs, o.out);
+      const outputs = await runArtifact(artifact, o.inputs, o.out, o.graph);
       for (const [name, t] of Object.entries(outputs)) console.log(`${name} ${t.dtype}[${t.shape.join(', ')}]`);
     });
 

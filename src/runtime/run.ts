@@ -33,9 +33,15 @@ export function readManifest(artifactDir: string): Manifest {
   return JSON.parse(readFileSync(file, 'utf8')) as Manifest;
 }
 
-export async function openSession(artifactDir: string, providers: string[] = ['cpu']): Promise<ort.InferenceSession> {
-  const model = nodePath.join(artifactDir, MODEL_FILE);
-  if (!existsSync(model)) throw new UserError(`${artifactDir}: not a vlmc artifact (no ${MODEL_FILE})`);
+/**
+ * @param graph which of the artifact's graphs: `model` (model.onnx), `train` (train.onnx, from
+ *   `vlmc build --train`), `optimizer` (optimizer.onnx).
+ */
+export async function openSession(artifactDir: string, providers: string[] = ['cpu'], graph = 'model'): Promise<ort.InferenceSession> {
+  const file = graph === 'model' ? MODEL_FILE : `${graph}.onnx`;
+  const model = nodePath.join(artifactDir, file);
+  if (!existsSync(nodePath.join(artifactDir, MODEL_FILE))) throw new UserError(`${artifactDir}: not a vlmc artifact (no ${MODEL_FILE})`);
+  if (!existsSync(model)) throw new UserError(`${artifactDir}: has no ${file}${graph === 'train' || graph === 'optimizer' ? ' (build it with vlmc build --train)' : ''}`);
   const { InferenceSession } = await loadOrt();
   // Parameters past select_layer are unused initializers by design; keep ORT quiet about them.
   return InferenceSession.create(model, { executionProviders: providers, logSeverityLevel: 3 });
@@ -93,8 +99,8 @@ export async function writeOutputs(file: string, outputs: Record<string, HostTen
 }
 
 /** `vlmc run`: artifact + inputs file -> outputs file. */
-export async function runArtifact(artifactDir: string, inputsFile: string, outFile: string): Promise<Record<string, HostTensor>> {
-  const session = await openSession(artifactDir);
+export async function runArtifact(artifactDir: string, inputsFile: string, outFile: string, graph = 'model'): Promise<Record<string, HostTensor>> {
+  const session = await openSession(artifactDir, ['cpu'], graph);
   try {
     const outputs = await run(session, await readInputs(inputsFile));
     await writeOutputs(outFile, outputs);

@@ -26,3 +26,11 @@ export function trainManifest(t: TrainGraph, rules: FreezeRule[]): ManifestTrain
     },
   };
 }
+
+/** The build summary's line about the backward: how much pruning by the freeze rules removed. */
+export function pruningLine(t: ManifestTrain): string {
+  const p = t.pruning;
+  const gflop = (n: number) => (n / 1e9).toFixed(n >= 1e9 ? 1 : 3);
+  const at = Object.entries(p.sizes).map(([k, v]) => `${k}=${v}`).join(', ');
+  return `train.onnx: ${t.trainable.length} trainable tensors (${t.frozen.length} frozen); backward ${p.backward_nodes} nodes, ${gflop(p.backward_flops)} GFLOP at ${at}; pruning removed ${p.backward_nodes_unpruned - p.backward_nodes} nodes and ${gflop(p.backward_flops_unpruned - p.backward_flops)} GFLOP`;
+}
