@@ -54,7 +54,12 @@ export interface BuildResult {
 }
 
 function cliFreezeRules(o: BuildOptions): FreezeRule[] {
-  return [...(o.preset ? preset(o.preset) : []), ...freeze(...(o.freeze ?? [])), ...unfreeze(...(o.unfreeze ?? []))];
+  const from = (origin: string, rs: FreezeRule[]) => rs.map((r) => ({ ...r, site: undefined, origin }));
+  return [
+    ...(o.preset ? from(`--preset ${o.preset}`, preset(o.preset)) : []),
+    ...(o.freeze ?? []).flatMap((g) => from(`--freeze '${g}'`, freeze(g))),
+    ...(o.unfreeze ?? []).flatMap((g) => from(`--unfreeze '${g}'`, unfreeze(g))),
+  ];
 }
 
 /** train.onnx and optimizer.onnx for the model's freeze rules, and their manifest section. */

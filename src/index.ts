@@ -4,7 +4,7 @@
  */
 export { Module, ModuleList, fail, assignPaths, collectParams, collectModules, type Tensor } from './dsl/module.ts';
 export { Model, type InputSpec } from './dsl/model.ts';
-export { freeze, unfreeze, preset, PRESETS, applyFreezeRules, type FreezeRule } from './dsl/freeze.ts';
+export { freeze, unfreeze, preset, PRESETS, applyFreezeRules, matchesGlob, freezeBackbone, freezeLlm, freezeMlp, unfreezeVitLayers, unfreezeLmHead, type FreezeRule } from './dsl/freeze.ts';
 export { i64, i64Scalar, f32, f32Scalar } from './dsl/constants.ts';
 export * as op from './ops/index.ts';
 export * as nn from './nn/index.ts';

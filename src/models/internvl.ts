@@ -79,6 +79,7 @@ export class InternVLChatModel extends Model {
       projector: 'mlp1',
       llm: 'language_model',
       'llm.layers': 'language_model.model.layers',
+      'llm.head': this.language_model.outputHead().path,
     };
   }
 

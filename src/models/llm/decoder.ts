@@ -70,6 +70,12 @@ export abstract class CausalLM extends Module {
     return this.parts().embedding.call(ids);
   }
 
+  /** The module that makes the logits: the separate head, or the embedding when tied (freeze rules' `llm.head`). */
+  outputHead(): Module {
+    const { head, embedding } = this.parts();
+    return head ?? embedding;
+  }
+
   /** Logits [b, s, vocab] from input embeddings [b, s, hidden]. */
   forward(embeds: Tensor): Tensor {
     const { layers, norm, head, embedding } = this.parts();
