@@ -307,6 +307,18 @@ describe('convert(RGB) semantics', () => {
     expect(Array.from(got.rgb)).toEqual(Array.from(src));
   });
 
+  it('an embedded ICC profile is not applied (Pillow ignores it)', async () => {
+    // A real non-sRGB profile (Display P3, shipped with sharp) in an iCCP chunk over known pixels.
+    const probe = await sharp({ create: { width: 1, height: 1, channels: 3, background: '#000' } }).withIccProfile('p3').png().toBuffer();
+    const icc = (await sharp(probe).metadata()).icc!;
+    const iccp = pngChunk('iCCP', Buffer.concat([Buffer.from('P3\0\0', 'latin1'), deflateSync(icc)]));
+    const pixels = [250, 10, 10, 10, 250, 10, 128, 64, 32];
+    const file = path.join(dir, 'p3.png');
+    writeFileSync(file, makePng(3, 1, 8, 2, [Uint8Array.from(pixels)], [iccp]));
+    expect((await sharp(file).metadata()).hasProfile).toBe(true);
+    expect(Array.from((await decodeRgb(file)).rgb)).toEqual(pixels);
+  });
+
   it('CMYK JPEG uses Pillow\'s cmyk2rgb, not an ICC conversion', async () => {
     // A flat CMYK image: JPEG keeps flat blocks exact, so the decoded CMYK is the one written.
     const file = path.join(dir, 'cmyk.jpg');
