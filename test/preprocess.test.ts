@@ -157,6 +157,18 @@ describe('resizeBicubic', () => {
     expect(Math.min(...out)).toBe(0);
   });
 
+  it('any channel count resamples each channel as the RGB path does', () => {
+    const grey = Uint8Array.from({ length: 13 * 7 }, (_, i) => (i * 97) % 256);
+    const rgb = Uint8Array.from({ length: 13 * 7 * 3 }, (_, i) => grey[Math.floor(i / 3)]!);
+    for (const [w, h] of [[31, 5], [4, 19], [13, 2], [2, 7]] as const) {
+      const one = resizeBicubic(grey, 13, 7, w, h, 1);
+      const three = resizeBicubic(rgb, 13, 7, w, h, 3);
+      expect(Array.from(one)).toEqual(Array.from(three).filter((_, i) => i % 3 === 0));
+      const two = resizeBicubic(Uint8Array.from(rgb.subarray(0, 13 * 7 * 2)), 13, 7, w, h, 2);
+      expect(two.length).toBe(w * h * 2);
+    }
+  });
+
   it('resizes 800x600 -> 1792x1344 well under a second', () => {
     const img = Uint8Array.from({ length: 800 * 600 * 3 }, (_, i) => (i * 2654435761) >>> 24);
     resizeBicubic(img, 800, 600, 448, 448); // warm up the JIT

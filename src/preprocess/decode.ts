@@ -17,7 +17,7 @@
  * shows the palette colour), and float / multiband TIFFs, which Pillow converts its own way.
  */
 import { readFile } from 'node:fs/promises';
-import sharp, { type Sharp } from 'sharp';
+import type { Sharp, SharpOptions } from 'sharp';
 import { UserError } from '../errors.ts';
 
 export interface RgbImage {
@@ -30,8 +30,9 @@ export interface RgbImage {
 /** Decodes an image file to RGB with `convert('RGB')` semantics; a bad file is a UserError naming it. */
 export async function decodeRgb(file: string): Promise<RgbImage> {
   const bytes = await readImageFile(file);
+  const sharp = await loadSharp(); // outside the try: a missing sharp is a bug, not a bad file
   try {
-    return await decodeBytes(bytes);
+    return await decodeBytes(sharp, bytes);
   } catch (err) {
     if (err instanceof UserError) throw err;
     throw new UserError(`${file}: not a readable image (${errorMessage(err)})`);
@@ -49,7 +50,16 @@ async function readImageFile(file: string): Promise<Buffer> {
   }
 }
 
-async function decodeBytes(bytes: Buffer): Promise<RgbImage> {
+type SharpFactory = (input: Buffer, options: SharpOptions) => Sharp;
+let sharpModule: Promise<SharpFactory> | undefined;
+
+/** sharp's native module takes ~0.2 s to load, so only commands that decode images pay for it. */
+function loadSharp(): Promise<SharpFactory> {
+  sharpModule ??= import('sharp').then((m) => m.default as SharpFactory);
+  return sharpModule;
+}
+
+async function decodeBytes(sharp: SharpFactory, bytes: Buffer): Promise<RgbImage> {
   // failOn 'warning' (sharp's default, kept explicit): a truncated or corrupt file is an error,
   // as it is for Pillow, rather than a partly grey image.
   const input = () => sharp(bytes, { failOn: 'warning', ignoreIcc: true, autoOrient: false });
@@ -117,7 +127,7 @@ function clippedGrey16({ width, height, channels, data }: RawBands): RgbImage {
 
 /** Pillow's `cmyk2rgb`: channel = clip(nk - nk * c / 255) with nk = 255 - k, in its integer form. */
 function cmykToRgb({ width, height, channels, data }: RawBands): RgbImage {
-  if (channels !== 4) throw new UserError(`CMYK image decoded to ${channels} bands, expected 4`);
+  if (channels !== 4) throw new Error(`a CMYK image decoded to ${channels} bands, expected 4`);
   const n = width * height;
   const rgb = new Uint8Array(n * 3);
   for (let i = 0; i < n; i++) {

@@ -81,6 +81,7 @@ function clip8(ss: number): number {
 
 /** Rows `rowFirst .. rowFirst + rows` of `src` resampled along x into a `outWidth`-wide image. */
 function horizontalPass(src: Uint8Array, width: number, channels: number, rowFirst: number, rows: number, c: AxisCoefficients, outWidth: number): Uint8Array {
+  if (channels === 3) return horizontalPassRgb(src, width, rowFirst, rows, c, outWidth);
   const out = new Uint8Array(outWidth * rows * channels);
   const { ksize, first, count, weights } = c;
   const acc = new Float64Array(channels);
@@ -97,6 +98,31 @@ function horizontalPass(src: Uint8Array, width: number, channels: number, rowFir
       }
       const o = outRow + xx * channels;
       for (let ch = 0; ch < channels; ch++) out[o + ch] = clip8(acc[ch]!);
+    }
+  }
+  return out;
+}
+
+/** `horizontalPass` for RGB with the three sums in locals (about twice as fast as the general loop). */
+function horizontalPassRgb(src: Uint8Array, width: number, rowFirst: number, rows: number, c: AxisCoefficients, outWidth: number): Uint8Array {
+  const out = new Uint8Array(outWidth * rows * 3);
+  const { ksize, first, count, weights } = c;
+  for (let y = 0; y < rows; y++) {
+    const srcRow = (y + rowFirst) * width * 3;
+    let o = y * outWidth * 3;
+    for (let xx = 0; xx < outWidth; xx++, o += 3) {
+      let r = HALF, g = HALF, b = HALF;
+      const k0 = xx * ksize;
+      let p = srcRow + first[xx]! * 3;
+      for (let x = 0, n = count[xx]!; x < n; x++, p += 3) {
+        const w = weights[k0 + x]!;
+        r += src[p]! * w;
+        g += src[p + 1]! * w;
+        b += src[p + 2]! * w;
+      }
+      out[o] = clip8(r);
+      out[o + 1] = clip8(g);
+      out[o + 2] = clip8(b);
     }
   }
   return out;
