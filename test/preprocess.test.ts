@@ -259,6 +259,31 @@ function makePng(width: number, height: number, depth: number, colourType: numbe
   return Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), pngChunk('IHDR', ihdr), ...extra, pngChunk('IDAT', deflateSync(raw)), pngChunk('IEND', new Uint8Array(0))]);
 }
 
+/**
+ * A one-frame GIF89a with a 4-colour global palette and a transparent index. Its LZW stream sends
+ * a clear code before every pair of pixels, so codes stay 3 bits wide and need no dictionary.
+ */
+function makeGif(width: number, height: number, palette: number[], indices: number[], transparent: number): Buffer {
+  const codes: number[] = [];
+  for (let i = 0; i < indices.length; i += 2) codes.push(4, ...indices.slice(i, i + 2));
+  codes.push(5);
+  const lzw: number[] = [];
+  let acc = 0, bits = 0;
+  for (const code of codes) {
+    acc |= code << bits;
+    bits += 3;
+    while (bits >= 8) { lzw.push(acc & 0xff); acc >>= 8; bits -= 8; }
+  }
+  if (bits > 0) lzw.push(acc & 0xff);
+  const u16 = (v: number) => [v & 0xff, v >> 8];
+  return Buffer.from([
+    ...Buffer.from('GIF89a', 'latin1'), ...u16(width), ...u16(height), 0x91, 0, 0, ...palette,
+    0x21, 0xf9, 4, 1, 0, 0, transparent, 0,
+    0x2c, 0, 0, 0, 0, ...u16(width), ...u16(height), 0,
+    2, lzw.length, ...lzw, 0, 0x3b,
+  ]);
+}
+
 const be16 = (values: number[]) => {
   const b = Buffer.alloc(values.length * 2);
   values.forEach((v, i) => b.writeUInt16BE(v, i * 2));
@@ -307,6 +332,15 @@ describe('convert(RGB) semantics', () => {
     const trns = pngChunk('tRNS', Uint8Array.of(0, 0, 128));
     // 2-bit indices 3, 0, 2, 1
     expect(await decodePng('p2.png', makePng(4, 1, 2, 3, [Uint8Array.of(0b11_00_10_01)], [plte, trns]))).toEqual([100, 110, 120, 10, 20, 30, 70, 80, 90, 40, 50, 60]);
+  });
+
+  it('a GIF\'s transparent index shows its palette colour (Pillow fills the first frame with it)', async () => {
+    const palette = [10, 20, 30, 40, 50, 60, 70, 80, 90, 100, 110, 120];
+    const indices = [0, 2, 1, 3, 2, 0];
+    const file = path.join(dir, 'transparent.gif');
+    writeFileSync(file, makeGif(3, 2, palette, indices, 2));
+    expect((await sharp(file).metadata()).hasAlpha).toBe(true);
+    expect(Array.from((await decodeRgb(file)).rgb)).toEqual(indices.flatMap((i) => palette.slice(i * 3, i * 3 + 3)));
   });
 
   it('EXIF orientation is not applied', async () => {
