@@ -86,8 +86,14 @@ interface RawBands {
 
 async function rawBands(pipeline: Sharp, depth?: 'ushort'): Promise<RawBands> {
   const { data, info } = await pipeline.raw(depth ? { depth } : {}).toBuffer({ resolveWithObject: true });
-  const values = depth === 'ushort' ? new Uint16Array(data.buffer, data.byteOffset, data.byteLength / 2) : new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+  const values = depth === 'ushort' ? asUint16(data) : new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
   return { width: info.width, height: info.height, channels: info.channels, data: values };
+}
+
+/** Host-endian 16-bit values (sharp's raw ushort layout), copied only if the bytes are misaligned. */
+function asUint16(data: Buffer): Uint16Array {
+  const bytes = data.byteOffset % 2 === 0 ? data : new Uint8Array(data);
+  return new Uint16Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 2);
 }
 
 /**
