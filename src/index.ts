@@ -38,3 +38,4 @@ export * from './review/index.ts';
 // The text side of a request: conversation templates, chat() prompts, the checkpoint's tokenizer.
 export * from './prompt/index.ts';
 export { loadTokenizer, TextTokenizer, StreamingDetokenizer, TOKENIZER_FILE, TOKENIZER_FILES, type DecodeOptions } from './tokenizer/index.ts';
+export { buildInputs, writeInputs, readHistoryFile, readRequestConfig, INPUTS_METADATA, type InputsOptions, type InputsResult, type ModelInputs, type RequestConfig, type ImagePreprocessor, type PreprocessedImage } from './inputs/index.ts';
