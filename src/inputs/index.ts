@@ -12,19 +12,12 @@ import { buildQuery, IMG_CONTEXT_TOKEN, IMAGE_PLACEHOLDER, type History } from '
 import { eosToken } from '../prompt/templates.ts';
 import { loadTokenizer, type TextTokenizer } from '../tokenizer/index.ts';
 import { readRequestConfig, type RequestConfig } from './config.ts';
+import { preprocessImage, type PreprocessedImage, type PreprocessOptions } from '../preprocess/index.ts';
 
 export { readRequestConfig, type RequestConfig } from './config.ts';
 
-/** What an image becomes: the announced API of src/preprocess. */
-export interface PreprocessedImage {
-  file: string;
-  width: number;
-  height: number;
-  grid: [number, number];
-  tiles: number;
-  pixelValues: Float32Array;
-}
-export type ImagePreprocessor = (file: string, o: { imageSize: number; minNum?: number; maxNum?: number; useThumbnail?: boolean }) => Promise<PreprocessedImage>;
+/** Image file -> tiles (src/preprocess's preprocessImage, or a stand-in). */
+export type ImagePreprocessor = (file: string, o: PreprocessOptions) => Promise<PreprocessedImage>;
 
 export interface InputsOptions {
   /** Checkpoint folder, artifact folder, or a folder with config.json and the tokenizer files. */
@@ -64,7 +57,7 @@ export interface InputsResult {
   /** The question of each row as chat() stores it in a history. */
   questions: string[];
   /** Per image: its file, size, grid and tile count. */
-  images: Omit<PreprocessedImage, 'pixelValues'>[];
+  images: Omit<PreprocessedImage, 'pixelValues' | 'tilesU8'>[];
   config: RequestConfig;
   eosTokenId: number;
   padTokenId: number;
@@ -104,7 +97,7 @@ export async function buildInputs(o: InputsOptions): Promise<InputsResult> {
     },
     queries: rows.map((r) => r.query),
     questions: rows.map((r) => r.question),
-    images: processed.map(({ pixelValues: _, ...rest }) => rest),
+    images: processed.map(({ pixelValues: _p, tilesU8: _u, ...rest }) => rest),
     config,
     eosTokenId,
     padTokenId,
@@ -174,19 +167,12 @@ function crossCheckArtifact(config: RequestConfig, imgContextTokenId: number, di
 
 async function preprocessAll(images: readonly string[], config: RequestConfig, o: InputsOptions): Promise<PreprocessedImage[]> {
   if (images.length === 0) return [];
-  const preprocess = o.preprocess ?? (await defaultPreprocessor());
+  const preprocess = o.preprocess ?? preprocessImage;
   const out: PreprocessedImage[] = [];
   for (const file of images) {
     out.push(await preprocess(file, { imageSize: config.imageSize, minNum: config.minDynamicPatch, maxNum: o.maxNum ?? config.maxDynamicPatch, useThumbnail: o.useThumbnail ?? config.useThumbnail }));
   }
   return out;
-}
-
-async function defaultPreprocessor(): Promise<ImagePreprocessor> {
-  // src/preprocess arrives from its own branch; resolved at run time until it is merged.
-  const module = '../preprocess/index.ts';
-  const m = (await import(module)) as { preprocessImage: ImagePreprocessor };
-  return m.preprocessImage;
 }
 
 /** Every tile must be spliced: exactly tokens_per_tile x tiles `<IMG_CONTEXT>` ids per row. */
