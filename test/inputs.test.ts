@@ -7,6 +7,7 @@ import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from
 import * as path from 'node:path';
 import { FIXTURES, removeDir, tempDir, vlmc } from './helpers.ts';
 import { buildInputs, buildQuery, getTemplate, loadTokenizer, readInputs, UserError, type ImagePreprocessor } from '../src/index.ts';
+import { SafetensorsFile } from '../src/checkpoint/safetensors.ts';
 import { internvlReference, loadConfig, loadWeights } from './reference/internvl-reference.ts';
 
 interface CaseIds { img_context_token_id: number; img_start_token_id: number; img_end_token_id: number; llm: { vocab_size: number } }
@@ -237,4 +238,77 @@ describe('inputs -> vlmc run, against the float64 reference', () => {
     for (let i = 0; i < got.length; i++) err = Math.max(err, Math.abs(got[i]! - ref.logits[i]!));
     expect(err).toBeLessThan(1e-4);
   }, 120_000);
+});
+
+describe('vlmc inputs with real images (fixtures/preprocess), then vlmc run', () => {
+  const IMAGES = path.join(FIXTURES, 'preprocess', 'images');
+  const CASES = path.join(FIXTURES, 'preprocess', 'cases');
+
+  async function fixturePixels(file: string): Promise<{ shape: number[]; data: Float32Array }> {
+    const st = await SafetensorsFile.open(file);
+    try {
+      const e = st.entry('pixel_values');
+      return { shape: [...e.shape], data: await st.readAsFloat32(e) };
+    } finally {
+      await st.close();
+    }
+  }
+
+  async function runAgainstReference(name: string, artifact: string, inFile: string, contextId: number): Promise<number> {
+    const outFile = `${inFile}.out.safetensors`;
+    const r = vlmc(['run', artifact, '--inputs', inFile, '--out', outFile]);
+    expect(r.status, r.stderr).toBe(0);
+    const inputs = await readInputs(inFile);
+    const unified = path.join(FIXTURES, name, 'unified');
+    const ref = internvlReference(loadConfig(unified), await loadWeights(unified), {
+      pixelValues: inputs.pixel_values!.data as Float32Array,
+      pixelShape: inputs.pixel_values!.shape as [number, number, number, number],
+      inputIds: inputs.input_ids!.data as BigInt64Array,
+      inputShape: inputs.input_ids!.shape as [number, number],
+      imageFlags: inputs.image_flags!.data as BigInt64Array,
+    }, contextId);
+    expect(ref.ignoreFlag).toBe(false);
+    const got = (await readInputs(outFile)).logits!;
+    expect(got.shape).toEqual(ref.logitsShape);
+    let err = 0;
+    for (let i = 0; i < got.data.length; i++) err = Math.max(err, Math.abs((got.data[i] as number) - ref.logits[i]!));
+    console.log(`[inputs] ${name}: ${inputs.input_ids!.shape.join('x')} ids, ${inputs.pixel_values!.shape[0]} tiles, logits max |vlmc - reference| ${err.toExponential(2)}`);
+    return err;
+  }
+
+  it('qwen2-tiny: a PNG and a JPEG, one <image> each; tiles exactly the official ones; logits = reference', async () => {
+    const inFile = path.join(root, 'two-images.safetensors');
+    const r = vlmc(['inputs', '--checkpoint', qwen, '--image', path.join(IMAGES, 'png_rgb_800x600.png'), '--image', path.join(IMAGES, 'jpeg420_q90_800x600.jpg'),
+      '--prompt', 'Image-1: <image>\nImage-2: <image>\nWhat differs?', '--max-num', '6', '--out', inFile]);
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/png_rgb_800x600.png: 800x600 -> 3x2 grid, 7 tiles/);
+    const inputs = await readInputs(inFile);
+    const expected = await Promise.all(['png_rgb_800x600', 'jpeg420_q90_800x600'].map((n) => fixturePixels(path.join(CASES, `${n}__s56_max6_thumb.safetensors`))));
+    const tiles = expected.reduce((n, e) => n + e.shape[0]!, 0);
+    expect(inputs.pixel_values!.shape).toEqual([tiles, 3, 56, 56]);
+    expect(inputs.pixel_values!.data).toEqual(Float32Array.from([...expected[0]!.data, ...expected[1]!.data] as number[]));
+    expect([...inputs.image_flags!.data]).toEqual(Array(tiles).fill(1n));
+    expect([...inputs.input_ids!.data].filter((id) => id === 153n).length).toBe(tiles * 4);
+    const artifact = path.join(root, 'artifact-img');
+    expect(vlmc(['build', '--weights', path.join(FIXTURES, 'qwen2-tiny', 'unified'), '--out', artifact, '--quiet']).status).toBe(0);
+    expect(await runAgainstReference('qwen2-tiny', artifact, inFile, 153)).toBeLessThan(1e-4);
+  }, 180_000);
+
+  it('internlm2-tiny: internlm2-chat template, --no-thumbnail, a history; logits = reference', async () => {
+    const dir = requestFolder(root, 'internlm2-tiny');
+    const history = path.join(root, 'history.json');
+    writeFileSync(history, JSON.stringify([['<image>\nWhat is this?', 'Stripes.'], ['Colours?', '']]));
+    const inFile = path.join(root, 'internlm2-in.safetensors');
+    const r = vlmc(['inputs', '--checkpoint', dir, '--image', path.join(IMAGES, 'png_rgb_333x1000.png'), '--prompt', 'Why?', '--history', history, '--no-thumbnail', '--out', inFile]);
+    expect(r.status, r.stderr).toBe(0);
+    const inputs = await readInputs(inFile);
+    const tiles = inputs.pixel_values!.shape[0]!;
+    // max_dynamic_patch 12: the exact-aspect tie goes to 2x6 (the image is large enough), no thumbnail.
+    expect(r.stdout).toMatch(/png_rgb_333x1000.png: 333x1000 -> 2x6 grid, 12 tiles/);
+    expect(tiles).toBe(12);
+    expect([...inputs.input_ids!.data].filter((id) => id === 172n).length).toBe(tiles * 4);
+    const artifact = path.join(root, 'artifact-internlm2');
+    expect(vlmc(['build', '--weights', path.join(FIXTURES, 'internlm2-tiny', 'unified'), '--out', artifact, '--quiet']).status).toBe(0);
+    expect(await runAgainstReference('internlm2-tiny', artifact, inFile, 172)).toBeLessThan(1e-4);
+  }, 180_000);
 });
