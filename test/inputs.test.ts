@@ -312,3 +312,19 @@ describe('vlmc inputs with real images (fixtures/preprocess), then vlmc run', ()
     expect(await runAgainstReference('internlm2-tiny', artifact, inFile, 172)).toBeLessThan(1e-4);
   }, 180_000);
 });
+
+describe('an artifact folder as --checkpoint', () => {
+  it('reads the config.json and tokenizer it carries, and cross-checks what its manifest records', async () => {
+    const artifact = path.join(root, 'artifact-carrying');
+    expect(vlmc(['build', '--weights', path.join(FIXTURES, 'qwen2-tiny', 'unified'), '--out', artifact, '--quiet']).status).toBe(0);
+    await expect(buildInputs({ checkpoint: artifact, prompts: ['x'] })).rejects.toThrow(/artifact-carrying: no config.json \(this artifact carries no config.json/);
+    for (const f of ['config.json', 'tokenizer.json', 'tokenizer_config.json']) copyFileSync(path.join(qwen, f), path.join(artifact, f));
+    const r = await buildInputs({ checkpoint: artifact, prompts: ['x'] });
+    expect(r.config.artifact).toEqual({ tokensPerTile: 4, imgContextTokenId: 153 });
+    const manifestFile = path.join(artifact, 'manifest.json');
+    const manifest = JSON.parse(readFileSync(manifestFile, 'utf8'));
+    manifest.metadata['vlmc.img_context_token_id'] = '152';
+    writeFileSync(manifestFile, JSON.stringify(manifest));
+    await expect(buildInputs({ checkpoint: artifact, prompts: ['x'] })).rejects.toThrow(/splices <IMG_CONTEXT> id 152 but the tokenizer has it as 153/);
+  }, 60_000);
+});

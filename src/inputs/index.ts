@@ -87,7 +87,7 @@ export async function buildInputs(o: InputsOptions): Promise<InputsResult> {
     return { ...q, ids };
   });
   const padTokenId = tokenizer.padTokenId ?? config.padTokenId ?? tokenizer.requireTokenId(eosToken(config.template), 'the pad id when the tokenizer names no pad token');
-  const eosTokenId = tokenizer.requireTokenId(eosToken(config.template), `the end of turn of template ${config.template.name}`);
+  const eosTokenId = tokenizer.eosIdFor(config.template);
   checkVocabulary(rows.map((r) => r.ids), imgContextTokenId, config, tokenizer);
   return {
     inputs: {
