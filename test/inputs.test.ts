@@ -328,3 +328,25 @@ describe('an artifact folder as --checkpoint', () => {
     await expect(buildInputs({ checkpoint: artifact, prompts: ['x'] })).rejects.toThrow(/splices <IMG_CONTEXT> id 152 but the tokenizer has it as 153/);
   }, 60_000);
 });
+
+describe('an InternVL2.5-shaped request with the real tokenizer', () => {
+  it('image + question give exactly the official chat() ids (fixtures/prompts) for a 7-tile image', async () => {
+    const dir = path.join(root, 'internvl2_5-like');
+    mkdirSync(dir);
+    const tokDir = path.join(FIXTURES, 'prompts', 'tokenizers', 'internvl2_5-qwen2_5');
+    for (const f of ['tokenizer.json', 'tokenizer_config.json']) copyFileSync(path.join(tokDir, f), path.join(dir, f));
+    writeFileSync(path.join(dir, 'config.json'), JSON.stringify({
+      template: 'internvl2_5', force_image_size: 448, downsample_ratio: 0.5, dynamic_image_size: true, max_dynamic_patch: 6, min_dynamic_patch: 1, use_thumbnail: true,
+      vision_config: { image_size: 448, patch_size: 14 }, llm_config: { vocab_size: 151674 },
+    }));
+    const cases = JSON.parse(readFileSync(path.join(FIXTURES, 'prompts', 'cases.json'), 'utf8'));
+    const c = cases.prompt_cases.find((x: { id: string }) => x.id === 'internvl2_5/internvl2_5-qwen2_5/image_auto_prefix/nit256');
+    expect(c.inputs.pixel_values_tiles).toBe(7);
+    const r = await buildInputs({ checkpoint: dir, prompts: [c.inputs.question], images: [path.join(FIXTURES, 'preprocess', 'images', 'png_rgb_800x600.png')] });
+    expect(r.images.map((i) => [i.grid, i.tiles])).toEqual([[[3, 2], 7]]);
+    expect(r.queries).toEqual([c.expected.query]);
+    expect([...r.inputs.input_ids.data].map(Number)).toEqual(c.expected.input_ids);
+    expect(r.eosTokenId).toBe(c.expected.eos_token_id);
+    expect(r.inputs.pixel_values.shape).toEqual([7, 3, 448, 448]);
+  }, 60_000);
+});
