@@ -63,10 +63,10 @@ function cliFreezeRules(o: BuildOptions): FreezeRule[] {
 }
 
 /** train.onnx and optimizer.onnx for the model's freeze rules, and their manifest section. */
-async function trainingGraphs(model: Model, o: BuildOptions): Promise<{ graphs: ExtraGraph[]; manifest: Partial<Manifest>; train: TrainGraph }> {
+async function trainingGraphs(model: Model, o: BuildOptions, path: BuildPath, sources: WeightSource[]): Promise<{ graphs: ExtraGraph[]; files: { name: string; bytes: Uint8Array | string }[]; manifest: Partial<Manifest>; train: TrainGraph }> {
   const { compileTrain } = await import('./train/compile-train.ts');
   const { compileOptimizer } = await import('./train/optimizer.ts');
-  const { trainManifest, TRAIN_FILE, OPTIMIZER_FILE } = await import('./train/artifact.ts');
+  const { trainManifest, trainingFiles, TRAIN_FILE, OPTIMIZER_FILE } = await import('./train/artifact.ts');
   const train = compileTrain(model, { opset: o.opset, paramDtype: o.dtype ?? 'float32' });
   const optimizer = compileOptimizer(train.trainable, { opset: o.opset });
   return {
@@ -74,6 +74,7 @@ async function trainingGraphs(model: Model, o: BuildOptions): Promise<{ graphs: 
       { file: TRAIN_FILE, graph: train.graph },
       { file: OPTIMIZER_FILE, graph: optimizer },
     ],
+    files: trainingFiles(model, path === 'none' ? undefined : sources[0]!.role === 'unified' ? sources[0]!.checkpoint.dir : undefined, sources.find((s) => s.role === 'llm' || s.role === 'unified')?.checkpoint.dir),
     manifest: { train: trainManifest(train, model.train) },
     train,
   };
@@ -86,9 +87,9 @@ export async function build(o: BuildOptions): Promise<BuildResult> {
     const model = await resolveModel(o, path, sources);
     model.train = [...model.train, ...cliFreezeRules(o)];
     const graph = compile(model, { opset: o.opset, paramDtype: o.dtype ?? 'float32' });
-    const training = o.train ? await trainingGraphs(model, o) : undefined;
+    const training = o.train ? await trainingGraphs(model, o, path, sources) : undefined;
     const plan = planBinding(graph.params, path, sources, { seed: o.seed ?? 0, allowMissing: o.allowMissing, ignoreUnexpected: o.ignoreUnexpected });
-    const manifest = await writeArtifact(o.out, graph, plan, { dtype: o.dtype ?? 'float32', onProgress: o.onProgress, extraGraphs: training?.graphs, manifestExtras: training?.manifest });
+    const manifest = await writeArtifact(o.out, graph, plan, { dtype: o.dtype ?? 'float32', onProgress: o.onProgress, extraGraphs: training?.graphs, extraFiles: training?.files, manifestExtras: training?.manifest });
     return { manifest, graph, model, train: training?.train };
   } finally {
     for (const s of sources) await s.checkpoint.close();

@@ -37,7 +37,7 @@ describe('optimizer.onnx (AdamW)', () => {
     const n = (s: number[]) => s.reduce((a, d) => a * d, 1);
     const ref = params.map((p) => ({ p: Float64Array.from({ length: n(p.shape) }, rand), m: new Float64Array(n(p.shape)), v: new Float64Array(n(p.shape)) }));
     const initial = Float32Array.from(ref[0]!.p);
-    let cur = ref.map((r) => ({ p: Float32Array.from(r.p), m: new Float32Array(r.m.length), v: new Float32Array(r.v.length) }));
+    let cur: { p: Float32Array; m: Float32Array; v: Float32Array }[] = ref.map((r) => ({ p: Float32Array.from(r.p), m: new Float32Array(r.m.length), v: new Float32Array(r.v.length) }));
     for (let step = 1; step <= 5; step++) {
       const grads = params.map((p) => Float64Array.from({ length: n(p.shape) }, () => rand() * (step % 2 ? 1 : 1e-3)));
       const feeds: Record<string, ortNs.Tensor> = { step: new ort.Tensor('int64', BigInt64Array.of(BigInt(step)), []) };

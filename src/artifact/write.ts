@@ -48,6 +48,8 @@ export interface WriteOptions {
   dtype: ParamDType;
   /** Graphs written beside model.onnx whose parameters point into the same model.onnx.data. */
   extraGraphs?: ExtraGraph[];
+  /** Small files written into the artifact as they are (train: config.json, tokenizer files). */
+  extraFiles?: { name: string; bytes: Uint8Array | string }[];
   /** Added to the manifest (e.g. the training section). */
   manifestExtras?: Partial<Manifest>;
   /** Called as bytes are written: (written, total). */
@@ -68,6 +70,7 @@ export async function writeArtifact(outDir: string, graph: Graph, plan: BindPlan
       const extraProto = buildModelProto(extra.graph, { location: DATA_FILE, entries }, { producerVersion: VLMC_VERSION });
       await writeFile(nodePath.join(tmp, extra.file), encodeModel(extraProto));
     }
+    for (const f of options.extraFiles ?? []) await writeFile(nodePath.join(tmp, f.name), f.bytes);
     const manifest = { ...buildManifest(graph, plan, options.dtype, params), ...options.manifestExtras };
     await writeFile(nodePath.join(tmp, MANIFEST_FILE), manifestJson(manifest));
     return manifest;

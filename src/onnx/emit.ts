@@ -22,7 +22,9 @@ export interface EmitOptions {
 
 export function buildModelProto(graph: Graph, weights: ExternalWeights, options: EmitOptions): ModelProto {
   const constants = [...collectConstants(graph).entries()].sort(([a], [b]) => (a < b ? -1 : 1));
-  const initializers = [...graph.params.map((p) => paramInitializer(p.name, p.shape, weights)), ...constants.map(([name, v]) => constInitializer(name, v.data!))];
+  // A parameter that is a graph input (train.onnx's trainable ones) is fed, not stored.
+  const stored = graph.params.filter((p) => !graph.inputs.includes(p.value));
+  const initializers = [...stored.map((p) => paramInitializer(p.name, p.shape, weights)), ...constants.map(([name, v]) => constInitializer(name, v.data!))];
   return onnx.ModelProto.create({
     irVersion: IR_VERSION,
     producerName: 'vlmc',

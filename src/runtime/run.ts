@@ -47,8 +47,11 @@ export async function openSession(artifactDir: string, providers: string[] = ['c
   return InferenceSession.create(model, { executionProviders: providers, logSeverityLevel: 3 });
 }
 
-/** One forward pass; returns every graph output. */
-export async function run(session: ort.InferenceSession, inputs: Record<string, HostTensor>): Promise<Record<string, HostTensor>> {
+/**
+ * One forward pass; returns every graph output. `overrides` feed initializers that are also graph
+ * inputs (train.onnx's trainable parameters, which default to their bound weights).
+ */
+export async function run(session: ort.InferenceSession, inputs: Record<string, HostTensor>, overrides: Record<string, HostTensor> = {}): Promise<Record<string, HostTensor>> {
   const { Tensor } = await loadOrt();
   const feeds: Record<string, ort.Tensor> = {};
   for (const name of session.inputNames) {
@@ -56,6 +59,7 @@ export async function run(session: ort.InferenceSession, inputs: Record<string, 
     if (!t) throw new UserError(`missing input '${name}' (the graph takes ${session.inputNames.join(', ')})`);
     feeds[name] = new Tensor(t.dtype, t.data, feedShape(name, t.shape));
   }
+  for (const [name, t] of Object.entries(overrides)) feeds[name] = new Tensor(t.dtype, t.data, t.shape);
   const results = await session.run(feeds);
   const out: Record<string, HostTensor> = {};
   for (const name of session.outputNames) {
@@ -102,7 +106,13 @@ export async function writeOutputs(file: string, outputs: Record<string, HostTen
 export async function runArtifact(artifactDir: string, inputsFile: string, outFile: string, graph = 'model'): Promise<Record<string, HostTensor>> {
   const session = await openSession(artifactDir, ['cpu'], graph);
   try {
-    const outputs = await run(session, await readInputs(inputsFile));
+    const inputs = await readInputs(inputsFile);
+    if (graph === 'train') {
+      // Trainable parameters not in the inputs file take their bound weights.
+      const { boundTrainableWeights } = await import('../train/weights.ts');
+      Object.assign(inputs, await boundTrainableWeights(artifactDir, readManifest(artifactDir), session.inputNames.filter((n) => !(n in inputs))));
+    }
+    const outputs = await run(session, inputs);
     await writeOutputs(outFile, outputs);
     return outputs;
   } finally {

@@ -1,0 +1,228 @@
+/**
+ * `vlmc train`: a training loop in onnxruntime-node over an artifact built with --train. Each step
+ * runs train.onnx on `gradAccum` micro-batches (gradients averaged, as the loss of each is a mean),
+ * then optimizer.onnx (AdamW). Checkpoints are unified InternVL checkpoints (model.safetensors with
+ * every parameter, config.json, tokenizer files) that `vlmc build --weights` takes, plus the
+ * optimizer state and step (optimizer.safetensors, trainer_state.json) to resume from.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { writeFile, copyFile } from 'node:fs/promises';
+import { readBound, readRange } from './weights.ts';
+import * as nodePath from 'node:path';
+import type ort from 'onnxruntime-node';
+import { UserError } from '../errors.ts';
+import { openSession, readManifest, run, type HostTensor } from '../runtime/run.ts';
+import { DATA_FILE } from '../artifact/write.ts';
+import { withTempSibling, writeFileAtomic } from '../artifact/atomic.ts';
+import type { Manifest, ManifestParameter } from '../artifact/manifest.ts';
+import { SafetensorsFile, writeSafetensors, type TensorToWrite } from '../checkpoint/safetensors.ts';
+import { readRequestConfig } from '../inputs/config.ts';
+import { loadTokenizer } from '../tokenizer/index.ts';
+import { eosToken } from '../prompt/templates.ts';
+import { collate, encodeSample, readJsonl, type EncodedSample } from './data.ts';
+import { NEW_PREFIXES, STATE_PREFIXES } from './optimizer.ts';
+import { TOKENIZER_FILE_NAMES } from './artifact.ts';
+
+export interface TrainOptions {
+  artifact: string;
+  data: string;
+  steps: number;
+  out: string;
+  lr: number;
+  weightDecay?: number;
+  beta1?: number;
+  beta2?: number;
+  eps?: number;
+  /** Micro-batches per optimizer step. */
+  gradAccum?: number;
+  /** Samples per micro-batch. */
+  batchSize?: number;
+  /** Save a checkpoint every N steps (and always after the last). */
+  saveEvery?: number;
+  /** Continue from the last checkpoint in `out`. */
+  resume?: boolean;
+  /** Folder image names are relative to (default: the jsonl's folder). */
+  imageRoot?: string;
+  onStep?: (step: number, steps: number, loss: number) => void;
+}
+
+export interface TrainResult {
+  losses: number[];
+  /** The last checkpoint written. */
+  checkpoint: string;
+  startStep: number;
+}
+
+export const STATE_FILE = 'trainer_state.json';
+export const OPTIMIZER_STATE_FILE = 'optimizer.safetensors';
+
+interface ParamState {
+  meta: ManifestParameter;
+  value: Float32Array;
+  expAvg: Float32Array;
+  expAvgSq: Float32Array;
+}
+
+export async function train(o: TrainOptions): Promise<TrainResult> {
+  checkOptions(o);
+  const manifest = readManifest(o.artifact);
+  if (!manifest.train) throw new UserError(`${o.artifact}: has no training graphs (build it with vlmc build --train)`);
+  if (manifest.build.dtype !== 'float32') throw new UserError(`${o.artifact}: vlmc train needs an fp32 artifact (built with --dtype ${manifest.build.dtype})`);
+  const config = readRequestConfig(o.artifact);
+  const tokenizer = loadTokenizer(o.artifact);
+  const padTokenId = tokenizer.padTokenId ?? config.padTokenId ?? tokenizer.requireTokenId(eosToken(config.template), 'the pad id');
+  const samples = readJsonl(o.data);
+  const ctx = { config, tokenizer, imageRoot: o.imageRoot ?? nodePath.dirname(nodePath.resolve(o.data)) };
+
+  const byName = new Map(manifest.parameters.map((p) => [p.name, p]));
+  const params: ParamState[] = [];
+  for (const t of manifest.train.trainable) {
+    const meta = byName.get(t.name)!;
+    const n = meta.shape.reduce((a, d) => a * d, 1);
+    params.push({ meta, value: await readBound(o.artifact, meta), expAvg: new Float32Array(n), expAvgSq: new Float32Array(n) });
+  }
+  let startStep = 0;
+  if (o.resume) startStep = await restore(o.out, params);
+  if (startStep >= o.steps) throw new UserError(`${o.out}: already at step ${startStep}; ask for more than ${startStep} --steps to continue`);
+
+  const trainSession = await openSession(o.artifact, ['cpu'], 'train');
+  const optSession = await openSession(o.artifact, ['cpu'], 'optimizer');
+  const losses: number[] = [];
+  let checkpoint = '';
+  const accum = o.gradAccum ?? 1;
+  const batchSize = o.batchSize ?? 1;
+  const saveEvery = o.saveEvery ?? o.steps;
+  const encoded = new Map<number, EncodedSample>();
+  const sampleAt = async (i: number) => {
+    const k = i % samples.length;
+    if (!encoded.has(k)) encoded.set(k, await encodeSample(samples[k]!, ctx));
+    return encoded.get(k)!;
+  };
+  try {
+    for (let step = startStep + 1; step <= o.steps; step++) {
+      const grads = params.map((p) => new Float32Array(p.value.length));
+      let loss = 0;
+      for (let micro = 0; micro < accum; micro++) {
+        const first = ((step - 1) * accum + micro) * batchSize;
+        const batch = [];
+        for (let b = 0; b < batchSize; b++) batch.push(await sampleAt(first + b));
+        const out = await run(trainSession, { ...collate(batch, padTokenId, config.imageSize), ...paramFeeds(params) });
+        loss += (out.loss!.data as Float32Array)[0]! / accum;
+        params.forEach((p, i) => addScaled(grads[i]!, out[manifest.train!.trainable[i]!.grad]!.data as Float32Array, 1 / accum));
+      }
+      await optimizerStep(optSession, params, grads, step, o);
+      losses.push(loss);
+      o.onStep?.(step, o.steps, loss);
+      if (step % saveEvery === 0 || step === o.steps) checkpoint = await saveCheckpoint(o, manifest, params, step);
+    }
+  } finally {
+    await trainSession.release();
+    await optSession.release();
+  }
+  return { losses, checkpoint, startStep };
+}
+
+function checkOptions(o: TrainOptions): void {
+  const positiveInt = (v: number | undefined, flag: string) => {
+    if (v !== undefined && (!Number.isInteger(v) || v < 1)) throw new UserError(`${flag} must be a positive integer (got ${v})`);
+  };
+  positiveInt(o.steps, '--steps');
+  positiveInt(o.gradAccum, '--grad-accum');
+  positiveInt(o.batchSize, '--batch-size');
+  positiveInt(o.saveEvery, '--save-every');
+  if (!(o.lr > 0)) throw new UserError(`--lr must be positive (got ${o.lr})`);
+  if (!existsSync(o.data)) throw new UserError(`${o.data}: training data not found`);
+}
+
+function paramFeeds(params: ParamState[]): Record<string, HostTensor> {
+  return Object.fromEntries(params.map((p) => [p.meta.name, { dtype: 'float32', shape: p.meta.shape, data: p.value } as HostTensor]));
+}
+
+function addScaled(into: Float32Array, g: Float32Array, k: number): void {
+  for (let i = 0; i < into.length; i++) into[i]! += g[i]! * k;
+}
+
+async function optimizerStep(session: ort.InferenceSession, params: ParamState[], grads: Float32Array[], step: number, o: TrainOptions): Promise<void> {
+  const scalar = (v: number): HostTensor => ({ dtype: 'float32', shape: [], data: Float32Array.of(v) });
+  const feeds: Record<string, HostTensor> = {
+    lr: scalar(o.lr),
+    beta1: scalar(o.beta1 ?? 0.9),
+    beta2: scalar(o.beta2 ?? 0.999),
+    eps: scalar(o.eps ?? 1e-8),
+    weight_decay: scalar(o.weightDecay ?? 0),
+    step: { dtype: 'int64', shape: [], data: BigInt64Array.of(BigInt(step)) },
+  };
+  params.forEach((p, i) => {
+    const t = (data: Float32Array): HostTensor => ({ dtype: 'float32', shape: p.meta.shape, data });
+    feeds[`${STATE_PREFIXES.param}${p.meta.name}`] = t(p.value);
+    feeds[`${STATE_PREFIXES.grad}${p.meta.name}`] = t(grads[i]!);
+    feeds[`${STATE_PREFIXES.expAvg}${p.meta.name}`] = t(p.expAvg);
+    feeds[`${STATE_PREFIXES.expAvgSq}${p.meta.name}`] = t(p.expAvgSq);
+  });
+  const out = await run(session, feeds);
+  for (const p of params) {
+    // Copies: ORT's output buffers are not ours to keep across runs.
+    p.value = Float32Array.from(out[`${NEW_PREFIXES.param}${p.meta.name}`]!.data as Float32Array);
+    p.expAvg = Float32Array.from(out[`${NEW_PREFIXES.expAvg}${p.meta.name}`]!.data as Float32Array);
+    p.expAvgSq = Float32Array.from(out[`${NEW_PREFIXES.expAvgSq}${p.meta.name}`]!.data as Float32Array);
+  }
+}
+
+
+const ST_DTYPE = { float32: 'F32', float16: 'F16', bfloat16: 'BF16' } as const;
+
+/**
+ * out/checkpoint-<step>/: every parameter under its checkpoint key (trained ones as they are now,
+ * frozen ones as bound), config.json, tokenizer files, optimizer state; then out/trainer_state.json
+ * names it. Each checkpoint folder appears atomically.
+ */
+async function saveCheckpoint(o: TrainOptions, manifest: Manifest, params: ParamState[], step: number): Promise<string> {
+  const dir = nodePath.join(o.out, `checkpoint-${step}`);
+  const trained = new Map(params.map((p) => [p.meta.name, p]));
+  await withTempSibling(dir, async (tmp) => {
+    const tensors: TensorToWrite[] = [];
+    for (const p of manifest.parameters) {
+      const t = trained.get(p.name);
+      const data = t ? new Uint8Array(t.value.buffer, t.value.byteOffset, t.value.byteLength) : await readRange(nodePath.join(o.artifact, DATA_FILE), p.offset, p.length);
+      tensors.push({ name: p.key, dtype: t ? 'F32' : ST_DTYPE[p.dtype], shape: p.shape, data });
+    }
+    await writeSafetensors(nodePath.join(tmp, 'model.safetensors'), tensors, { format: 'pt' });
+    const state: TensorToWrite[] = params.flatMap((p) => [
+      { name: `exp_avg.${p.meta.key}`, dtype: 'F32' as const, shape: p.meta.shape, data: new Uint8Array(p.expAvg.buffer, p.expAvg.byteOffset, p.expAvg.byteLength) },
+      { name: `exp_avg_sq.${p.meta.key}`, dtype: 'F32' as const, shape: p.meta.shape, data: new Uint8Array(p.expAvgSq.buffer, p.expAvgSq.byteOffset, p.expAvgSq.byteLength) },
+    ]);
+    await writeSafetensors(nodePath.join(tmp, OPTIMIZER_STATE_FILE), state);
+    for (const name of ['config.json', ...TOKENIZER_FILE_NAMES]) {
+      const f = nodePath.join(o.artifact, name);
+      if (existsSync(f)) await copyFile(f, nodePath.join(tmp, name));
+    }
+    await writeFile(nodePath.join(tmp, STATE_FILE), `${JSON.stringify({ step, lr: o.lr, artifact: nodePath.resolve(o.artifact) }, null, 2)}\n`);
+  });
+  await writeFileAtomic(nodePath.join(o.out, STATE_FILE), `${JSON.stringify({ step, last_checkpoint: `checkpoint-${step}` }, null, 2)}\n`);
+  return dir;
+}
+
+/** Trained values and optimizer state from the last checkpoint in `out`; returns its step. */
+async function restore(out: string, params: ParamState[]): Promise<number> {
+  const stateFile = nodePath.join(out, STATE_FILE);
+  if (!existsSync(stateFile)) throw new UserError(`${out}: nothing to resume (no ${STATE_FILE})`);
+  const state = JSON.parse(readFileSync(stateFile, 'utf8')) as { step: number; last_checkpoint: string };
+  const dir = nodePath.join(out, state.last_checkpoint);
+  const model = await SafetensorsFile.open(nodePath.join(dir, 'model.safetensors'));
+  const opt = await SafetensorsFile.open(nodePath.join(dir, OPTIMIZER_STATE_FILE));
+  try {
+    for (const p of params) {
+      const key = p.meta.key;
+      for (const [file, name] of [[model, key], [opt, `exp_avg.${key}`], [opt, `exp_avg_sq.${key}`]] as const) {
+        if (!file.keys().includes(name)) throw new UserError(`${dir}: cannot resume: '${name}' is missing (was it trained with other freeze rules?)`);
+      }
+      p.value = await model.readAsFloat32(model.entry(key));
+      p.expAvg = await opt.readAsFloat32(opt.entry(`exp_avg.${key}`));
+      p.expAvgSq = await opt.readAsFloat32(opt.entry(`exp_avg_sq.${key}`));
+    }
+  } finally {
+    await model.close();
+    await opt.close();
+  }
+  return state.step;
+}
