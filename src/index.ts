@@ -60,3 +60,9 @@ export {
   type TilePlan,
   type CropBox,
 } from './preprocess/index.ts';
+
+// Training: the backward, the AdamW step, the loop (docs/training.md).
+export { differentiate, type Gradients } from './passes/autodiff.ts';
+export { compileTrain, GRAD_PREFIX, type TrainGraph, type TrainCompileOptions, type PruningReport } from './train/compile-train.ts';
+export { compileOptimizer } from './train/optimizer.ts';
+export { train, type TrainOptions, type TrainResult } from './train/loop.ts';
