@@ -7,8 +7,8 @@
  *
  * 1. Builds (once, then reuses) out/bench/internvl2-1b-train from graphs/internvl2-1b.ts with
  *    seeded random weights (as bench/bind's model, without a checkpoint: the step's cost does not
- *    depend on the values), then writes train-<preset>.onnx and optimizer-<preset>.onnx beside
- *    model.onnx for each preset, all over the same model.onnx.data.
+ *    depend on the values), then writes train-<preset>.onnx and the optimizer (in chunks of at
+ *    most 256 MiB of parameters) beside model.onnx for each preset, over the same model.onnx.data.
  * 2. Per preset, a child process opens the sessions and runs one step: train.onnx (forward, loss,
  *    pruned backward) then optimizer.onnx (AdamW over the trainable parameters). It reports
  *    session creation, train and optimizer times and its peak RSS (VmHWM).
@@ -39,6 +39,7 @@ const PRESETS = ['stage1', 'stage2', 'full'] as const;
 const SEQ = 320;
 const IMAGE_TOKENS = 256;
 const FLOOR = 0.6;
+const CHUNK_BYTES = 256 * 1024 * 1024;
 
 interface StepReport {
   preset: string;
@@ -67,10 +68,31 @@ async function prepare(): Promise<Record<string, { nodes: number; gflop: number 
     model.train = presetRules(name);
     const t = compileTrain(model, { sizes: { tiles: 1, batch: 1, seq: SEQ } });
     await writeFile(nodePath.join(ARTIFACT, `train-${name}.onnx`), encodeModel(buildModelProto(t.graph, { location: DATA_FILE, entries }, { producerVersion: VLMC_VERSION })));
-    await writeFile(nodePath.join(ARTIFACT, `optimizer-${name}.onnx`), encodeModel(buildModelProto(compileOptimizer(t.trainable), { location: DATA_FILE, entries: new Map() }, { producerVersion: VLMC_VERSION })));
+    // The optimizer in chunks of <= 256 MiB of parameters: one graph over all of them would hold
+    // seven copies of the trainable weights at once (param, grad, m, v in; three out).
+    const chunks = chunkParams(t.trainable);
+    for (const [i, chunk] of chunks.entries()) {
+      await writeFile(nodePath.join(ARTIFACT, `optimizer-${name}-${i}.onnx`), encodeModel(buildModelProto(compileOptimizer(chunk), { location: DATA_FILE, entries: new Map() }, { producerVersion: VLMC_VERSION })));
+    }
+    await writeFile(nodePath.join(ARTIFACT, `optimizer-${name}.json`), JSON.stringify(chunks.map((c) => c.map((p) => p.name))));
     pruning[name] = { nodes: t.pruning.backwardNodes, gflop: t.pruning.backwardFlops / 1e9 };
   }
   return pruning;
+}
+
+function chunkParams<T extends { shape: number[] }>(params: T[]): T[][] {
+  const chunks: T[][] = [[]];
+  let bytes = 0;
+  for (const p of params) {
+    const n = p.shape.reduce((a, d) => a * d, 1) * 4;
+    if (bytes + n > CHUNK_BYTES && chunks.at(-1)!.length > 0) {
+      chunks.push([]);
+      bytes = 0;
+    }
+    chunks.at(-1)!.push(p);
+    bytes += n;
+  }
+  return chunks;
 }
 
 /** The sample: text, one tile's 256 <IMG_CONTEXT>, a question, an answer of 40 labelled tokens. */
@@ -94,8 +116,7 @@ async function child(name: string): Promise<void> {
   const manifest = readManifest(ARTIFACT);
   const t0 = performance.now();
   const trainSession = await openSession(ARTIFACT, ['cpu'], `train-${name}`);
-  const optSession = await openSession(ARTIFACT, ['cpu'], `optimizer-${name}`);
-  const createS = (performance.now() - t0) / 1000;
+  let createS = (performance.now() - t0) / 1000;
   const byName = new Map(manifest.parameters.map((p) => [p.name, p]));
   const trainable = trainSession.inputNames.filter((n) => byName.has(n)).map((n) => byName.get(n)!);
   const feeds = sampleInputs(manifest);
@@ -104,18 +125,29 @@ async function child(name: string): Promise<void> {
   const t1 = performance.now();
   const out = await run(trainSession, { ...feeds, ...values });
   const trainS = (performance.now() - t1) / 1000;
+  await trainSession.release();
   const scalar = (v: number): HostTensor => ({ dtype: 'float32', shape: [], data: Float32Array.of(v) });
-  const opt: Record<string, HostTensor> = { lr: scalar(1e-4), beta1: scalar(0.9), beta2: scalar(0.999), eps: scalar(1e-8), weight_decay: scalar(0), step: { dtype: 'int64', shape: [], data: BigInt64Array.of(1n) } };
-  for (const p of trainable) {
-    const zeros = (): HostTensor => ({ dtype: 'float32', shape: p.shape, data: new Float32Array(values[p.name]!.data.length) });
-    opt[`param.${p.name}`] = values[p.name]!;
-    opt[`grad.${p.name}`] = out[`grad.${p.name}`]!;
-    opt[`exp_avg.${p.name}`] = zeros();
-    opt[`exp_avg_sq.${p.name}`] = zeros();
+  const chunks = JSON.parse(readFileSync(nodePath.join(ARTIFACT, `optimizer-${name}.json`), 'utf8')) as string[][];
+  let optimizerS = 0;
+  for (const [i, chunk] of chunks.entries()) {
+    const t2 = performance.now();
+    const optSession = await openSession(ARTIFACT, ['cpu'], `optimizer-${name}-${i}`);
+    const t3 = performance.now();
+    createS += (t3 - t2) / 1000;
+    const opt: Record<string, HostTensor> = { lr: scalar(1e-4), beta1: scalar(0.9), beta2: scalar(0.999), eps: scalar(1e-8), weight_decay: scalar(0), step: { dtype: 'int64', shape: [], data: BigInt64Array.of(1n) } };
+    for (const n of chunk) {
+      const p = byName.get(n)!;
+      const zeros = (): HostTensor => ({ dtype: 'float32', shape: p.shape, data: new Float32Array(values[n]!.data.length) });
+      opt[`param.${n}`] = values[n]!;
+      opt[`grad.${n}`] = out[`grad.${n}`]!;
+      opt[`exp_avg.${n}`] = zeros();
+      opt[`exp_avg_sq.${n}`] = zeros();
+    }
+    const result = await run(optSession, opt);
+    optimizerS += (performance.now() - t3) / 1000;
+    for (const n of chunk) values[n] = result[`new_param.${n}`]!;
+    await optSession.release();
   }
-  const t2 = performance.now();
-  await run(optSession, opt);
-  const optimizerS = (performance.now() - t2) / 1000;
   const hwm = Number(/VmHWM:\s+(\d+) kB/.exec(readFileSync('/proc/self/status', 'utf8'))![1]) / 1024;
   const report = {
     preset: name,
