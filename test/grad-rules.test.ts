@@ -11,7 +11,6 @@ import * as ortNs from 'onnxruntime-node';
 import { GraphBuilder, withBuilder } from '../src/ir/builder.ts';
 import { constValue, Value, type Graph } from '../src/ir/graph.ts';
 import { resetFreshDims } from '../src/ir/dims.ts';
-import type { DType } from '../src/ir/dtype.ts';
 import { differentiate } from '../src/passes/autodiff.ts';
 import { foldShapes } from '../src/passes/fold-shapes.ts';
 import { removeDeadNodes } from '../src/passes/dead-nodes.ts';
@@ -232,4 +231,3 @@ describe('gradient rules vs finite differences', () => {
   });
 });
 
-export type { DType };

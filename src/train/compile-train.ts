@@ -6,7 +6,8 @@
  * parameter, in parameter order.
  */
 import { GraphBuilder, withBuilder } from '../ir/builder.ts';
-import { Value, type Graph, type Node, type Param } from '../ir/graph.ts';
+import { UserError } from '../errors.ts';
+import { Value, type Graph, type Param } from '../ir/graph.ts';
 import { resetFreshDims } from '../ir/dims.ts';
 import { assignPaths, collectParams } from '../dsl/module.ts';
 import { applyFreezeRules, type FreezeRule } from '../dsl/freeze.ts';
@@ -66,7 +67,7 @@ export function compileTrain(model: Model, options: TrainCompileOptions = {}): T
   const loss = withBuilder(builder, () =>
     builder.withScope('', model.site, () => {
       const { logits } = model.forward(...inputs);
-      if (!logits) throw new Error('the model has no logits output to train');
+      if (!logits) throw new UserError('the model has no `logits` output: there is nothing to train');
       return builder.withScope('loss', undefined, () => causalLmLoss(logits, labels));
     }),
   );
@@ -122,4 +123,3 @@ function gradOutput(p: Param, g: Value | undefined): Value {
   return g;
 }
 
-export type { Node };

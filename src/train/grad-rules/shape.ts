@@ -2,7 +2,7 @@
 import * as op from '../../ops/index.ts';
 import type { Value } from '../../ir/graph.ts';
 import { i64, INT64_MAX } from '../../dsl/constants.ts';
-import type { GradContext, GradRule } from './types.ts';
+import type { GradRule } from './types.ts';
 import { normAxis, reshapeLike, sumToShape } from './util.ts';
 
 const reView: GradRule = (c) => [reshapeLike(c.gy, c.node.inputs[0]!)];
@@ -110,4 +110,3 @@ export const SHAPE_RULES: Record<string, GradRule> = {
   Slice: slice,
 };
 
-export type { GradContext };

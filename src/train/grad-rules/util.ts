@@ -2,7 +2,7 @@
  * Helpers shared by the gradient rules: constants in the dtype of the value they meet, shapes as
  * tensors (constants when static, Shape when not), and the reduction that undoes broadcasting.
  */
-import { constValue, type Dim, type Shape, type Value } from '../../ir/graph.ts';
+import { constValue, type Shape, type Value } from '../../ir/graph.ts';
 import type { DType } from '../../ir/dtype.ts';
 import { DTYPES } from '../../ir/dtype.ts';
 import * as op from '../../ops/index.ts';
@@ -71,8 +71,4 @@ export function transposeLast2(v: Value): Value {
 
 export function castTo(v: Value, dtype: DType): Value {
   return v.dtype === dtype ? v : op.Cast(v, { to: DTYPES[dtype].onnx });
-}
-
-export function dimsEqual(a: Dim, b: Dim): boolean {
-  return a === b;
 }
