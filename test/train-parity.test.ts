@@ -79,3 +79,29 @@ describe.each(fixtureCases())('training parity %s', (name) => {
     }
   });
 });
+
+describe.each(fixtureCases().slice(0, 1))('training graph of a bf16 artifact (%s)', (name) => {
+  it('frozen weights stay bf16 initializers, trainable ones are float32 inputs; loss and gradients near the fp32 reference', async () => {
+    const fx = path.join(FIXTURES, name);
+    const work = tempDir();
+    try {
+      const artifact = path.join(work, 'bf16');
+      expect(vlmc(['build', '--weights', path.join(fx, 'unified'), '--out', artifact, '--dtype', 'bf16', '--train', '--preset', 'stage2', '--quiet']).status).toBe(0);
+      const out = path.join(work, 'out.safetensors');
+      const r = vlmc(['run', artifact, '--graph', 'train', '--inputs', path.join(fx, 'inputs.safetensors'), '--out', out]);
+      expect(r.stderr).toBe('');
+      const got = await SafetensorsFile.open(out);
+      const want = await SafetensorsFile.open(path.join(fx, 'grads-stage2.safetensors'));
+      const expected = await SafetensorsFile.open(path.join(fx, 'expected.safetensors'));
+      const loss = (await got.readAsFloat32(got.entry('loss')))[0]!;
+      expect(Math.abs(loss - (await expected.readAsFloat32(expected.entry('loss')))[0]!)).toBeLessThan(0.05);
+      for (const key of want.keys()) {
+        const err = relativeL2(await got.readAsFloat32(got.entry(`grad.${key}`)), await want.readAsFloat32(want.entry(key)));
+        expect(err, key).toBeLessThan(0.1);
+      }
+      await Promise.all([got.close(), want.close(), expected.close()]);
+    } finally {
+      removeDir(work);
+    }
+  });
+});

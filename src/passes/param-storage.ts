@@ -24,6 +24,10 @@ export function storeParamsAs(graph: Graph, dtype: ParamDType): void {
       casts.set(p.value, builder.withScope(scope, undefined, () => Cast(p.value, { to: DTYPES.float32.onnx })));
     }
   });
-  for (const [param, nodes] of consumers) for (const n of nodes) n.inputs = n.inputs.map((v) => (v === param ? casts.get(param)! : v));
+  for (const [param, nodes] of consumers) {
+    const cast = casts.get(param);
+    // Only the graph's own parameters are cast (a training graph keeps trainable ones in float32).
+    if (cast) for (const n of nodes) n.inputs = n.inputs.map((v) => (v === param ? cast : v));
+  }
   graph.nodes = [...builder.nodes, ...graph.nodes];
 }

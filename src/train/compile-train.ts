@@ -95,10 +95,20 @@ export function compileTrain(model: Model, options: TrainCompileOptions = {}): T
   graph.outputs.push(...outputs);
   foldShapes(graph);
   removeDeadNodes(graph);
-  storeParamsAs(graph, options.paramDtype ?? 'float32');
+  storeFrozenAs(graph, options.paramDtype ?? 'float32');
   nameGraph(graph);
   checkOpset(graph);
   return { graph, trainable, pruning };
+}
+
+/**
+ * Frozen parameters are read in their stored dtype through a Cast, as in model.onnx; trainable ones
+ * are float32 inputs whatever the storage, so the loop feeds and updates them in full precision.
+ */
+function storeFrozenAs(graph: Graph, dtype: ParamDType): void {
+  const view: Graph = { ...graph, params: graph.params.filter((p) => !p.trainable) };
+  storeParamsAs(view, dtype);
+  graph.nodes = view.nodes;
 }
 
 function named(v: Value, name: string): Value {

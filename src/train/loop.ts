@@ -67,7 +67,6 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
   checkOptions(o);
   const manifest = readManifest(o.artifact);
   if (!manifest.train) throw new UserError(`${o.artifact}: has no training graphs (build it with vlmc build --train)`);
-  if (manifest.build.dtype !== 'float32') throw new UserError(`${o.artifact}: vlmc train needs an fp32 artifact (built with --dtype ${manifest.build.dtype})`);
   const config = readRequestConfig(o.artifact);
   const tokenizer = loadTokenizer(o.artifact);
   const padTokenId = tokenizer.padTokenId ?? config.padTokenId ?? tokenizer.requireTokenId(eosToken(config.template), 'the pad id');
