@@ -129,5 +129,15 @@ describe('vlmc train: Path B -> stage 1 -> Path A -> stage 2', () => {
     expect(r.stderr).toBe(`vlmc: ${bad}:1: no 'gpt' turn: nothing to learn\n`);
     const noTrain = vlmc(['train', path.join(work, 'nothing'), '--data', data, '--steps', '1', '--out', path.join(work, 'y')]);
     expect(noTrain.status).toBe(2);
+    const odd = path.join(work, 'odd.jsonl');
+    writeFileSync(odd, '{"conversations": [{"from": "human", "value": "caf\u00e9?"}, {"from": "gpt", "value": "no"}]}\n');
+    const r2 = vlmc(['train', path.join(work, 'stage1-artifact'), '--data', odd, '--steps', '1', '--out', path.join(work, 'z')]);
+    expect(r2.status).toBe(2);
+    expect(r2.stderr).toContain(`${odd}:1: the tokenizer cannot encode`);
+    const frozen = path.join(work, 'frozen-artifact');
+    expect(vlmc(['build', '--vision', path.join(work, 'vision'), '--llm', path.join(work, 'llm'), '--out', frozen, '--train', '--preset', 'inference', '--quiet']).status).toBe(0);
+    const r3 = vlmc(['train', frozen, '--data', data, '--steps', '1', '--out', path.join(work, 'w')]);
+    expect(r3.status).toBe(2);
+    expect(r3.stderr).toContain('no parameter is trainable');
   });
 });

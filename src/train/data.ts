@@ -137,6 +137,9 @@ function tokenizeTurns(turns: Turn[], ctx: EncodeContext, where: string): { inpu
     if (text === '') return;
     const ids = inputIds.length === 0 ? ctx.tokenizer.encode(text) : ctx.tokenizer.encodeRaw(text);
     if (!ids.every((id) => Number.isInteger(id))) throw new UserError(`${where}: the tokenizer cannot encode ${JSON.stringify(text.slice(0, 60))} (no id for some of it)`);
+    const vocab = ctx.config.vocabSize;
+    const outside = vocab === undefined ? undefined : ids.find((id) => id >= vocab);
+    if (outside !== undefined) throw new UserError(`${where}: token id ${outside} is outside the model's vocabulary (vocab_size ${vocab}): the tokenizer does not belong to this model`);
     inputIds.push(...ids);
     labels.push(...(labelled ? ids : ids.map(() => IGNORE_INDEX)));
   };

@@ -67,6 +67,7 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
   checkOptions(o);
   const manifest = readManifest(o.artifact);
   if (!manifest.train) throw new UserError(`${o.artifact}: has no training graphs (build it with vlmc build --train)`);
+  if (manifest.train.trainable.length === 0) throw new UserError(`${o.artifact}: no parameter is trainable (freeze rules: ${manifest.train.rules.map((r) => `${r.action}('${r.pattern}')`).join(', ') || 'none'})`);
   const config = readRequestConfig(o.artifact);
   const tokenizer = loadTokenizer(o.artifact);
   const padTokenId = tokenizer.padTokenId ?? config.padTokenId ?? tokenizer.requireTokenId(eosToken(config.template), 'the pad id');
