@@ -39,8 +39,9 @@ export interface BuildOptions extends ProjectorOptions {
   onProgress?: (written: number, total: number) => void;
   /** Also write train.onnx and optimizer.onnx (docs/training.md). */
   train?: boolean;
-  /** Freeze rules applied after the graph's own: a preset, then --freeze, then --unfreeze globs. */
+  /** Freeze rules applied after the graph's own: the preset, then `rules` in order (the CLI's --freeze / --unfreeze in argv order), then `freeze`, then `unfreeze`. */
   preset?: string;
+  rules?: { action: 'freeze' | 'unfreeze'; pattern: string }[];
   freeze?: string[];
   unfreeze?: string[];
 }
@@ -57,6 +58,7 @@ function cliFreezeRules(o: BuildOptions): FreezeRule[] {
   const from = (origin: string, rs: FreezeRule[]) => rs.map((r) => ({ ...r, site: undefined, origin }));
   return [
     ...(o.preset ? from(`--preset ${o.preset}`, preset(o.preset)) : []),
+    ...(o.rules ?? []).flatMap((r) => from(`--${r.action} '${r.pattern}'`, (r.action === 'freeze' ? freeze : unfreeze)(r.pattern))),
     ...(o.freeze ?? []).flatMap((g) => from(`--freeze '${g}'`, freeze(g))),
     ...(o.unfreeze ?? []).flatMap((g) => from(`--unfreeze '${g}'`, unfreeze(g))),
   ];

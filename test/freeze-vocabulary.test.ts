@@ -80,8 +80,13 @@ describe('freeze vocabulary', () => {
       expect(ok.stderr).toBe('');
       const manifest = JSON.parse(readFileSync(path.join(work, 'b/manifest.json'), 'utf8'));
       const names = manifest.parameters.filter((p: { trainable: boolean }) => p.trainable).map((p: { key: string }) => p.key);
-      // --freeze comes before --unfreeze: mlp1.0 frozen, the tied head unfrozen.
+      // In command-line order after the preset: the tied head unfrozen, mlp1.0 frozen.
       expect(names).toEqual(['mlp1.1.weight', 'mlp1.1.bias', 'mlp1.3.weight', 'mlp1.3.bias', 'language_model.model.embed_tokens.weight']);
+      const later = vlmc(['build', '--weights', weights, '--out', path.join(work, 'c'), '--preset', 'stage1', '--freeze', 'llm', '--unfreeze', 'llm.layers.1.mlp', '--quiet']);
+      expect(later.status).toBe(0);
+      const m2 = JSON.parse(readFileSync(path.join(work, 'c/manifest.json'), 'utf8'));
+      const n2 = m2.parameters.filter((p: { trainable: boolean }) => p.trainable).map((p: { key: string }) => p.key);
+      expect(n2.filter((k: string) => k.startsWith('language_model.'))).toEqual(['language_model.model.layers.1.mlp.gate_proj.weight', 'language_model.model.layers.1.mlp.up_proj.weight', 'language_model.model.layers.1.mlp.down_proj.weight']);
     } finally {
       removeDir(work);
     }

@@ -33,7 +33,16 @@ function positiveNumber(name: string) {
 
 const collect = (v: string, prev: string[] = []) => [...prev, v];
 
+function collectRule(action: 'freeze' | 'unfreeze', into: { action: 'freeze' | 'unfreeze'; pattern: string }[]) {
+  return (v: string, prev: string[] = []): string[] => {
+    into.push({ action, pattern: v });
+    return [...prev, v];
+  };
+}
+
 export function program(): Command {
+  // --freeze / --unfreeze in the order given: the last rule matching a parameter decides.
+  const freezeRules: { action: 'freeze' | 'unfreeze'; pattern: string }[] = [];
   const cli = new Command('vlmc')
     .description('Compile InternVL-style vision-language models from a TypeScript DSL to ONNX')
     .version(VLMC_VERSION)
@@ -61,8 +70,8 @@ export function program(): Command {
     .option('--quiet', 'no progress output')
     .option('--train', 'also write train.onnx (loss + gradients) and optimizer.onnx (AdamW)')
     .addOption(new Option('--preset <preset>', 'freeze preset applied after the graph\'s own rules').choices(['stage1', 'stage2', 'full', 'inference']))
-    .option('--freeze <glob>', 'freeze parameters matching the glob (after --preset); repeatable', collect)
-    .option('--unfreeze <glob>', 'unfreeze parameters matching the glob (after --freeze); repeatable', collect)
+    .option('--freeze <glob>', 'freeze parameters matching the glob (after --preset, in command-line order with --unfreeze); repeatable', collectRule('freeze', freezeRules))
+    .option('--unfreeze <glob>', 'unfreeze parameters matching the glob (after --preset, in command-line order with --freeze); repeatable', collectRule('unfreeze', freezeRules))
     .action(async (graph: string | undefined, o) => {
       const { build } = await import('../build.ts');
       const progress = progressBar('binding', Boolean(o.quiet));
@@ -85,8 +94,7 @@ export function program(): Command {
         onProgress: progress,
         train: Boolean(o.train),
         preset: o.preset,
-        freeze: o.freeze,
-        unfreeze: o.unfreeze,
+        rules: freezeRules,
       });
       progress?.finish();
       if (!o.quiet) {
