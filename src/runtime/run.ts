@@ -47,11 +47,14 @@ export async function openSession(artifactDir: string, providers: string[] = ['c
   return InferenceSession.create(model, { executionProviders: providers, logSeverityLevel: 3 });
 }
 
-/**
- * One forward pass; returns every graph output. `overrides` feed initializers that are also graph
- * inputs (train.onnx's trainable parameters, which default to their bound weights).
- */
-export async function run(session: ort.InferenceSession, inputs: Record<string, HostTensor>, overrides: Record<string, HostTensor> = {}): Promise<Record<string, HostTensor>> {
+/** A session over an in-memory model (graphs without external data, e.g. an optimizer step). */
+export async function openSessionFromBytes(model: Uint8Array, providers: string[] = ['cpu']): Promise<ort.InferenceSession> {
+  const { InferenceSession } = await loadOrt();
+  return InferenceSession.create(model, { executionProviders: providers, logSeverityLevel: 3 });
+}
+
+/** One forward pass; returns every graph output. */
+export async function run(session: ort.InferenceSession, inputs: Record<string, HostTensor>): Promise<Record<string, HostTensor>> {
   const { Tensor } = await loadOrt();
   const feeds: Record<string, ort.Tensor> = {};
   for (const name of session.inputNames) {
@@ -59,7 +62,6 @@ export async function run(session: ort.InferenceSession, inputs: Record<string, 
     if (!t) throw new UserError(`missing input '${name}' (the graph takes ${session.inputNames.join(', ')})`);
     feeds[name] = new Tensor(t.dtype, t.data, feedShape(name, t.shape));
   }
-  for (const [name, t] of Object.entries(overrides)) feeds[name] = new Tensor(t.dtype, t.data, t.shape);
   const results = await session.run(feeds);
   const out: Record<string, HostTensor> = {};
   for (const name of session.outputNames) {

@@ -11,7 +11,9 @@ import { readBound, readRange } from './weights.ts';
 import * as nodePath from 'node:path';
 import type ort from 'onnxruntime-node';
 import { UserError } from '../errors.ts';
-import { openSession, readManifest, run, type HostTensor } from '../runtime/run.ts';
+import { openSession, openSessionFromBytes, readManifest, run, type HostTensor } from '../runtime/run.ts';
+import { buildModelProto, encodeModel } from '../onnx/emit.ts';
+import { VLMC_VERSION } from '../version.ts';
 import { DATA_FILE } from '../artifact/write.ts';
 import { withTempSibling, writeFileAtomic } from '../artifact/atomic.ts';
 import type { Manifest, ManifestParameter } from '../artifact/manifest.ts';
@@ -20,7 +22,7 @@ import { readRequestConfig } from '../inputs/config.ts';
 import { loadTokenizer } from '../tokenizer/index.ts';
 import { eosToken } from '../prompt/templates.ts';
 import { collate, encodeSample, readJsonl, type EncodedSample } from './data.ts';
-import { NEW_PREFIXES, STATE_PREFIXES } from './optimizer.ts';
+import { compileOptimizer, NEW_PREFIXES, STATE_PREFIXES } from './optimizer.ts';
 import { TOKENIZER_FILE_NAMES } from './artifact.ts';
 
 export interface TrainOptions {
@@ -86,7 +88,7 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
   if (startStep >= o.steps) throw new UserError(`${o.out}: already at step ${startStep}; ask for more than ${startStep} --steps to continue`);
 
   const trainSession = await openSession(o.artifact, ['cpu'], 'train');
-  const optSession = await openSession(o.artifact, ['cpu'], 'optimizer');
+  const optimizers = await optimizerSessions(o.artifact, params);
   const losses: number[] = [];
   let checkpoint = '';
   const accum = o.gradAccum ?? 1;
@@ -110,16 +112,44 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
         loss += (out.loss!.data as Float32Array)[0]! / accum;
         params.forEach((p, i) => addScaled(grads[i]!, out[manifest.train!.trainable[i]!.grad]!.data as Float32Array, 1 / accum));
       }
-      await optimizerStep(optSession, params, grads, step, o);
+      for (const { session, members } of optimizers) await optimizerStep(session, members.map((i) => params[i]!), members.map((i) => grads[i]!), step, o);
       losses.push(loss);
       o.onStep?.(step, o.steps, loss);
       if (step % saveEvery === 0 || step === o.steps) checkpoint = await saveCheckpoint(o, manifest, params, step);
     }
   } finally {
     await trainSession.release();
-    await optSession.release();
+    for (const { session } of optimizers) await session.release();
   }
   return { losses, checkpoint, startStep };
+}
+
+/** Parameters per optimizer call: beyond this the update is split, so it never holds seven copies of every trainable weight. */
+const OPTIMIZER_CHUNK_BYTES = 256 * 1024 * 1024;
+
+/**
+ * The artifact's optimizer.onnx when the trainable parameters are small; otherwise the same AdamW
+ * step compiled for consecutive groups of at most OPTIMIZER_CHUNK_BYTES, run one after another.
+ */
+async function optimizerSessions(artifact: string, params: ParamState[]): Promise<{ session: ort.InferenceSession; members: number[] }[]> {
+  const groups: number[][] = [[]];
+  let bytes = 0;
+  params.forEach((p, i) => {
+    if (bytes + p.value.byteLength > OPTIMIZER_CHUNK_BYTES && groups.at(-1)!.length > 0) {
+      groups.push([]);
+      bytes = 0;
+    }
+    groups.at(-1)!.push(i);
+    bytes += p.value.byteLength;
+  });
+  if (groups.length === 1) return [{ session: await openSession(artifact, ['cpu'], 'optimizer'), members: groups[0]! }];
+  const out = [];
+  for (const members of groups) {
+    const graph = compileOptimizer(members.map((i) => ({ name: params[i]!.meta.name, shape: params[i]!.meta.shape })));
+    const bytesOf = encodeModel(buildModelProto(graph, { location: DATA_FILE, entries: new Map() }, { producerVersion: VLMC_VERSION }));
+    out.push({ session: await openSessionFromBytes(bytesOf), members });
+  }
+  return out;
 }
 
 function checkOptions(o: TrainOptions): void {
