@@ -34,3 +34,24 @@ export { demo, writeRandomCheckpoint } from './demo.ts';
 export { buildModelProto, encodeModel } from './onnx/emit.ts';
 export type { Manifest, ManifestParameter } from './artifact/manifest.ts';
 export * from './review/index.ts';
+
+// InternVL image preprocessing: an image file -> pixel_values, exactly as the official load_image.
+export {
+  preprocessImage,
+  preprocessRgb,
+  decodeRgb,
+  chooseGrid,
+  planTiles,
+  resizeBicubic,
+  normalizeTiles,
+  NORMALIZE_LUT,
+  IMAGENET_MEAN,
+  IMAGENET_STD,
+  type PreprocessOptions,
+  type PreprocessedImage,
+  type PreprocessCallOptions,
+  type RgbImage,
+  type TilingOptions,
+  type TilePlan,
+  type CropBox,
+} from './preprocess/index.ts';
