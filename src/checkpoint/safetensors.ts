@@ -6,7 +6,7 @@
  * tensor data is streamed through a FileHandle in element-aligned chunks because checkpoints run
  * to many GB and must never sit whole in the JS heap.
  */
-import { open as openFile, rename, unlink, type FileHandle } from 'node:fs/promises';
+import { open as openFile, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { CheckpointError } from '../errors.ts';
 import { elementCount } from '../ir/dims.ts';
@@ -98,6 +98,11 @@ export class SafetensorsFile {
 
   /** Opens `path` and validates its header; tensor data is not read. */
   static async open(path: string): Promise<SafetensorsFile> {
+    // Checked before opening: opening a FIFO for reading would wait for a writer forever.
+    const info = await stat(path).catch((err: unknown) => {
+      throw new CheckpointError(`${path}: cannot open (${errorText(err)})`);
+    });
+    if (!info.isFile()) throw new CheckpointError(`${path}: not a regular file (${info.isDirectory() ? 'a directory' : 'a FIFO, socket or device'}); a safetensors file is expected`);
     let handle: FileHandle;
     try {
       handle = await openFile(path, 'r');
