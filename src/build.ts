@@ -7,7 +7,7 @@ import { UserError } from './errors.ts';
 import type { ParamDType } from './ir/dtype.ts';
 import type { Graph } from './ir/graph.ts';
 import { Checkpoint } from './checkpoint/checkpoint.ts';
-import { findSpecialTokenId } from './checkpoint/tokens.ts';
+import { checkContextTokenId, findSpecialTokenId } from './checkpoint/tokens.ts';
 import { compile } from './compile.ts';
 import { loadGraphFile } from './graph-file.ts';
 import { InternVLChatModel } from './models/internvl.ts';
@@ -140,14 +140,9 @@ function setContextTokenId(model: InternVLChatModel, o: BuildOptions, path: Buil
     model.options.imgContextTokenId = found.id;
     source = found.file;
   }
-  checkTokenId(model.options.imgContextTokenId, model.language_model.config.vocab, source);
+  checkContextTokenId(model.options.imgContextTokenId, model.language_model.config.vocab, source);
 }
 
-function checkTokenId(id: number, vocab: number, source: string): void {
-  if (!Number.isSafeInteger(id) || id < 0 || id >= vocab) {
-    throw new UserError(`${source}: the <IMG_CONTEXT> token id ${id} is not a token of the model (ids are whole numbers from 0 to ${vocab - 1}, vocab_size ${vocab})`);
-  }
-}
 
 /** A derived graph is named after its checkpoint, so the output does not depend on --out. */
 function derivedName(o: BuildOptions): string {
