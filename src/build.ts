@@ -53,7 +53,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
   try {
     const model = await resolveModel(o, path, sources);
     const graph = compile(model, { opset: o.opset, paramDtype: o.dtype ?? 'float32' });
-    const plan = planBinding(graph.params, path, sources, { seed: o.seed ?? 0, allowMissing: o.allowMissing, ignoreUnexpected: o.ignoreUnexpected });
+    const plan = planBinding(graph.params, path, sources, { seed: o.seed ?? 0, allowMissing: o.allowMissing, ignoreUnexpected: o.ignoreUnexpected, graphFrom: o.graph ?? sources.filter((s) => s.role !== 'projector').map(configFile).join(' + ') });
     const manifest = await writeArtifact(o.out, graph, plan, { dtype: o.dtype ?? 'float32', onProgress: o.onProgress });
     return { manifest, graph, model };
   } finally {

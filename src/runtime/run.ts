@@ -49,7 +49,12 @@ export async function openSession(artifactDir: string, providers: string[] = ['c
   if (!existsSync(model)) throw new UserError(`${artifactDir}: not a vlmc artifact (no ${MODEL_FILE})`);
   const { InferenceSession } = await loadOrt();
   // Parameters past select_layer are unused initializers by design; keep ORT quiet about them.
-  return InferenceSession.create(model, { executionProviders: providers, logSeverityLevel: 3 });
+  try {
+    return await InferenceSession.create(model, { executionProviders: providers, logSeverityLevel: 3 });
+  } catch (e) {
+    // The file decoded and its external data checked out, so a model onnxruntime cannot load is a damaged input.
+    throw new UserError(`${model}: onnxruntime cannot load the model (${(e as Error).message.split('\n')[0]})`);
+  }
 }
 
 /** One forward pass; returns every graph output. */
