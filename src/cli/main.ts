@@ -113,10 +113,11 @@ export function program(): Command {
     .option('--downsample-ratio <r>', 'projector pixel-shuffle ratio (Path B)', positiveNumber('--downsample-ratio'))
     .addOption(new Option('--ps-version <v>', 'pixel shuffle version (Path B)').choices(['v1', 'v2']))
     .option('--select-layer <n>', 'ViT hidden state fed to the projector (Path B)', int('--select-layer'))
+    .option('--force-image-size <n>', 'tile size fed to the ViT (Path B)', int('--force-image-size'))
     .option('--img-context-token-id <id>', 'id of <IMG_CONTEXT> when the tokenizer files do not name it', int('--img-context-token-id'))
     .action(async (o) => {
       const { init } = await import('../init/init.ts');
-      const file = await init(o);
+      const file = await init({ ...o, imageSize: o.forceImageSize });
       console.log(`wrote ${file}`);
     });
 
