@@ -53,7 +53,8 @@ export function ropeFromHF(cfg: HFConfig, dims: { maxPositions: number; headDim:
     throw new UserError(`${where}: the rotary dimension head_dim x partial_rotary_factor = ${rotaryDim} must be even and at least 2`);
   }
   const originalMax = () => originalMaxPositions(cfg, params, dims.maxPositions, where, at);
-  return { theta, partialRotaryFactor, scaling: scalingOf(type, params, at, rotaryDim, originalMax) };
+  const topLevelOriginal = cfg.original_max_position_embeddings !== undefined && cfg.original_max_position_embeddings !== null;
+  return { theta, partialRotaryFactor, scaling: scalingOf(type, params, at, rotaryDim, originalMax, topLevelOriginal) };
 }
 
 /** The dict that holds the RoPE fields, and its name for messages. */
@@ -71,7 +72,7 @@ function ropeDict(cfg: HFConfig, where: string): { params: HFConfig; field: stri
   return { params: {}, field: 'rope_parameters' };
 }
 
-function scalingOf(type: string, p: HFConfig, at: string, rotaryDim: number, originalMax: () => number): RopeScaling | undefined {
+function scalingOf(type: string, p: HFConfig, at: string, rotaryDim: number, originalMax: () => number, topLevelOriginal: boolean): RopeScaling | undefined {
   switch (type) {
     case 'linear':
     case 'dynamic':
@@ -83,7 +84,7 @@ function scalingOf(type: string, p: HFConfig, at: string, rotaryDim: number, ori
       return { type: 'llama3', factor: requiredPositive(p, 'factor', at), lowFreqFactor, highFreqFactor, originalMaxPositions: originalMax() };
     }
     case 'longrope': {
-      const attentionFactor = positiveField(p, 'attention_factor', at);
+      const attentionFactor = positiveField(p, 'attention_factor', at) ?? longropeFactorScale(p, at, originalMax, topLevelOriginal);
       return {
         type: 'longrope',
         shortFactor: factorList(p, 'short_factor', at, rotaryDim / 2),
@@ -95,6 +96,17 @@ function scalingOf(type: string, p: HFConfig, at: string, rotaryDim: number, ori
     default:
       return undefined;
   }
+}
+
+/**
+ * transformers derives LongRoPE's attention scale from max / original positions when the config has
+ * a top-level original_max_position_embeddings (Phi-3), else from the dict's `factor`; the first
+ * case is rotary.ts's default, the second is made explicit here.
+ */
+function longropeFactorScale(p: HFConfig, at: string, originalMax: () => number, topLevelOriginal: boolean): number | undefined {
+  const factor = positiveField(p, 'factor', at);
+  if (topLevelOriginal || factor === undefined) return undefined;
+  return factor <= 1 ? 1 : Math.sqrt(1 + Math.log(factor) / Math.log(originalMax()));
 }
 
 /** As transformers: the top-level field first (Phi-3 keeps it there), then the dict's, then max positions. */

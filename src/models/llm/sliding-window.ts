@@ -19,7 +19,8 @@ function refuse(where: string, window: unknown, why: string, max: number): never
  */
 export function qwen2SlidingWindow(hf: HFConfig, where: string): void {
   const window = hf.sliding_window;
-  if (window === undefined || window === null) return;
+  // transformers sets sliding_window to None unless use_sliding_window is true.
+  if (window === undefined || window === null || hf.use_sliding_window !== true) return;
   const max = maxPositionsOf(hf);
   if (typeof window !== 'number' || window >= max) return;
   const layerTypes = hf.layer_types;
@@ -28,7 +29,6 @@ export function qwen2SlidingWindow(hf: HFConfig, where: string): void {
     if (sliding > 0) refuse(where, window, `applies to ${sliding} layer(s) (layer_types)`, max);
     return;
   }
-  if (hf.use_sliding_window !== true) return;
   const layers = typeof hf.num_hidden_layers === 'number' ? hf.num_hidden_layers : 0;
   const from = typeof hf.max_window_layers === 'number' ? hf.max_window_layers : 28;
   if (from < layers) refuse(where, window, `applies to layers ${from}..${layers - 1} (use_sliding_window true, max_window_layers ${from})`, max);
