@@ -200,7 +200,7 @@ describe('defect 7: vlmc run inputs checked against the artifact before onnxrunt
     cpSync(artifact, damaged, { recursive: true });
     const data = path.join(damaged, 'model.onnx.data');
     truncateSync(data, 1000);
-    await expectUserError(runArtifact(damaged, inputs, fresh('o.safetensors')), 'model.onnx', "lie outside 'model.onnx.data'");
+    await expectUserError(runArtifact(damaged, inputs, fresh('o.safetensors')), 'model.onnx.data', 'per manifest.json) lies outside the file (1000 bytes)');
     rmSync(data);
     await expectUserError(runArtifact(damaged, inputs, fresh('o.safetensors')), "external data file 'model.onnx.data' does not exist");
   });

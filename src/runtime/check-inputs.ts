@@ -94,3 +94,12 @@ function vocabOf(manifest: Manifest): number | undefined {
   const last = logits?.shape[logits.shape.length - 1];
   return typeof last === 'number' ? last : undefined;
 }
+
+/** Every manifest parameter's bytes must lie inside model.onnx.data (a truncated copy is caught before loading). */
+export function checkDataAgainstManifest(dataFile: string, dataSize: number, manifest: Manifest): void {
+  for (const p of manifest.parameters ?? []) {
+    if (!Number.isSafeInteger(p.offset) || !Number.isSafeInteger(p.length) || p.offset < 0 || p.length < 0 || p.offset + p.length > dataSize) {
+      throw new UserError(`${dataFile}: parameter '${p.name}' (bytes ${p.offset}..${p.offset + p.length} per manifest.json) lies outside the file (${dataSize} bytes); the artifact is damaged, rebuild it`);
+    }
+  }
+}

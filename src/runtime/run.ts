@@ -3,13 +3,13 @@
  * safetensors in, safetensors out.
  */
 import * as nodePath from 'node:path';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import type ort from 'onnxruntime-node';
 import { UserError } from '../errors.ts';
 import { SafetensorsFile, writeSafetensors, type TensorToWrite } from '../checkpoint/safetensors.ts';
-import { MANIFEST_FILE, MODEL_FILE } from '../artifact/write.ts';
+import { DATA_FILE, MANIFEST_FILE, MODEL_FILE } from '../artifact/write.ts';
 import type { Manifest } from '../artifact/manifest.ts';
-import { checkDeclaredInputs, checkInputValues, type DeclaredTensor } from './check-inputs.ts';
+import { checkDataAgainstManifest, checkDeclaredInputs, checkInputValues, type DeclaredTensor } from './check-inputs.ts';
 import { checkExternalReferences } from '../review/onnx.ts';
 
 export interface HostTensor {
@@ -113,6 +113,8 @@ export async function writeOutputs(file: string, outputs: Record<string, HostTen
 /** `vlmc run`: artifact + inputs file -> outputs file. */
 export async function runArtifact(artifactDir: string, inputsFile: string, outFile: string): Promise<Record<string, HostTensor>> {
   const manifest = readManifest(artifactDir);
+  const dataFile = nodePath.join(artifactDir, DATA_FILE);
+  if (existsSync(dataFile)) checkDataAgainstManifest(dataFile, statSync(dataFile).size, manifest);
   checkExternalReferences(nodePath.join(artifactDir, MODEL_FILE));
   const inputs = await readInputs(inputsFile, manifest.inputs.map((i) => i.name), (declared) => checkDeclaredInputs(inputsFile, manifest, declared));
   checkInputValues(inputsFile, manifest, inputs.input_ids?.data as BigInt64Array | undefined, inputs.image_flags?.data as BigInt64Array | undefined);
