@@ -10,6 +10,7 @@ import { cpSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, symli
 import { createHash } from 'node:crypto';
 import * as path from 'node:path';
 import { build } from '../src/build.ts';
+import { init } from '../src/init/init.ts';
 import { Checkpoint } from '../src/checkpoint/checkpoint.ts';
 import { SafetensorsFile, writeSafetensors } from '../src/checkpoint/safetensors.ts';
 import { UserError } from '../src/errors.ts';
@@ -124,6 +125,11 @@ describe('fuzz (seeded, bounded)', () => {
         writeFileSync(path.join(dir, 'config.json'), JSON.stringify(cfg));
         const out = fresh('out');
         const r = await contract(() => build({ weights: dir, out }), ['config.json', dir]);
+        // vlmc init validates with the same code: it writes a graph file exactly when the config builds.
+        const graphFile = fresh('graph.ts');
+        const g = await contract(() => init({ from: dir, out: graphFile }), ['config.json', dir]);
+        if (r.ok) expect(g.ok).toBe(true);
+        if (!g.ok) expect(r.ok || existsSync(graphFile)).toBe(false);
         if (r.ok) {
           expect(existsSync(path.join(out, 'manifest.json'))).toBe(true);
           removeDir(out);
