@@ -1,6 +1,5 @@
 /** Reading a Hugging Face LLM `config.json` into a DecoderConfig. */
 import { UserError } from '../../errors.ts';
-import type { RopeScaling } from '../../nn/rotary.ts';
 import type { DecoderConfig } from './decoder.ts';
 import { ropeFromHF } from './rope-config.ts';
 
@@ -105,10 +104,4 @@ function headDimFromHF(cfg: HFConfig, hidden: number, heads: number, where: stri
     return hidden / heads;
   }
   return int(cfg, 'head_dim', where, LIMITS.headDim);
-}
-
-/** @deprecated kept for callers of the 4.x reader; use ropeFromHF. */
-export function ropeScalingFromHF(cfg: HFConfig, maxPositions: number, where: string): RopeScaling | undefined {
-  const headDim = typeof cfg.head_dim === 'number' ? cfg.head_dim : num(cfg, 'hidden_size', where) / num(cfg, 'num_attention_heads', where);
-  return ropeFromHF(cfg, { maxPositions, headDim }, where).scaling;
 }
