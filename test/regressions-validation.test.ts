@@ -14,7 +14,7 @@ import { compile } from '../src/compile.ts';
 import { Checkpoint } from '../src/checkpoint/checkpoint.ts';
 import { SafetensorsFile } from '../src/checkpoint/safetensors.ts';
 import { GraphError } from '../src/errors.ts';
-import { internvl, internViT, qwen2, nn, Module, type Tensor } from '../src/index.ts';
+import { internvl, internViT, qwen2, nn, op, i64, Module, type Tensor } from '../src/index.ts';
 import { maxAbsError, removeDir, tempDir, vlmc } from './helpers.ts';
 import { QWEN, editedCheckpoint, expectUserError, i64Bytes, writeInputs, type Json } from './validation-helpers.ts';
 
@@ -344,5 +344,33 @@ describe('defect 11: shape inference checks norm widths', () => {
     const msg = await expectUserError(() => compile(model), 'mlp1.norm', 'scale [64] does not match the normalized dims [128]');
     expect(msg).toMatch(/regressions-validation\.test\.ts:\d+/);
     expect(() => compile(model)).toThrow(GraphError);
+  });
+
+  const tinyWith = (projector: Module) =>
+    internvl({
+      vision: internViT({ hidden: 32, heads: 4, layers: 1, intermediate: 64, imageSize: 56, patchSize: 14, norm: 'layer_norm', qkvBias: true, qkNorm: false, eps: 1e-6 }),
+      llm: qwen2({ hidden: 48, heads: 4, kvHeads: 2, layers: 1, intermediate: 96, vocab: 160, rmsNormEps: 1e-6, ropeTheta: 1e6, maxPositions: 128, tieEmbeddings: true }),
+      projector: projector as never,
+      imgContextTokenId: 153,
+    });
+
+  it('an RMSNorm(64) on 128-wide features (the RMSNorm pattern) is a GraphError', async () => {
+    class RmsProjector extends Module {
+      readonly norm = new nn.RMSNorm(64);
+      forward(x: Tensor): Tensor {
+        return this.norm.call(x);
+      }
+    }
+    await expectUserError(() => compile(tinyWith(new RmsProjector())), 'mlp1.norm', 'do not broadcast');
+  });
+
+  it('a static Gather index out of range is a GraphError', async () => {
+    class GatherProjector extends Module {
+      readonly table = this.param([4, 48], { kind: 'zeros' });
+      forward(_x: Tensor): Tensor {
+        return op.Unsqueeze(op.Gather(this.table.value, i64([1, 5]), { axis: 0 }), i64([0]));
+      }
+    }
+    await expectUserError(() => compile(tinyWith(new GatherProjector())), 'mlp1', 'index 5 is out of range for axis 0 of [4, 48]');
   });
 });
