@@ -7,11 +7,11 @@ import { UserError } from './errors.ts';
 import type { ParamDType } from './ir/dtype.ts';
 import type { Graph } from './ir/graph.ts';
 import { Checkpoint } from './checkpoint/checkpoint.ts';
-import { findSpecialTokenId } from './checkpoint/tokens.ts';
+import { checkContextTokenId, findSpecialTokenId } from './checkpoint/tokens.ts';
 import { compile } from './compile.ts';
 import { loadGraphFile } from './graph-file.ts';
 import { InternVLChatModel } from './models/internvl.ts';
-import { internvlFromConfig, internvlFromParts, pickProjectorOptions, type ProjectorOptions } from './models/from-config.ts';
+import { PROJECTOR_FLAGS, internvlFromConfig, internvlFromParts, pickProjectorOptions, type ProjectorOptions } from './models/from-config.ts';
 import { planBinding, type BuildPath, type WeightSource } from './bind/plan.ts';
 import { checkAgainstConfig } from './bind/config-check.ts';
 import { writeArtifact } from './artifact/write.ts';
@@ -19,6 +19,8 @@ import type { Manifest } from './artifact/manifest.ts';
 import type { Model } from './dsl/model.ts';
 
 export interface BuildOptions extends ProjectorOptions {
+  /** Path B (or an override in Path A): tile size fed to the ViT, as InternVL's `--force_image_size`; same as `imageSize`. */
+  forceImageSize?: number;
   /** Graph file; when omitted the graph is derived from the checkpoint config(s). */
   graph?: string;
   /** Path A: a unified InternVL checkpoint folder. */
@@ -43,13 +45,15 @@ export interface BuildResult {
   model: Model;
 }
 
-export async function build(o: BuildOptions): Promise<BuildResult> {
+export async function build(options: BuildOptions): Promise<BuildResult> {
+  const o = normalizeImageSize(options);
   const path = buildPath(o);
+  checkFlagsAgainstGraph(o);
   const sources = await openSources(o, path);
   try {
     const model = await resolveModel(o, path, sources);
     const graph = compile(model, { opset: o.opset, paramDtype: o.dtype ?? 'float32' });
-    const plan = planBinding(graph.params, path, sources, { seed: o.seed ?? 0, allowMissing: o.allowMissing, ignoreUnexpected: o.ignoreUnexpected });
+    const plan = planBinding(graph.params, path, sources, { seed: o.seed ?? 0, allowMissing: o.allowMissing, ignoreUnexpected: o.ignoreUnexpected, graphFrom: o.graph ?? sources.filter((s) => s.role !== 'projector').map(configFile).join(' + ') });
     const manifest = await writeArtifact(o.out, graph, plan, { dtype: o.dtype ?? 'float32', onProgress: o.onProgress });
     return { manifest, graph, model };
   } finally {
@@ -86,17 +90,59 @@ async function openSources(o: BuildOptions, path: BuildPath): Promise<WeightSour
   return [];
 }
 
+/** `forceImageSize` and `imageSize` are one option; giving both with different values is ambiguous. */
+function normalizeImageSize(o: BuildOptions): BuildOptions {
+  if (o.forceImageSize === undefined) return o;
+  if (o.imageSize !== undefined && o.imageSize !== o.forceImageSize) {
+    throw new UserError(`forceImageSize (${o.forceImageSize}) and imageSize (${o.imageSize}) disagree; give one`);
+  }
+  return { ...o, imageSize: o.forceImageSize };
+}
+
+/**
+ * The projector flags shape derived graphs only; a graph file sets those values itself, so a flag
+ * beside one would be silently ignored (or blamed on config.json). Refused, naming both.
+ */
+function checkFlagsAgainstGraph(o: BuildOptions): void {
+  if (!o.graph) return;
+  const given = (Object.keys(PROJECTOR_FLAGS) as (keyof typeof PROJECTOR_FLAGS)[]).filter((k) => o[k] !== undefined);
+  if (given.length === 0) return;
+  const flags = given.map((k) => PROJECTOR_FLAGS[k]).join(', ');
+  throw new UserError(`${flags} ${given.length === 1 ? 'applies' : 'apply'} to derived graphs only; ${o.graph} sets ${given.join(', ')} itself: drop the flag or change the graph file`);
+}
+
 /** The graph file's model (checked against the configs), or the model the configs describe. */
 async function resolveModel(o: BuildOptions, path: BuildPath, sources: WeightSource[]): Promise<Model> {
   const derived = deriveFromConfigs(o, path, sources);
   const model = o.graph ? await loadGraphFile(o.graph) : derived!;
   if (model instanceof InternVLChatModel) {
     if (o.graph && derived) checkAgainstConfig(model, derived, configNames(path, sources));
-    model.options.imgContextTokenId ??= o.imgContextTokenId ?? tokenizerContextId(path, sources);
+    setContextTokenId(model, o, path, sources);
     if (!o.graph) model.options.name = derivedName(o);
   }
   return model;
 }
+
+/** The <IMG_CONTEXT> id from the graph, else the flag, else the tokenizer files; checked against the vocabulary. */
+function setContextTokenId(model: InternVLChatModel, o: BuildOptions, path: BuildPath, sources: WeightSource[]): void {
+  let source: string;
+  if (model.options.imgContextTokenId !== undefined) {
+    if (o.imgContextTokenId !== undefined && o.imgContextTokenId !== model.options.imgContextTokenId) {
+      throw new UserError(`--img-context-token-id ${o.imgContextTokenId}: ${o.graph} sets imgContextTokenId ${model.options.imgContextTokenId} itself; drop the flag or change the graph file`);
+    }
+    source = `${o.graph ?? 'the graph'}: imgContextTokenId`;
+  } else if (o.imgContextTokenId !== undefined) {
+    model.options.imgContextTokenId = o.imgContextTokenId;
+    source = '--img-context-token-id (imgContextTokenId)';
+  } else {
+    const found = tokenizerContextId(path, sources);
+    if (found === undefined) return;
+    model.options.imgContextTokenId = found.id;
+    source = found.file;
+  }
+  checkContextTokenId(model.options.imgContextTokenId, model.language_model.config.vocab, source);
+}
+
 
 /** A derived graph is named after its checkpoint, so the output does not depend on --out. */
 function derivedName(o: BuildOptions): string {
@@ -122,7 +168,9 @@ function configNames(path: BuildPath, sources: WeightSource[]): { vision?: strin
   return { vision: configFile(sources[0]!), llm: configFile(sources[1]!) };
 }
 
-function tokenizerContextId(path: BuildPath, sources: WeightSource[]): number | undefined {
+function tokenizerContextId(path: BuildPath, sources: WeightSource[]): { id: number; file: string } | undefined {
   const dir = path === 'A' ? sources[0]?.checkpoint.dir : sources.find((s) => s.role === 'llm')?.checkpoint.dir;
-  return dir ? findSpecialTokenId(dir) : undefined;
+  if (!dir) return undefined;
+  const id = findSpecialTokenId(dir);
+  return id === undefined ? undefined : { id, file: `${dir} (added_tokens.json / tokenizer_config.json)` };
 }

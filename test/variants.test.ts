@@ -148,7 +148,7 @@ function phi3Config(type: 'su' | 'longrope', originalMax: number): Json {
     pad_token_id: 5,
     bos_token_id: 1,
     eos_token_id: 2,
-    sliding_window: 2047,
+    sliding_window: 262144, // larger than the context, as Phi-3-mini-128k (a window inside it is refused)
   };
 }
 

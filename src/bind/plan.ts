@@ -41,6 +41,8 @@ export interface BindOptions {
   allowMissing?: string[];
   /** Globs of checkpoint keys that may be left unused. */
   ignoreUnexpected?: string[];
+  /** Where the graph came from (a graph file, or the config.json it was derived from), for messages. */
+  graphFrom?: string;
 }
 
 /** Where a parameter is looked up, per path. */
@@ -89,7 +91,7 @@ export function planBinding(params: Param[], path: BuildPath, sources: WeightSou
   });
   problems.push(...unexpectedKeys(sources, used, path, options.ignoreUnexpected ?? []));
   if (problems.length > 0) {
-    throw new CheckpointError(`the checkpoint does not match the graph (${problems.length} problem${problems.length === 1 ? '' : 's'}):\n  ${problems.join('\n  ')}`);
+    throw new CheckpointError(`the checkpoint does not match the graph${options.graphFrom ? ` from ${options.graphFrom}` : ''} (${problems.length} problem${problems.length === 1 ? '' : 's'}):\n  ${problems.join('\n  ')}`);
   }
   return { path, seed: options.seed ?? 0, params: bound, sources };
 }

@@ -17,6 +17,13 @@ export function findSpecialTokenId(dir: string, token: string = IMG_CONTEXT_TOKE
   return idFromAddedTokens(dir, token) ?? idFromTokenizerConfig(dir, token);
 }
 
+/** An <IMG_CONTEXT> id must be a token of the model, or no image can ever be spliced. */
+export function checkContextTokenId(id: number, vocab: number, source: string): void {
+  if (!Number.isSafeInteger(id) || id < 0 || id >= vocab) {
+    throw new CheckpointError(`${source}: the <IMG_CONTEXT> token id ${id} is not a token of the model (ids are whole numbers from 0 to ${vocab - 1}, vocab_size ${vocab})`);
+  }
+}
+
 function idFromAddedTokens(dir: string, token: string): number | undefined {
   const path = nodePath.join(dir, 'added_tokens.json');
   const map = readJsonObjectIfPresent(path);

@@ -18,7 +18,7 @@ const DTYPES: Record<string, ParamDType> = { fp32: 'float32', fp16: 'float16', b
 
 function int(name: string) {
   return (v: string): number => {
-    if (!/^-?\d+$/.test(v)) throw new UserError(`${name} must be an integer (got '${v}')`);
+    if (!/^-?\d+$/.test(v) || !Number.isSafeInteger(Number(v))) throw new UserError(`${name} must be an integer (got '${v}')`);
     return Number(v);
   };
 }
@@ -56,6 +56,7 @@ export function program(): Command {
     .option('--downsample-ratio <r>', 'projector pixel-shuffle ratio (derived graphs)', positiveNumber('--downsample-ratio'))
     .addOption(new Option('--ps-version <v>', 'pixel shuffle version (derived graphs)').choices(['v1', 'v2']))
     .option('--select-layer <n>', 'ViT hidden state fed to the projector (derived graphs)', int('--select-layer'))
+    .option('--force-image-size <n>', 'tile size fed to the ViT, position embeddings resized as InternVL does (derived graphs)', int('--force-image-size'))
     .option('--allow-missing <glob>', 'parameters that may be missing (take their init); repeatable', collect)
     .option('--ignore-unexpected <glob>', 'checkpoint keys that may stay unused; repeatable', collect)
     .option('--quiet', 'no progress output')
@@ -76,6 +77,7 @@ export function program(): Command {
         downsampleRatio: o.downsampleRatio,
         psVersion: o.psVersion,
         selectLayer: o.selectLayer,
+        forceImageSize: o.forceImageSize,
         allowMissing: o.allowMissing,
         ignoreUnexpected: o.ignoreUnexpected,
         onProgress: progress,
@@ -111,10 +113,11 @@ export function program(): Command {
     .option('--downsample-ratio <r>', 'projector pixel-shuffle ratio (Path B)', positiveNumber('--downsample-ratio'))
     .addOption(new Option('--ps-version <v>', 'pixel shuffle version (Path B)').choices(['v1', 'v2']))
     .option('--select-layer <n>', 'ViT hidden state fed to the projector (Path B)', int('--select-layer'))
+    .option('--force-image-size <n>', 'tile size fed to the ViT (Path B)', int('--force-image-size'))
     .option('--img-context-token-id <id>', 'id of <IMG_CONTEXT> when the tokenizer files do not name it', int('--img-context-token-id'))
     .action(async (o) => {
       const { init } = await import('../init/init.ts');
-      const file = await init(o);
+      const file = await init({ ...o, imageSize: o.forceImageSize });
       console.log(`wrote ${file}`);
     });
 

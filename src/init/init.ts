@@ -4,7 +4,8 @@ import { readFile } from 'node:fs/promises';
 import * as nodePath from 'node:path';
 import { UserError } from '../errors.ts';
 import { writeFileAtomic } from '../artifact/atomic.ts';
-import { findSpecialTokenId } from '../checkpoint/tokens.ts';
+import { checkContextTokenId, findSpecialTokenId } from '../checkpoint/tokens.ts';
+import { compile } from '../compile.ts';
 import { internvlFromConfig, internvlFromParts, pickProjectorOptions, type ProjectorOptions } from '../models/from-config.ts';
 import type { InternVLChatModel } from '../models/internvl.ts';
 
@@ -21,11 +22,16 @@ export interface InitOptions extends ProjectorOptions {
 async function readConfig(dir: string): Promise<Record<string, unknown>> {
   const file = nodePath.join(dir, 'config.json');
   if (!existsSync(file)) throw new UserError(`${file}: missing; a checkpoint folder needs config.json`);
+  let parsed: unknown;
   try {
-    return JSON.parse(await readFile(file, 'utf8')) as Record<string, unknown>;
+    parsed = JSON.parse(await readFile(file, 'utf8'));
   } catch (e) {
     throw new UserError(`${file}: not valid JSON (${(e as Error).message})`);
   }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
+    throw new UserError(`${file}: must contain a JSON object (got ${parsed === null ? 'null' : Array.isArray(parsed) ? 'an array' : typeof parsed})`);
+  }
+  return parsed as Record<string, unknown>;
 }
 
 async function modelFor(o: InitOptions): Promise<{ model: InternVLChatModel; source: string; tokenDir: string }> {
@@ -50,6 +56,10 @@ export async function init(o: InitOptions): Promise<string> {
   const out = o.out ?? nodePath.join('graphs', `${name}.ts`);
   if (existsSync(out) && !o.force) throw new UserError(`${out} exists; pass --force to overwrite it`);
   model.options.imgContextTokenId ??= o.imgContextTokenId ?? findSpecialTokenId(tokenDir);
+  const id = model.options.imgContextTokenId;
+  if (id !== undefined) checkContextTokenId(id, model.language_model.config.vocab, o.imgContextTokenId !== undefined ? '--img-context-token-id' : `${tokenDir} (added_tokens.json / tokenizer_config.json)`);
+  // The same checks as vlmc build, so a graph file is only written for a config that builds.
+  compile(model, { structureOnly: true });
   // Loaded here, not at the top: graph-source.ts brings in ts-morph and TypeScript (about 0.4 s),
   // which every importer of the library (graph files import 'vlmc') would otherwise pay for.
   const { graphSource } = await import('./graph-source.ts');

@@ -9,6 +9,7 @@ import * as op from '../ops/index.ts';
 import { i64, INT64_MAX } from '../dsl/constants.ts';
 import { LayerNorm, Linear, RMSNorm, gelu, reshape } from '../nn/layers.ts';
 import { fullAttention } from '../nn/attention.ts';
+import { checkViTOptions } from './check-options.ts';
 
 export interface InternViTConfig {
   hidden: number;
@@ -191,6 +192,7 @@ export class InternVisionModel extends Module {
 }
 
 export function internViT(config: InternViTConfig): InternVisionModel {
+  checkViTOptions('internViT', config);
   return new InternVisionModel(config);
 }
 

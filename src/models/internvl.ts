@@ -15,6 +15,7 @@ import { DTYPES } from '../ir/dtype.ts';
 import type { InternVisionModel } from './internvit.ts';
 import type { CausalLM } from './llm/decoder.ts';
 import { Projector, pixelShuffle, type PsVersion } from './projector.ts';
+import { checkInternVLOptions } from './check-options.ts';
 
 export interface InternVLOptions {
   vision: InternVisionModel;
@@ -144,5 +145,6 @@ export class InternVLChatModel extends Model {
 }
 
 export function internvl(options: InternVLOptions): InternVLChatModel {
+  checkInternVLOptions(options);
   return new InternVLChatModel(options);
 }

@@ -3,12 +3,14 @@
  * safetensors in, safetensors out.
  */
 import * as nodePath from 'node:path';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import type ort from 'onnxruntime-node';
 import { UserError } from '../errors.ts';
 import { SafetensorsFile, writeSafetensors, type TensorToWrite } from '../checkpoint/safetensors.ts';
-import { MANIFEST_FILE, MODEL_FILE } from '../artifact/write.ts';
+import { DATA_FILE, MANIFEST_FILE, MODEL_FILE } from '../artifact/write.ts';
 import type { Manifest } from '../artifact/manifest.ts';
+import { checkDataAgainstManifest, checkDeclaredInputs, checkInputValues, type DeclaredTensor } from './check-inputs.ts';
+import { checkExternalReferences } from '../review/onnx.ts';
 
 export interface HostTensor {
   dtype: 'float32' | 'int64';
@@ -30,7 +32,16 @@ function loadOrt(): Promise<typeof ort> {
 export function readManifest(artifactDir: string): Manifest {
   const file = nodePath.join(artifactDir, MANIFEST_FILE);
   if (!existsSync(file)) throw new UserError(`${artifactDir}: not a vlmc artifact (no ${MANIFEST_FILE})`);
-  return JSON.parse(readFileSync(file, 'utf8')) as Manifest;
+  let m: Partial<Manifest> | null;
+  try {
+    m = JSON.parse(readFileSync(file, 'utf8')) as Partial<Manifest> | null;
+  } catch (e) {
+    throw new UserError(`${file}: not valid JSON (${(e as Error).message})`);
+  }
+  if (!m || typeof m !== 'object' || !Array.isArray(m.inputs) || !Array.isArray(m.outputs) || typeof m.metadata !== 'object' || m.metadata === null) {
+    throw new UserError(`${file}: not a vlmc manifest (inputs, outputs and metadata are missing)`);
+  }
+  return m as Manifest;
 }
 
 export async function openSession(artifactDir: string, providers: string[] = ['cpu']): Promise<ort.InferenceSession> {
@@ -38,7 +49,12 @@ export async function openSession(artifactDir: string, providers: string[] = ['c
   if (!existsSync(model)) throw new UserError(`${artifactDir}: not a vlmc artifact (no ${MODEL_FILE})`);
   const { InferenceSession } = await loadOrt();
   // Parameters past select_layer are unused initializers by design; keep ORT quiet about them.
-  return InferenceSession.create(model, { executionProviders: providers, logSeverityLevel: 3 });
+  try {
+    return await InferenceSession.create(model, { executionProviders: providers, logSeverityLevel: 3 });
+  } catch (e) {
+    // The file decoded and its external data checked out, so a model onnxruntime cannot load is a damaged input.
+    throw new UserError(`${model}: onnxruntime cannot load the model (${(e as Error).message.split('\n')[0]})`);
+  }
 }
 
 /** One forward pass; returns every graph output. */
@@ -64,11 +80,13 @@ function feedShape(name: string, shape: number[]): number[] {
   return name === 'image_flags' && shape.length === 2 && shape[1] === 1 ? [shape[0]!] : shape;
 }
 
-export async function readInputs(file: string): Promise<Record<string, HostTensor>> {
+/** Reads the tensors of `file` (only those named in `names` when given; extra tensors are ignored). */
+export async function readInputs(file: string, names?: readonly string[], check?: (declared: ReadonlyMap<string, DeclaredTensor>) => void): Promise<Record<string, HostTensor>> {
   const st = await SafetensorsFile.open(file);
   try {
+    check?.(st.entries);
     const out: Record<string, HostTensor> = {};
-    for (const key of st.keys()) {
+    for (const key of names ? names.filter((n) => st.has(n)) : st.keys()) {
       const e = st.entry(key);
       const bytes = await st.readAll(e);
       if (e.dtype === 'I64') out[key] = { dtype: 'int64', shape: [...e.shape], data: new BigInt64Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 8) };
@@ -94,9 +112,15 @@ export async function writeOutputs(file: string, outputs: Record<string, HostTen
 
 /** `vlmc run`: artifact + inputs file -> outputs file. */
 export async function runArtifact(artifactDir: string, inputsFile: string, outFile: string): Promise<Record<string, HostTensor>> {
+  const manifest = readManifest(artifactDir);
+  const dataFile = nodePath.join(artifactDir, DATA_FILE);
+  if (existsSync(dataFile)) checkDataAgainstManifest(dataFile, statSync(dataFile).size, manifest);
+  checkExternalReferences(nodePath.join(artifactDir, MODEL_FILE));
+  const inputs = await readInputs(inputsFile, manifest.inputs.map((i) => i.name), (declared) => checkDeclaredInputs(inputsFile, manifest, declared));
+  checkInputValues(inputsFile, manifest, inputs.input_ids?.data as BigInt64Array | undefined, inputs.image_flags?.data as BigInt64Array | undefined);
   const session = await openSession(artifactDir);
   try {
-    const outputs = await run(session, await readInputs(inputsFile));
+    const outputs = await run(session, inputs);
     await writeOutputs(outFile, outputs);
     return outputs;
   } finally {
