@@ -317,7 +317,7 @@ describe('an artifact folder as --checkpoint', () => {
   it('reads the config.json and tokenizer it carries, and cross-checks what its manifest records', async () => {
     const artifact = path.join(root, 'artifact-carrying');
     expect(vlmc(['build', '--weights', path.join(FIXTURES, 'qwen2-tiny', 'unified'), '--out', artifact, '--quiet']).status).toBe(0);
-    await expect(buildInputs({ checkpoint: artifact, prompts: ['x'] })).rejects.toThrow(/artifact-carrying: no config.json \(this artifact carries no config.json/);
+    await expect(buildInputs({ checkpoint: artifact, prompts: ['x'] })).rejects.toThrow(/artifact-carrying: no config.json \(this artifact carries neither config.json nor pipeline.json/);
     for (const f of ['config.json', 'tokenizer.json', 'tokenizer_config.json']) copyFileSync(path.join(qwen, f), path.join(artifact, f));
     const r = await buildInputs({ checkpoint: artifact, prompts: ['x'] });
     expect(r.config.artifact).toEqual({ tokensPerTile: 4, imgContextTokenId: 153 });
@@ -349,4 +349,30 @@ describe('an InternVL2.5-shaped request with the real tokenizer', () => {
     expect(r.eosTokenId).toBe(c.expected.eos_token_id);
     expect(r.inputs.pixel_values.shape).toEqual([7, 3, 448, 448]);
   }, 60_000);
+});
+
+describe('a split artifact (pipeline.json, no config.json) as --checkpoint', () => {
+  it('takes template, image size, tokens per tile and tiling from pipeline.json', async () => {
+    const dir = path.join(root, 'split-like');
+    mkdirSync(dir);
+    for (const f of ['tokenizer.json', 'tokenizer_config.json']) copyFileSync(path.join(qwen, f), path.join(dir, f));
+    const pipeline = {
+      format: 'vlmc-pipeline/1',
+      image: { size: 56, tokens_per_tile: 4, img_context_token_id: 153, downsample_ratio: 0.5, max_dynamic_patch: 12, min_dynamic_patch: 1, use_thumbnail: true },
+      llm: { vocab_size: 160 },
+      template: 'Hermes-2',
+      eos_token_id: [99],
+      pad_token_id: 97,
+      tokenizer: ['tokenizer.json', 'tokenizer_config.json'],
+    };
+    writeFileSync(path.join(dir, 'pipeline.json'), JSON.stringify(pipeline));
+    const fromSplit = await buildInputs({ checkpoint: dir, prompts: ['What is it?'], images: [imageA], preprocess: fakePreprocess({ 'a.png': 2 }) });
+    const fromConfig = await buildInputs({ checkpoint: qwen, prompts: ['What is it?'], images: [imageA], preprocess: fakePreprocess({ 'a.png': 2 }) });
+    expect(fromSplit.inputs).toEqual(fromConfig.inputs);
+    expect(fromSplit.config.maxDynamicPatch).toBe(12);
+    writeFileSync(path.join(dir, 'pipeline.json'), JSON.stringify({ ...pipeline, image: { ...pipeline.image, img_context_token_id: 150 } }));
+    await expect(buildInputs({ checkpoint: dir, prompts: ['x'] })).rejects.toThrow(/splices <IMG_CONTEXT> id 150 but the tokenizer has it as 153/);
+    writeFileSync(path.join(dir, 'pipeline.json'), JSON.stringify({ ...pipeline, template: undefined }));
+    await expect(buildInputs({ checkpoint: dir, prompts: ['x'] })).rejects.toThrow(/pipeline.json: no 'template'.*pass --template/);
+  });
 });
