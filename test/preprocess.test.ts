@@ -157,6 +157,17 @@ describe('resizeBicubic', () => {
     expect(Math.min(...out)).toBe(0);
   });
 
+  it('matches Pillow 9.4 on one-axis resizes and a 13x downscale (values from Image.resize)', () => {
+    // Inputs: value (i * 37 + 11) % 256 at HWC index i. Expected bytes computed once with Pillow.
+    const src = (w: number, h: number) => Uint8Array.from({ length: w * h * 3 }, (_, i) => (i * 37 + 11) % 256);
+    const pillow: [number, number, number, number, number[]][] = [
+      [6, 4, 6, 9, [0, 33, 70, 132, 169, 206, 243, 0, 36, 73, 135, 172, 209, 246, 2, 39, 76, 138, 30, 67, 104, 109, 146, 183, 223, 33, 70, 107, 112, 149, 186, 226, 36, 73, 110, 115, 112, 149, 186, 49, 86, 123, 178, 115, 152, 189, 52, 89, 126, 181, 118, 155, 192, 55, 165, 202, 240, 23, 60, 97, 125, 168, 206, 243, 26, 63, 100, 128, 171, 209, 246, 29, 114, 151, 204, 97, 134, 171, 64, 117, 170, 207, 100, 137, 174, 67, 120, 173, 210, 103, 63, 100, 143, 171, 208, 245, 28, 66, 109, 146, 174, 211, 248, 31, 69, 112, 149, 177, 116, 153, 90, 145, 182, 219, 82, 119, 56, 93, 148, 185, 222, 85, 122, 59, 96, 151, 198, 235, 45, 85, 122, 159, 164, 201, 11, 48, 88, 125, 162, 167, 204, 14, 51, 91, 232, 255, 25, 62, 99, 136, 198, 235, 0, 28, 65, 102, 139, 201, 238, 0, 31, 68]],
+      [6, 4, 11, 4, [2, 39, 76, 36, 81, 118, 105, 155, 192, 180, 105, 142, 233, 16, 53, 161, 54, 107, 88, 130, 160, 159, 209, 71, 190, 227, 21, 95, 132, 95, 42, 79, 137, 177, 214, 251, 124, 161, 198, 29, 66, 103, 47, 97, 134, 126, 168, 205, 203, 96, 133, 240, 23, 60, 151, 76, 131, 101, 151, 162, 175, 220, 67, 217, 254, 14, 54, 91, 128, 96, 133, 170, 170, 207, 244, 120, 157, 194, 31, 68, 105, 69, 122, 159, 145, 175, 212, 224, 86, 123, 242, 36, 73, 147, 110, 147, 94, 152, 189, 229, 255, 26, 176, 213, 68, 81, 118, 142, 112, 149, 92, 183, 220, 3, 111, 148, 41, 38, 75, 117, 109, 146, 196, 140, 177, 214, 45, 82, 119, 0, 29, 66]],
+      [40, 3, 3, 2, [131, 126, 128, 125, 130, 121, 131, 123, 131, 126, 125, 123, 127, 129, 133, 128, 124, 129]],
+    ];
+    for (const [w, h, outW, outH, want] of pillow) expect(Array.from(resizeBicubic(src(w, h), w, h, outW, outH)), `${w}x${h} -> ${outW}x${outH}`).toEqual(want);
+  });
+
   it('any channel count resamples each channel as the RGB path does', () => {
     const grey = Uint8Array.from({ length: 13 * 7 }, (_, i) => (i * 97) % 256);
     const rgb = Uint8Array.from({ length: 13 * 7 * 3 }, (_, i) => grey[Math.floor(i / 3)]!);
@@ -259,6 +270,31 @@ function makePng(width: number, height: number, depth: number, colourType: numbe
   return Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), pngChunk('IHDR', ihdr), ...extra, pngChunk('IDAT', deflateSync(raw)), pngChunk('IEND', new Uint8Array(0))]);
 }
 
+/**
+ * A one-frame GIF89a with a 4-colour global palette and a transparent index. Its LZW stream sends
+ * a clear code before every pair of pixels, so codes stay 3 bits wide and need no dictionary.
+ */
+function makeGif(width: number, height: number, palette: number[], indices: number[], transparent: number): Buffer {
+  const codes: number[] = [];
+  for (let i = 0; i < indices.length; i += 2) codes.push(4, ...indices.slice(i, i + 2));
+  codes.push(5);
+  const lzw: number[] = [];
+  let acc = 0, bits = 0;
+  for (const code of codes) {
+    acc |= code << bits;
+    bits += 3;
+    while (bits >= 8) { lzw.push(acc & 0xff); acc >>= 8; bits -= 8; }
+  }
+  if (bits > 0) lzw.push(acc & 0xff);
+  const u16 = (v: number) => [v & 0xff, v >> 8];
+  return Buffer.from([
+    ...Buffer.from('GIF89a', 'latin1'), ...u16(width), ...u16(height), 0x91, 0, 0, ...palette,
+    0x21, 0xf9, 4, 1, 0, 0, transparent, 0,
+    0x2c, 0, 0, 0, 0, ...u16(width), ...u16(height), 0,
+    2, lzw.length, ...lzw, 0, 0x3b,
+  ]);
+}
+
 const be16 = (values: number[]) => {
   const b = Buffer.alloc(values.length * 2);
   values.forEach((v, i) => b.writeUInt16BE(v, i * 2));
@@ -307,6 +343,15 @@ describe('convert(RGB) semantics', () => {
     const trns = pngChunk('tRNS', Uint8Array.of(0, 0, 128));
     // 2-bit indices 3, 0, 2, 1
     expect(await decodePng('p2.png', makePng(4, 1, 2, 3, [Uint8Array.of(0b11_00_10_01)], [plte, trns]))).toEqual([100, 110, 120, 10, 20, 30, 70, 80, 90, 40, 50, 60]);
+  });
+
+  it('a GIF\'s transparent index shows its palette colour (Pillow fills the first frame with it)', async () => {
+    const palette = [10, 20, 30, 40, 50, 60, 70, 80, 90, 100, 110, 120];
+    const indices = [0, 2, 1, 3, 2, 0];
+    const file = path.join(dir, 'transparent.gif');
+    writeFileSync(file, makeGif(3, 2, palette, indices, 2));
+    expect((await sharp(file).metadata()).hasAlpha).toBe(true);
+    expect(Array.from((await decodeRgb(file)).rgb)).toEqual(indices.flatMap((i) => palette.slice(i * 3, i * 3 + 3)));
   });
 
   it('EXIF orientation is not applied', async () => {

@@ -104,9 +104,9 @@ describe('summary', () => {
 
   it('keeps an op histogram per module', () => {
     expect(s.ops['vision_model.embeddings.patch_embedding']).toEqual({ Conv: 1 });
-    // Own nodes only: the SwiGLU product in mlp, the projections' MatMuls in its children.
+    // Own nodes only: the SwiGLU product in mlp, the projections' Gemms (flattened, leading dims restored) in its children.
     expect(s.ops['language_model.model.layers.0.mlp']).toEqual({ Mul: 2, Sigmoid: 1 });
-    expect(s.ops['language_model.model.layers.0.mlp.down_proj']).toEqual({ MatMul: 1, Transpose: 1 });
+    expect(s.ops['language_model.model.layers.0.mlp.down_proj']).toEqual({ Concat: 1, Gemm: 1, Reshape: 2, Shape: 1 });
   });
 
   it('has a structure hash that is stable and follows the structure', () => {
@@ -202,7 +202,7 @@ describe('diff on real graph changes', () => {
     expect(lines).toContain('removed  language_model.model.layers.{0,1}.mlp — 3 tensors, 13,824 params each (x2)');
     // Qwen2's q/k/v biases go: 2 layers x (48 + 24 + 24) fewer parameters.
     expect(lines).toContain('(root): 95,024 -> 94,832 (-192) [8,800 -> 8,800 (0)]');
-    expect(d.ops.filter((o) => o.module === '').map((o) => `${o.op} ${o.before}->${o.after}`)).toContain('MatMul 33->29');
+    expect(d.ops.filter((o) => o.module === '').map((o) => `${o.op} ${o.before}->${o.after}`)).toContain('Gemm 25->21');
     expect(d.structure).toBeDefined();
   });
 
@@ -212,7 +212,7 @@ describe('diff on real graph changes', () => {
     expect(d.metadata).toEqual([{ key: 'vlmc.select_layer', before: '-1', after: '-2' }]);
     const lines = textLines(d);
     expect(lines).toContain('used -> unused: vision_model.encoder.layers.1 — 14 tensors, 8,608 params');
-    expect(lines.find((l) => l.startsWith('vision_model.encoder.layers.1:'))).toMatch(/^vision_model\.encoder\.layers\.1: Add 7->0, .*MatMul 6->0/);
+    expect(lines.find((l) => l.startsWith('vision_model.encoder.layers.1:'))).toMatch(/^vision_model\.encoder\.layers\.1: Add 3->0, .*Gemm 4->0, LayerNormalization 2->0, MatMul 2->0/);
     expect(d.counts.filter((c) => c.changed)).toEqual([]);
   });
 
@@ -296,9 +296,9 @@ describe('diff on real graph changes', () => {
   it('node detail only with nodes: true', () => {
     expect(diffOf({ llm: { layers: 3 } }).nodes).toBeUndefined();
     const d = diffOf({ llm: { layers: 3 } }, { nodes: true });
-    expect(d.nodes!.added).toContain('/language_model/model/layers/2/mlp/down_proj/MatMul');
+    expect(d.nodes!.added).toContain('/language_model/model/layers/2/mlp/down_proj/Gemm');
     expect(d.nodes!.removed).toEqual([]);
-    expect(textLines(d)).toContain('+ /language_model/model/layers/2/mlp/down_proj/MatMul');
+    expect(textLines(d)).toContain('+ /language_model/model/layers/2/mlp/down_proj/Gemm');
   });
 });
 

@@ -21,6 +21,7 @@ const BROADCAST = ['Add', 'Sub', 'Mul', 'Div', 'Pow', 'Equal', 'Less', 'Greater'
 
 const RULES: Record<string, Rule> = {
   MatMul: (n) => setShape(n, matmulShape(req(n, 0).shape, req(n, 1).shape)),
+  Gemm: inferGemm,
   Reshape: inferReshape,
   Transpose: (n, a) => {
     const x = req(n, 0).shape;
@@ -165,6 +166,18 @@ function matmulShape(a: Shape, b: Shape): Shape {
   const batch = broadcastShapes(a2.slice(0, -2), b2.slice(0, -2));
   const out = [...batch, ...(a.length === 1 ? [] : [a2[a2.length - 2]!]), ...(b.length === 1 ? [] : [b2[b2.length - 1]!])];
   return out;
+}
+
+/** Gemm: A [M,K] (or [K,M] with transA) x B [K,N] (or [N,K] with transB) + C broadcast to [M,N]. */
+function inferGemm(n: Node, a: AttrReader): void {
+  const [x, w] = [req(n, 0).shape, req(n, 1).shape];
+  if (x.length !== 2 || w.length !== 2) throw new Error(`Gemm needs rank-2 inputs (got ${formatShape(x)} and ${formatShape(w)})`);
+  const [m, k1] = a.int('transA') ? [x[1]!, x[0]!] : [x[0]!, x[1]!];
+  const [k2, nOut] = a.int('transB') ? [w[1]!, w[0]!] : [w[0]!, w[1]!];
+  if (dimsConflict(k1, k2)) throw new Error(`inner dimensions differ: ${formatShape(x)} x ${formatShape(w)}${a.int('transB') ? ' (transposed)' : ''}`);
+  const c = n.inputs[2];
+  if (c) broadcastShapes([m, nOut], c.shape);
+  setShape(n, [m, nOut]);
 }
 
 function inferReshape(n: Node): void {

@@ -2,7 +2,8 @@
  * Shared building blocks with parameters: Linear, LayerNorm, RMSNorm, Embedding. Each mirrors the
  * PyTorch module of the same name, so parameter names and shapes match checkpoints.
  */
-import { Module, type Tensor } from '../dsl/module.ts';
+import { Module, fail, type Tensor } from '../dsl/module.ts';
+import { dimsConflict, formatShape } from '../ir/dims.ts';
 import type { Param } from '../ir/graph.ts';
 import * as op from '../ops/index.ts';
 import { f32Scalar, i64 } from '../dsl/constants.ts';
@@ -22,9 +23,34 @@ export class Linear extends Module {
     this.bias = opts.bias === false ? undefined : this.param([outFeatures], { kind: 'uniform', bound });
   }
   forward(x: Tensor): Tensor {
-    const y = op.MatMul(x, op.Transpose(this.weight.value, { perm: [1, 0] }));
-    return this.bias ? op.Add(y, this.bias.value) : y;
+    return linear(x, this.weight.value, this.bias?.value);
   }
+}
+
+/**
+ * x [..., in] times W^T for W stored [out, in] (+ b): a Gemm with transB, so the weight is used in
+ * the checkpoint's own layout. A Transpose in front of a MatMul would make ONNX Runtime fold a
+ * transposed copy of every weight at session creation (seconds and a second copy in memory).
+ */
+export function linear(x: Tensor, weight: Tensor, bias?: Tensor): Tensor {
+  const [out, inFeatures] = weight.shape as [number, number];
+  if (x.rank === 0 || dimsConflict(x.shape[x.rank - 1]!, inFeatures)) {
+    fail(`Linear: inner dimensions differ: ${formatShape(x.shape)} x weight ${formatShape(weight.shape)} (in_features ${inFeatures})`);
+  }
+  if (x.rank === 2) return op.Gemm(x, weight, bias, { transB: 1 });
+  const y = op.Gemm(op.Reshape(x, i64([-1, inFeatures])), weight, bias, { transB: 1 });
+  const result = op.Reshape(y, leadingDimsThen(x, out));
+  // The flattening hides the leading dims from shape inference; they are x's, by construction.
+  result.shape = [...x.shape.slice(0, -1), out];
+  return result;
+}
+
+/** Target shape [...x.shape[:-1], last]: a constant when at most one leading dim is symbolic. */
+function leadingDimsThen(x: Tensor, last: number): Tensor {
+  const lead = x.shape.slice(0, -1);
+  const symbolic = lead.filter((d) => typeof d !== 'number').length;
+  if (symbolic <= 1) return i64([...lead.map((d) => (typeof d === 'number' ? d : -1)), last]);
+  return op.Concat([op.Shape(x, { end: -1 }), i64([last])], { axis: 0 });
 }
 
 /** torch.nn.LayerNorm over the last dim. */
@@ -80,7 +106,7 @@ export class Embedding extends Module {
   }
   /** Logits against the embedding matrix (tied lm_head). */
   attend(h: Tensor): Tensor {
-    return op.MatMul(h, op.Transpose(this.weight.value, { perm: [1, 0] }));
+    return linear(h, this.weight.value);
   }
 }
 

@@ -13,12 +13,16 @@
  *   grey without an alpha channel opens as mode I / I;16 and `convert` clips it: min(v, 255);
  * - CMYK (JPEG) uses Pillow's naive `cmyk2rgb`, not an ICC conversion.
  *
- * Known differences: a GIF with a transparent palette index (libvips blanks those pixels, Pillow
- * shows the palette colour), and float / multiband TIFFs, which Pillow converts its own way.
+ * - GIF: the first frame; where libvips leaves the transparent index blank, Pillow shows that
+ *   index's palette colour, so that colour is put back (gif.ts).
+ *
+ * Known differences: float / multiband TIFFs, which Pillow converts its own way; BMP and other
+ * formats sharp cannot read are an error.
  */
 import { readFile } from 'node:fs/promises';
 import type { Sharp, SharpOptions } from 'sharp';
 import { UserError } from '../errors.ts';
+import { gifTransparentColour } from './gif.ts';
 
 export interface RgbImage {
   width: number;
@@ -68,7 +72,9 @@ async function decodeBytes(sharp: SharpFactory, bytes: Buffer): Promise<RgbImage
   if (meta.depth === 'ushort' && meta.space === 'grey16' && !hasAlphaBand(bytes, meta.channels)) {
     return clippedGrey16(await rawBands(input().toColourspace('grey16'), 'ushort'));
   }
-  return bandsToRgb(await rawBands(input()));
+  const bands = await rawBands(input());
+  const blank = meta.format === 'gif' && bands.channels === 4 ? gifTransparentColour(bytes) : undefined;
+  return bandsToRgb(bands, blank);
 }
 
 interface RawBands {
@@ -80,8 +86,14 @@ interface RawBands {
 
 async function rawBands(pipeline: Sharp, depth?: 'ushort'): Promise<RawBands> {
   const { data, info } = await pipeline.raw(depth ? { depth } : {}).toBuffer({ resolveWithObject: true });
-  const values = depth === 'ushort' ? new Uint16Array(data.buffer, data.byteOffset, data.byteLength / 2) : new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+  const values = depth === 'ushort' ? asUint16(data) : new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
   return { width: info.width, height: info.height, channels: info.channels, data: values };
+}
+
+/** Host-endian 16-bit values (sharp's raw ushort layout), copied only if the bytes are misaligned. */
+function asUint16(data: Buffer): Uint16Array {
+  const bytes = data.byteOffset % 2 === 0 ? data : new Uint8Array(data);
+  return new Uint16Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 2);
 }
 
 /**
@@ -101,15 +113,19 @@ function isPng(bytes: Buffer): boolean {
   return bytes.length >= 26 && PNG_SIGNATURE.every((b, i) => bytes[i] === b) && bytes.toString('latin1', 12, 16) === 'IHDR';
 }
 
-/** 1-4 decoded bands (grey, grey + alpha, RGB, RGBA) -> RGB, alpha dropped as is. */
-function bandsToRgb({ width, height, channels, data }: RawBands): RgbImage {
+/**
+ * 1-4 decoded bands (grey, grey + alpha, RGB, RGBA) -> RGB, alpha dropped as is. `transparentRgb`
+ * replaces the colour of fully transparent RGBA pixels (a GIF's transparent index, see gif.ts).
+ */
+function bandsToRgb({ width, height, channels, data }: RawBands, transparentRgb?: readonly number[]): RgbImage {
   const n = width * height;
   const rgb = new Uint8Array(n * 3);
   if (channels >= 3) {
     for (let i = 0, p = 0; i < n; i++, p += channels) {
-      rgb[i * 3] = data[p]!;
-      rgb[i * 3 + 1] = data[p + 1]!;
-      rgb[i * 3 + 2] = data[p + 2]!;
+      const colour = transparentRgb && data[p + 3] === 0 ? transparentRgb : undefined;
+      rgb[i * 3] = colour ? colour[0]! : data[p]!;
+      rgb[i * 3 + 1] = colour ? colour[1]! : data[p + 1]!;
+      rgb[i * 3 + 2] = colour ? colour[2]! : data[p + 2]!;
     }
   } else {
     for (let i = 0, p = 0; i < n; i++, p += channels) rgb.fill(data[p]!, i * 3, i * 3 + 3);
