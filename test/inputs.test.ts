@@ -13,7 +13,7 @@ import { internvlReference, loadConfig, loadWeights } from './reference/internvl
 interface CaseIds { img_context_token_id: number; img_start_token_id: number; img_end_token_id: number; llm: { vocab_size: number } }
 
 /** A character-level BPE tokenizer.json: <unk> 0, printable ASCII 1-95, '\n' 96, ChatML markers 97-99, image tokens at the case's ids. */
-function writeTinyTokenizer(dir: string, c: CaseIds, config: Record<string, unknown> = {}): void {
+function writeTinyTokenizer(dir: string, c: CaseIds, config: Record<string, unknown> = {}, o: { imageTokens?: boolean } = {}): void {
   const vocab: Record<string, number> = { '<unk>': 0 };
   for (let ch = 0x20; ch <= 0x7e; ch++) vocab[String.fromCharCode(ch)] = ch - 0x1f;
   vocab['\n'] = 96;
@@ -25,12 +25,13 @@ function writeTinyTokenizer(dir: string, c: CaseIds, config: Record<string, unkn
     ['</img>', c.img_end_token_id],
     ['<IMG_CONTEXT>', c.img_context_token_id],
   ] as const;
-  for (const [t, id] of added) vocab[t] = id;
+  const inJson = o.imageTokens === false ? added.slice(0, 3) : added;
+  for (const [t, id] of inJson) vocab[t] = id;
   const tokenizer = {
     version: '1.0',
     truncation: null,
     padding: null,
-    added_tokens: added.map(([content, id]) => ({ id, content, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true })),
+    added_tokens: inJson.map(([content, id]) => ({ id, content, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true })),
     normalizer: null,
     pre_tokenizer: null,
     post_processor: null,
@@ -374,5 +375,31 @@ describe('a split artifact (pipeline.json, no config.json) as --checkpoint', () 
     await expect(buildInputs({ checkpoint: dir, prompts: ['x'] })).rejects.toThrow(/splices <IMG_CONTEXT> id 150 but the tokenizer has it as 153/);
     writeFileSync(path.join(dir, 'pipeline.json'), JSON.stringify({ ...pipeline, template: undefined }));
     await expect(buildInputs({ checkpoint: dir, prompts: ['x'] })).rejects.toThrow(/pipeline.json: no 'template'.*pass --template/);
+  });
+});
+
+describe('tokens added at load time', () => {
+  it('image tokens named only in tokenizer_config.json / added_tokens.json (as the fixture checkpoints do) are added', async () => {
+    const dir = path.join(root, 'load-time-tokens');
+    mkdirSync(dir);
+    copyFileSync(path.join(qwen, 'config.json'), path.join(dir, 'config.json'));
+    const c = JSON.parse(readFileSync(path.join(FIXTURES, 'qwen2-tiny', 'case.json'), 'utf8'));
+    writeTinyTokenizer(dir, c, {}, { imageTokens: false });
+    const unified = path.join(FIXTURES, 'qwen2-tiny', 'unified');
+    const fixtureConfig = JSON.parse(readFileSync(path.join(unified, 'tokenizer_config.json'), 'utf8'));
+    const ours = JSON.parse(readFileSync(path.join(dir, 'tokenizer_config.json'), 'utf8'));
+    writeFileSync(path.join(dir, 'tokenizer_config.json'), JSON.stringify({ ...ours, added_tokens_decoder: fixtureConfig.added_tokens_decoder }));
+    const tok = loadTokenizer(dir);
+    expect(tok.imageTokenIds()).toEqual({ start: 151, end: 152, context: 153 });
+    expect(tok.encode('<img><IMG_CONTEXT></img>')).toEqual([151, 153, 152]);
+    expect(tok.decode([151, 3, 153], { skipSpecialTokens: true })).toBe('"');
+    // added_tokens.json alone (token -> id) works too; those tokens are not special.
+    writeFileSync(path.join(dir, 'tokenizer_config.json'), JSON.stringify(ours));
+    copyFileSync(path.join(unified, 'added_tokens.json'), path.join(dir, 'added_tokens.json'));
+    const tok2 = loadTokenizer(dir);
+    expect(tok2.imageTokenIds()).toEqual({ start: 151, end: 152, context: 153 });
+    expect(tok2.encode('a<IMG_CONTEXT>')).toEqual([66, 153]);
+    const r = await buildInputs({ checkpoint: dir, prompts: ['x'], images: [imageA], preprocess: fakePreprocess({}) });
+    expect([...r.inputs.input_ids.data].filter((id) => id === 153n).length).toBe(4);
   });
 });
