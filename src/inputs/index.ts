@@ -72,7 +72,7 @@ export async function buildInputs(o: InputsOptions): Promise<InputsResult> {
   const imgContextTokenId = tokenizer.requireTokenId(IMG_CONTEXT_TOKEN, 'the image placeholder token InternVL splices image features into');
   crossCheckArtifact(config, imgContextTokenId, o.checkpoint);
   const processed = await preprocessAll(images, config, o);
-  const perRow = o.prompts.length === 1 ? [processed] : processed.length === 0 ? o.prompts.map(() => []) : processed.map((p) => [p]);
+  const perRow = imagesPerRow(o.prompts.length, processed);
   const rows = o.prompts.map((question, i) => {
     const q = buildQuery({
       template: config.template,
@@ -103,6 +103,12 @@ export async function buildInputs(o: InputsOptions): Promise<InputsResult> {
     padTokenId,
     imgContextTokenId,
   };
+}
+
+/** One prompt takes every image; several prompts take one image each (batch_chat's pairing) or none. */
+function imagesPerRow(rows: number, images: PreprocessedImage[]): PreprocessedImage[][] {
+  if (rows === 1) return [images];
+  return images.length === 0 ? Array.from({ length: rows }, () => []) : images.map((p) => [p]);
 }
 
 /** Marks a safetensors file as vlmc's own, so a later run may replace it and nothing else. */
