@@ -35,6 +35,11 @@ export { buildModelProto, encodeModel } from './onnx/emit.ts';
 export type { Manifest, ManifestParameter } from './artifact/manifest.ts';
 export * from './review/index.ts';
 
+// The text side of a request: conversation templates, chat() prompts, the checkpoint's tokenizer.
+export * from './prompt/index.ts';
+export { loadTokenizer, TextTokenizer, StreamingDetokenizer, TOKENIZER_FILE, TOKENIZER_FILES, type DecodeOptions } from './tokenizer/index.ts';
+export { buildInputs, writeInputs, readHistoryFile, readRequestConfig, INPUTS_METADATA, type InputsOptions, type InputsResult, type ModelInputs, type RequestConfig, type ImagePreprocessor } from './inputs/index.ts';
+
 // InternVL image preprocessing: an image file -> pixel_values, exactly as the official load_image.
 export {
   preprocessImage,
