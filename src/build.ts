@@ -15,6 +15,7 @@ import { internvlFromConfig, internvlFromParts, pickProjectorOptions, type Proje
 import { planBinding, type BuildPath, type WeightSource } from './bind/plan.ts';
 import { checkAgainstConfig } from './bind/config-check.ts';
 import { writeArtifact } from './artifact/write.ts';
+import { checkOutputPath } from './artifact/output-path.ts';
 import type { Manifest } from './artifact/manifest.ts';
 import type { Model } from './dsl/model.ts';
 
@@ -45,6 +46,7 @@ export interface BuildResult {
 
 export async function build(o: BuildOptions): Promise<BuildResult> {
   const path = buildPath(o);
+  checkOutputPath(o.out, { kind: 'artifact', flag: '--out', inputs: [o.graph, o.weights, o.vision, o.llm, o.projector] });
   const sources = await openSources(o, path);
   try {
     const model = await resolveModel(o, path, sources);

@@ -8,6 +8,7 @@
  */
 import { Command, CommanderError, Option } from 'commander';
 import { UserError } from '../errors.ts';
+import { fileSystemUserError } from '../artifact/fs-errors.ts';
 import { readdirSync } from 'node:fs';
 import * as nodePath from 'node:path';
 import { progressBar } from './progress.ts';
@@ -198,6 +199,11 @@ function exitCodeFor(e: unknown): number {
   }
   if (e instanceof UserError) {
     process.stderr.write(`vlmc: ${e.message}\n`);
+    return 2;
+  }
+  const fsError = fileSystemUserError(e);
+  if (fsError) {
+    process.stderr.write(`vlmc: ${fsError.message}\n`);
     return 2;
   }
   process.stderr.write(`vlmc: internal error: ${(e as Error)?.stack ?? String(e)}\n`);

@@ -4,6 +4,7 @@ import { readFile } from 'node:fs/promises';
 import * as nodePath from 'node:path';
 import { UserError } from '../errors.ts';
 import { writeFileAtomic } from '../artifact/atomic.ts';
+import { checkOutputPath } from '../artifact/output-path.ts';
 import { findSpecialTokenId } from '../checkpoint/tokens.ts';
 import { internvlFromConfig, internvlFromParts, pickProjectorOptions, type ProjectorOptions } from '../models/from-config.ts';
 import type { InternVLChatModel } from '../models/internvl.ts';
@@ -48,7 +49,7 @@ export async function init(o: InitOptions): Promise<string> {
   const name = o.name ?? nodePath.basename(nodePath.resolve(o.from ?? o.llm!));
   if (!/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(name)) throw new UserError(`--name '${name}' must be letters, digits, '.', '_' or '-'`);
   const out = o.out ?? nodePath.join('graphs', `${name}.ts`);
-  if (existsSync(out) && !o.force) throw new UserError(`${out} exists; pass --force to overwrite it`);
+  checkOutputPath(out, { kind: 'graph', force: o.force, inputs: [o.from, o.vision, o.llm] });
   model.options.imgContextTokenId ??= o.imgContextTokenId ?? findSpecialTokenId(tokenDir);
   // Loaded here, not at the top: graph-source.ts brings in ts-morph and TypeScript (about 0.4 s),
   // which every importer of the library (graph files import 'vlmc') would otherwise pay for.

@@ -9,6 +9,8 @@ import { UserError } from '../errors.ts';
 import { SafetensorsFile, writeSafetensors, type TensorToWrite } from '../checkpoint/safetensors.ts';
 import { MANIFEST_FILE, MODEL_FILE } from '../artifact/write.ts';
 import type { Manifest } from '../artifact/manifest.ts';
+import { checkOutputPath, resultMetadata } from '../artifact/output-path.ts';
+import { explainFs } from '../artifact/fs-errors.ts';
 
 export interface HostTensor {
   dtype: 'float32' | 'int64';
@@ -89,11 +91,12 @@ export async function writeOutputs(file: string, outputs: Record<string, HostTen
     shape: t.shape,
     data: new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength),
   }));
-  await writeSafetensors(file, tensors);
+  await explainFs(file, () => writeSafetensors(file, tensors, resultMetadata('outputs')));
 }
 
 /** `vlmc run`: artifact + inputs file -> outputs file. */
 export async function runArtifact(artifactDir: string, inputsFile: string, outFile: string): Promise<Record<string, HostTensor>> {
+  checkOutputPath(outFile, { kind: 'result', content: 'outputs', flag: '--out', inputs: [artifactDir, inputsFile] });
   const session = await openSession(artifactDir);
   try {
     const outputs = await run(session, await readInputs(inputsFile));
