@@ -31,10 +31,16 @@ export interface BuildOptions extends ProjectorOptions {
   projector?: string;
   out: string;
   seed?: number;
-  dtype?: ParamDType;
+  /** Stored parameter dtype: `'fp32' | 'fp16' | 'bf16'` or `'float32' | 'float16' | 'bfloat16'` (default fp32). */
+  dtype?: ParamDType | DTypeFlag;
   opset?: number;
   allowMissing?: string[];
   ignoreUnexpected?: string[];
+  /**
+   * Without weights: `'random'` gives every parameter its declared init under `seed`; by default
+   * the artifact is structure-only (no values; `vlmc run` refuses it).
+   */
+  init?: 'random';
   onProgress?: (written: number, total: number) => void;
 }
 
@@ -44,15 +50,28 @@ export interface BuildResult {
   model: Model;
 }
 
-export async function build(o: BuildOptions): Promise<BuildResult> {
+/** The short dtype names of `--dtype`. */
+export type DTypeFlag = 'fp32' | 'fp16' | 'bf16';
+const DTYPE_NAMES: Record<string, ParamDType> = { fp32: 'float32', fp16: 'float16', bf16: 'bfloat16', float32: 'float32', float16: 'float16', bfloat16: 'bfloat16' };
+
+function storedDtype(dtype: string | undefined): ParamDType {
+  if (dtype === undefined) return 'float32';
+  const known = Object.hasOwn(DTYPE_NAMES, dtype) ? DTYPE_NAMES[dtype] : undefined;
+  if (!known) throw new UserError(`dtype '${dtype}' is not one of fp32, fp16, bf16 (or float32, float16, bfloat16)`);
+  return known;
+}
+
+export async function build(options: BuildOptions): Promise<BuildResult> {
+  const o = { ...options, dtype: storedDtype(options.dtype) };
   const path = buildPath(o);
   checkOutputPath(o.out, { kind: 'artifact', flag: '--out', inputs: [o.graph, o.weights, o.vision, o.llm, o.projector] });
   const sources = await openSources(o, path);
   try {
     const model = await resolveModel(o, path, sources);
-    const graph = compile(model, { opset: o.opset, paramDtype: o.dtype ?? 'float32' });
+    const graph = compile(model, { opset: o.opset, paramDtype: o.dtype });
     const plan = planBinding(graph.params, path, sources, { seed: o.seed ?? 0, allowMissing: o.allowMissing, ignoreUnexpected: o.ignoreUnexpected });
-    const manifest = await writeArtifact(o.out, graph, plan, { dtype: o.dtype ?? 'float32', onProgress: o.onProgress });
+    const structureOnly = path === 'none' && o.init !== 'random';
+    const manifest = await writeArtifact(o.out, graph, plan, { dtype: o.dtype, structureOnly, onProgress: o.onProgress });
     return { manifest, graph, model };
   } finally {
     for (const s of sources) await s.checkpoint.close();
@@ -62,11 +81,13 @@ export async function build(o: BuildOptions): Promise<BuildResult> {
 function buildPath(o: BuildOptions): BuildPath {
   if (o.weights && (o.vision || o.llm)) throw new UserError('give either --weights (Path A) or --vision and --llm (Path B), not both');
   if (o.projector && !(o.vision || o.llm)) throw new UserError('--projector belongs to Path B (--vision and --llm)');
+  if (o.init !== undefined && (o.weights || o.vision || o.llm)) throw new UserError('--init random builds without weights; drop it, or drop --weights / --vision / --llm');
   if (o.weights) return 'A';
   if (o.vision || o.llm) {
     if (!o.vision || !o.llm) throw new UserError('Path B needs both --vision <dir> and --llm <dir>');
     return 'B';
   }
+  if (o.init !== undefined && o.init !== 'random') throw new UserError(`--init '${String(o.init)}': the only initialisation is 'random'`);
   if (!o.graph) throw new UserError('nothing to build: give a graph file, --weights <dir>, or --vision <dir> --llm <dir>');
   return 'none';
 }

@@ -59,7 +59,8 @@ export function program(): Command {
     .option('--select-layer <n>', 'ViT hidden state fed to the projector (derived graphs)', int('--select-layer'))
     .option('--allow-missing <glob>', 'parameters that may be missing (take their init); repeatable', collect)
     .option('--ignore-unexpected <glob>', 'checkpoint keys that may stay unused; repeatable', collect)
-    .option('--quiet', 'no progress output')
+    .addOption(new Option('--init <how>', 'without weights: initialise every parameter (else the artifact is structure-only)').choices(['random']))
+    .option('--quiet', 'no progress bar (the summary line is still printed)')
     .action(async (graph: string | undefined, o) => {
       const { build } = await import('../build.ts');
       const progress = progressBar('binding', Boolean(o.quiet));
@@ -79,13 +80,13 @@ export function program(): Command {
         selectLayer: o.selectLayer,
         allowMissing: o.allowMissing,
         ignoreUnexpected: o.ignoreUnexpected,
+        init: o.init,
         onProgress: progress,
       });
       progress?.finish();
-      if (!o.quiet) {
-        const c = manifest.counts;
-        console.log(`${o.out}: ${manifest.parameters.length} tensors, ${c.total.toLocaleString('en-US')} parameters (${c.trainable.toLocaleString('en-US')} trainable), path ${manifest.build.path}, ${manifest.build.dtype}`);
-      }
+      const c = manifest.counts;
+      const kind = manifest.build.structure_only ? ', structure only (no weights; `vlmc run` needs --weights or --init random)' : '';
+      console.log(`${o.out}: ${manifest.parameters.length} tensors, ${c.total.toLocaleString('en-US')} parameters (${c.trainable.toLocaleString('en-US')} trainable), path ${manifest.build.path}, ${manifest.build.dtype}${kind}`);
     });
 
   cli

@@ -38,9 +38,25 @@ export function readManifest(artifactDir: string): Manifest {
 export async function openSession(artifactDir: string, providers: string[] = ['cpu']): Promise<ort.InferenceSession> {
   const model = nodePath.join(artifactDir, MODEL_FILE);
   if (!existsSync(model)) throw new UserError(`${artifactDir}: not a vlmc artifact (no ${MODEL_FILE})`);
+  refuseStructureOnly(artifactDir);
   const { InferenceSession } = await loadOrt();
   // Parameters past select_layer are unused initializers by design; keep ORT quiet about them.
   return InferenceSession.create(model, { executionProviders: providers, logSeverityLevel: 3 });
+}
+
+/** A structure-only artifact (built without weights or `--init random`) holds no values to run. */
+function refuseStructureOnly(artifactDir: string): void {
+  const file = nodePath.join(artifactDir, MANIFEST_FILE);
+  if (!existsSync(file)) return;
+  let structureOnly = false;
+  try {
+    structureOnly = (JSON.parse(readFileSync(file, 'utf8')) as Partial<Manifest> | null)?.build?.structure_only === true;
+  } catch {
+    return; // a damaged manifest is for the artifact checks to report
+  }
+  if (structureOnly) {
+    throw new UserError(`${artifactDir}: a structure-only artifact (built without weights), it has no values to run; rebuild it with --weights <dir>, --vision <dir> --llm <dir>, or --init random`);
+  }
 }
 
 /** One forward pass; returns every graph output. */
