@@ -62,6 +62,7 @@ function storedDtype(dtype: string | undefined): ParamDType {
 }
 
 export async function build(options: BuildOptions): Promise<BuildResult> {
+  if (typeof options?.out !== 'string' || options.out === '') throw new UserError('build: `out` (the artifact folder to write) is required');
   const o = { ...options, dtype: storedDtype(options.dtype) };
   const path = buildPath(o);
   checkOutputPath(o.out, { kind: 'artifact', flag: '--out', inputs: [o.graph, o.weights, o.vision, o.llm, o.projector] });

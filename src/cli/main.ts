@@ -107,7 +107,7 @@ export function program(): Command {
     .option('--from <dir>', 'Path A: unified InternVL checkpoint folder')
     .option('--vision <dir>', 'Path B: standalone InternViT checkpoint folder')
     .option('--llm <dir>', 'Path B: standalone LLM checkpoint folder')
-    .option('--name <name>', 'graph name (default: the checkpoint folder name)')
+    .option('--name <name>', 'graph name (default: the checkpoint\'s own name, from its config or folder)')
     .option('--out <file>', 'graph file to write (default: graphs/<name>.ts)')
     .option('--force', 'overwrite an existing file')
     .option('--downsample-ratio <r>', 'projector pixel-shuffle ratio (Path B)', positiveNumber('--downsample-ratio'))
@@ -117,7 +117,9 @@ export function program(): Command {
     .action(async (o) => {
       const { init } = await import('../init/init.ts');
       const file = await init(o);
+      const { lockPathFor } = await import('../review/lock.ts');
       console.log(`wrote ${file}`);
+      console.log(`wrote ${lockPathFor(file)}`);
     });
 
   cli
