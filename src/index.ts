@@ -34,3 +34,7 @@ export { demo, writeRandomCheckpoint } from './demo.ts';
 export { buildModelProto, encodeModel } from './onnx/emit.ts';
 export type { Manifest, ManifestParameter } from './artifact/manifest.ts';
 export * from './review/index.ts';
+export { checkOutputPath, isArtifactFolder, resultMetadata, ARTIFACT_FILES, type OutputKind, type OutputCheck } from './artifact/output-path.ts';
+export { withTempSibling, writeFileAtomic, removeStaleSiblings } from './artifact/atomic.ts';
+export { fileSystemUserError } from './artifact/fs-errors.ts';
+export { registerGraphHooks } from './loader/register.ts';
