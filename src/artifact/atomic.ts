@@ -9,8 +9,8 @@
 import { existsSync, readdirSync, renameSync, rmSync } from 'node:fs';
 import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import * as nodePath from 'node:path';
-import { explainFs } from './fs-errors.ts';
-import { isArtifactFolder } from './output-path.ts';
+import { explainFs, fileSystemUserError } from './fs-errors.ts';
+import { CHECKPOINT_MARK, isArtifactFolder } from './output-path.ts';
 
 /** Inside a temporary folder while vlmc fills it; removed just before the folder is renamed into place. */
 export const TEMP_MARK = '.vlmc-temp';
@@ -30,10 +30,16 @@ export async function withTempSibling<T>(target: string, fill: (tmpDir: string) 
     return result;
   } catch (e) {
     await rm(tmp, { recursive: true, force: true });
-    throw e;
+    throw writeError(e, target);
   } finally {
     release();
   }
+}
+
+/** A file-system error while writing that names no path (a write to an open file) is about the output. */
+function writeError(e: unknown, target: string): unknown {
+  if ((e as { path?: unknown } | null)?.path !== undefined) return e;
+  return fileSystemUserError(e, target) ?? e;
 }
 
 /** Swap `tmp` into `target`; the old target is removed only after the new one is in place. */
@@ -81,7 +87,7 @@ const SIBLING = /^\.(tmp|old)-(\d+)-[0-9a-z]+$/;
 
 /**
  * Removes `<target>.tmp-<pid>-*` folders that carry vlmc's mark and whose process is gone. An
- * `<target>.old-<pid>-*` artifact of a dead process is the previous artifact caught mid-swap: it
+ * `<target>.old-<pid>-*` artifact (or demo checkpoint) of a dead process is the previous one caught mid-swap: it
  * goes back into place when the target is missing, else it is removed.
  */
 export function removeStaleSiblings(target: string): void {
@@ -101,7 +107,7 @@ export function removeStaleSiblings(target: string): void {
     const path = nodePath.join(dir, name);
     try {
       if (m[1] === 'tmp' && existsSync(nodePath.join(path, TEMP_MARK))) rmSync(path, { recursive: true, force: true });
-      else if (m[1] === 'old' && isArtifactFolder(path)) {
+      else if (m[1] === 'old' && (isArtifactFolder(path) || existsSync(nodePath.join(path, CHECKPOINT_MARK)))) {
         if (existsSync(abs)) rmSync(path, { recursive: true, force: true });
         else renameSync(path, abs);
       }
@@ -131,7 +137,8 @@ const SIGNALS = { SIGINT: 2, SIGTERM: 15, SIGHUP: 1 } as const;
 function onSignal(signal: keyof typeof SIGNALS): void {
   for (const p of pending) rmSync(p, { recursive: true, force: true });
   pending.clear();
-  process.exit(128 + SIGNALS[signal]);
+  // Alone, this handler stands in for the default action (exit); a host program with handlers of its own decides itself.
+  if (process.listenerCount(signal) <= 1) process.exit(128 + SIGNALS[signal]);
 }
 
 /** Removes `path` if the process is interrupted before the returned function is called. */

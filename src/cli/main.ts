@@ -9,7 +9,7 @@
 import { Command, CommanderError, Option } from 'commander';
 import { UserError } from '../errors.ts';
 import { fileSystemUserError } from '../artifact/fs-errors.ts';
-import { readdirSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import * as nodePath from 'node:path';
 import { progressBar } from './progress.ts';
 import { VLMC_VERSION } from '../version.ts';
@@ -179,6 +179,7 @@ export function program(): Command {
 
 /** The project's own graph files (graphs/*.ts). */
 function projectGraphs(): string[] {
+  if (!existsSync('graphs')) throw new UserError('no graph files given, and there is no graphs/ folder here to take them from');
   return readdirSync('graphs')
     .filter((f) => f.endsWith('.ts'))
     .sort()
