@@ -159,6 +159,8 @@ describe('vlmc run --out', () => {
     const r = vlmc(['run', artifact, '--inputs', inputs, '--out', out]);
     expect(r.stderr).toBe('');
     expect(r.status).toBe(0);
+    // Missing parent folders are created, as for build.
+    expect(vlmc(['run', artifact, '--inputs', inputs, '--out', path.join(work, 'new', 'sub', 'r.safetensors')]).status).toBe(0);
   });
 
   it('refuses a file vlmc did not write, a folder, the inputs file and a path inside the artifact', () => {

@@ -4,6 +4,7 @@
  */
 import * as nodePath from 'node:path';
 import { existsSync, readFileSync } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
 import type ort from 'onnxruntime-node';
 import { UserError } from '../errors.ts';
 import { SafetensorsFile, writeSafetensors, type TensorToWrite } from '../checkpoint/safetensors.ts';
@@ -107,7 +108,10 @@ export async function writeOutputs(file: string, outputs: Record<string, HostTen
     shape: t.shape,
     data: new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength),
   }));
-  await explainFs(file, () => writeSafetensors(file, tensors, resultMetadata('outputs')));
+  await explainFs(file, async () => {
+    await mkdir(nodePath.dirname(nodePath.resolve(file)), { recursive: true });
+    await writeSafetensors(file, tensors, resultMetadata('outputs'));
+  });
 }
 
 /** `vlmc run`: artifact + inputs file -> outputs file. */
