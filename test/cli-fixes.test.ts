@@ -102,10 +102,10 @@ describe('one glob language', () => {
 
 describe('vlmc init', () => {
   it("names the graph after the checkpoint's own name", () => {
-    expect(checkpointName('/x/unified', { _name_or_path: 'OpenGVLab/InternVL2_5-1B' })).toBe('internvl2_5-1b');
-    expect(checkpointName('/data/InternVL3-2B', {})).toBe('internvl3-2b');
+    expect(checkpointName('/x/unified', { _name_or_path: 'OpenGVLab/InternVL2_5-1B' })).toBe('InternVL2_5-1B');
+    expect(checkpointName('/data/InternVL3-2B', {})).toBe('InternVL3-2B');
     expect(checkpointName('/data/qwen2-tiny/unified', {})).toBe('qwen2-tiny');
-    expect(checkpointName(`/h/hub/models--OpenGVLab--InternVL2-4B/snapshots/${'a'.repeat(40)}`, {})).toBe('internvl2-4b');
+    expect(checkpointName(`/h/hub/models--OpenGVLab--InternVL2-4B/snapshots/${'a'.repeat(40)}`, {})).toBe('InternVL2-4B');
     expect(checkpointName('/runs/my-run/checkpoint-500', { _name_or_path: '/runs/base/unified' })).toBe('my-run');
   });
 
@@ -116,8 +116,8 @@ describe('vlmc init', () => {
     cpSync(unified, ckpt, { recursive: true });
     const r = vlmc(['init', '--from', ckpt], project);
     expect(r.stderr).toBe('');
-    expect(r.stdout).toBe('wrote graphs/internvl-fixture.ts\nwrote graphs/internvl-fixture.graph.lock\n');
-    const check = vlmc(['lock', '--check', 'graphs/internvl-fixture.ts'], project);
+    expect(r.stdout).toBe('wrote graphs/InternVL-Fixture.ts\nwrote graphs/InternVL-Fixture.graph.lock\n');
+    const check = vlmc(['lock', '--check', 'graphs/InternVL-Fixture.ts'], project);
     expect(check.stdout).toBe('1 lock up to date\n');
     expect(check.status).toBe(0);
   });

@@ -1,8 +1,8 @@
 /**
  * The name `vlmc init` gives a graph: the checkpoint's own name, not whatever its folder happens to
- * be called. From the config's `_name_or_path` (`OpenGVLab/InternVL2_5-1B` -> `internvl2_5-1b`),
+ * be called. From the config's `_name_or_path` (`OpenGVLab/InternVL2_5-1B` -> `InternVL2_5-1B`),
  * else from the folder, skipping generic folder names (`unified`, `checkpoint`, a Hugging Face
- * cache snapshot hash ...) for the folder above; lower-cased like the graphs in `graphs/`.
+ * cache snapshot hash ...) for the folder above. Kept as the checkpoint spells it.
  */
 import * as nodePath from 'node:path';
 
@@ -36,8 +36,8 @@ function lastSegment(s: string): string {
   return s.replace(/[\\/]+$/, '').split(/[\\/]/).pop() ?? '';
 }
 
-/** Letters, digits, '.', '_', '-' (what `--name` accepts), lower case. */
+/** Letters, digits, '.', '_', '-' (what `--name` accepts); anything else becomes '-'. */
 function toGraphName(name: string): string {
-  const cleaned = name.toLowerCase().replace(/[^a-z0-9._-]+/g, '-').replace(/^[^a-z0-9]+/, '');
+  const cleaned = name.replace(/[^A-Za-z0-9._-]+/g, '-').replace(/^[^A-Za-z0-9]+/, '');
   return cleaned === '' ? 'model' : cleaned;
 }
