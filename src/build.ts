@@ -15,6 +15,7 @@ import { PROJECTOR_FLAGS, internvlFromConfig, internvlFromParts, pickProjectorOp
 import { planBinding, type BuildPath, type WeightSource } from './bind/plan.ts';
 import { checkAgainstConfig } from './bind/config-check.ts';
 import { writeArtifact } from './artifact/write.ts';
+import { checkOutputPath } from './artifact/output-path.ts';
 import type { Manifest } from './artifact/manifest.ts';
 import type { Model } from './dsl/model.ts';
 
@@ -32,10 +33,16 @@ export interface BuildOptions extends ProjectorOptions {
   projector?: string;
   out: string;
   seed?: number;
-  dtype?: ParamDType;
+  /** Stored parameter dtype: `'fp32' | 'fp16' | 'bf16'` or `'float32' | 'float16' | 'bfloat16'` (default fp32). */
+  dtype?: ParamDType | DTypeFlag;
   opset?: number;
   allowMissing?: string[];
   ignoreUnexpected?: string[];
+  /**
+   * Without weights: `'random'` gives every parameter its declared init under `seed`; by default
+   * the artifact is structure-only (no values; `vlmc run` refuses it).
+   */
+  init?: 'random';
   onProgress?: (written: number, total: number) => void;
 }
 
@@ -45,16 +52,30 @@ export interface BuildResult {
   model: Model;
 }
 
+/** The short dtype names of `--dtype`. */
+export type DTypeFlag = 'fp32' | 'fp16' | 'bf16';
+const DTYPE_NAMES: Record<string, ParamDType> = { fp32: 'float32', fp16: 'float16', bf16: 'bfloat16', float32: 'float32', float16: 'float16', bfloat16: 'bfloat16' };
+
+function storedDtype(dtype: string | undefined): ParamDType {
+  if (dtype === undefined) return 'float32';
+  const known = Object.hasOwn(DTYPE_NAMES, dtype) ? DTYPE_NAMES[dtype] : undefined;
+  if (!known) throw new UserError(`dtype '${dtype}' is not one of fp32, fp16, bf16 (or float32, float16, bfloat16)`);
+  return known;
+}
+
 export async function build(options: BuildOptions): Promise<BuildResult> {
-  const o = normalizeImageSize(options);
+  if (typeof options?.out !== 'string' || options.out === '') throw new UserError('build: `out` (the artifact folder to write) is required');
+  const o = { ...normalizeImageSize(options), dtype: storedDtype(options.dtype) };
   const path = buildPath(o);
   checkFlagsAgainstGraph(o);
+  checkOutputPath(o.out, { kind: 'artifact', flag: '--out', inputs: [o.graph, o.weights, o.vision, o.llm, o.projector] });
   const sources = await openSources(o, path);
   try {
     const model = await resolveModel(o, path, sources);
-    const graph = compile(model, { opset: o.opset, paramDtype: o.dtype ?? 'float32' });
+    const graph = compile(model, { opset: o.opset, paramDtype: o.dtype });
     const plan = planBinding(graph.params, path, sources, { seed: o.seed ?? 0, allowMissing: o.allowMissing, ignoreUnexpected: o.ignoreUnexpected, graphFrom: o.graph ?? sources.filter((s) => s.role !== 'projector').map(configFile).join(' + ') });
-    const manifest = await writeArtifact(o.out, graph, plan, { dtype: o.dtype ?? 'float32', onProgress: o.onProgress });
+    const structureOnly = path === 'none' && o.init !== 'random';
+    const manifest = await writeArtifact(o.out, graph, plan, { dtype: o.dtype, structureOnly, onProgress: o.onProgress });
     return { manifest, graph, model };
   } finally {
     for (const s of sources) await s.checkpoint.close();
@@ -64,11 +85,13 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
 function buildPath(o: BuildOptions): BuildPath {
   if (o.weights && (o.vision || o.llm)) throw new UserError('give either --weights (Path A) or --vision and --llm (Path B), not both');
   if (o.projector && !(o.vision || o.llm)) throw new UserError('--projector belongs to Path B (--vision and --llm)');
+  if (o.init !== undefined && (o.weights || o.vision || o.llm)) throw new UserError('--init random builds without weights; drop it, or drop --weights / --vision / --llm');
   if (o.weights) return 'A';
   if (o.vision || o.llm) {
     if (!o.vision || !o.llm) throw new UserError('Path B needs both --vision <dir> and --llm <dir>');
     return 'B';
   }
+  if (o.init !== undefined && o.init !== 'random') throw new UserError(`--init '${String(o.init)}': the only initialisation is 'random'`);
   if (!o.graph) throw new UserError('nothing to build: give a graph file, --weights <dir>, or --vision <dir> --llm <dir>');
   return 'none';
 }

@@ -60,3 +60,9 @@ export {
   type TilePlan,
   type CropBox,
 } from './preprocess/index.ts';
+
+// Output-path rules and atomic writes, shared by every command that writes.
+export { checkOutputPath, isArtifactFolder, resultMetadata, ARTIFACT_FILES, type OutputKind, type OutputCheck } from './artifact/output-path.ts';
+export { withTempSibling, writeFileAtomic, removeStaleSiblings } from './artifact/atomic.ts';
+export { fileSystemUserError } from './artifact/fs-errors.ts';
+export { registerGraphHooks } from './loader/register.ts';

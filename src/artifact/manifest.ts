@@ -13,8 +13,8 @@ export interface ManifestParameter {
   trainable: boolean;
   /** Where the bytes came from: a checkpoint file and key, or the declared init. */
   source: { role: string; file: string; key: string; dtype: string } | { init: string; seed: number };
-  /** sha256 of the bytes written to model.onnx.data. */
-  sha256: string;
+  /** sha256 of the bytes written to model.onnx.data; absent in a structure-only artifact. */
+  sha256?: string;
   offset: number;
   length: number;
 }
@@ -35,7 +35,15 @@ export interface Manifest {
   format: string;
   model: string;
   vlmc_version: string;
-  build: { path: BuildPath; seed: number; dtype: string; opset: number; sources: ManifestSource[] };
+  build: {
+    path: BuildPath;
+    seed: number;
+    dtype: string;
+    opset: number;
+    sources: ManifestSource[];
+    /** True when built without weights and without `--init random`: the data file holds no values (all zero, sparse), so the artifact cannot be run. */
+    structure_only?: boolean;
+  };
   inputs: ManifestIO[];
   outputs: ManifestIO[];
   metadata: Record<string, string>;

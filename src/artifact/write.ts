@@ -40,6 +40,12 @@ const BYTES: Record<ParamDType, number> = { float32: 4, float16: 2, bfloat16: 2 
 
 export interface WriteOptions {
   dtype: ParamDType;
+  /**
+   * Structure only: the data file is laid out as usual but holds no values (a sparse file of zeros,
+   * no disk space), so model.onnx reads and reviews like any artifact without gigabytes of random
+   * weights. The manifest says so and `vlmc run` refuses it.
+   */
+  structureOnly?: boolean;
   /** Called as bytes are written: (written, total). */
   onProgress?: (written: number, total: number) => void;
 }
@@ -51,15 +57,39 @@ function alignment(length: number): number {
 
 export async function writeArtifact(outDir: string, graph: Graph, plan: BindPlan, options: WriteOptions): Promise<Manifest> {
   return withTempSibling(outDir, async (tmp) => {
-    const { entries, params } = await writeData(nodePath.join(tmp, DATA_FILE), plan, options);
+    const write = options.structureOnly ? layOutData : writeData;
+    const { entries, params } = await write(nodePath.join(tmp, DATA_FILE), plan, options);
     const proto = buildModelProto(graph, { location: DATA_FILE, entries }, { producerVersion: VLMC_VERSION });
     await writeFile(nodePath.join(tmp, MODEL_FILE), encodeModel(proto));
     const manifest = buildManifest(graph, plan, options.dtype, params);
+    if (options.structureOnly) manifest.build.structure_only = true;
     await writeFile(nodePath.join(tmp, MANIFEST_FILE), manifestJson(manifest));
     return manifest;
   });
 }
 
+/** The data file's layout without its values: offsets as `writeData` places them, a sparse file of that length. */
+async function layOutData(path: string, plan: BindPlan, options: WriteOptions): Promise<{ entries: ExternalWeights['entries']; params: ManifestParameter[] }> {
+  const { dtype } = options;
+  const entries: ExternalWeights['entries'] = new Map();
+  const params: ManifestParameter[] = [];
+  let offset = 0;
+  for (const bound of plan.params) {
+    const length = elementCount(bound.param.shape) * BYTES[dtype];
+    offset = Math.ceil(offset / alignment(length)) * alignment(length);
+    entries.set(bound.param.name, { offset, length, dtype });
+    const { sha256: _none, ...param } = manifestParam(bound, dtype, '', offset, length, plan.seed);
+    params.push(param);
+    offset += length;
+  }
+  const data = await open(path, 'w');
+  try {
+    await data.truncate(offset);
+  } finally {
+    await data.close();
+  }
+  return { entries, params };
+}
 
 /** Streams every parameter into the data file, at aligned offsets; returns where each went and its manifest entry. */
 async function writeData(path: string, plan: BindPlan, options: WriteOptions): Promise<{ entries: ExternalWeights['entries']; params: ManifestParameter[] }> {

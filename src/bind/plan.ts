@@ -9,6 +9,7 @@ import type { Param } from '../ir/graph.ts';
 import type { Checkpoint } from '../checkpoint/checkpoint.ts';
 import { isFloatStDType } from '../tensor/convert.ts';
 import { IGNORABLE_KEYS, INTERNVL_PARTS, TIED_DUPLICATES } from '../models/internvl.names.ts';
+import { pathPatternMatches } from '../dsl/freeze.ts';
 
 /** A named checkpoint the build reads from: `unified` (Path A) or `vision` / `llm` (Path B). */
 export interface WeightSource {
@@ -69,7 +70,7 @@ function unifiedKey(source: WeightSource, key: string): string {
 export function planBinding(params: Param[], path: BuildPath, sources: WeightSource[], options: BindOptions = {}): BindPlan {
   const problems: string[] = [];
   const used = new Map<WeightSource, Set<string>>(sources.map((s) => [s, new Set()]));
-  const allowMissing = (options.allowMissing ?? []).map(globToRegExp);
+  const allowMissing = (options.allowMissing ?? []).map(pathGlob);
   const bound: BoundParam[] = params.map((param) => {
     const where = locate(param, path, sources);
     if (where === 'init') return { param, origin: { kind: 'init' } };
@@ -97,7 +98,7 @@ export function planBinding(params: Param[], path: BuildPath, sources: WeightSou
 }
 
 function unexpectedKeys(sources: WeightSource[], used: Map<WeightSource, Set<string>>, path: BuildPath, ignore: string[]): string[] {
-  const ignored = ignore.map(globToRegExp);
+  const ignored = ignore.map(pathGlob);
   const out: string[] = [];
   for (const source of sources) {
     const usedKeys = used.get(source)!;
@@ -118,8 +119,10 @@ function sameShape(a: readonly number[], b: readonly number[]): boolean {
   return a.length === b.length && a.every((d, i) => d === b[i]);
 }
 
-/** `*` matches any run of characters (dots included); everything else is literal. */
-export function globToRegExp(glob: string): RegExp {
-  const escaped = glob.replace(/[.+?^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*');
-  return new RegExp(`^${escaped}$`);
+/**
+ * A `--allow-missing` / `--ignore-unexpected` glob as a test on keys: the freeze-rule language
+ * (src/dsl/freeze.ts), so every glob in vlmc means the same.
+ */
+export function pathGlob(glob: string): { test(key: string): boolean } {
+  return { test: (key) => pathPatternMatches(glob, key) };
 }

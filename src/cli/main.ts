@@ -8,7 +8,8 @@
  */
 import { Command, CommanderError, Option } from 'commander';
 import { UserError } from '../errors.ts';
-import { readdirSync } from 'node:fs';
+import { fileSystemUserError } from '../artifact/fs-errors.ts';
+import { existsSync, readdirSync } from 'node:fs';
 import * as nodePath from 'node:path';
 import { progressBar } from './progress.ts';
 import { VLMC_VERSION } from '../version.ts';
@@ -59,7 +60,8 @@ export function program(): Command {
     .option('--force-image-size <n>', 'tile size fed to the ViT, position embeddings resized as InternVL does (derived graphs)', int('--force-image-size'))
     .option('--allow-missing <glob>', 'parameters that may be missing (take their init); repeatable', collect)
     .option('--ignore-unexpected <glob>', 'checkpoint keys that may stay unused; repeatable', collect)
-    .option('--quiet', 'no progress output')
+    .addOption(new Option('--init <how>', 'without weights: initialise every parameter (else the artifact is structure-only)').choices(['random']))
+    .option('--quiet', 'no progress bar (the summary line is still printed)')
     .action(async (graph: string | undefined, o) => {
       const { build } = await import('../build.ts');
       const progress = progressBar('binding', Boolean(o.quiet));
@@ -80,13 +82,13 @@ export function program(): Command {
         forceImageSize: o.forceImageSize,
         allowMissing: o.allowMissing,
         ignoreUnexpected: o.ignoreUnexpected,
+        init: o.init,
         onProgress: progress,
       });
       progress?.finish();
-      if (!o.quiet) {
-        const c = manifest.counts;
-        console.log(`${o.out}: ${manifest.parameters.length} tensors, ${c.total.toLocaleString('en-US')} parameters (${c.trainable.toLocaleString('en-US')} trainable), path ${manifest.build.path}, ${manifest.build.dtype}`);
-      }
+      const c = manifest.counts;
+      const kind = manifest.build.structure_only ? ', structure only (no weights; `vlmc run` needs --weights or --init random)' : '';
+      console.log(`${o.out}: ${manifest.parameters.length} tensors, ${c.total.toLocaleString('en-US')} parameters (${c.trainable.toLocaleString('en-US')} trainable), path ${manifest.build.path}, ${manifest.build.dtype}${kind}`);
     });
 
   cli
@@ -107,7 +109,7 @@ export function program(): Command {
     .option('--from <dir>', 'Path A: unified InternVL checkpoint folder')
     .option('--vision <dir>', 'Path B: standalone InternViT checkpoint folder')
     .option('--llm <dir>', 'Path B: standalone LLM checkpoint folder')
-    .option('--name <name>', 'graph name (default: the checkpoint folder name)')
+    .option('--name <name>', 'graph name (default: the checkpoint\'s own name, from its config or folder)')
     .option('--out <file>', 'graph file to write (default: graphs/<name>.ts)')
     .option('--force', 'overwrite an existing file')
     .option('--downsample-ratio <r>', 'projector pixel-shuffle ratio (Path B)', positiveNumber('--downsample-ratio'))
@@ -118,7 +120,9 @@ export function program(): Command {
     .action(async (o) => {
       const { init } = await import('../init/init.ts');
       const file = await init({ ...o, imageSize: o.forceImageSize });
+      const { lockPathFor } = await import('../review/lock.ts');
       console.log(`wrote ${file}`);
+      console.log(`wrote ${lockPathFor(file)}`);
     });
 
   cli
@@ -209,6 +213,7 @@ export function program(): Command {
 
 /** The project's own graph files (graphs/*.ts). */
 function projectGraphs(): string[] {
+  if (!existsSync('graphs')) throw new UserError('no graph files given, and there is no graphs/ folder here to take them from');
   return readdirSync('graphs')
     .filter((f) => f.endsWith('.ts'))
     .sort()
@@ -232,6 +237,11 @@ function exitCodeFor(e: unknown): number {
   }
   if (e instanceof UserError) {
     process.stderr.write(`vlmc: ${e.message}\n`);
+    return 2;
+  }
+  const fsError = fileSystemUserError(e);
+  if (fsError) {
+    process.stderr.write(`vlmc: ${fsError.message}\n`);
     return 2;
   }
   process.stderr.write(`vlmc: internal error: ${(e as Error)?.stack ?? String(e)}\n`);

@@ -4,6 +4,7 @@
  */
 import * as nodePath from 'node:path';
 import { existsSync, readFileSync, statSync } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
 import type ort from 'onnxruntime-node';
 import { UserError } from '../errors.ts';
 import { SafetensorsFile, writeSafetensors, type TensorToWrite } from '../checkpoint/safetensors.ts';
@@ -11,6 +12,8 @@ import { DATA_FILE, MANIFEST_FILE, MODEL_FILE } from '../artifact/write.ts';
 import type { Manifest } from '../artifact/manifest.ts';
 import { checkDataAgainstManifest, checkDeclaredInputs, checkInputValues, type DeclaredTensor } from './check-inputs.ts';
 import { checkExternalReferences } from '../review/onnx.ts';
+import { checkOutputPath, resultMetadata } from '../artifact/output-path.ts';
+import { explainFs } from '../artifact/fs-errors.ts';
 
 export interface HostTensor {
   dtype: 'float32' | 'int64';
@@ -47,6 +50,7 @@ export function readManifest(artifactDir: string): Manifest {
 export async function openSession(artifactDir: string, providers: string[] = ['cpu']): Promise<ort.InferenceSession> {
   const model = nodePath.join(artifactDir, MODEL_FILE);
   if (!existsSync(model)) throw new UserError(`${artifactDir}: not a vlmc artifact (no ${MODEL_FILE})`);
+  refuseStructureOnly(artifactDir);
   const { InferenceSession } = await loadOrt();
   // Parameters past select_layer are unused initializers by design; keep ORT quiet about them.
   try {
@@ -54,6 +58,21 @@ export async function openSession(artifactDir: string, providers: string[] = ['c
   } catch (e) {
     // The file decoded and its external data checked out, so a model onnxruntime cannot load is a damaged input.
     throw new UserError(`${model}: onnxruntime cannot load the model (${(e as Error).message.split('\n')[0]})`);
+  }
+}
+
+/** A structure-only artifact (built without weights or `--init random`) holds no values to run. */
+function refuseStructureOnly(artifactDir: string): void {
+  const file = nodePath.join(artifactDir, MANIFEST_FILE);
+  if (!existsSync(file)) return;
+  let structureOnly = false;
+  try {
+    structureOnly = (JSON.parse(readFileSync(file, 'utf8')) as Partial<Manifest> | null)?.build?.structure_only === true;
+  } catch {
+    return; // a damaged manifest is for the artifact checks to report
+  }
+  if (structureOnly) {
+    throw new UserError(`${artifactDir}: a structure-only artifact (built without weights), it has no values to run; rebuild it with --weights <dir>, --vision <dir> --llm <dir>, or --init random`);
   }
 }
 
@@ -107,11 +126,15 @@ export async function writeOutputs(file: string, outputs: Record<string, HostTen
     shape: t.shape,
     data: new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength),
   }));
-  await writeSafetensors(file, tensors);
+  await explainFs(file, async () => {
+    await mkdir(nodePath.dirname(nodePath.resolve(file)), { recursive: true });
+    await writeSafetensors(file, tensors, resultMetadata('outputs'));
+  });
 }
 
 /** `vlmc run`: artifact + inputs file -> outputs file. */
 export async function runArtifact(artifactDir: string, inputsFile: string, outFile: string): Promise<Record<string, HostTensor>> {
+  checkOutputPath(outFile, { kind: 'result', content: 'outputs', flag: '--out', inputs: [artifactDir, inputsFile] });
   const manifest = readManifest(artifactDir);
   const dataFile = nodePath.join(artifactDir, DATA_FILE);
   if (existsSync(dataFile)) checkDataAgainstManifest(dataFile, statSync(dataFile).size, manifest);
