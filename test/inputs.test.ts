@@ -190,7 +190,7 @@ describe('vlmc inputs (CLI)', () => {
     writeFileSync(foreign, 'keep me');
     const refused = vlmc(['inputs', '--checkpoint', qwen, '--prompt', 'Hello', '--out', foreign]);
     expect(refused.status).toBe(2);
-    expect(refused.stderr).toMatch(/--out .*notes.txt: exists and is not a vlmc output; refusing to overwrite/);
+    expect(refused.stderr).toMatch(/--out .*notes.txt: is a file vlmc did not write/);
     expect(readFileSync(foreign, 'utf8')).toBe('keep me');
   });
 
