@@ -8,8 +8,10 @@ import { internvl, type InternVLChatModel, type InternVLOptions } from './intern
 import { llmFromHF } from './llm/index.ts';
 import { num, optBool, optNum, type HFConfig } from './llm/hf-config.ts';
 import type { PsVersion } from './projector.ts';
+import { hfVisionConfig, internvlFromHFConfig, isHFInternVLConfig, isHFVisionConfig } from './from-hf-config.ts';
 
 export function visionConfigFromHF(cfg: HFConfig, where: string): InternViTConfig {
+  if (isHFVisionConfig(cfg)) return hfVisionConfig(cfg, where);
   const act = cfg.hidden_act ?? 'gelu';
   if (act !== 'gelu') throw new UserError(`${where}: vision hidden_act '${String(act)}' is not supported (gelu only)`);
   const norm = (cfg.norm_type ?? 'rms_norm') as string;
@@ -64,9 +66,10 @@ export function psVersionOf(v: unknown, where: string): PsVersion {
 
 /** Path A: an InternVLChatConfig (`config.json` of a unified checkpoint). */
 export function internvlFromConfig(cfg: HFConfig, where: string, extra: Partial<InternVLOptions> = {}): InternVLChatModel {
+  if (isHFInternVLConfig(cfg)) return internvlFromHFConfig(cfg, where, extra);
   const archs = cfg.architectures;
   if (cfg.model_type !== 'internvl_chat' && !(Array.isArray(archs) && archs.includes('InternVLChatModel'))) {
-    throw new UserError(`${where}: not an InternVL checkpoint config (model_type '${String(cfg.model_type)}'; expected 'internvl_chat' with vision_config and llm_config)`);
+    throw new UserError(`${where}: not an InternVL checkpoint config (model_type '${String(cfg.model_type)}'); supported: 'internvl_chat' (InternVLChatModel: vision_config + llm_config) and 'internvl' (transformers' InternVLForConditionalGeneration: vision_config + text_config)`);
   }
   const vision = cfg.vision_config as HFConfig | undefined;
   const llm = cfg.llm_config as HFConfig | undefined;

@@ -5,6 +5,7 @@ import { decoderConfigFromHF, optBool, type HFConfig } from './hf-config.ts';
 import { internlm2 } from './internlm2.ts';
 import { llama, qwen2 } from './llama.ts';
 import { phi3 } from './phi3.ts';
+import { QWEN3_DEFAULT_HEAD_DIM, qwen3 } from './qwen3.ts';
 
 export interface LLMFamily {
   /** Name used in graph files (`qwen2({...})`). */
@@ -24,6 +25,8 @@ export const LLM_FAMILIES: Record<string, LLMFamily> = {
     adjust: (c, hf) => ({ ...c, qkvBias: optBool(hf, 'bias', false), oBias: optBool(hf, 'bias', false) }),
   },
   Phi3ForCausalLM: { builder: 'phi3', build: phi3 },
+  // Qwen3Config's head_dim defaults to 128, not hidden / heads.
+  Qwen3ForCausalLM: { builder: 'qwen3', build: qwen3, adjust: (c, hf) => ({ ...c, headDim: hf.head_dim == null ? QWEN3_DEFAULT_HEAD_DIM : c.headDim }) },
 };
 
 export function llmFamily(architecture: string, where: string): LLMFamily {
@@ -40,6 +43,7 @@ const BY_MODEL_TYPE: Record<string, string> = {
   llama: 'LlamaForCausalLM',
   internlm2: 'InternLM2ForCausalLM',
   phi3: 'Phi3ForCausalLM',
+  qwen3: 'Qwen3ForCausalLM',
 };
 
 export function architectureOf(hf: HFConfig, where: string): string {
