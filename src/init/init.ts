@@ -6,6 +6,8 @@ import { UserError } from '../errors.ts';
 import { writeFileAtomic } from '../artifact/atomic.ts';
 import { findSpecialTokenId } from '../checkpoint/tokens.ts';
 import { internvlFromConfig, internvlFromParts, pickProjectorOptions, type ProjectorOptions } from '../models/from-config.ts';
+import { HF_LM_HEAD_KEYS, internvlFromHFConfig, isHFInternVLConfig } from '../models/from-hf-config.ts';
+import { Checkpoint } from '../checkpoint/checkpoint.ts';
 import type { InternVLChatModel } from '../models/internvl.ts';
 
 export interface InitOptions extends ProjectorOptions {
@@ -31,7 +33,11 @@ async function readConfig(dir: string): Promise<Record<string, unknown>> {
 async function modelFor(o: InitOptions): Promise<{ model: InternVLChatModel; source: string; tokenDir: string }> {
   if (o.from && (o.vision || o.llm)) throw new UserError('give either --from (Path A) or --vision and --llm (Path B), not both');
   if (o.from) {
-    const model = internvlFromConfig(await readConfig(o.from), nodePath.join(o.from, 'config.json'), pickProjectorOptions(o));
+    const config = await readConfig(o.from);
+    const where = nodePath.join(o.from, 'config.json');
+    const model = isHFInternVLConfig(config)
+      ? internvlFromHFConfig(config, where, pickProjectorOptions(o), { hasLmHead: await hasLmHead(o.from) })
+      : internvlFromConfig(config, where, pickProjectorOptions(o));
     return { model, source: `the InternVL checkpoint ${nodePath.basename(nodePath.resolve(o.from))}`, tokenDir: o.from };
   }
   if (o.vision && o.llm) {
@@ -40,6 +46,16 @@ async function modelFor(o: InitOptions): Promise<{ model: InternVLChatModel; sou
     return { model, source: `the vision checkpoint ${base(o.vision)} and the LLM checkpoint ${base(o.llm)}`, tokenDir: o.llm };
   }
   throw new UserError('vlmc init needs --from <InternVL checkpoint> or --vision <dir> --llm <dir>');
+}
+
+/** Whether an HF-native checkpoint saves its own lm_head (which unties it when the config is silent). */
+async function hasLmHead(dir: string): Promise<boolean> {
+  const ckpt = await Checkpoint.open(dir);
+  try {
+    return HF_LM_HEAD_KEYS.some((k) => ckpt.has(k));
+  } finally {
+    await ckpt.close();
+  }
 }
 
 /** Writes the graph file; returns its path. Never overwrites without `force`. */
