@@ -6,10 +6,10 @@
  * random weights for what the fixtures lack (Qwen3, other vision_feature_layer values, BF16, qk
  * norm), judged by the float64 reference.
  */
-import { describe, it, expect, beforeAll, afterAll } from 'vitest';
-import { mkdirSync, readFileSync, writeFileSync, copyFileSync, existsSync } from 'node:fs';
+import { describe, it, expect, beforeAll, afterAll, onTestFinished } from 'vitest';
+import { mkdirSync, readFileSync, writeFileSync, copyFileSync, existsSync, rmSync } from 'node:fs';
 import * as path from 'node:path';
-import { FIXTURES, maxAbsError, tempDir, removeDir, vlmc } from './helpers.ts';
+import { FIXTURES, ROOT, maxAbsError, tempDir, removeDir, vlmc } from './helpers.ts';
 import { SafetensorsFile, writeSafetensors, type TensorToWrite } from '../src/checkpoint/safetensors.ts';
 import { f32ToBf16 } from '../src/tensor/convert.ts';
 import { build } from '../src/build.ts';
@@ -327,7 +327,9 @@ describe('HF-native checkpoints from the qwen2-tiny fixture', () => {
   it('vlmc init --from an HF-native checkpoint writes a graph that builds against it', async () => {
     const dir = path.join(work, 'init');
     await writeHF(path.join(dir, 'ckpt'), chat, unified, contextId, perTile, { spelling: 'transformers-5' });
-    const graph = path.join(dir, 'graph.ts');
+    // Inside the repo, so the generated file's `import ... from 'vlmc'` resolves like a graphs/ file.
+    const graph = path.join(ROOT, 'out', `test-hf-init-${process.pid}.ts`);
+    onTestFinished(() => rmSync(graph, { force: true }));
     const r = vlmc(['init', '--from', path.join(dir, 'ckpt'), '--out', graph]);
     expect(r.stderr).toBe('');
     expect(r.status).toBe(0);
