@@ -25,11 +25,15 @@ type Spelling = 'transformers-4' | 'transformers-5';
 const TOL = 1e-4;
 const QWEN2 = path.join(FIXTURES, 'qwen2-tiny');
 let work: string;
+const measured: string[] = [];
 
 beforeAll(() => {
   work = tempDir('vlmc-hf-');
 });
-afterAll(() => removeDir(work));
+afterAll(() => {
+  removeDir(work);
+  console.log(`[hf-native] max abs error (tolerance ${TOL}):\n  ${measured.join('\n  ')}`);
+});
 
 // ---------------------------------------------------------------------------------------------
 // Writing the HF-native layout (this test's own table, from transformers' convert_internvl_weights_to_hf.py)
@@ -178,7 +182,9 @@ async function compareWithExpected(outFile: string, fixture: string): Promise<{ 
       expect(got.entry(k).shape).toEqual(want.entry(k).shape);
       return maxAbsError(await got.readAsFloat32(got.entry(k)), await want.readAsFloat32(want.entry(k)));
     };
-    return { logits: await err('logits'), vit: await err('vit_embeds') };
+    const result = { logits: await err('logits'), vit: await err('vit_embeds') };
+    measured.push(`${path.basename(path.dirname(outFile))}: logits ${result.logits.toExponential(2)}, vit_embeds ${result.vit.toExponential(2)} (vs ${path.basename(fixture)} expected)`);
+    return result;
   } finally {
     await got.close();
     await want.close();
@@ -204,6 +210,7 @@ describe('HF-native checkpoints from the qwen2-tiny fixture', () => {
     { name: '5.x spelling (model.-prefixed, rope_parameters), tie true, id from tokenizer.json', o: { spelling: 'transformers-5', tie: true, noImageTokenId: true }, untied: false },
     { name: '4.52 spelling with a saved lm_head and tie omitted (untied by transformers 5)', o: { spelling: 'transformers-4' }, lmHead: true, untied: true },
     { name: '5.x spelling with lm_head.weight, tie false', o: { spelling: 'transformers-5', tie: false, listSizes: true }, lmHead: true, untied: true },
+    { name: '5.x spelling, tie true and a duplicate lm_head.weight (left unused)', o: { spelling: 'transformers-5', tie: true }, lmHead: true, untied: false },
   ];
 
   it.each(cases)('$name: builds, runs and matches the fixture (1e-4)', async ({ name, o, lmHead, untied }) => {
@@ -219,7 +226,8 @@ describe('HF-native checkpoints from the qwen2-tiny fixture', () => {
     expect(m.metadata['vlmc.img_context_token_id']).toBe(String(contextId));
     expect(m.parameters.some((p) => p.name === 'language_model.lm_head.weight')).toBe(untied);
     // The manifest names the checkpoint's own keys: together exactly the checkpoint's tensors.
-    expect(m.parameters.flatMap((p) => [p.key].flat()).sort()).toEqual(hf.map((t) => t.name).sort());
+    const duplicateHead = lmHead && !untied ? ['lm_head.weight', 'language_model.lm_head.weight'] : [];
+    expect(m.parameters.flatMap((p) => [p.key].flat()).sort()).toEqual(hf.map((t) => t.name).filter((k) => !duplicateHead.includes(k)).sort());
     const qkv = m.parameters.find((p) => p.name === 'vision_model.encoder.layers.1.attn.qkv.weight')!;
     const vt = o.spelling === 'transformers-5' ? 'model.vision_tower.' : 'vision_tower.';
     expect(qkv.key).toEqual(['q', 'k', 'v'].map((x) => `${vt}encoder.layer.1.attention.${x}_proj.weight`));
@@ -342,6 +350,114 @@ describe('HF-native checkpoints from the qwen2-tiny fixture', () => {
   });
 });
 
+// ---------------------------------------------------------------------------------------------
+// InternLM2 as transformers converts it: a Llama text model
+
+/** InternLM2 keys -> Llama keys; `wqkv` rows are grouped [kv_heads, G + 2, head_dim] (G queries, key, value). */
+function internlm2ToLlama(tensors: Tensor[], lc: Json): Tensor[] {
+  const heads = lc.num_attention_heads as number;
+  const kv = lc.num_key_value_heads as number;
+  const hidden = lc.hidden_size as number;
+  const d = hidden / heads;
+  const G = heads / kv;
+  const renames: [RegExp, string][] = [
+    [/\.model\.tok_embeddings\./, '.model.embed_tokens.'],
+    [/\.output\.weight$/, '.lm_head.weight'],
+    [/\.attention\.wo\./, '.self_attn.o_proj.'],
+    [/\.feed_forward\.w1\./, '.mlp.gate_proj.'],
+    [/\.feed_forward\.w3\./, '.mlp.up_proj.'],
+    [/\.feed_forward\.w2\./, '.mlp.down_proj.'],
+    [/\.attention_norm\./, '.input_layernorm.'],
+    [/\.ffn_norm\./, '.post_attention_layernorm.'],
+  ];
+  return tensors.flatMap((t) => {
+    if (!t.name.startsWith('language_model.')) return [t];
+    const wqkv = /^(.*)\.attention\.wqkv\.weight$/.exec(t.name);
+    if (wqkv) {
+      const rowBytes = hidden * 4;
+      const row = (r: number) => t.data.subarray(r * rowBytes, (r + 1) * rowBytes);
+      const gather = (rowsOf: (g: number) => number[]) => {
+        const rows = Array.from({ length: kv }, (_, g) => rowsOf(g)).flat();
+        const out = new Uint8Array(rows.length * rowBytes);
+        rows.forEach((r, i) => out.set(row(r), i * rowBytes));
+        return { dtype: t.dtype, shape: [rows.length, hidden], data: out };
+      };
+      const headRows = (slot: (g: number) => number) => (g: number) => Array.from({ length: d }, (_, e) => slot(g) * d + e);
+      const qRows = (g: number) => Array.from({ length: G }, (_, j) => headRows(() => g * (G + 2) + j)(g)).flat();
+      return [
+        { name: `${wqkv[1]}.self_attn.q_proj.weight`, ...gather(qRows) },
+        { name: `${wqkv[1]}.self_attn.k_proj.weight`, ...gather(headRows((g) => g * (G + 2) + G)) },
+        { name: `${wqkv[1]}.self_attn.v_proj.weight`, ...gather(headRows((g) => g * (G + 2) + G + 1)) },
+      ];
+    }
+    let name = t.name;
+    for (const [re, to] of renames) name = name.replace(re, to);
+    return [{ ...t, name }];
+  });
+}
+
+describe('HF-native InternVL2.5-style checkpoint: InternLM2 converted to Llama (internlm2-tiny fixture)', () => {
+  const fx = path.join(FIXTURES, 'internlm2-tiny');
+
+  it('builds, runs batch 2 with three tiles and matches the fixture (1e-4)', async () => {
+    const chat = JSON.parse(readFileSync(path.join(fx, 'unified/config.json'), 'utf8')) as Json;
+    const spec = JSON.parse(readFileSync(path.join(fx, 'case.json'), 'utf8')) as Json;
+    expect(spec.tile_flags).toEqual([1, 1, 1]); // every tile counts, as in transformers
+    const lc = chat.llm_config as Json;
+    const llama: Json = {
+      architectures: ['LlamaForCausalLM'], model_type: 'llama', hidden_size: lc.hidden_size, num_attention_heads: lc.num_attention_heads,
+      num_key_value_heads: lc.num_key_value_heads, num_hidden_layers: lc.num_hidden_layers, intermediate_size: lc.intermediate_size,
+      vocab_size: lc.vocab_size, rms_norm_eps: lc.rms_norm_eps, rope_theta: lc.rope_theta, rope_scaling: lc.rope_scaling,
+      max_position_embeddings: lc.max_position_embeddings, hidden_act: 'silu', attention_bias: false, mlp_bias: false, pad_token_id: lc.pad_token_id,
+    };
+    const tensors = internlm2ToLlama(await readTensors(path.join(fx, 'unified/model.safetensors')), lc);
+    const dir = path.join(work, 'internlm2-as-llama');
+    await writeHF(path.join(dir, 'ckpt'), { ...chat, llm_config: llama }, tensors, spec.img_context_token_id as number, spec.num_image_token as number, { spelling: 'transformers-4', listSizes: true });
+    const artifact = path.join(dir, 'artifact');
+    const r = vlmc(['build', '--weights', path.join(dir, 'ckpt'), '--out', artifact, '--quiet']);
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
+    expect(manifestOf(artifact).parameters.some((p) => p.name === 'language_model.lm_head.weight')).toBe(true);
+    const out = path.join(dir, 'out.safetensors');
+    const rr = vlmc(['run', artifact, '--inputs', path.join(fx, 'inputs.safetensors'), '--out', out]);
+    expect(rr.stderr).toBe('');
+    const err = await compareWithExpected(out, fx);
+    expect(err.vit).toBeLessThanOrEqual(TOL);
+    expect(err.logits).toBeLessThanOrEqual(TOL);
+  });
+});
+
+describe('HF-native config -> graph', () => {
+  const vision = { model_type: 'internvl_vision', hidden_size: 32, num_attention_heads: 4, num_hidden_layers: 2, intermediate_size: 64, image_size: [56, 56], patch_size: [14, 14] };
+  const text = { model_type: 'qwen2', hidden_size: 48, num_attention_heads: 4, num_key_value_heads: 2, num_hidden_layers: 1, intermediate_size: 96, vocab_size: 64 };
+  const cfg = (patch: Json = {}, v: Json = {}) => ({ model_type: 'internvl', image_token_id: 60, image_seq_length: 4, vision_config: { ...vision, ...v }, text_config: text, ...patch });
+
+  it("takes transformers' defaults and numerics: LayerNorm, no qkv bias, q/k norm eps 1e-6, v2 shuffle, no image_flags, tied", () => {
+    const m = internvlFromConfig(cfg(), 'c.json');
+    expect(m.vision_model.config).toMatchObject({ norm: 'layer_norm', qkvBias: false, qkNorm: false, eps: 1e-6, imageSize: 56, patchSize: 14, layerScaleInit: 0.1 });
+    expect(m.options).toMatchObject({ psVersion: 'v2', selectLayer: -1, imageFlags: false, imgContextTokenId: 60, downsampleRatio: 0.5 });
+    expect(m.language_model.config.tieEmbeddings).toBe(true);
+    expect(m.inputs().map((i) => i.name)).toEqual(['pixel_values', 'input_ids']);
+    const qk = internvlFromConfig(cfg({}, { use_qk_norm: true, norm_type: 'rms_norm', layer_norm_eps: 1e-5, attention_bias: true }), 'c.json');
+    expect(qk.vision_model.config).toMatchObject({ qkNorm: true, qkvBias: true, eps: 1e-5, qkNormEps: 1e-6 });
+    expect(qk.vision_model.encoder.layers.at(0).attn.q_norm!.eps).toBe(1e-6);
+    expect(qk.vision_model.encoder.layers.at(0).norm1).toMatchObject({ eps: 1e-5 });
+  });
+
+  it('Qwen3 text_config: head_dim defaults to 128, from the config otherwise', () => {
+    const q3 = { ...text, model_type: 'qwen3' };
+    expect(internvlFromConfig({ ...cfg(), text_config: q3 }, 'c.json').language_model.config.headDim).toBe(128);
+    expect(internvlFromConfig({ ...cfg(), text_config: { ...q3, head_dim: 16 } }, 'c.json').language_model.architecture).toBe('Qwen3ForCausalLM');
+  });
+
+  it('rejects what it cannot reproduce, naming the field', () => {
+    expect(() => internvlFromConfig(cfg({}, { image_size: [56, 28] }), 'c.json')).toThrow("c.json vision_config: 'image_size' [56,28] is not square");
+    expect(() => internvlFromConfig(cfg({}, { use_mean_pooling: false }), 'c.json')).toThrow("'use_mean_pooling' false is not supported");
+    expect(() => internvlFromConfig(cfg({ projector_hidden_act: 'relu' }), 'c.json')).toThrow("'projector_hidden_act' \"relu\" is not supported");
+    expect(() => internvlFromConfig({ model_type: 'llava' }, 'c.json')).toThrow(/supported: 'internvl_chat'.*'internvl'/);
+  });
+});
+
 describe('tokens', () => {
   it("finds <IMG_CONTEXT> in tokenizer.json's added_tokens when no other file names it", () => {
     const dir = path.join(work, 'tok');
@@ -456,7 +572,13 @@ async function compareRandom(c: RandomCase): Promise<{ logits: number; vit: numb
   const N = Math.max(...rows.map((x) => x.length));
   const ids = new BigInt64Array(rows.length * N);
   rows.forEach((row, b) => row.forEach((id, t) => (ids[b * N + t] = BigInt(id))));
-  const ref = internvlReference(c.chat, weights, { pixelValues, pixelShape: [tiles, 3, 56, 56], inputIds: ids, inputShape: [rows.length, N], imageFlags: new Array(tiles).fill(1) }, contextId);
+  const refInputs = { pixelValues, pixelShape: [tiles, 3, 56, 56] as const, inputIds: ids, inputShape: [rows.length, N] as const, imageFlags: new Array(tiles).fill(1) };
+  const ref = internvlReference(c.chat, weights, refInputs, contextId);
+  if (lc.model_type === 'qwen3') {
+    // The comparison must see Qwen3's q/k norms: the same weights read as Llama (no norms) differ.
+    const asLlama = { ...c.chat, llm_config: { ...lc, architectures: ['LlamaForCausalLM'], model_type: 'llama' } };
+    expect(maxAbsError(internvlReference(asLlama, weights, refInputs, contextId).logits, ref.logits)).toBeGreaterThan(100 * TOL);
+  }
 
   await build({ weights: path.join(dir, 'ckpt'), out: path.join(dir, 'artifact') });
   const session = await openSession(path.join(dir, 'artifact'));
@@ -471,7 +593,9 @@ async function compareRandom(c: RandomCase): Promise<{ logits: number; vit: numb
   let absmax = 0;
   for (const v of ref.logits) absmax = Math.max(absmax, Math.abs(v));
   expect(absmax).toBeGreaterThan(0.5);
-  return { logits: maxAbsError(got.logits!.data as Float32Array, ref.logits), vit: maxAbsError(got.vit_embeds!.data as Float32Array, ref.vitEmbeds) };
+  const result = { logits: maxAbsError(got.logits!.data as Float32Array, ref.logits), vit: maxAbsError(got.vit_embeds!.data as Float32Array, ref.vitEmbeds) };
+  measured.push(`${c.name}: logits ${result.logits.toExponential(2)}, vit_embeds ${result.vit.toExponential(2)} (vs float64 reference)`);
+  return result;
 }
 
 const twoRows = [
