@@ -330,6 +330,14 @@ describe('HF-native checkpoints from the qwen2-tiny fixture', () => {
     const err = await compareWithExpected(out, QWEN2);
     expect(err.vit).toBeLessThanOrEqual(TOL);
     expect(err.logits).toBeLessThanOrEqual(TOL);
+    // init from the same parts gives a graph that builds against them (cross-checked field by field).
+    const graph = path.join(ROOT, 'out', `test-hf-init-b-${process.pid}.ts`);
+    onTestFinished(() => rmSync(graph, { force: true }));
+    const i = vlmc(['init', '--vision', vision, '--llm', path.join(QWEN2, 'llm'), '--out', graph]);
+    expect(i.stderr).toBe('');
+    const b = vlmc(['build', graph, '--vision', vision, '--llm', path.join(QWEN2, 'llm'), '--out', path.join(dir, 'from-graph'), '--quiet']);
+    expect(b.stderr).toBe('');
+    expect(b.status).toBe(0);
   });
 
   it('vlmc init --from an HF-native checkpoint writes a graph that builds against it', async () => {
