@@ -12,7 +12,7 @@ import { compile } from './compile.ts';
 import { loadGraphFile } from './graph-file.ts';
 import { InternVLChatModel } from './models/internvl.ts';
 import { internvlFromConfig, internvlFromParts, pickProjectorOptions, type ProjectorOptions } from './models/from-config.ts';
-import { HF_LM_HEAD_KEYS, internvlFromHFConfig, isHFInternVLConfig, isHFVisionConfig } from './models/from-hf-config.ts';
+import { HF_LM_HEAD_KEYS, hfDefaultImageTokenId, internvlFromHFConfig, isHFInternVLConfig, isHFVisionConfig } from './models/from-hf-config.ts';
 import { hfLayout, hfVisionLayout } from './models/internvl.hf.names.ts';
 import { planBinding, type BuildPath, type WeightSource } from './bind/plan.ts';
 import { checkAgainstConfig } from './bind/config-check.ts';
@@ -102,7 +102,8 @@ async function resolveModel(o: BuildOptions, path: BuildPath, sources: WeightSou
   const model = o.graph ? await loadGraphFile(o.graph) : derived!;
   if (model instanceof InternVLChatModel) {
     if (o.graph && derived) checkAgainstConfig(model, derived, configNames(path, sources));
-    model.options.imgContextTokenId ??= o.imgContextTokenId ?? derived?.options.imgContextTokenId ?? tokenizerContextId(path, sources);
+    const hfNative = path === 'A' && isHFInternVLConfig(sources[0]!.checkpoint.config);
+    model.options.imgContextTokenId ??= o.imgContextTokenId ?? derived?.options.imgContextTokenId ?? tokenizerContextId(path, sources) ?? (hfNative ? hfDefaultImageTokenId(model) : undefined);
     if (!o.graph) model.options.name = derivedName(o);
   }
   return model;

@@ -15,6 +15,8 @@ import { f32ToBf16 } from '../src/tensor/convert.ts';
 import { build } from '../src/build.ts';
 import { openSession, run, type HostTensor } from '../src/runtime/run.ts';
 import { internvlFromConfig } from '../src/models/from-config.ts';
+import { hfDefaultImageTokenId } from '../src/models/from-hf-config.ts';
+import { llmFromHF } from '../src/models/llm/index.ts';
 import { assignPaths, collectParams } from '../src/dsl/module.ts';
 import { findSpecialTokenId } from '../src/checkpoint/tokens.ts';
 import type { Manifest } from '../src/artifact/manifest.ts';
@@ -456,6 +458,22 @@ describe('HF-native config -> graph', () => {
     const q3 = { ...text, model_type: 'qwen3' };
     expect(internvlFromConfig({ ...cfg(), text_config: q3 }, 'c.json').language_model.config.headDim).toBe(128);
     expect(internvlFromConfig({ ...cfg(), text_config: { ...q3, head_dim: 16 } }, 'c.json').language_model.architecture).toBe('Qwen3ForCausalLM');
+  });
+
+  it("image_token_id: config.json's, else transformers' default 151667 where the vocabulary has it", () => {
+    expect(internvlFromConfig(cfg(), 'c.json').options.imgContextTokenId).toBe(60);
+    const { image_token_id: _, ...noId } = cfg();
+    expect(internvlFromConfig(noId, 'c.json').options.imgContextTokenId).toBeUndefined();
+    expect(hfDefaultImageTokenId(internvlFromConfig(noId, 'c.json'))).toBeUndefined();
+    expect(hfDefaultImageTokenId(internvlFromConfig({ ...noId, text_config: { ...text, vocab_size: 151674 } }, 'c.json'))).toBe(151667);
+  });
+
+  it("transformers 5's rope_parameters are read (any text config, both paths)", () => {
+    const rp = { ...text, rope_parameters: { rope_type: 'llama3', rope_theta: 500000, factor: 8, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 64 } };
+    const c = llmFromHF({ ...rp, model_type: 'llama' }, 'llm/config.json').config;
+    expect(c.ropeTheta).toBe(500000);
+    expect(c.ropeScaling).toEqual({ type: 'llama3', factor: 8, lowFreqFactor: 1, highFreqFactor: 4, originalMaxPositions: 64 });
+    expect(llmFromHF({ ...text, rope_parameters: { rope_type: 'default', rope_theta: 1e6 } }, 'x').config).toMatchObject({ ropeTheta: 1e6, ropeScaling: undefined });
   });
 
   it('rejects what it cannot reproduce, naming the field', () => {

@@ -6,7 +6,7 @@ import { UserError } from '../errors.ts';
 import { writeFileAtomic } from '../artifact/atomic.ts';
 import { findSpecialTokenId } from '../checkpoint/tokens.ts';
 import { internvlFromConfig, internvlFromParts, pickProjectorOptions, type ProjectorOptions } from '../models/from-config.ts';
-import { HF_LM_HEAD_KEYS, internvlFromHFConfig, isHFInternVLConfig } from '../models/from-hf-config.ts';
+import { HF_LM_HEAD_KEYS, hfDefaultImageTokenId, internvlFromHFConfig, isHFInternVLConfig } from '../models/from-hf-config.ts';
 import { Checkpoint } from '../checkpoint/checkpoint.ts';
 import type { InternVLChatModel } from '../models/internvl.ts';
 
@@ -30,7 +30,7 @@ async function readConfig(dir: string): Promise<Record<string, unknown>> {
   }
 }
 
-async function modelFor(o: InitOptions): Promise<{ model: InternVLChatModel; source: string; tokenDir: string }> {
+async function modelFor(o: InitOptions): Promise<{ model: InternVLChatModel; source: string; tokenDir: string; hfNative?: boolean }> {
   if (o.from && (o.vision || o.llm)) throw new UserError('give either --from (Path A) or --vision and --llm (Path B), not both');
   if (o.from) {
     const config = await readConfig(o.from);
@@ -38,7 +38,7 @@ async function modelFor(o: InitOptions): Promise<{ model: InternVLChatModel; sou
     const model = isHFInternVLConfig(config)
       ? internvlFromHFConfig(config, where, pickProjectorOptions(o), { hasLmHead: await hasLmHead(o.from) })
       : internvlFromConfig(config, where, pickProjectorOptions(o));
-    return { model, source: `the InternVL checkpoint ${nodePath.basename(nodePath.resolve(o.from))}`, tokenDir: o.from };
+    return { model, source: `the InternVL checkpoint ${nodePath.basename(nodePath.resolve(o.from))}`, tokenDir: o.from, hfNative: isHFInternVLConfig(config) };
   }
   if (o.vision && o.llm) {
     const model = internvlFromParts(await readConfig(o.vision), nodePath.join(o.vision, 'config.json'), await readConfig(o.llm), nodePath.join(o.llm, 'config.json'), pickProjectorOptions(o));
@@ -60,12 +60,12 @@ async function hasLmHead(dir: string): Promise<boolean> {
 
 /** Writes the graph file; returns its path. Never overwrites without `force`. */
 export async function init(o: InitOptions): Promise<string> {
-  const { model, source, tokenDir } = await modelFor(o);
+  const { model, source, tokenDir, hfNative } = await modelFor(o);
   const name = o.name ?? nodePath.basename(nodePath.resolve(o.from ?? o.llm!));
   if (!/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(name)) throw new UserError(`--name '${name}' must be letters, digits, '.', '_' or '-'`);
   const out = o.out ?? nodePath.join('graphs', `${name}.ts`);
   if (existsSync(out) && !o.force) throw new UserError(`${out} exists; pass --force to overwrite it`);
-  model.options.imgContextTokenId ??= o.imgContextTokenId ?? findSpecialTokenId(tokenDir);
+  model.options.imgContextTokenId ??= o.imgContextTokenId ?? findSpecialTokenId(tokenDir) ?? (hfNative ? hfDefaultImageTokenId(model) : undefined);
   // Loaded here, not at the top: graph-source.ts brings in ts-morph and TypeScript (about 0.4 s),
   // which every importer of the library (graph files import 'vlmc') would otherwise pay for.
   const { graphSource } = await import('./graph-source.ts');

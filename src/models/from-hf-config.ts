@@ -96,24 +96,11 @@ function tiedEmbeddings(cfg: HFConfig, facts: HFCheckpointFacts): boolean {
   return !facts.hasLmHead;
 }
 
-/** transformers 5 saves RoPE as `rope_parameters`; the LLM readers take `rope_theta` / `rope_scaling`. */
-function withLegacyRope(text: HFConfig): HFConfig {
-  const rp = text.rope_parameters as HFConfig | null | undefined;
-  if (!rp || typeof rp !== 'object' || text.rope_theta !== undefined) return text;
-  const { rope_theta, ...scaling } = rp;
-  const type = (scaling.rope_type ?? scaling.type) as string | undefined;
-  return {
-    ...text,
-    ...(rope_theta !== undefined ? { rope_theta } : {}),
-    ...(type !== undefined && type !== 'default' && text.rope_scaling == null ? { rope_scaling: scaling } : {}),
-  };
-}
-
 /** `text_config` as the LLM readers expect it: model_type qwen2 when absent (InternVLConfig's default). */
 function textConfigOf(cfg: HFConfig, tie: boolean): HFConfig {
   const text = { ...(cfg.text_config as HFConfig) };
   text.model_type ??= 'qwen2';
-  return { ...withLegacyRope(text), tie_word_embeddings: tie };
+  return { ...text, tie_word_embeddings: tie };
 }
 
 /** Path A: an InternVLConfig (`config.json` of an InternVLForConditionalGeneration checkpoint). */
@@ -146,6 +133,17 @@ export function internvlFromHFConfig(cfg: HFConfig, where: string, extra: Partia
   });
   checkImageSeqLength(cfg, model, where);
   return model;
+}
+
+/** InternVLConfig's image_token_id when config.json leaves it out (transformers saves only non-defaults). */
+export const HF_DEFAULT_IMAGE_TOKEN_ID = 151667;
+
+/**
+ * The id transformers would use when neither config.json nor the tokenizer files name one: the
+ * class default, where the vocabulary has it (Qwen2.5 / Qwen3-sized); otherwise none.
+ */
+export function hfDefaultImageTokenId(model: InternVLChatModel): number | undefined {
+  return model.language_model.config.vocab > HF_DEFAULT_IMAGE_TOKEN_ID ? HF_DEFAULT_IMAGE_TOKEN_ID : undefined;
 }
 
 /** The processor expands each image to image_seq_length tokens: it must be what a tile gives. */

@@ -6,6 +6,7 @@ import { internlm2 } from './internlm2.ts';
 import { llama, qwen2 } from './llama.ts';
 import { phi3 } from './phi3.ts';
 import { QWEN3_DEFAULT_HEAD_DIM, qwen3 } from './qwen3.ts';
+import { withLegacyRope } from './rope-parameters.ts';
 
 export interface LLMFamily {
   /** Name used in graph files (`qwen2({...})`). */
@@ -55,7 +56,8 @@ export function architectureOf(hf: HFConfig, where: string): string {
 }
 
 /** The LLM described by a Hugging Face config.json. */
-export function llmFromHF(hf: HFConfig, where: string): CausalLM {
+export function llmFromHF(saved: HFConfig, where: string): CausalLM {
+  const hf = withLegacyRope(saved);
   const family = llmFamily(architectureOf(hf, where), where);
   const base = decoderConfigFromHF(hf, where);
   return family.build(family.adjust ? family.adjust(base, hf) : base);
