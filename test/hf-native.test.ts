@@ -14,7 +14,7 @@ import { SafetensorsFile, writeSafetensors, type TensorToWrite } from '../src/ch
 import { f32ToBf16 } from '../src/tensor/convert.ts';
 import { build } from '../src/build.ts';
 import { openSession, run, type HostTensor } from '../src/runtime/run.ts';
-import { internvlFromConfig } from '../src/models/from-config.ts';
+import { internvlFromConfig, visionFromHF } from '../src/models/from-config.ts';
 import { hfDefaultImageTokenId } from '../src/models/from-hf-config.ts';
 import { llmFromHF } from '../src/models/llm/index.ts';
 import { assignPaths, collectParams } from '../src/dsl/module.ts';
@@ -481,6 +481,7 @@ describe('HF-native config -> graph', () => {
     expect(() => internvlFromConfig(cfg({}, { use_mean_pooling: false }), 'c.json')).toThrow("'use_mean_pooling' false is not supported");
     expect(() => internvlFromConfig(cfg({ projector_hidden_act: 'relu' }), 'c.json')).toThrow("'projector_hidden_act' \"relu\" is not supported");
     expect(() => internvlFromConfig({ model_type: 'llava' }, 'c.json')).toThrow(/supported: 'internvl_chat'.*'internvl'/);
+    expect(() => visionFromHF({ model_type: 'clip_vision_model', hidden_size: 32 }, 'v.json')).toThrow("v.json: model_type 'clip_vision_model' is not a supported vision tower; supported: intern_vit_6b (InternVisionModel), internvl_vision");
   });
 });
 

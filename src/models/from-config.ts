@@ -10,8 +10,15 @@ import { num, optBool, optNum, type HFConfig } from './llm/hf-config.ts';
 import type { PsVersion } from './projector.ts';
 import { hfVisionConfig, internvlFromHFConfig, isHFInternVLConfig, isHFVisionConfig } from './from-hf-config.ts';
 
+/** Vision tower configs by model_type; a config without one is read as InternViT. */
+const VISION_MODEL_TYPES = ['intern_vit_6b (InternVisionModel)', 'internvl_vision (transformers InternVLVisionModel)'];
+
 export function visionConfigFromHF(cfg: HFConfig, where: string): InternViTConfig {
   if (isHFVisionConfig(cfg)) return hfVisionConfig(cfg, where);
+  const archs = Array.isArray(cfg.architectures) ? cfg.architectures : [];
+  if (typeof cfg.model_type === 'string' && cfg.model_type !== 'intern_vit_6b' && !archs.includes('InternVisionModel')) {
+    throw new UserError(`${where}: model_type '${cfg.model_type}' is not a supported vision tower; supported: ${VISION_MODEL_TYPES.join(', ')}`);
+  }
   const act = cfg.hidden_act ?? 'gelu';
   if (act !== 'gelu') throw new UserError(`${where}: vision hidden_act '${String(act)}' is not supported (gelu only)`);
   const norm = (cfg.norm_type ?? 'rms_norm') as string;
