@@ -33,6 +33,7 @@ export { loadGraphFile } from './graph-file.ts';
 export { build, type BuildOptions, type BuildResult } from './build.ts';
 export { openSession, run, runArtifact, readInputs, writeOutputs, readManifest, checkImageTokenCount, type HostTensor } from './runtime/run.ts';
 export { init, type InitOptions } from './init/init.ts';
+export { exportHF, hfConfigJson, type ExportOptions, type ExportResult } from './export/hf.ts';
 export { demo, writeRandomCheckpoint } from './demo.ts';
 export { buildModelProto, encodeModel } from './onnx/emit.ts';
 export type { Manifest, ManifestParameter } from './artifact/manifest.ts';

@@ -360,6 +360,55 @@ describe('HF-native checkpoints from the qwen2-tiny fixture', () => {
   });
 });
 
+describe('vlmc export --layout hf', () => {
+  it.each(['transformers-4', 'transformers-5'] as const)('writes exactly what the conversion gives (%s keys, same bytes), and it builds and matches', async (spelling) => {
+    const dir = path.join(work, `export-${spelling}`);
+    const out = path.join(dir, 'hf');
+    const r = vlmc(['export', path.join(QWEN2, 'unified'), '--layout', 'hf', '--spelling', spelling, '--out', out]);
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
+    const want = new Map(toHF(await readTensors(path.join(QWEN2, 'unified/model.safetensors')), spelling).map((t) => [t.name, t]));
+    const got = await readTensors(path.join(out, 'model.safetensors'));
+    expect(got.map((t) => t.name).sort()).toEqual([...want.keys()].sort());
+    for (const t of got) {
+      expect(t.shape, t.name).toEqual(want.get(t.name)!.shape);
+      expect(Buffer.from(t.data).equals(Buffer.from(want.get(t.name)!.data)), t.name).toBe(true);
+    }
+    const cfg = JSON.parse(readFileSync(path.join(out, 'config.json'), 'utf8')) as Json;
+    expect(cfg).toMatchObject({ model_type: 'internvl', image_token_id: 153, image_seq_length: 4, vision_feature_layer: -1, tie_word_embeddings: true });
+    expect(cfg.vision_config).toMatchObject({ model_type: 'internvl_vision', image_size: [56, 56], attention_bias: true, use_qk_norm: false });
+    const artifact = path.join(dir, 'artifact');
+    expect(vlmc(['build', '--weights', out, '--out', artifact, '--quiet']).status).toBe(0);
+    const res = path.join(dir, 'out.safetensors');
+    expect(vlmc(['run', artifact, '--inputs', path.join(QWEN2, 'inputs.safetensors'), '--out', res]).status).toBe(0);
+    const err = await compareWithExpected(res, QWEN2);
+    expect(err.logits).toBeLessThanOrEqual(TOL);
+    expect(err.vit).toBeLessThanOrEqual(TOL);
+  });
+
+  it('refuses what transformers would compute differently, and HF-native input, writing nothing', async () => {
+    const out = path.join(work, 'export-refused');
+    const r = vlmc(['export', path.join(FIXTURES, 'internlm2-tiny/unified'), '--layout', 'hf', '--out', out]);
+    expect(r.status).toBe(2);
+    expect(r.stderr).toContain('InternLM2');
+    expect(existsSync(out)).toBe(false);
+    const v1 = path.join(work, 'export-v1');
+    mkdirSync(v1, { recursive: true });
+    for (const f of ['model.safetensors', 'added_tokens.json']) copyFileSync(path.join(QWEN2, 'unified', f), path.join(v1, f));
+    writeFileSync(path.join(v1, 'config.json'), JSON.stringify({ ...JSON.parse(readFileSync(path.join(QWEN2, 'unified/config.json'), 'utf8')), ps_version: 'v1' }));
+    const r1 = vlmc(['export', v1, '--layout', 'hf', '--out', out]);
+    expect(r1.status).toBe(2);
+    expect(r1.stderr).toContain("ps_version is 'v1'");
+    expect(vlmc(['export', v1, '--out', out]).status).toBe(2); // --layout is required
+    const hf = path.join(work, 'export-hf-input');
+    await writeHF(hf, JSON.parse(readFileSync(path.join(QWEN2, 'unified/config.json'), 'utf8')), await readTensors(path.join(QWEN2, 'unified/model.safetensors')), 153, 4, { spelling: 'transformers-4' });
+    const r2 = vlmc(['export', hf, '--layout', 'hf', '--out', out]);
+    expect(r2.status).toBe(2);
+    expect(r2.stderr).toContain("already a Hugging Face-native checkpoint");
+    expect(existsSync(out)).toBe(false);
+  });
+});
+
 // ---------------------------------------------------------------------------------------------
 // InternLM2 as transformers converts it: a Llama text model
 
