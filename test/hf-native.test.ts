@@ -261,6 +261,8 @@ describe('HF-native checkpoints from the qwen2-tiny fixture', () => {
     // Only the k part of layer 0's qkv bias, plus a stray key.
     hf.push({ name: 'vision_tower.encoder.layer.0.attention.k_proj.bias', dtype: 'F32', shape: [32], data: new Uint8Array(128) });
     hf.push({ name: 'vision_tower.encoder.layer.0.attention.extra', dtype: 'F32', shape: [2], data: new Uint8Array(8) });
+    // use_mask_token's parameter is for masked image modeling only: left unused without a report.
+    hf.push({ name: 'vision_tower.embeddings.mask_token', dtype: 'F32', shape: [1, 1, 32], data: new Uint8Array(128) });
     mkdirSync(path.join(dir, 'ckpt'), { recursive: true });
     writeFileSync(path.join(dir, 'ckpt/config.json'), JSON.stringify(hfConfigOf(chat, contextId, perTile, { spelling: 'transformers-4' })));
     await writeSafetensors(path.join(dir, 'ckpt/model.safetensors'), hf);
@@ -270,6 +272,9 @@ describe('HF-native checkpoints from the qwen2-tiny fixture', () => {
     expect(r.stderr).toContain('missing     vision_tower.encoder.layer.0.attention.v_proj.bias');
     expect(r.stderr).not.toContain('missing     vision_tower.encoder.layer.0.attention.k_proj.bias');
     expect(r.stderr).toContain('unexpected  vision_tower.encoder.layer.0.attention.extra');
+    expect(r.stderr).not.toContain('mask_token');
+    expect(r.stderr).not.toContain('unexpected  vision_tower.encoder.layer.0.attention.k_proj.bias');
+    expect(r.stderr).toContain('(3 problems)');
     expect(existsSync(path.join(dir, 'artifact'))).toBe(false);
   });
 

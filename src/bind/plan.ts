@@ -113,12 +113,13 @@ export function planBinding(params: Param[], path: BuildPath, sources: WeightSou
 function bindConcat(param: Param, source: WeightSource, keys: string[], used: Set<string>, problems: string[], allowMissing: RegExp[]): BoundParam {
   const ckpt = source.checkpoint;
   const absent = keys.filter((k) => !ckpt.has(k));
+  // Parts that are there are expected even when a sibling is missing: only the missing ones are reported.
+  for (const k of keys) if (ckpt.has(k)) used.add(k);
   if (absent.length > 0) {
     if (absent.length === keys.length && allowMissing.some((re) => re.test(param.name))) return { param, origin: { kind: 'init' } };
     for (const k of absent) problems.push(`missing     ${k}  (part of ${param.name} [${param.shape.join(', ')}]) is not in ${source.role} checkpoint ${ckpt.dir}`);
     return { param, origin: { kind: 'init' } };
   }
-  for (const k of keys) used.add(k);
   const entries = keys.map((k) => ckpt.entry(k));
   const rows = entries.reduce((n, e) => n + (e.shape[0] ?? 0), 0);
   const trailingOk = entries.every((e) => e.shape.length === param.shape.length && sameShape(e.shape.slice(1), param.shape.slice(1)));
