@@ -12,6 +12,8 @@ import { compile } from './compile.ts';
 import { loadGraphFile } from './graph-file.ts';
 import { InternVLChatModel } from './models/internvl.ts';
 import { PROJECTOR_FLAGS, internvlFromConfig, internvlFromParts, pickProjectorOptions, type ProjectorOptions } from './models/from-config.ts';
+import { HF_LM_HEAD_KEYS, hfDefaultImageTokenId, internvlFromHFConfig, isHFInternVLConfig, isHFVisionConfig } from './models/from-hf-config.ts';
+import { hfLayout, hfVisionLayout } from './models/internvl.hf.names.ts';
 import { planBinding, type BuildPath, type WeightSource } from './bind/plan.ts';
 import { checkAgainstConfig } from './bind/config-check.ts';
 import { writeArtifact } from './artifact/write.ts';
@@ -97,10 +99,10 @@ function buildPath(o: BuildOptions): BuildPath {
 }
 
 async function openSources(o: BuildOptions, path: BuildPath): Promise<WeightSource[]> {
-  if (path === 'A') return [{ role: 'unified', checkpoint: await Checkpoint.open(o.weights!) }];
+  if (path === 'A') return [withLayout({ role: 'unified', checkpoint: await Checkpoint.open(o.weights!) })];
   if (path === 'B') {
     const vision = await Checkpoint.open(o.vision!);
-    const opened: WeightSource[] = [{ role: 'vision', checkpoint: vision }];
+    const opened: WeightSource[] = [withLayout({ role: 'vision', checkpoint: vision })];
     try {
       opened.push({ role: 'llm', checkpoint: await Checkpoint.open(o.llm!) });
       if (o.projector) opened.push({ role: 'projector', checkpoint: await Checkpoint.openFile(o.projector) });
@@ -134,20 +136,28 @@ function checkFlagsAgainstGraph(o: BuildOptions): void {
   throw new UserError(`${flags} ${given.length === 1 ? 'applies' : 'apply'} to derived graphs only; ${o.graph} sets ${given.join(', ')} itself: drop the flag or change the graph file`);
 }
 
+/** A checkpoint in the Hugging Face-native layout (its config.json says so) is read through its name map. */
+function withLayout(source: WeightSource): WeightSource {
+  const cfg = source.checkpoint.config;
+  if (source.role === 'unified' && isHFInternVLConfig(cfg)) return { ...source, layout: hfLayout(source.checkpoint.keys()) };
+  if (source.role === 'vision' && isHFVisionConfig(cfg)) return { ...source, layout: hfVisionLayout() };
+  return source;
+}
+
 /** The graph file's model (checked against the configs), or the model the configs describe. */
 async function resolveModel(o: BuildOptions, path: BuildPath, sources: WeightSource[]): Promise<Model> {
   const derived = deriveFromConfigs(o, path, sources);
   const model = o.graph ? await loadGraphFile(o.graph) : derived!;
   if (model instanceof InternVLChatModel) {
     if (o.graph && derived) checkAgainstConfig(model, derived, configNames(path, sources));
-    setContextTokenId(model, o, path, sources);
+    setContextTokenId(model, o, path, sources, derived);
     if (!o.graph) model.options.name = derivedName(o);
   }
   return model;
 }
 
 /** The <IMG_CONTEXT> id from the graph, else the flag, else the tokenizer files; checked against the vocabulary. */
-function setContextTokenId(model: InternVLChatModel, o: BuildOptions, path: BuildPath, sources: WeightSource[]): void {
+function setContextTokenId(model: InternVLChatModel, o: BuildOptions, path: BuildPath, sources: WeightSource[], derived: InternVLChatModel | undefined): void {
   let source: string;
   if (model.options.imgContextTokenId !== undefined) {
     if (o.imgContextTokenId !== undefined && o.imgContextTokenId !== model.options.imgContextTokenId) {
@@ -157,9 +167,14 @@ function setContextTokenId(model: InternVLChatModel, o: BuildOptions, path: Buil
   } else if (o.imgContextTokenId !== undefined) {
     model.options.imgContextTokenId = o.imgContextTokenId;
     source = '--img-context-token-id (imgContextTokenId)';
+  } else if (derived?.options.imgContextTokenId !== undefined) {
+    // An HF-native config names it (image_token_id).
+    model.options.imgContextTokenId = derived.options.imgContextTokenId;
+    source = `${configFile(sources[0]!)}: image_token_id`;
   } else {
-    const found = tokenizerContextId(path, sources);
-    if (found === undefined) return;
+    const hfNative = path === 'A' && isHFInternVLConfig(sources[0]!.checkpoint.config);
+    const found = tokenizerContextId(path, sources) ?? (hfNative ? { id: hfDefaultImageTokenId(model), file: "transformers' default image_token_id" } : undefined);
+    if (found?.id === undefined) return;
     model.options.imgContextTokenId = found.id;
     source = found.file;
   }
@@ -175,7 +190,14 @@ function derivedName(o: BuildOptions): string {
 const configFile = (s: WeightSource): string => nodePath.join(s.checkpoint.dir, 'config.json');
 
 function deriveFromConfigs(o: BuildOptions, path: BuildPath, sources: WeightSource[]): InternVLChatModel | undefined {
-  if (path === 'A') return internvlFromConfig({ ...sources[0]!.checkpoint.config }, configFile(sources[0]!), pickProjectorOptions(o));
+  if (path === 'A') {
+    const { checkpoint } = sources[0]!;
+    if (isHFInternVLConfig(checkpoint.config)) {
+      const hasLmHead = HF_LM_HEAD_KEYS.some((k) => checkpoint.has(k));
+      return internvlFromHFConfig({ ...checkpoint.config }, configFile(sources[0]!), pickProjectorOptions(o), { hasLmHead });
+    }
+    return internvlFromConfig({ ...checkpoint.config }, configFile(sources[0]!), pickProjectorOptions(o));
+  }
   if (path === 'B') {
     const [vision, llm] = sources as [WeightSource, WeightSource];
     return internvlFromParts({ ...vision.checkpoint.config }, configFile(vision), { ...llm.checkpoint.config }, configFile(llm), pickProjectorOptions(o));
@@ -186,7 +208,8 @@ function deriveFromConfigs(o: BuildOptions, path: BuildPath, sources: WeightSour
 function configNames(path: BuildPath, sources: WeightSource[]): { vision?: string; llm?: string; composite?: string } {
   if (path === 'A') {
     const file = configFile(sources[0]!);
-    return { vision: `${file} vision_config`, llm: `${file} llm_config`, composite: file };
+    const llm = isHFInternVLConfig(sources[0]!.checkpoint.config) ? 'text_config' : 'llm_config';
+    return { vision: `${file} vision_config`, llm: `${file} ${llm}`, composite: file };
   }
   return { vision: configFile(sources[0]!), llm: configFile(sources[1]!) };
 }

@@ -186,14 +186,17 @@ async function* paramChunks(bound: BoundParam, seed: number, dtype: ParamDType, 
     return;
   }
   const ckpt = origin.source.checkpoint;
-  const src = ckpt.entry(origin.key).dtype as FloatStDType;
-  for await (const chunk of ckpt.chunks(origin.key, BIND_CHUNK_BYTES, { reuseBuffer: true, buffers: buffers.read })) {
-    if (src === target) {
-      yield { bytes: chunk, borrowed: true };
-      continue;
+  // Concatenation along axis 0 of row-major tensors is their bytes one after another.
+  for (const key of origin.kind === 'concat' ? origin.keys : [origin.key]) {
+    const src = ckpt.entry(key).dtype as FloatStDType;
+    for await (const chunk of ckpt.chunks(key, BIND_CHUNK_BYTES, { reuseBuffer: true, buffers: buffers.read })) {
+      if (src === target) {
+        yield { bytes: chunk, borrowed: true };
+        continue;
+      }
+      const outBytes = (chunk.byteLength / BYTES[stToParam(src)]) * BYTES[dtype];
+      yield { bytes: buffers.arena.convert(chunk, src, target, buffers.converted.take(outBytes)), borrowed: false };
     }
-    const outBytes = (chunk.byteLength / BYTES[stToParam(src)]) * BYTES[dtype];
-    yield { bytes: buffers.arena.convert(chunk, src, target, buffers.converted.take(outBytes)), borrowed: false };
   }
 }
 
@@ -279,17 +282,28 @@ async function writeFully(file: FileHandle, bytes: Uint8Array, position: number)
 
 function manifestParam(bound: BoundParam, dtype: ParamDType, sha256: string, offset: number, length: number, seed: number): ManifestParameter {
   const { param, origin } = bound;
-  const source =
-    origin.kind === 'init'
-      ? { init: param.init.kind, seed }
-      : {
-          role: origin.source.role,
-          file: nodePath.relative(origin.source.checkpoint.dir, origin.source.checkpoint.entry(origin.key).file),
-          key: origin.key,
-          dtype: origin.source.checkpoint.entry(origin.key).dtype,
-        };
-  return { name: param.name, key: param.name, shape: [...param.shape], dtype, trainable: param.trainable, source, sha256, offset, length };
+  if (origin.kind === 'init') return { name: param.name, key: param.name, shape: [...param.shape], dtype, trainable: param.trainable, source: { init: param.init.kind, seed }, sha256, offset, length };
+  const ckpt = origin.source.checkpoint;
+  const keys = origin.kind === 'concat' ? origin.keys : [origin.key];
+  const entries = keys.map((k) => ckpt.entry(k));
+  const files = [...new Set(entries.map((e) => nodePath.relative(ckpt.dir, e.file)))];
+  const dtypes = [...new Set(entries.map((e) => e.dtype))];
+  const own: string | string[] = origin.kind === 'concat' ? keys : origin.key;
+  const source = {
+    role: origin.source.role,
+    file: files.length === 1 ? files[0]! : files,
+    key: own,
+    dtype: dtypes.length === 1 ? dtypes[0]! : dtypes,
+    ...(origin.source.layout ? { layout: origin.source.layout.name } : {}),
+    ...(origin.kind === 'concat' ? { transform: CONCAT_TRANSFORM } : {}),
+  };
+  // A checkpoint in another layout is named by its own keys; the original layout's key is the name.
+  const key = origin.source.layout ? own : param.name;
+  return { name: param.name, key, shape: [...param.shape], dtype, trainable: param.trainable, source, sha256, offset, length };
 }
+
+/** How the parts of a concatenated parameter were joined, as the manifest records it. */
+export const CONCAT_TRANSFORM = 'concat(axis=0)';
 
 function buildManifest(graph: Graph, plan: BindPlan, dtype: ParamDType, parameters: ManifestParameter[]): Manifest {
   const count = (ps: ManifestParameter[]) => ps.reduce((n, p) => n + elementCount(p.shape), 0);

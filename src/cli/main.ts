@@ -208,6 +208,19 @@ export function program(): Command {
       for (const line of report.lines) console.log(line);
     });
 
+  cli
+    .command('export')
+    .description("rewrite an original-layout InternVL checkpoint in another layout (hf: transformers' InternVLForConditionalGeneration)")
+    .argument('<checkpoint>', 'InternVL checkpoint folder in the original layout (InternVLChatModel)')
+    .addOption(new Option('--layout <layout>', 'layout to write').choices(['hf']).makeOptionMandatory())
+    .addOption(new Option('--spelling <spelling>', 'key spelling of the hf layout').choices(['transformers-4', 'transformers-5']).default('transformers-4'))
+    .requiredOption('--out <dir>', 'checkpoint folder to write')
+    .action(async (checkpoint: string, o) => {
+      const { exportHF } = await import('../export/hf.ts');
+      const r = await exportHF({ checkpoint, out: o.out, spelling: o.spelling });
+      console.log(`${r.out}: ${r.tensors} tensors in the Hugging Face layout (${o.spelling} keys)`);
+    });
+
   return cli;
 }
 

@@ -10,6 +10,8 @@ import { checkpointName } from './name.ts';
 import { checkContextTokenId, findSpecialTokenId } from '../checkpoint/tokens.ts';
 import { compile } from '../compile.ts';
 import { internvlFromConfig, internvlFromParts, pickProjectorOptions, type ProjectorOptions } from '../models/from-config.ts';
+import { HF_LM_HEAD_KEYS, hfDefaultImageTokenId, internvlFromHFConfig, isHFInternVLConfig } from '../models/from-hf-config.ts';
+import { Checkpoint } from '../checkpoint/checkpoint.ts';
 import type { InternVLChatModel } from '../models/internvl.ts';
 
 export interface InitOptions extends ProjectorOptions {
@@ -37,12 +39,16 @@ async function readConfig(dir: string): Promise<Record<string, unknown>> {
   return parsed as Record<string, unknown>;
 }
 
-async function modelFor(o: InitOptions): Promise<{ model: InternVLChatModel; source: string; tokenDir: string; config: Record<string, unknown> }> {
+async function modelFor(o: InitOptions): Promise<{ model: InternVLChatModel; source: string; tokenDir: string; config: Record<string, unknown>; hfNative?: boolean }> {
   if (o.from && (o.vision || o.llm)) throw new UserError('give either --from (Path A) or --vision and --llm (Path B), not both');
   if (o.from) {
     const config = await readConfig(o.from);
-    const model = internvlFromConfig({ ...config }, nodePath.join(o.from, 'config.json'), pickProjectorOptions(o));
-    return { model, source: `the InternVL checkpoint ${nodePath.basename(nodePath.resolve(o.from))}`, tokenDir: o.from, config };
+    const where = nodePath.join(o.from, 'config.json');
+    const hfNative = isHFInternVLConfig(config);
+    const model = hfNative
+      ? internvlFromHFConfig({ ...config }, where, pickProjectorOptions(o), { hasLmHead: await hasLmHead(o.from) })
+      : internvlFromConfig({ ...config }, where, pickProjectorOptions(o));
+    return { model, source: `the InternVL checkpoint ${nodePath.basename(nodePath.resolve(o.from))}`, tokenDir: o.from, config, hfNative };
   }
   if (o.vision && o.llm) {
     const config = await readConfig(o.llm);
@@ -53,13 +59,23 @@ async function modelFor(o: InitOptions): Promise<{ model: InternVLChatModel; sou
   throw new UserError('vlmc init needs --from <InternVL checkpoint> or --vision <dir> --llm <dir>');
 }
 
+/** Whether an HF-native checkpoint saves its own lm_head (which unties it when the config is silent). */
+async function hasLmHead(dir: string): Promise<boolean> {
+  const ckpt = await Checkpoint.open(dir);
+  try {
+    return HF_LM_HEAD_KEYS.some((k) => ckpt.has(k));
+  } finally {
+    await ckpt.close();
+  }
+}
+
 /**
  * Writes the graph file and its lock beside it (so `vlmc lock --check` passes at once); returns the
  * graph file's path. Never overwrites a graph without `force`. The lock is computed from the file
  * as written, loaded from a temporary sibling first, so a graph that does not compile leaves nothing.
  */
 export async function init(o: InitOptions): Promise<string> {
-  const { model, source, tokenDir, config } = await modelFor(o);
+  const { model, source, tokenDir, config, hfNative } = await modelFor(o);
   const name = o.name ?? checkpointName(o.from ?? o.llm!, config);
   if (!/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(name)) throw new UserError(`--name '${name}' must be letters, digits, '.', '_' or '-'`);
   const out = o.out ?? nodePath.join('graphs', `${name}.ts`);
@@ -68,7 +84,7 @@ export async function init(o: InitOptions): Promise<string> {
   const { lockPathFor, lockText, loadGraphSummary } = await import('../review/index.ts');
   const lock = lockPathFor(out);
   checkOutputPath(lock, { kind: 'lock', inputs });
-  model.options.imgContextTokenId ??= o.imgContextTokenId ?? findSpecialTokenId(tokenDir);
+  model.options.imgContextTokenId ??= o.imgContextTokenId ?? findSpecialTokenId(tokenDir) ?? (hfNative ? hfDefaultImageTokenId(model) : undefined);
   const id = model.options.imgContextTokenId;
   if (id !== undefined) checkContextTokenId(id, model.language_model.config.vocab, o.imgContextTokenId !== undefined ? '--img-context-token-id' : `${tokenDir} (added_tokens.json / tokenizer_config.json)`);
   // The same checks as vlmc build, so a graph file is only written for a config that builds.

@@ -8,8 +8,17 @@ import { internvl, type InternVLChatModel, type InternVLOptions } from './intern
 import { llmFromHF } from './llm/index.ts';
 import { LIMITS, int, optBool, optInt, optNum, positive, type HFConfig } from './llm/hf-config.ts';
 import type { PsVersion } from './projector.ts';
+import { hfVisionConfig, internvlFromHFConfig, isHFInternVLConfig, isHFVisionConfig } from './from-hf-config.ts';
+
+/** Vision tower configs by model_type; a config without one is read as InternViT. */
+const VISION_MODEL_TYPES = ['intern_vit_6b (InternVisionModel)', 'internvl_vision (transformers InternVLVisionModel)'];
 
 export function visionConfigFromHF(cfg: HFConfig, where: string): InternViTConfig {
+  if (isHFVisionConfig(cfg)) return hfVisionConfig(cfg, where);
+  const archs = Array.isArray(cfg.architectures) ? cfg.architectures : [];
+  if (typeof cfg.model_type === 'string' && cfg.model_type !== 'intern_vit_6b' && !archs.includes('InternVisionModel')) {
+    throw new UserError(`${where}: model_type '${cfg.model_type}' is not a supported vision tower; supported: ${VISION_MODEL_TYPES.join(', ')}`);
+  }
   const act = cfg.hidden_act ?? 'gelu';
   if (act !== 'gelu') throw new UserError(`${where}: vision hidden_act ${JSON.stringify(act)} is not supported (supported: gelu)`);
   const norm = (cfg.norm_type ?? 'rms_norm') as string;
@@ -129,9 +138,10 @@ const CONFIG_FIELDS: Record<keyof OptionSources, string> = {
 
 /** Path A: an InternVLChatConfig (`config.json` of a unified checkpoint). */
 export function internvlFromConfig(cfg: HFConfig, where: string, extra: Partial<InternVLOptions> = {}): InternVLChatModel {
+  if (isHFInternVLConfig(cfg)) return internvlFromHFConfig(cfg, where, extra);
   const archs = cfg.architectures;
   if (cfg.model_type !== 'internvl_chat' && !(Array.isArray(archs) && archs.includes('InternVLChatModel'))) {
-    throw new UserError(`${where}: not an InternVL checkpoint config (model_type '${String(cfg.model_type)}'; expected 'internvl_chat' with vision_config and llm_config)`);
+    throw new UserError(`${where}: not an InternVL checkpoint config (model_type '${String(cfg.model_type)}'); supported: 'internvl_chat' (InternVLChatModel: vision_config + llm_config) and 'internvl' (transformers' InternVLForConditionalGeneration: vision_config + text_config)`);
   }
   const vision = cfg.vision_config as HFConfig | undefined;
   const llm = cfg.llm_config as HFConfig | undefined;

@@ -132,6 +132,27 @@ export async function writeOutputs(file: string, outputs: Record<string, HostTen
   });
 }
 
+/**
+ * A graph without image_flags (transformers' InternVL) uses every tile, so the `<IMG_CONTEXT>`
+ * tokens must number tiles x tokens per tile exactly, as transformers requires; otherwise the splice
+ * would silently drop or repeat image features.
+ */
+export function checkImageTokenCount(manifest: Manifest, inputs: Record<string, HostTensor>, where: string): void {
+  if (manifest.inputs.some((i) => i.name === 'image_flags')) return;
+  const id = Number(manifest.metadata['vlmc.img_context_token_id']);
+  const perTile = Number(manifest.metadata['vlmc.tokens_per_tile']);
+  const ids = inputs['input_ids'];
+  const pixels = inputs['pixel_values'];
+  if (!ids || !pixels || !Number.isFinite(perTile) || manifest.metadata['vlmc.img_context_token_id'] === '') return;
+  const want = BigInt(id);
+  let count = 0;
+  for (const v of ids.data as BigInt64Array) if (v === want) count++;
+  const tiles = pixels.shape[0] ?? 0;
+  if (count !== tiles * perTile) {
+    throw new UserError(`${where}: input_ids hold ${count} <IMG_CONTEXT> tokens (id ${id}), but pixel_values has ${tiles} tile${tiles === 1 ? '' : 's'} x ${perTile} tokens = ${tiles * perTile}; this graph uses every tile (no image_flags)`);
+  }
+}
+
 /** `vlmc run`: artifact + inputs file -> outputs file. */
 export async function runArtifact(artifactDir: string, inputsFile: string, outFile: string): Promise<Record<string, HostTensor>> {
   checkOutputPath(outFile, { kind: 'result', content: 'outputs', flag: '--out', inputs: [artifactDir, inputsFile] });
@@ -141,6 +162,7 @@ export async function runArtifact(artifactDir: string, inputsFile: string, outFi
   checkExternalReferences(nodePath.join(artifactDir, MODEL_FILE));
   const inputs = await readInputs(inputsFile, manifest.inputs.map((i) => i.name), (declared) => checkDeclaredInputs(inputsFile, manifest, declared));
   checkInputValues(inputsFile, manifest, inputs.input_ids?.data as BigInt64Array | undefined, inputs.image_flags?.data as BigInt64Array | undefined);
+  checkImageTokenCount(manifest, inputs, inputsFile);
   const session = await openSession(artifactDir);
   try {
     const outputs = await run(session, inputs);

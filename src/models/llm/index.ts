@@ -6,6 +6,8 @@ import { phi3SlidingWindow, qwen2SlidingWindow } from './sliding-window.ts';
 import { internlm2 } from './internlm2.ts';
 import { llama, qwen2 } from './llama.ts';
 import { phi3 } from './phi3.ts';
+import { QWEN3_DEFAULT_HEAD_DIM, qwen3 } from './qwen3.ts';
+import { withLegacyRope } from './rope-parameters.ts';
 
 export interface LLMFamily {
   /** Name used in graph files (`qwen2({...})`). */
@@ -27,6 +29,9 @@ export const LLM_FAMILIES: Record<string, LLMFamily> = {
     adjust: (c, hf) => ({ ...c, qkvBias: optBool(hf, 'bias', false), oBias: optBool(hf, 'bias', false) }),
   },
   Phi3ForCausalLM: { builder: 'phi3', build: phi3, check: phi3SlidingWindow },
+  // Qwen3Config's head_dim defaults to 128, not hidden / heads.
+  // Qwen3 gates its sliding window as Qwen2 does (use_sliding_window, max_window_layers / layer_types).
+  Qwen3ForCausalLM: { builder: 'qwen3', build: qwen3, check: qwen2SlidingWindow, adjust: (c, hf) => ({ ...c, headDim: hf.head_dim == null ? QWEN3_DEFAULT_HEAD_DIM : c.headDim }) },
 };
 
 export function llmFamily(architecture: string, where: string): LLMFamily {
@@ -44,6 +49,7 @@ const BY_MODEL_TYPE: Record<string, string> = {
   llama: 'LlamaForCausalLM',
   internlm2: 'InternLM2ForCausalLM',
   phi3: 'Phi3ForCausalLM',
+  qwen3: 'Qwen3ForCausalLM',
 };
 
 export function architectureOf(hf: HFConfig, where: string): string {
@@ -55,7 +61,8 @@ export function architectureOf(hf: HFConfig, where: string): string {
 }
 
 /** The LLM described by a Hugging Face config.json. */
-export function llmFromHF(hf: HFConfig, where: string): CausalLM {
+export function llmFromHF(saved: HFConfig, where: string): CausalLM {
+  const hf = withLegacyRope(saved);
   const family = llmFamily(architectureOf(hf, where), where);
   family.check?.(hf, where);
   const base = decoderConfigFromHF(hf, where);
