@@ -190,7 +190,9 @@ describe('defect 7: vlmc run inputs checked against the artifact before onnxrunt
     const fifo = fresh('fifo');
     execFileSync('mkfifo', [fifo]);
     await expectUserError(runArtifact(artifact, fifo, fresh('o.safetensors')), fifo, 'not a regular file (a FIFO');
-    await expectUserError(runArtifact(artifact, work, fresh('o.safetensors')), 'not a regular file (a directory)');
+    const folder = fresh('inputs-folder');
+    mkdirSync(folder);
+    await expectUserError(runArtifact(artifact, folder, fresh('o.safetensors')), 'not a regular file (a directory)');
   });
 
   it('a missing or damaged model.onnx.data is an error naming the file', async () => {

@@ -3,6 +3,7 @@
  * keys (`q_norm`, `k_norm`, width head_dim) before rotary; head_dim comes from the config (Qwen3Config
  * defaults it to 128, not hidden / heads); q/k/v/o bias only with attention_bias. InternVL3.5 uses it.
  */
+import { checkDecoderOptions } from '../check-options.ts';
 import { Module, ModuleList, type Tensor } from '../../dsl/module.ts';
 import { Embedding, Linear, RMSNorm, reshape } from '../../nn/layers.ts';
 import { LlamaMLP } from './llama.ts';
@@ -90,5 +91,6 @@ export class Qwen3ForCausalLM extends CausalLM {
 }
 
 export function qwen3(config: DecoderConfig): Qwen3ForCausalLM {
+  checkDecoderOptions('qwen3', config);
   return new Qwen3ForCausalLM(config);
 }
