@@ -58,7 +58,7 @@ interface StepReport {
 async function prepare(): Promise<Record<string, { nodes: number; gflop: number }>> {
   if (!existsSync(nodePath.join(ARTIFACT, 'manifest.json'))) {
     console.error(`building ${nodePath.relative(ROOT, ARTIFACT)} (random weights, fp32) ...`);
-    await build({ graph: GRAPH_FILE, out: ARTIFACT, seed: 0, dtype: 'float32' });
+    await build({ graph: GRAPH_FILE, out: ARTIFACT, seed: 0, dtype: 'float32', init: 'random' });
   }
   const manifest = readManifest(ARTIFACT);
   const entries = new Map(manifest.parameters.map((p) => [p.name, { offset: p.offset, length: p.length, dtype: p.dtype }]));

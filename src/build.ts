@@ -7,20 +7,25 @@ import { UserError } from './errors.ts';
 import type { ParamDType } from './ir/dtype.ts';
 import type { Graph } from './ir/graph.ts';
 import { Checkpoint } from './checkpoint/checkpoint.ts';
-import { findSpecialTokenId } from './checkpoint/tokens.ts';
+import { checkContextTokenId, findSpecialTokenId } from './checkpoint/tokens.ts';
 import { compile } from './compile.ts';
 import { loadGraphFile } from './graph-file.ts';
 import { InternVLChatModel } from './models/internvl.ts';
-import { internvlFromConfig, internvlFromParts, pickProjectorOptions, type ProjectorOptions } from './models/from-config.ts';
+import { PROJECTOR_FLAGS, internvlFromConfig, internvlFromParts, pickProjectorOptions, type ProjectorOptions } from './models/from-config.ts';
+import { HF_LM_HEAD_KEYS, hfDefaultImageTokenId, internvlFromHFConfig, isHFInternVLConfig, isHFVisionConfig } from './models/from-hf-config.ts';
+import { hfLayout, hfVisionLayout } from './models/internvl.hf.names.ts';
 import { planBinding, type BuildPath, type WeightSource } from './bind/plan.ts';
 import { checkAgainstConfig } from './bind/config-check.ts';
 import { writeArtifact, type ExtraGraph } from './artifact/write.ts';
+import { checkOutputPath } from './artifact/output-path.ts';
 import { freeze, preset, unfreeze, type FreezeRule } from './dsl/freeze.ts';
 import type { TrainGraph } from './train/compile-train.ts';
 import type { Manifest } from './artifact/manifest.ts';
 import type { Model } from './dsl/model.ts';
 
 export interface BuildOptions extends ProjectorOptions {
+  /** Path B (or an override in Path A): tile size fed to the ViT, as InternVL's `--force_image_size`; same as `imageSize`. */
+  forceImageSize?: number;
   /** Graph file; when omitted the graph is derived from the checkpoint config(s). */
   graph?: string;
   /** Path A: a unified InternVL checkpoint folder. */
@@ -32,10 +37,16 @@ export interface BuildOptions extends ProjectorOptions {
   projector?: string;
   out: string;
   seed?: number;
-  dtype?: ParamDType;
+  /** Stored parameter dtype: `'fp32' | 'fp16' | 'bf16'` or `'float32' | 'float16' | 'bfloat16'` (default fp32). */
+  dtype?: ParamDType | DTypeFlag;
   opset?: number;
   allowMissing?: string[];
   ignoreUnexpected?: string[];
+  /**
+   * Without weights: `'random'` gives every parameter its declared init under `seed`; by default
+   * the artifact is structure-only (no values; `vlmc run` refuses it).
+   */
+  init?: 'random';
   onProgress?: (written: number, total: number) => void;
   /** Also write train.onnx and optimizer.onnx (docs/training.md). */
   train?: boolean;
@@ -69,7 +80,7 @@ async function trainingGraphs(model: Model, o: BuildOptions, path: BuildPath, so
   const { compileTrain } = await import('./train/compile-train.ts');
   const { compileOptimizer } = await import('./train/optimizer.ts');
   const { trainManifest, trainingFiles, TRAIN_FILE, OPTIMIZER_FILE } = await import('./train/artifact.ts');
-  const train = compileTrain(model, { opset: o.opset, paramDtype: o.dtype ?? 'float32' });
+  const train = compileTrain(model, { opset: o.opset, paramDtype: storedDtype(o.dtype) });
   const optimizer = compileOptimizer(train.trainable, { opset: o.opset });
   return {
     graphs: [
@@ -82,16 +93,32 @@ async function trainingGraphs(model: Model, o: BuildOptions, path: BuildPath, so
   };
 }
 
-export async function build(o: BuildOptions): Promise<BuildResult> {
+/** The short dtype names of `--dtype`. */
+export type DTypeFlag = 'fp32' | 'fp16' | 'bf16';
+const DTYPE_NAMES: Record<string, ParamDType> = { fp32: 'float32', fp16: 'float16', bf16: 'bfloat16', float32: 'float32', float16: 'float16', bfloat16: 'bfloat16' };
+
+function storedDtype(dtype: string | undefined): ParamDType {
+  if (dtype === undefined) return 'float32';
+  const known = Object.hasOwn(DTYPE_NAMES, dtype) ? DTYPE_NAMES[dtype] : undefined;
+  if (!known) throw new UserError(`dtype '${dtype}' is not one of fp32, fp16, bf16 (or float32, float16, bfloat16)`);
+  return known;
+}
+
+export async function build(options: BuildOptions): Promise<BuildResult> {
+  if (typeof options?.out !== 'string' || options.out === '') throw new UserError('build: `out` (the artifact folder to write) is required');
+  const o = { ...normalizeImageSize(options), dtype: storedDtype(options.dtype) };
   const path = buildPath(o);
+  checkFlagsAgainstGraph(o);
+  checkOutputPath(o.out, { kind: 'artifact', flag: '--out', inputs: [o.graph, o.weights, o.vision, o.llm, o.projector] });
   const sources = await openSources(o, path);
   try {
     const model = await resolveModel(o, path, sources);
     model.train = [...model.train, ...cliFreezeRules(o)];
-    const graph = compile(model, { opset: o.opset, paramDtype: o.dtype ?? 'float32' });
+    const graph = compile(model, { opset: o.opset, paramDtype: o.dtype });
     const training = o.train ? await trainingGraphs(model, o, path, sources) : undefined;
-    const plan = planBinding(graph.params, path, sources, { seed: o.seed ?? 0, allowMissing: o.allowMissing, ignoreUnexpected: o.ignoreUnexpected });
-    const manifest = await writeArtifact(o.out, graph, plan, { dtype: o.dtype ?? 'float32', onProgress: o.onProgress, extraGraphs: training?.graphs, extraFiles: training?.files, manifestExtras: training?.manifest });
+    const plan = planBinding(graph.params, path, sources, { seed: o.seed ?? 0, allowMissing: o.allowMissing, ignoreUnexpected: o.ignoreUnexpected, graphFrom: o.graph ?? sources.filter((s) => s.role !== 'projector').map(configFile).join(' + ') });
+    const structureOnly = path === 'none' && o.init !== 'random';
+    const manifest = await writeArtifact(o.out, graph, plan, { dtype: o.dtype, structureOnly, onProgress: o.onProgress, extraGraphs: training?.graphs, extraFiles: training?.files, manifestExtras: training?.manifest });
     return { manifest, graph, model, train: training?.train };
   } finally {
     for (const s of sources) await s.checkpoint.close();
@@ -101,20 +128,22 @@ export async function build(o: BuildOptions): Promise<BuildResult> {
 function buildPath(o: BuildOptions): BuildPath {
   if (o.weights && (o.vision || o.llm)) throw new UserError('give either --weights (Path A) or --vision and --llm (Path B), not both');
   if (o.projector && !(o.vision || o.llm)) throw new UserError('--projector belongs to Path B (--vision and --llm)');
+  if (o.init !== undefined && (o.weights || o.vision || o.llm)) throw new UserError('--init random builds without weights; drop it, or drop --weights / --vision / --llm');
   if (o.weights) return 'A';
   if (o.vision || o.llm) {
     if (!o.vision || !o.llm) throw new UserError('Path B needs both --vision <dir> and --llm <dir>');
     return 'B';
   }
+  if (o.init !== undefined && o.init !== 'random') throw new UserError(`--init '${String(o.init)}': the only initialisation is 'random'`);
   if (!o.graph) throw new UserError('nothing to build: give a graph file, --weights <dir>, or --vision <dir> --llm <dir>');
   return 'none';
 }
 
 async function openSources(o: BuildOptions, path: BuildPath): Promise<WeightSource[]> {
-  if (path === 'A') return [{ role: 'unified', checkpoint: await Checkpoint.open(o.weights!) }];
+  if (path === 'A') return [withLayout({ role: 'unified', checkpoint: await Checkpoint.open(o.weights!) })];
   if (path === 'B') {
     const vision = await Checkpoint.open(o.vision!);
-    const opened: WeightSource[] = [{ role: 'vision', checkpoint: vision }];
+    const opened: WeightSource[] = [withLayout({ role: 'vision', checkpoint: vision })];
     try {
       opened.push({ role: 'llm', checkpoint: await Checkpoint.open(o.llm!) });
       if (o.projector) opened.push({ role: 'projector', checkpoint: await Checkpoint.openFile(o.projector) });
@@ -127,17 +156,72 @@ async function openSources(o: BuildOptions, path: BuildPath): Promise<WeightSour
   return [];
 }
 
+/** `forceImageSize` and `imageSize` are one option; giving both with different values is ambiguous. */
+function normalizeImageSize(o: BuildOptions): BuildOptions {
+  if (o.forceImageSize === undefined) return o;
+  if (o.imageSize !== undefined && o.imageSize !== o.forceImageSize) {
+    throw new UserError(`forceImageSize (${o.forceImageSize}) and imageSize (${o.imageSize}) disagree; give one`);
+  }
+  return { ...o, imageSize: o.forceImageSize };
+}
+
+/**
+ * The projector flags shape derived graphs only; a graph file sets those values itself, so a flag
+ * beside one would be silently ignored (or blamed on config.json). Refused, naming both.
+ */
+function checkFlagsAgainstGraph(o: BuildOptions): void {
+  if (!o.graph) return;
+  const given = (Object.keys(PROJECTOR_FLAGS) as (keyof typeof PROJECTOR_FLAGS)[]).filter((k) => o[k] !== undefined);
+  if (given.length === 0) return;
+  const flags = given.map((k) => PROJECTOR_FLAGS[k]).join(', ');
+  throw new UserError(`${flags} ${given.length === 1 ? 'applies' : 'apply'} to derived graphs only; ${o.graph} sets ${given.join(', ')} itself: drop the flag or change the graph file`);
+}
+
+/** A checkpoint in the Hugging Face-native layout (its config.json says so) is read through its name map. */
+function withLayout(source: WeightSource): WeightSource {
+  const cfg = source.checkpoint.config;
+  if (source.role === 'unified' && isHFInternVLConfig(cfg)) return { ...source, layout: hfLayout(source.checkpoint.keys()) };
+  if (source.role === 'vision' && isHFVisionConfig(cfg)) return { ...source, layout: hfVisionLayout() };
+  return source;
+}
+
 /** The graph file's model (checked against the configs), or the model the configs describe. */
 async function resolveModel(o: BuildOptions, path: BuildPath, sources: WeightSource[]): Promise<Model> {
   const derived = deriveFromConfigs(o, path, sources);
   const model = o.graph ? await loadGraphFile(o.graph) : derived!;
   if (model instanceof InternVLChatModel) {
     if (o.graph && derived) checkAgainstConfig(model, derived, configNames(path, sources));
-    model.options.imgContextTokenId ??= o.imgContextTokenId ?? tokenizerContextId(path, sources);
+    setContextTokenId(model, o, path, sources, derived);
     if (!o.graph) model.options.name = derivedName(o);
   }
   return model;
 }
+
+/** The <IMG_CONTEXT> id from the graph, else the flag, else the tokenizer files; checked against the vocabulary. */
+function setContextTokenId(model: InternVLChatModel, o: BuildOptions, path: BuildPath, sources: WeightSource[], derived: InternVLChatModel | undefined): void {
+  let source: string;
+  if (model.options.imgContextTokenId !== undefined) {
+    if (o.imgContextTokenId !== undefined && o.imgContextTokenId !== model.options.imgContextTokenId) {
+      throw new UserError(`--img-context-token-id ${o.imgContextTokenId}: ${o.graph} sets imgContextTokenId ${model.options.imgContextTokenId} itself; drop the flag or change the graph file`);
+    }
+    source = `${o.graph ?? 'the graph'}: imgContextTokenId`;
+  } else if (o.imgContextTokenId !== undefined) {
+    model.options.imgContextTokenId = o.imgContextTokenId;
+    source = '--img-context-token-id (imgContextTokenId)';
+  } else if (derived?.options.imgContextTokenId !== undefined) {
+    // An HF-native config names it (image_token_id).
+    model.options.imgContextTokenId = derived.options.imgContextTokenId;
+    source = `${configFile(sources[0]!)}: image_token_id`;
+  } else {
+    const hfNative = path === 'A' && isHFInternVLConfig(sources[0]!.checkpoint.config);
+    const found = tokenizerContextId(path, sources) ?? (hfNative ? { id: hfDefaultImageTokenId(model), file: "transformers' default image_token_id" } : undefined);
+    if (found?.id === undefined) return;
+    model.options.imgContextTokenId = found.id;
+    source = found.file;
+  }
+  checkContextTokenId(model.options.imgContextTokenId, model.language_model.config.vocab, source);
+}
+
 
 /** A derived graph is named after its checkpoint, so the output does not depend on --out. */
 function derivedName(o: BuildOptions): string {
@@ -147,7 +231,14 @@ function derivedName(o: BuildOptions): string {
 const configFile = (s: WeightSource): string => nodePath.join(s.checkpoint.dir, 'config.json');
 
 function deriveFromConfigs(o: BuildOptions, path: BuildPath, sources: WeightSource[]): InternVLChatModel | undefined {
-  if (path === 'A') return internvlFromConfig({ ...sources[0]!.checkpoint.config }, configFile(sources[0]!), pickProjectorOptions(o));
+  if (path === 'A') {
+    const { checkpoint } = sources[0]!;
+    if (isHFInternVLConfig(checkpoint.config)) {
+      const hasLmHead = HF_LM_HEAD_KEYS.some((k) => checkpoint.has(k));
+      return internvlFromHFConfig({ ...checkpoint.config }, configFile(sources[0]!), pickProjectorOptions(o), { hasLmHead });
+    }
+    return internvlFromConfig({ ...checkpoint.config }, configFile(sources[0]!), pickProjectorOptions(o));
+  }
   if (path === 'B') {
     const [vision, llm] = sources as [WeightSource, WeightSource];
     return internvlFromParts({ ...vision.checkpoint.config }, configFile(vision), { ...llm.checkpoint.config }, configFile(llm), pickProjectorOptions(o));
@@ -158,12 +249,15 @@ function deriveFromConfigs(o: BuildOptions, path: BuildPath, sources: WeightSour
 function configNames(path: BuildPath, sources: WeightSource[]): { vision?: string; llm?: string; composite?: string } {
   if (path === 'A') {
     const file = configFile(sources[0]!);
-    return { vision: `${file} vision_config`, llm: `${file} llm_config`, composite: file };
+    const llm = isHFInternVLConfig(sources[0]!.checkpoint.config) ? 'text_config' : 'llm_config';
+    return { vision: `${file} vision_config`, llm: `${file} ${llm}`, composite: file };
   }
   return { vision: configFile(sources[0]!), llm: configFile(sources[1]!) };
 }
 
-function tokenizerContextId(path: BuildPath, sources: WeightSource[]): number | undefined {
+function tokenizerContextId(path: BuildPath, sources: WeightSource[]): { id: number; file: string } | undefined {
   const dir = path === 'A' ? sources[0]?.checkpoint.dir : sources.find((s) => s.role === 'llm')?.checkpoint.dir;
-  return dir ? findSpecialTokenId(dir) : undefined;
+  if (!dir) return undefined;
+  const id = findSpecialTokenId(dir);
+  return id === undefined ? undefined : { id, file: `${dir} (added_tokens.json / tokenizer_config.json)` };
 }

@@ -7,7 +7,9 @@ import { createHash } from 'node:crypto';
 import * as nodePath from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { writeSafetensors } from './checkpoint/safetensors.ts';
+import { writeFile } from 'node:fs/promises';
 import { writeFileAtomic, withTempSibling } from './artifact/atomic.ts';
+import { checkOutputPath, CHECKPOINT_MARK } from './artifact/output-path.ts';
 import { assignPaths, collectParams } from './dsl/module.ts';
 import { initialValues } from './bind/init.ts';
 import { elementCount } from './ir/dims.ts';
@@ -27,7 +29,9 @@ export async function writeRandomCheckpoint(model: InternVLChatModel, dir: strin
     const values = initialValues(p.init, elementCount(p.shape), seed, p.name);
     return { name: p.name, dtype: 'F32' as const, shape: p.shape, data: new Uint8Array(values.buffer) };
   });
+  checkOutputPath(dir, { kind: 'checkpoint' });
   await withTempSibling(dir, async (tmp) => {
+    await writeFile(nodePath.join(tmp, CHECKPOINT_MARK), 'a random checkpoint written by vlmc demo\n');
     await writeSafetensors(nodePath.join(tmp, 'model.safetensors'), tensors);
     await writeFileAtomic(nodePath.join(tmp, 'config.json'), `${JSON.stringify(internvlConfigJson(model), null, 2)}\n`);
     const ctx = model.options.imgContextTokenId;

@@ -15,10 +15,13 @@ export { Projector, pixelShuffle, type ProjectorConfig, type PsVersion } from '.
 export { llama, qwen2, LlamaForCausalLM } from './models/llm/llama.ts';
 export { internlm2, InternLM2ForCausalLM } from './models/llm/internlm2.ts';
 export { phi3, Phi3ForCausalLM } from './models/llm/phi3.ts';
+export { qwen3, Qwen3ForCausalLM } from './models/llm/qwen3.ts';
 export { CausalLM, type DecoderConfig } from './models/llm/decoder.ts';
 export { LLM_FAMILIES, llmFromHF } from './models/llm/index.ts';
 export type { RopeScaling } from './nn/rotary.ts';
 export { internvlFromConfig, internvlFromParts, visionFromHF } from './models/from-config.ts';
+export { internvlFromHFConfig, hfVisionFromConfig, isHFInternVLConfig, isHFVisionConfig, type HFCheckpointFacts } from './models/from-hf-config.ts';
+export { KeyLayout, hfLayout, hfVisionLayout, HF_SPELLINGS, HF_VISION_STANDALONE, type KeySource, type RenameRule, type PrefixMap, type HFSpelling } from './models/internvl.hf.names.ts';
 
 export { compile, DEFAULT_OPSET, type CompileOptions } from './compile.ts';
 export type { Graph, Node, Value, Param, Dim, Shape } from './ir/graph.ts';
@@ -28,8 +31,9 @@ export { Checkpoint } from './checkpoint/checkpoint.ts';
 // The pipeline: load a graph, compile, bind, run.
 export { loadGraphFile } from './graph-file.ts';
 export { build, type BuildOptions, type BuildResult } from './build.ts';
-export { openSession, run, runArtifact, readInputs, writeOutputs, readManifest, type HostTensor } from './runtime/run.ts';
+export { openSession, run, runArtifact, readInputs, writeOutputs, readManifest, checkImageTokenCount, type HostTensor } from './runtime/run.ts';
 export { init, type InitOptions } from './init/init.ts';
+export { exportHF, hfConfigJson, type ExportOptions, type ExportResult } from './export/hf.ts';
 export { demo, writeRandomCheckpoint } from './demo.ts';
 export { buildModelProto, encodeModel } from './onnx/emit.ts';
 export type { Manifest, ManifestParameter } from './artifact/manifest.ts';
@@ -60,6 +64,12 @@ export {
   type TilePlan,
   type CropBox,
 } from './preprocess/index.ts';
+
+// Output-path rules and atomic writes, shared by every command that writes.
+export { checkOutputPath, isArtifactFolder, resultMetadata, ARTIFACT_FILES, type OutputKind, type OutputCheck } from './artifact/output-path.ts';
+export { withTempSibling, writeFileAtomic, removeStaleSiblings } from './artifact/atomic.ts';
+export { fileSystemUserError } from './artifact/fs-errors.ts';
+export { registerGraphHooks } from './loader/register.ts';
 
 // Training: the backward, the AdamW step, the loop (docs/training.md).
 export { differentiate, type Gradients } from './passes/autodiff.ts';

@@ -14,7 +14,8 @@ const work = tempDir();
 afterAll(() => removeDir(work));
 
 const manifestOf = (dir: string): Manifest => JSON.parse(readFileSync(path.join(dir, 'manifest.json'), 'utf8'));
-const byKey = (m: Manifest) => new Map(m.parameters.map((p) => [p.key, p]));
+// Original-layout builds: every key is a single string (a list only for a concatenation from another layout).
+const byKey = (m: Manifest) => new Map(m.parameters.map((p) => [p.key as string, p]));
 
 function dataOf(dir: string, p: ManifestParameter): Buffer {
   return readFileSync(path.join(dir, 'model.onnx.data')).subarray(p.offset, p.offset + p.length);

@@ -66,10 +66,13 @@ describe('vlmc CLI', () => {
       expect(metadata(out)['vlmc.img_context_token_id']).toBe('153');
     });
 
-    it('the graph file wins over the flag', () => {
+    it('a flag that disagrees with the graph file is an error naming both (never silently ignored)', () => {
       const out = path.join(work, 'graph');
-      expect(vlmc(['build', 'graphs/internvl-tiny.ts', '--weights', path.join(qwen, 'unified'), '--out', out, '--img-context-token-id', '99']).status).toBe(0);
-      expect(metadata(out)['vlmc.img_context_token_id']).toBe('153');
+      const r = vlmc(['build', 'graphs/internvl-tiny.ts', '--weights', path.join(qwen, 'unified'), '--out', out, '--img-context-token-id', '99']);
+      expect(r.status).toBe(2);
+      expect(r.stderr).toContain('--img-context-token-id 99');
+      expect(r.stderr).toContain('graphs/internvl-tiny.ts sets imgContextTokenId 153');
+      expect(existsSync(out)).toBe(false);
     });
 
     it('is an error naming the ways to give it when nothing does', () => {

@@ -6,11 +6,15 @@ import { fileURLToPath } from 'node:url';
 import { spawnSync } from 'node:child_process';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-export const FIXTURES = path.resolve(ROOT, '../shared/fixtures');
+/** The shared reference fixtures; VLMC_FIXTURES points elsewhere (the suite's own test of a missing folder uses it). */
+export const FIXTURES = path.resolve(ROOT, process.env.VLMC_FIXTURES ?? '../shared/fixtures');
+
+/** Why the suite cannot run without the shared fixtures; thrown, never a silent skip. */
+export const MISSING_FIXTURES = `the reference fixtures are missing: npm test reads them from ${FIXTURES} (the shared/fixtures folder next to this checkout; see README.md)`;
 
 /** Every fixture case folder (those with a case.json). */
 export function fixtureCases(): string[] {
-  if (!existsSync(FIXTURES)) return [];
+  if (!existsSync(FIXTURES)) throw new Error(MISSING_FIXTURES);
   return readdirSync(FIXTURES)
     .filter((d) => existsSync(path.join(FIXTURES, d, 'case.json')))
     .sort();

@@ -13,7 +13,7 @@ import { internvlReference, loadConfig, loadWeights } from './reference/internvl
 interface CaseIds { img_context_token_id: number; img_start_token_id: number; img_end_token_id: number; llm: { vocab_size: number } }
 
 /** A character-level BPE tokenizer.json: <unk> 0, printable ASCII 1-95, '\n' 96, ChatML markers 97-99, image tokens at the case's ids. */
-function writeTinyTokenizer(dir: string, c: CaseIds, config: Record<string, unknown> = {}): void {
+function writeTinyTokenizer(dir: string, c: CaseIds, config: Record<string, unknown> = {}, o: { imageTokens?: boolean } = {}): void {
   const vocab: Record<string, number> = { '<unk>': 0 };
   for (let ch = 0x20; ch <= 0x7e; ch++) vocab[String.fromCharCode(ch)] = ch - 0x1f;
   vocab['\n'] = 96;
@@ -25,12 +25,13 @@ function writeTinyTokenizer(dir: string, c: CaseIds, config: Record<string, unkn
     ['</img>', c.img_end_token_id],
     ['<IMG_CONTEXT>', c.img_context_token_id],
   ] as const;
-  for (const [t, id] of added) vocab[t] = id;
+  const inJson = o.imageTokens === false ? added.slice(0, 3) : added;
+  for (const [t, id] of inJson) vocab[t] = id;
   const tokenizer = {
     version: '1.0',
     truncation: null,
     padding: null,
-    added_tokens: added.map(([content, id]) => ({ id, content, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true })),
+    added_tokens: inJson.map(([content, id]) => ({ id, content, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true })),
     normalizer: null,
     pre_tokenizer: null,
     post_processor: null,
@@ -189,7 +190,7 @@ describe('vlmc inputs (CLI)', () => {
     writeFileSync(foreign, 'keep me');
     const refused = vlmc(['inputs', '--checkpoint', qwen, '--prompt', 'Hello', '--out', foreign]);
     expect(refused.status).toBe(2);
-    expect(refused.stderr).toMatch(/--out .*notes.txt: exists and is not a vlmc output; refusing to overwrite/);
+    expect(refused.stderr).toMatch(/--out .*notes.txt: is a file vlmc did not write/);
     expect(readFileSync(foreign, 'utf8')).toBe('keep me');
   });
 
@@ -317,7 +318,7 @@ describe('an artifact folder as --checkpoint', () => {
   it('reads the config.json and tokenizer it carries, and cross-checks what its manifest records', async () => {
     const artifact = path.join(root, 'artifact-carrying');
     expect(vlmc(['build', '--weights', path.join(FIXTURES, 'qwen2-tiny', 'unified'), '--out', artifact, '--quiet']).status).toBe(0);
-    await expect(buildInputs({ checkpoint: artifact, prompts: ['x'] })).rejects.toThrow(/artifact-carrying: no config.json \(this artifact carries no config.json/);
+    await expect(buildInputs({ checkpoint: artifact, prompts: ['x'] })).rejects.toThrow(/artifact-carrying: no config.json \(this artifact carries neither config.json nor pipeline.json/);
     for (const f of ['config.json', 'tokenizer.json', 'tokenizer_config.json']) copyFileSync(path.join(qwen, f), path.join(artifact, f));
     const r = await buildInputs({ checkpoint: artifact, prompts: ['x'] });
     expect(r.config.artifact).toEqual({ tokensPerTile: 4, imgContextTokenId: 153 });
@@ -349,4 +350,56 @@ describe('an InternVL2.5-shaped request with the real tokenizer', () => {
     expect(r.eosTokenId).toBe(c.expected.eos_token_id);
     expect(r.inputs.pixel_values.shape).toEqual([7, 3, 448, 448]);
   }, 60_000);
+});
+
+describe('a split artifact (pipeline.json, no config.json) as --checkpoint', () => {
+  it('takes template, image size, tokens per tile and tiling from pipeline.json', async () => {
+    const dir = path.join(root, 'split-like');
+    mkdirSync(dir);
+    for (const f of ['tokenizer.json', 'tokenizer_config.json']) copyFileSync(path.join(qwen, f), path.join(dir, f));
+    const pipeline = {
+      format: 'vlmc-pipeline/1',
+      image: { size: 56, tokens_per_tile: 4, img_context_token_id: 153, downsample_ratio: 0.5, max_dynamic_patch: 12, min_dynamic_patch: 1, use_thumbnail: true },
+      llm: { vocab_size: 160 },
+      template: 'Hermes-2',
+      eos_token_id: [99],
+      pad_token_id: 97,
+      tokenizer: ['tokenizer.json', 'tokenizer_config.json'],
+    };
+    writeFileSync(path.join(dir, 'pipeline.json'), JSON.stringify(pipeline));
+    const fromSplit = await buildInputs({ checkpoint: dir, prompts: ['What is it?'], images: [imageA], preprocess: fakePreprocess({ 'a.png': 2 }) });
+    const fromConfig = await buildInputs({ checkpoint: qwen, prompts: ['What is it?'], images: [imageA], preprocess: fakePreprocess({ 'a.png': 2 }) });
+    expect(fromSplit.inputs).toEqual(fromConfig.inputs);
+    expect(fromSplit.config.maxDynamicPatch).toBe(12);
+    writeFileSync(path.join(dir, 'pipeline.json'), JSON.stringify({ ...pipeline, image: { ...pipeline.image, img_context_token_id: 150 } }));
+    await expect(buildInputs({ checkpoint: dir, prompts: ['x'] })).rejects.toThrow(/splices <IMG_CONTEXT> id 150 but the tokenizer has it as 153/);
+    writeFileSync(path.join(dir, 'pipeline.json'), JSON.stringify({ ...pipeline, template: undefined }));
+    await expect(buildInputs({ checkpoint: dir, prompts: ['x'] })).rejects.toThrow(/pipeline.json: no 'template'.*pass --template/);
+  });
+});
+
+describe('tokens added at load time', () => {
+  it('image tokens named only in tokenizer_config.json / added_tokens.json (as the fixture checkpoints do) are added', async () => {
+    const dir = path.join(root, 'load-time-tokens');
+    mkdirSync(dir);
+    copyFileSync(path.join(qwen, 'config.json'), path.join(dir, 'config.json'));
+    const c = JSON.parse(readFileSync(path.join(FIXTURES, 'qwen2-tiny', 'case.json'), 'utf8'));
+    writeTinyTokenizer(dir, c, {}, { imageTokens: false });
+    const unified = path.join(FIXTURES, 'qwen2-tiny', 'unified');
+    const fixtureConfig = JSON.parse(readFileSync(path.join(unified, 'tokenizer_config.json'), 'utf8'));
+    const ours = JSON.parse(readFileSync(path.join(dir, 'tokenizer_config.json'), 'utf8'));
+    writeFileSync(path.join(dir, 'tokenizer_config.json'), JSON.stringify({ ...ours, added_tokens_decoder: fixtureConfig.added_tokens_decoder }));
+    const tok = loadTokenizer(dir);
+    expect(tok.imageTokenIds()).toEqual({ start: 151, end: 152, context: 153 });
+    expect(tok.encode('<img><IMG_CONTEXT></img>')).toEqual([151, 153, 152]);
+    expect(tok.decode([151, 3, 153], { skipSpecialTokens: true })).toBe('"');
+    // added_tokens.json alone (token -> id) works too; those tokens are not special.
+    writeFileSync(path.join(dir, 'tokenizer_config.json'), JSON.stringify(ours));
+    copyFileSync(path.join(unified, 'added_tokens.json'), path.join(dir, 'added_tokens.json'));
+    const tok2 = loadTokenizer(dir);
+    expect(tok2.imageTokenIds()).toEqual({ start: 151, end: 152, context: 153 });
+    expect(tok2.encode('a<IMG_CONTEXT>')).toEqual([66, 153]);
+    const r = await buildInputs({ checkpoint: dir, prompts: ['x'], images: [imageA], preprocess: fakePreprocess({}) });
+    expect([...r.inputs.input_ids.data].filter((id) => id === 153n).length).toBe(4);
+  });
 });

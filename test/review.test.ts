@@ -179,8 +179,10 @@ describe('diff on real graph changes', () => {
     const d = diffSummaries(summarize(), summarize(), { nodes: true });
     expect(isEmptyDiff(d)).toBe(true);
     expect(diffExitCode(d)).toBe(0);
-    expect(renderText(d)).toBe('vlmc diff: internvl-tiny -> internvl-tiny\nno differences\n');
-    expect(renderMarkdown(d)).toContain('No differences.');
+    // As diff(1): identical operands print nothing; JSON is the empty-difference object.
+    expect(renderText(d)).toBe('');
+    expect(renderMarkdown(d)).toBe('');
+    expect(renderJson(d)).toBe('{}\n');
     expect(d.nodes).toEqual({ added: [], removed: [], changed: [] });
   });
 
@@ -272,15 +274,40 @@ describe('diff on real graph changes', () => {
     expect(d.params.removed).toEqual([]);
   });
 
-  it('a module renamed and widened is a rename plus reshapes under the new name', () => {
+  it('a module renamed and widened is removed + added: names and shapes must match for a rename', () => {
     const a = summarize();
     const b = reprefix(summarize({ downsampleRatio: 0.25 }), 'mlp1', 'projector');
     const d = diffSummaries(a, b);
-    expect(d.params.renamed).toEqual([{ from: 'mlp1', to: 'projector', exact: false, tensors: 6, params: 8800 }]);
-    expect(d.params.added).toEqual([]);
-    expect(d.params.removed).toEqual([]);
-    expect(d.params.reshaped.map((r) => r.name)).toEqual(['projector.0.bias', 'projector.0.weight', 'projector.1.weight']);
-    expect(textLines(d)).toContain('projector: 8,800 -> 28,000 (+19,200) [8,800 -> 28,000 (+19,200)]');
+    expect(d.params.renamed).toEqual([]);
+    expect(d.params.removed.map((g) => g.path)).toEqual(['mlp1']);
+    expect(d.params.added.map((g) => g.path)).toEqual(['projector']);
+    expect(d.params.reshaped).toEqual([]);
+  });
+
+  it('a LayerNorm is never "renamed" to a Linear, even with the same parameter names and shapes', () => {
+    const a = summarize();
+    // mlp1.0 is a LayerNorm (weight [128], bias [128]); in b its place is taken by a module with the
+    // same parameters whose ops are a Linear's.
+    const moved = reprefix(a, 'mlp1.0', 'mlp1.9');
+    const b = { ...moved, ops: { ...moved.ops, 'mlp1.9': { MatMul: 1, Add: 1 } } };
+    const d = diffSummaries(a, b);
+    expect(d.params.renamed).toEqual([]);
+    expect(d.params.removed.map((g) => g.path)).toEqual(['mlp1.0']);
+    expect(d.params.added.map((g) => g.path)).toEqual(['mlp1.9']);
+    // The same module under a new name, ops and all, is still a rename.
+    expect(diffSummaries(a, moved).params.renamed).toEqual([{ from: 'mlp1.0', to: 'mlp1.9', exact: true, tensors: 2, params: 256 }]);
+  });
+
+  it('a LayerNorm next to a new Linear with the same parameter names is removed + added', () => {
+    const a = summarize();
+    const ln = a.params.filter((p) => p.name.startsWith('mlp1.0.'));
+    const params = [...a.params.filter((p) => !p.name.startsWith('mlp1.0.')), { ...ln[0]!, name: 'mlp1.9.bias', shape: [48] }, { ...ln[1]!, name: 'mlp1.9.weight', shape: [48, 128] }].sort((x, y) => comparePaths(x.name, y.name));
+    const { 'mlp1.0': _ln, ...ops } = a.ops;
+    const b = { ...a, params, ops: { ...ops, 'mlp1.9': { MatMul: 1, Add: 1 } }, modules: buildModules(params, [...Object.keys(ops), 'mlp1.9']) };
+    const d = diffSummaries(a, b);
+    expect(d.params.renamed).toEqual([]);
+    expect(d.params.removed.map((g) => g.path)).toEqual(['mlp1.0']);
+    expect(d.params.added.map((g) => g.path)).toEqual(['mlp1.9']);
   });
 
   it('reordered inputs are a signature change', () => {

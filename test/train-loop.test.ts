@@ -101,8 +101,8 @@ describe('vlmc train: Path B -> stage 1 -> Path A -> stage 2', () => {
     expect(b2.status).toBe(0);
     const manifest = JSON.parse(readFileSync(path.join(a2, 'manifest.json'), 'utf8')) as Manifest;
     const saved = await SafetensorsFile.open(path.join(ckpt, 'model.safetensors'));
-    for (const p of manifest.parameters.filter((q) => q.key.startsWith('mlp1.'))) {
-      expect(p.sha256, p.key).toBe(sha256(await saved.readAll(saved.entry(p.key))));
+    for (const p of manifest.parameters.filter((q) => q.name.startsWith('mlp1.'))) {
+      expect(p.sha256, p.name).toBe(sha256(await saved.readAll(saved.entry(p.name))));
     }
     expect(saved.keys().length).toBe(manifest.parameters.length);
     await saved.close();

@@ -52,9 +52,9 @@ describe.each(fixtureCases())('training parity %s', (name) => {
       expect(Math.abs(loss - wantLoss)).toBeLessThanOrEqual(1e-5);
 
       const prefixes: string[] = spec.presets[preset];
-      const trainableKeys = manifest.parameters.filter((p) => prefixes.some((q) => p.key.startsWith(q))).map((p) => p.key).sort();
+      const trainableKeys = manifest.parameters.filter((p) => prefixes.some((q) => p.name.startsWith(q))).map((p) => p.name).sort();
       expect(manifest.train!.trainable.map((t) => t.key).sort()).toEqual(trainableKeys);
-      expect(manifest.parameters.filter((p) => p.trainable).map((p) => p.key).sort()).toEqual(trainableKeys);
+      expect(manifest.parameters.filter((p) => p.trainable).map((p) => p.name).sort()).toEqual(trainableKeys);
       expect(trainableKeys.length).toBe(spec.num_params[preset]);
       // Exactly loss and one gradient per trainable parameter: nothing for frozen ones.
       const gradNames = manifest.train!.trainable.map((t) => t.grad).sort();

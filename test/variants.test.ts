@@ -148,7 +148,7 @@ function phi3Config(type: 'su' | 'longrope', originalMax: number): Json {
     pad_token_id: 5,
     bos_token_id: 1,
     eos_token_id: 2,
-    sliding_window: 2047,
+    sliding_window: 262144, // larger than the context, as Phi-3-mini-128k (a window inside it is refused)
   };
 }
 
@@ -585,6 +585,16 @@ describe('vlmc vs float64 reference on variants', () => {
     const llm = { ...phi3Config('su', 64), partial_rotary_factor: 0.5, rope_scaling: null };
     const full = (c: Json) => ({ ...c, llm_config: { ...(c.llm_config as Json), partial_rotary_factor: 1 } });
     expectClose(await compare({ name: 'p phi3 partial rotary', config: chatConfig(visionConfig(), llm), seed: 151, flags: [1, 1], rows: twoRows, seqLen: 24, mutants: [{ what: 'the whole head rotates', config: full }] }));
+  });
+
+  it('q. Qwen3 LLM: per-head q/k RMSNorm, head_dim 16 from the config (not 48 / 4), tied, batch 2', async () => {
+    const llm = {
+      architectures: ['Qwen3ForCausalLM'], model_type: 'qwen3', hidden_size: 48, num_attention_heads: 4, num_key_value_heads: 2, head_dim: 16,
+      num_hidden_layers: 2, intermediate_size: 96, vocab_size: 128, hidden_act: 'silu', rms_norm_eps: 1e-6, rope_theta: 1000000.0,
+      max_position_embeddings: 40960, tie_word_embeddings: true, attention_bias: false, bos_token_id: 0, eos_token_id: 1,
+    };
+    const asLlama: Mutant = { what: 'the q/k norms are dropped (read as Llama)', config: (c) => ({ ...c, llm_config: { ...(c.llm_config as Json), architectures: ['LlamaForCausalLM'], model_type: 'llama' } }) };
+    expectClose(await compare({ name: 'q qwen3', config: chatConfig(visionConfig(), llm), seed: 161, flags: [1, 1], rows: twoRows, mutants: [asLlama] }));
   });
 
   it('o. every tile flagged 0, no image positions', async () => {

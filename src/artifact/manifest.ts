@@ -6,17 +6,32 @@ export const MANIFEST_FORMAT = 'vlmc-artifact/1';
 export interface ManifestParameter {
   /** Initializer name in model.onnx. */
   name: string;
-  /** Key in the unified checkpoint layout. */
-  key: string;
+  /**
+   * The checkpoint's own key: the unified key for the original InternVL layout; for another layout
+   * (Hugging Face-native) the key it was read from, or the keys concatenated into it.
+   */
+  key: string | string[];
   shape: number[];
   dtype: 'float32' | 'float16' | 'bfloat16';
   trainable: boolean;
   /** Where the bytes came from: a checkpoint file and key, or the declared init. */
-  source: { role: string; file: string; key: string; dtype: string } | { init: string; seed: number };
-  /** sha256 of the bytes written to model.onnx.data. */
-  sha256: string;
+  source: ManifestCheckpointSource | { init: string; seed: number };
+  /** sha256 of the bytes written to model.onnx.data; absent in a structure-only artifact. */
+  sha256?: string;
   offset: number;
   length: number;
+}
+
+export interface ManifestCheckpointSource {
+  role: string;
+  /** A list where the parts of a concatenation live in several shards. */
+  file: string | string[];
+  key: string | string[];
+  dtype: string | string[];
+  /** The checkpoint layout when it is not the original InternVL one (`hf:transformers-4`, ...). */
+  layout?: string;
+  /** Set when several tensors were joined into this parameter: `concat(axis=0)`. */
+  transform?: string;
 }
 
 export interface ManifestSource {
@@ -53,7 +68,15 @@ export interface Manifest {
   format: string;
   model: string;
   vlmc_version: string;
-  build: { path: BuildPath; seed: number; dtype: string; opset: number; sources: ManifestSource[] };
+  build: {
+    path: BuildPath;
+    seed: number;
+    dtype: string;
+    opset: number;
+    sources: ManifestSource[];
+    /** True when built without weights and without `--init random`: the data file holds no values (all zero, sparse), so the artifact cannot be run. */
+    structure_only?: boolean;
+  };
   inputs: ManifestIO[];
   outputs: ManifestIO[];
   metadata: Record<string, string>;

@@ -52,6 +52,12 @@ export interface WriteOptions {
   extraFiles?: { name: string; bytes: Uint8Array | string }[];
   /** Added to the manifest (e.g. the training section). */
   manifestExtras?: Partial<Manifest>;
+  /**
+   * Structure only: the data file is laid out as usual but holds no values (a sparse file of zeros,
+   * no disk space), so model.onnx reads and reviews like any artifact without gigabytes of random
+   * weights. The manifest says so and `vlmc run` refuses it.
+   */
+  structureOnly?: boolean;
   /** Called as bytes are written: (written, total). */
   onProgress?: (written: number, total: number) => void;
 }
@@ -63,7 +69,8 @@ function alignment(length: number): number {
 
 export async function writeArtifact(outDir: string, graph: Graph, plan: BindPlan, options: WriteOptions): Promise<Manifest> {
   return withTempSibling(outDir, async (tmp) => {
-    const { entries, params } = await writeData(nodePath.join(tmp, DATA_FILE), plan, options);
+    const write = options.structureOnly ? layOutData : writeData;
+    const { entries, params } = await write(nodePath.join(tmp, DATA_FILE), plan, options);
     const proto = buildModelProto(graph, { location: DATA_FILE, entries }, { producerVersion: VLMC_VERSION });
     await writeFile(nodePath.join(tmp, MODEL_FILE), encodeModel(proto));
     for (const extra of options.extraGraphs ?? []) {
@@ -72,11 +79,34 @@ export async function writeArtifact(outDir: string, graph: Graph, plan: BindPlan
     }
     for (const f of options.extraFiles ?? []) await writeFile(nodePath.join(tmp, f.name), f.bytes);
     const manifest = { ...buildManifest(graph, plan, options.dtype, params), ...options.manifestExtras };
+    if (options.structureOnly) manifest.build.structure_only = true;
     await writeFile(nodePath.join(tmp, MANIFEST_FILE), manifestJson(manifest));
     return manifest;
   });
 }
 
+/** The data file's layout without its values: offsets as `writeData` places them, a sparse file of that length. */
+async function layOutData(path: string, plan: BindPlan, options: WriteOptions): Promise<{ entries: ExternalWeights['entries']; params: ManifestParameter[] }> {
+  const { dtype } = options;
+  const entries: ExternalWeights['entries'] = new Map();
+  const params: ManifestParameter[] = [];
+  let offset = 0;
+  for (const bound of plan.params) {
+    const length = elementCount(bound.param.shape) * BYTES[dtype];
+    offset = Math.ceil(offset / alignment(length)) * alignment(length);
+    entries.set(bound.param.name, { offset, length, dtype });
+    const { sha256: _none, ...param } = manifestParam(bound, dtype, '', offset, length, plan.seed);
+    params.push(param);
+    offset += length;
+  }
+  const data = await open(path, 'w');
+  try {
+    await data.truncate(offset);
+  } finally {
+    await data.close();
+  }
+  return { entries, params };
+}
 
 /** Streams every parameter into the data file, at aligned offsets; returns where each went and its manifest entry. */
 async function writeData(path: string, plan: BindPlan, options: WriteOptions): Promise<{ entries: ExternalWeights['entries']; params: ManifestParameter[] }> {
@@ -173,14 +203,17 @@ async function* paramChunks(bound: BoundParam, seed: number, dtype: ParamDType, 
     return;
   }
   const ckpt = origin.source.checkpoint;
-  const src = ckpt.entry(origin.key).dtype as FloatStDType;
-  for await (const chunk of ckpt.chunks(origin.key, BIND_CHUNK_BYTES, { reuseBuffer: true, buffers: buffers.read })) {
-    if (src === target) {
-      yield { bytes: chunk, borrowed: true };
-      continue;
+  // Concatenation along axis 0 of row-major tensors is their bytes one after another.
+  for (const key of origin.kind === 'concat' ? origin.keys : [origin.key]) {
+    const src = ckpt.entry(key).dtype as FloatStDType;
+    for await (const chunk of ckpt.chunks(key, BIND_CHUNK_BYTES, { reuseBuffer: true, buffers: buffers.read })) {
+      if (src === target) {
+        yield { bytes: chunk, borrowed: true };
+        continue;
+      }
+      const outBytes = (chunk.byteLength / BYTES[stToParam(src)]) * BYTES[dtype];
+      yield { bytes: buffers.arena.convert(chunk, src, target, buffers.converted.take(outBytes)), borrowed: false };
     }
-    const outBytes = (chunk.byteLength / BYTES[stToParam(src)]) * BYTES[dtype];
-    yield { bytes: buffers.arena.convert(chunk, src, target, buffers.converted.take(outBytes)), borrowed: false };
   }
 }
 
@@ -266,17 +299,28 @@ async function writeFully(file: FileHandle, bytes: Uint8Array, position: number)
 
 function manifestParam(bound: BoundParam, dtype: ParamDType, sha256: string, offset: number, length: number, seed: number): ManifestParameter {
   const { param, origin } = bound;
-  const source =
-    origin.kind === 'init'
-      ? { init: param.init.kind, seed }
-      : {
-          role: origin.source.role,
-          file: nodePath.relative(origin.source.checkpoint.dir, origin.source.checkpoint.entry(origin.key).file),
-          key: origin.key,
-          dtype: origin.source.checkpoint.entry(origin.key).dtype,
-        };
-  return { name: param.name, key: param.name, shape: [...param.shape], dtype, trainable: param.trainable, source, sha256, offset, length };
+  if (origin.kind === 'init') return { name: param.name, key: param.name, shape: [...param.shape], dtype, trainable: param.trainable, source: { init: param.init.kind, seed }, sha256, offset, length };
+  const ckpt = origin.source.checkpoint;
+  const keys = origin.kind === 'concat' ? origin.keys : [origin.key];
+  const entries = keys.map((k) => ckpt.entry(k));
+  const files = [...new Set(entries.map((e) => nodePath.relative(ckpt.dir, e.file)))];
+  const dtypes = [...new Set(entries.map((e) => e.dtype))];
+  const own: string | string[] = origin.kind === 'concat' ? keys : origin.key;
+  const source = {
+    role: origin.source.role,
+    file: files.length === 1 ? files[0]! : files,
+    key: own,
+    dtype: dtypes.length === 1 ? dtypes[0]! : dtypes,
+    ...(origin.source.layout ? { layout: origin.source.layout.name } : {}),
+    ...(origin.kind === 'concat' ? { transform: CONCAT_TRANSFORM } : {}),
+  };
+  // A checkpoint in another layout is named by its own keys; the original layout's key is the name.
+  const key = origin.source.layout ? own : param.name;
+  return { name: param.name, key, shape: [...param.shape], dtype, trainable: param.trainable, source, sha256, offset, length };
 }
+
+/** How the parts of a concatenated parameter were joined, as the manifest records it. */
+export const CONCAT_TRANSFORM = 'concat(axis=0)';
 
 function buildManifest(graph: Graph, plan: BindPlan, dtype: ParamDType, parameters: ManifestParameter[]): Manifest {
   const count = (ps: ManifestParameter[]) => ps.reduce((n, p) => n + elementCount(p.shape), 0);

@@ -40,6 +40,7 @@ export function checkAgainstConfig(graph: InternVLChatModel, derived: InternVLCh
       psVersion: m.options.psVersion,
       selectLayer: m.options.selectLayer,
       imageSize: m.options.imageSize,
+      imageFlags: m.options.imageFlags,
     });
     problems.push(...differences('internvl', pick(graph), pick(derived), names.composite));
   }

@@ -9,16 +9,25 @@ import type { Param } from '../ir/graph.ts';
 import type { Checkpoint } from '../checkpoint/checkpoint.ts';
 import { isFloatStDType } from '../tensor/convert.ts';
 import { IGNORABLE_KEYS, INTERNVL_PARTS, TIED_DUPLICATES } from '../models/internvl.names.ts';
+import { pathPatternMatches } from '../dsl/freeze.ts';
+import type { KeyLayout, KeySource } from '../models/internvl.hf.names.ts';
 
 /** A named checkpoint the build reads from: `unified` (Path A) or `vision` / `llm` (Path B). */
 export interface WeightSource {
   /** `projector`: Path B's projector taken from a saved file (unified-layout keys, `mlp1.*`). */
   role: 'unified' | 'vision' | 'llm' | 'projector';
   checkpoint: Checkpoint;
+  /**
+   * How graph parameter names become this checkpoint's keys when it is not in the original
+   * InternVL layout (the Hugging Face-native one: src/models/internvl.hf.names.ts).
+   */
+  layout?: KeyLayout;
 }
 
 export type ParamOrigin =
   | { kind: 'checkpoint'; source: WeightSource; key: string }
+  /** Several checkpoint tensors concatenated along axis 0 (q, k, v -> a fused qkv). */
+  | { kind: 'concat'; source: WeightSource; keys: string[] }
   | { kind: 'init' };
 
 export interface BoundParam {
@@ -41,12 +50,14 @@ export interface BindOptions {
   allowMissing?: string[];
   /** Globs of checkpoint keys that may be left unused. */
   ignoreUnexpected?: string[];
+  /** Where the graph came from (a graph file, or the config.json it was derived from), for messages. */
+  graphFrom?: string;
 }
 
 /** Where a parameter is looked up, per path. */
-function locate(param: Param, path: BuildPath, sources: WeightSource[]): { source: WeightSource; key: string } | 'init' {
+function locate(param: Param, path: BuildPath, sources: WeightSource[]): { source: WeightSource; key: KeySource } | 'init' {
   if (path === 'none') return 'init';
-  if (path === 'A') return { source: sources[0]!, key: param.name };
+  if (path === 'A') return { source: sources[0]!, key: keyIn(sources[0]!, param.name, param.name) };
   const part = INTERNVL_PARTS.find((p) => param.name.startsWith(p.prefix));
   if (!part) return 'init';
   if (part.pathB === 'init') {
@@ -54,11 +65,17 @@ function locate(param: Param, path: BuildPath, sources: WeightSource[]): { sourc
     return saved ? { source: saved, key: param.name } : 'init';
   }
   const source = sources.find((s) => s.role === part.pathB)!;
-  return { source, key: param.name.slice(part.prefix.length) };
+  return { source, key: keyIn(source, param.name, param.name.slice(part.prefix.length)) };
+}
+
+/** A source with a layout names the key(s) itself; otherwise the original layout's key. */
+function keyIn(source: WeightSource, name: string, original: string): KeySource {
+  return source.layout?.keysFor(name) ?? original;
 }
 
 /** The unified-layout key a source key stands for (for Path B reports). */
 function unifiedKey(source: WeightSource, key: string): string {
+  if (source.layout) return source.layout.nameFor(key) ?? key;
   if (source.role === 'projector') return key;
   const part = INTERNVL_PARTS.find((p) => p.pathB === source.role);
   return part ? part.prefix + key : key;
@@ -67,11 +84,12 @@ function unifiedKey(source: WeightSource, key: string): string {
 export function planBinding(params: Param[], path: BuildPath, sources: WeightSource[], options: BindOptions = {}): BindPlan {
   const problems: string[] = [];
   const used = new Map<WeightSource, Set<string>>(sources.map((s) => [s, new Set()]));
-  const allowMissing = (options.allowMissing ?? []).map(globToRegExp);
+  const allowMissing = (options.allowMissing ?? []).map(pathGlob);
   const bound: BoundParam[] = params.map((param) => {
     const where = locate(param, path, sources);
     if (where === 'init') return { param, origin: { kind: 'init' } };
     const { source, key } = where;
+    if (Array.isArray(key)) return bindConcat(param, source, key, used.get(source)!, problems, allowMissing);
     const ckpt = source.checkpoint;
     if (!ckpt.has(key)) {
       if (allowMissing.some((re) => re.test(param.name))) return { param, origin: { kind: 'init' } };
@@ -89,23 +107,48 @@ export function planBinding(params: Param[], path: BuildPath, sources: WeightSou
   });
   problems.push(...unexpectedKeys(sources, used, path, options.ignoreUnexpected ?? []));
   if (problems.length > 0) {
-    throw new CheckpointError(`the checkpoint does not match the graph (${problems.length} problem${problems.length === 1 ? '' : 's'}):\n  ${problems.join('\n  ')}`);
+    throw new CheckpointError(`the checkpoint does not match the graph${options.graphFrom ? ` from ${options.graphFrom}` : ''} (${problems.length} problem${problems.length === 1 ? '' : 's'}):\n  ${problems.join('\n  ')}`);
   }
   return { path, seed: options.seed ?? 0, params: bound, sources };
 }
 
+/** Parts concatenated along axis 0: each must be there, agree on the trailing dims, and sum to the rows. */
+function bindConcat(param: Param, source: WeightSource, keys: string[], used: Set<string>, problems: string[], allowMissing: { test(name: string): boolean }[]): BoundParam {
+  const ckpt = source.checkpoint;
+  const absent = keys.filter((k) => !ckpt.has(k));
+  // Parts that are there are expected even when a sibling is missing: only the missing ones are reported.
+  for (const k of keys) if (ckpt.has(k)) used.add(k);
+  if (absent.length > 0) {
+    if (absent.length === keys.length && allowMissing.some((re) => re.test(param.name))) return { param, origin: { kind: 'init' } };
+    for (const k of absent) problems.push(`missing     ${k}  (part of ${param.name} [${param.shape.join(', ')}]) is not in ${source.role} checkpoint ${ckpt.dir}`);
+    return { param, origin: { kind: 'init' } };
+  }
+  const entries = keys.map((k) => ckpt.entry(k));
+  const rows = entries.reduce((n, e) => n + (e.shape[0] ?? 0), 0);
+  const trailingOk = entries.every((e) => e.shape.length === param.shape.length && sameShape(e.shape.slice(1), param.shape.slice(1)));
+  if (!trailingOk || rows !== param.shape[0]) {
+    const shapes = entries.map((e) => `${e.key} [${e.shape.join(', ')}]`).join(' + ');
+    problems.push(`shape       ${param.name}: graph [${param.shape.join(', ')}], checkpoint ${shapes} concatenated along axis 0`);
+  }
+  for (const e of entries) {
+    if (!isFloatStDType(e.dtype)) problems.push(`dtype       ${e.key}: ${e.dtype} in ${nodePath.basename(e.file)}; parameters must be F32, F16 or BF16`);
+  }
+  return { param, origin: { kind: 'concat', source, keys } };
+}
+
 function unexpectedKeys(sources: WeightSource[], used: Map<WeightSource, Set<string>>, path: BuildPath, ignore: string[]): string[] {
-  const ignored = ignore.map(globToRegExp);
+  const ignored = ignore.map(pathGlob);
   const out: string[] = [];
   for (const source of sources) {
     const usedKeys = used.get(source)!;
+    const asUnified = (k: string) => (path === 'A' && !source.layout ? k : unifiedKey(source, k));
     for (const key of source.checkpoint.keys()) {
       if (usedKeys.has(key)) continue;
-      const unified = path === 'A' ? key : unifiedKey(source, key);
+      const unified = asUnified(key);
       if (IGNORABLE_KEYS.some((re) => re.test(key))) continue;
       if (ignored.some((re) => re.test(key) || re.test(unified))) continue;
       const tiedTo = TIED_DUPLICATES[unified];
-      if (tiedTo && [...usedKeys].some((k) => (path === 'A' ? k : unifiedKey(source, k)) === tiedTo)) continue;
+      if (tiedTo && [...usedKeys].some((k) => asUnified(k) === tiedTo)) continue;
       out.push(`unexpected  ${key} (${nodePath.basename(source.checkpoint.entry(key).file)} in ${source.role} checkpoint): no graph parameter takes it`);
     }
   }
@@ -116,8 +159,10 @@ function sameShape(a: readonly number[], b: readonly number[]): boolean {
   return a.length === b.length && a.every((d, i) => d === b[i]);
 }
 
-/** `*` matches any run of characters (dots included); everything else is literal. */
-export function globToRegExp(glob: string): RegExp {
-  const escaped = glob.replace(/[.+?^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*');
-  return new RegExp(`^${escaped}$`);
+/**
+ * A `--allow-missing` / `--ignore-unexpected` glob as a test on keys: the freeze-rule language
+ * (src/dsl/freeze.ts), so every glob in vlmc means the same.
+ */
+export function pathGlob(glob: string): { test(key: string): boolean } {
+  return { test: (key) => pathPatternMatches(glob, key) };
 }

@@ -6,9 +6,10 @@
  * key is in its shard, no key lives in two shards), so a later bind step can trust `entry(key)`.
  */
 import { createHash } from 'node:crypto';
-import { readFile, realpath, stat } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import * as nodePath from 'node:path';
 import { CheckpointError } from '../errors.ts';
+import { firstDuplicateKey } from './json-duplicates.ts';
 import { DEFAULT_CHUNK_BYTES, SafetensorsFile, errorText, type ChunkOptions, type TensorEntry } from './safetensors.ts';
 
 export const CONFIG_FILE = 'config.json';
@@ -112,8 +113,7 @@ async function openSharded(root: string): Promise<SafetensorsFile[]> {
   const indexPath = nodePath.join(root, INDEX_FILE);
   const weightMap = parseWeightMap(parseJsonObject(await readBytes(indexPath), indexPath), indexPath);
   const keysByShard = groupKeysByShard(weightMap);
-  const realRoot = await realpath(root);
-  for (const [shard, keys] of keysByShard) await checkShardPath(root, realRoot, shard, keys[0]!, indexPath);
+  for (const [shard, keys] of keysByShard) await checkShardPath(root, shard, keys[0]!, indexPath);
 
   const opened: SafetensorsFile[] = [];
   try {
@@ -136,9 +136,19 @@ function parseWeightMap(index: Record<string, unknown>, indexPath: string): Map<
     if (typeof shard !== 'string' || shard === '') {
       throw new CheckpointError(`${indexPath}: weight_map "${key}" must be a shard file name, got ${JSON.stringify(shard)}`);
     }
-    weightMap.set(key, shard);
+    weightMap.set(key, withoutDotSegments(shard));
   }
   return weightMap;
+}
+
+/**
+ * `./model-00002-of-00002.safetensors` and `model-00002-of-00002.safetensors` name one file; `.`
+ * and empty segments are dropped so both spellings map to one shard. `..` stays (and is refused).
+ */
+function withoutDotSegments(shard: string): string {
+  if (nodePath.isAbsolute(shard) || nodePath.win32.isAbsolute(shard)) return shard;
+  const kept = shard.split(/[\\/]/).filter((s) => s !== '.' && s !== '');
+  return kept.length > 0 ? kept.join('/') : shard;
 }
 
 /** Shard name -> keys the index puts there, in first-seen order. */
@@ -153,7 +163,7 @@ function groupKeysByShard(weightMap: ReadonlyMap<string, string>): Map<string, s
 }
 
 /** An index is untrusted input: its shard names must not reach files outside the folder. */
-async function checkShardPath(root: string, realRoot: string, shard: string, someKey: string, indexPath: string): Promise<void> {
+async function checkShardPath(root: string, shard: string, someKey: string, indexPath: string): Promise<void> {
   const where = `${indexPath}: shard "${shard}" (for tensor "${someKey}")`;
   if (nodePath.isAbsolute(shard) || nodePath.win32.isAbsolute(shard)) {
     throw new CheckpointError(`${where} is an absolute path; shard names must be relative to the checkpoint folder`);
@@ -163,11 +173,9 @@ async function checkShardPath(root: string, realRoot: string, shard: string, som
   }
   const full = nodePath.resolve(root, shard);
   if (!isInside(root, full)) throw new CheckpointError(`${where} resolves outside the checkpoint folder`);
-  if (!(await isFile(full))) throw new CheckpointError(`${where} is missing: ${full} does not exist`);
-  // Symlinks could still lead out of the folder.
-  if (!isInside(realRoot, await realpath(full))) {
-    throw new CheckpointError(`${where} is a link that resolves outside the checkpoint folder`);
-  }
+  // A symlink may point anywhere (the Hugging Face hub cache links every file into ../../blobs);
+  // what matters is that the index names a path inside the folder and it resolves to a regular file.
+  if (!(await isFile(full))) throw new CheckpointError(`${where} is missing or not a regular file: ${full}`);
 }
 
 function checkShardContents(
@@ -221,14 +229,19 @@ async function requireDirectory(dir: string): Promise<void> {
 
 function parseJsonObject(bytes: Uint8Array, path: string): Record<string, unknown> {
   let parsed: unknown;
+  let text: string;
   try {
-    parsed = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes));
+    text = new TextDecoder('utf-8', { fatal: true }).decode(bytes);
+    parsed = JSON.parse(text);
   } catch (err) {
     throw new CheckpointError(`${path}: not valid JSON (${errorText(err)})`);
   }
   if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
-    throw new CheckpointError(`${path}: must contain a JSON object`);
+    const got = parsed === null ? 'null' : Array.isArray(parsed) ? 'an array' : typeof parsed;
+    throw new CheckpointError(`${path}: must contain a JSON object (got ${got})`);
   }
+  const duplicate = firstDuplicateKey(text);
+  if (duplicate !== undefined) throw new CheckpointError(`${path}: the key "${duplicate}" appears twice`);
   return parsed as Record<string, unknown>;
 }
 

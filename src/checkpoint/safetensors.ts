@@ -6,10 +6,11 @@
  * tensor data is streamed through a FileHandle in element-aligned chunks because checkpoints run
  * to many GB and must never sit whole in the JS heap.
  */
-import { open as openFile, rename, unlink, type FileHandle } from 'node:fs/promises';
+import { open as openFile, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { CheckpointError } from '../errors.ts';
 import { elementCount } from '../ir/dims.ts';
+import { firstDuplicateKey } from './json-duplicates.ts';
 import {
   ST_DTYPES,
   alignChunkBytes,
@@ -97,6 +98,11 @@ export class SafetensorsFile {
 
   /** Opens `path` and validates its header; tensor data is not read. */
   static async open(path: string): Promise<SafetensorsFile> {
+    // Checked before opening: opening a FIFO for reading would wait for a writer forever.
+    const info = await stat(path).catch((err: unknown) => {
+      throw new CheckpointError(`${path}: cannot open (${errorText(err)})`);
+    });
+    if (!info.isFile()) throw new CheckpointError(`${path}: not a regular file (${info.isDirectory() ? 'a directory' : 'a FIFO, socket or device'}); a safetensors file is expected`);
     let handle: FileHandle;
     try {
       handle = await openFile(path, 'r');
@@ -264,6 +270,8 @@ function parseHeaderJson(bytes: Uint8Array, path: string): Record<string, unknow
     throw new CheckpointError(`${path}: header is not valid JSON (${errorText(err)})`);
   }
   if (!isPlainObject(parsed)) throw new CheckpointError(`${path}: header must be a JSON object, got ${describeJson(parsed)}`);
+  const duplicate = firstDuplicateKey(text);
+  if (duplicate !== undefined) throw new CheckpointError(`${path}: header has the key "${duplicate}" twice (duplicate tensor keys are not allowed)`);
   return parsed;
 }
 
@@ -304,10 +312,9 @@ function parseEntries(
     entries.set(key, { key, dtype, shape, file: path, offset: dataStart + begin, byteLength: needed });
     ranges.push({ key, begin, end });
   }
-  checkNoOverlap(ranges, path);
+  checkContiguous(ranges, path, dataLength);
   return entries;
 }
-
 function parseEntryFields(raw: unknown, where: string): { dtype: StDType; shape: number[]; begin: number; end: number } {
   if (!isPlainObject(raw)) throw new CheckpointError(`${where}: entry must be an object, got ${describeJson(raw)}`);
   for (const field of ENTRY_FIELDS) {
@@ -333,17 +340,34 @@ function parseEntryFields(raw: unknown, where: string): { dtype: StDType; shape:
   return { dtype, shape, begin: offsets[0], end: offsets[1] };
 }
 
-/** Overlapping tensors would alias each other's bytes. Gaps are allowed (padding), empty tensors skipped. */
-function checkNoOverlap(ranges: { key: string; begin: number; end: number }[], path: string): void {
-  const nonEmpty = ranges.filter((r) => r.end > r.begin).sort((a, b) => a.begin - b.begin || a.end - b.end);
-  for (let i = 1; i < nonEmpty.length; i++) {
-    const prev = nonEmpty[i - 1]!;
-    const cur = nonEmpty[i]!;
-    if (cur.begin < prev.end) {
+/**
+ * As the reference library (safetensors `Metadata::validate`) requires: sorted by offsets, the
+ * tensors tile the data section exactly, from byte 0 to its end, with no gap and no overlap. A
+ * header length that is a few bytes short (cutting only padding) leaves the data section longer
+ * than the tensors cover, so it is refused here instead of every tensor being read shifted.
+ */
+function checkContiguous(ranges: { key: string; begin: number; end: number }[], path: string, dataLength: number): void {
+  const sorted = [...ranges].sort((a, b) => a.begin - b.begin || a.end - b.end);
+  let expected = 0;
+  let prev: { key: string; begin: number; end: number } | undefined;
+  for (const cur of sorted) {
+    if (cur.begin < expected && prev) {
       throw new CheckpointError(
         `${path}: tensor "${prev.key}" data_offsets [${prev.begin}, ${prev.end}] overlap tensor "${cur.key}" data_offsets [${cur.begin}, ${cur.end}]`,
       );
     }
+    if (cur.begin !== expected) {
+      throw new CheckpointError(
+        `${path}: tensor "${cur.key}" data_offsets [${cur.begin}, ${cur.end}] leave a gap: the data must be contiguous and the previous tensor ends at byte ${expected}`,
+      );
+    }
+    expected = cur.end;
+    prev = cur;
+  }
+  if (expected !== dataLength) {
+    throw new CheckpointError(
+      `${path}: the tensors cover ${expected} bytes of data but the data section after the header holds ${dataLength} (is the header length at bytes 0-7 wrong, or the file padded or truncated?)`,
+    );
   }
 }
 

@@ -8,7 +8,8 @@
  */
 import { Command, CommanderError, Option } from 'commander';
 import { UserError } from '../errors.ts';
-import { readdirSync } from 'node:fs';
+import { fileSystemUserError } from '../artifact/fs-errors.ts';
+import { existsSync, readdirSync } from 'node:fs';
 import * as nodePath from 'node:path';
 import { progressBar } from './progress.ts';
 import { VLMC_VERSION } from '../version.ts';
@@ -18,7 +19,7 @@ const DTYPES: Record<string, ParamDType> = { fp32: 'float32', fp16: 'float16', b
 
 function int(name: string) {
   return (v: string): number => {
-    if (!/^-?\d+$/.test(v)) throw new UserError(`${name} must be an integer (got '${v}')`);
+    if (!/^-?\d+$/.test(v) || !Number.isSafeInteger(Number(v))) throw new UserError(`${name} must be an integer (got '${v}')`);
     return Number(v);
   };
 }
@@ -65,9 +66,11 @@ export function program(): Command {
     .option('--downsample-ratio <r>', 'projector pixel-shuffle ratio (derived graphs)', positiveNumber('--downsample-ratio'))
     .addOption(new Option('--ps-version <v>', 'pixel shuffle version (derived graphs)').choices(['v1', 'v2']))
     .option('--select-layer <n>', 'ViT hidden state fed to the projector (derived graphs)', int('--select-layer'))
+    .option('--force-image-size <n>', 'tile size fed to the ViT, position embeddings resized as InternVL does (derived graphs)', int('--force-image-size'))
     .option('--allow-missing <glob>', 'parameters that may be missing (take their init); repeatable', collect)
     .option('--ignore-unexpected <glob>', 'checkpoint keys that may stay unused; repeatable', collect)
-    .option('--quiet', 'no progress output')
+    .addOption(new Option('--init <how>', 'without weights: initialise every parameter (else the artifact is structure-only)').choices(['random']))
+    .option('--quiet', 'no progress bar (the summary line is still printed)')
     .option('--train', 'also write train.onnx (loss + gradients) and optimizer.onnx (AdamW)')
     .addOption(new Option('--preset <preset>', 'freeze preset applied after the graph\'s own rules').choices(['stage1', 'stage2', 'full', 'inference']))
     .option('--freeze <glob>', 'freeze parameters matching the glob (after --preset, in command-line order with --unfreeze); repeatable', collectRule('freeze', freezeRules))
@@ -89,21 +92,22 @@ export function program(): Command {
         downsampleRatio: o.downsampleRatio,
         psVersion: o.psVersion,
         selectLayer: o.selectLayer,
+        forceImageSize: o.forceImageSize,
         allowMissing: o.allowMissing,
         ignoreUnexpected: o.ignoreUnexpected,
+        init: o.init,
         onProgress: progress,
         train: Boolean(o.train),
         preset: o.preset,
         rules: freezeRules,
       });
       progress?.finish();
-      if (!o.quiet) {
-        const c = manifest.counts;
-        console.log(`${o.out}: ${manifest.parameters.length} tensors, ${c.total.toLocaleString('en-US')} parameters (${c.trainable.toLocaleString('en-US')} trainable), path ${manifest.build.path}, ${manifest.build.dtype}`);
-        if (manifest.train) {
-          const { pruningLine } = await import('../train/artifact.ts');
-          console.log(pruningLine(manifest.train));
-        }
+      const c = manifest.counts;
+      const kind = manifest.build.structure_only ? ', structure only (no weights; `vlmc run` needs --weights or --init random)' : '';
+      console.log(`${o.out}: ${manifest.parameters.length} tensors, ${c.total.toLocaleString('en-US')} parameters (${c.trainable.toLocaleString('en-US')} trainable), path ${manifest.build.path}, ${manifest.build.dtype}${kind}`);
+      if (manifest.train) {
+        const { pruningLine } = await import('../train/artifact.ts');
+        console.log(pruningLine(manifest.train));
       }
     });
 
@@ -172,17 +176,20 @@ export function program(): Command {
     .option('--from <dir>', 'Path A: unified InternVL checkpoint folder')
     .option('--vision <dir>', 'Path B: standalone InternViT checkpoint folder')
     .option('--llm <dir>', 'Path B: standalone LLM checkpoint folder')
-    .option('--name <name>', 'graph name (default: the checkpoint folder name)')
+    .option('--name <name>', 'graph name (default: the checkpoint\'s own name, from its config or folder)')
     .option('--out <file>', 'graph file to write (default: graphs/<name>.ts)')
     .option('--force', 'overwrite an existing file')
     .option('--downsample-ratio <r>', 'projector pixel-shuffle ratio (Path B)', positiveNumber('--downsample-ratio'))
     .addOption(new Option('--ps-version <v>', 'pixel shuffle version (Path B)').choices(['v1', 'v2']))
     .option('--select-layer <n>', 'ViT hidden state fed to the projector (Path B)', int('--select-layer'))
+    .option('--force-image-size <n>', 'tile size fed to the ViT (Path B)', int('--force-image-size'))
     .option('--img-context-token-id <id>', 'id of <IMG_CONTEXT> when the tokenizer files do not name it', int('--img-context-token-id'))
     .action(async (o) => {
       const { init } = await import('../init/init.ts');
-      const file = await init(o);
+      const file = await init({ ...o, imageSize: o.forceImageSize });
+      const { lockPathFor } = await import('../review/lock.ts');
       console.log(`wrote ${file}`);
+      console.log(`wrote ${lockPathFor(file)}`);
     });
 
   cli
@@ -268,11 +275,25 @@ export function program(): Command {
       for (const line of report.lines) console.log(line);
     });
 
+  cli
+    .command('export')
+    .description("rewrite an original-layout InternVL checkpoint in another layout (hf: transformers' InternVLForConditionalGeneration)")
+    .argument('<checkpoint>', 'InternVL checkpoint folder in the original layout (InternVLChatModel)')
+    .addOption(new Option('--layout <layout>', 'layout to write').choices(['hf']).makeOptionMandatory())
+    .addOption(new Option('--spelling <spelling>', 'key spelling of the hf layout').choices(['transformers-4', 'transformers-5']).default('transformers-4'))
+    .requiredOption('--out <dir>', 'checkpoint folder to write')
+    .action(async (checkpoint: string, o) => {
+      const { exportHF } = await import('../export/hf.ts');
+      const r = await exportHF({ checkpoint, out: o.out, spelling: o.spelling });
+      console.log(`${r.out}: ${r.tensors} tensors in the Hugging Face layout (${o.spelling} keys)`);
+    });
+
   return cli;
 }
 
 /** The project's own graph files (graphs/*.ts). */
 function projectGraphs(): string[] {
+  if (!existsSync('graphs')) throw new UserError('no graph files given, and there is no graphs/ folder here to take them from');
   return readdirSync('graphs')
     .filter((f) => f.endsWith('.ts'))
     .sort()
@@ -296,6 +317,11 @@ function exitCodeFor(e: unknown): number {
   }
   if (e instanceof UserError) {
     process.stderr.write(`vlmc: ${e.message}\n`);
+    return 2;
+  }
+  const fsError = fileSystemUserError(e);
+  if (fsError) {
+    process.stderr.write(`vlmc: ${fsError.message}\n`);
     return 2;
   }
   process.stderr.write(`vlmc: internal error: ${(e as Error)?.stack ?? String(e)}\n`);

@@ -10,12 +10,10 @@ export function progressBar(label: string, quiet: boolean): Progress | undefined
     if (!force && now - last < 100) return;
     last = now;
     const secs = (now - start) / 1000;
-    const rate = secs > 0 ? done / secs : 0;
-    const eta = rate > 0 ? (total - done) / rate : 0;
     const frac = total > 0 ? done / total : 1;
     const width = 24;
     const bar = '#'.repeat(Math.round(frac * width)).padEnd(width, '.');
-    process.stderr.write(`\r${label} [${bar}] ${gb(done)}/${gb(total)} GB  ${gb(rate)} GB/s  ETA ${eta.toFixed(0)}s `);
+    process.stderr.write(`\r${label} [${bar}] ${size(done)}/${size(total)}${timing(done, total, secs)} `);
   };
   let lastTotal = 0;
   let lastDone = 0;
@@ -31,6 +29,20 @@ export function progressBar(label: string, quiet: boolean): Progress | undefined
   return p;
 }
 
-function gb(bytes: number): string {
-  return (bytes / 1e9).toFixed(2);
+/** Bytes in the unit that shows them: a tiny model reads 180.6 KB, not 0.00 GB. */
+export function size(bytes: number): string {
+  if (bytes >= 1e9) return `${(bytes / 1e9).toFixed(2)} GB`;
+  if (bytes >= 1e6) return `${(bytes / 1e6).toFixed(1)} MB`;
+  return `${(bytes / 1e3).toFixed(1)} KB`;
+}
+
+/**
+ * Rate and ETA once they mean something: after a second of work, with bytes done. Before that the
+ * rate is dominated by start-up and the ETA would be noise (`ETA 222s` for a model that takes 0.1 s).
+ */
+export function timing(done: number, total: number, secs: number): string {
+  if (done >= total && total > 0) return `  ${secs.toFixed(1)}s`;
+  if (secs < 1 || done === 0) return '';
+  const rate = done / secs;
+  return `  ${size(rate)}/s  ETA ${((total - done) / rate).toFixed(0)}s`;
 }

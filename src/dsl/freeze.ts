@@ -139,3 +139,12 @@ function segmentMatches(pattern: string, segment: string): boolean {
   }
   return false;
 }
+
+/**
+ * Whether a pattern in the freeze-rule language (no aliases) matches a dotted path: the module it
+ * names and everything under it, `*` one segment, `**` any number, `22-23` a range. vlmc's one glob
+ * language, shared by `--allow-missing` and `--ignore-unexpected`.
+ */
+export function pathPatternMatches(pattern: string, path: string): boolean {
+  return matchesPrefix(pattern.split('.'), path.split('.'));
+}

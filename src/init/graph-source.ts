@@ -46,6 +46,7 @@ function writeModel(w: CodeBlockWriter, m: InternVLChatModel, builder: string, n
     prop(w, 'psVersion', o.psVersion);
     prop(w, 'selectLayer', o.selectLayer);
     prop(w, 'imageSize', o.imageSize);
+    if (!o.imageFlags) prop(w, 'imageFlags', false);
     if (o.imgContextTokenId !== undefined) prop(w, 'imgContextTokenId', o.imgContextTokenId);
   });
   w.write(')');
@@ -63,6 +64,7 @@ function visionFields(c: InternViTConfig): Record<string, unknown> {
     qkvBias: c.qkvBias,
     qkNorm: c.qkNorm,
     eps: c.eps,
+    qkNormEps: c.qkNormEps,
     layerScaleInit: c.layerScaleInit,
   };
 }

@@ -1,11 +1,17 @@
 /** `vlmc init --from <checkpoint>` / `--vision <dir> --llm <dir>`: a graph file for a checkpoint. */
 import { existsSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import * as nodePath from 'node:path';
 import { UserError } from '../errors.ts';
 import { writeFileAtomic } from '../artifact/atomic.ts';
-import { findSpecialTokenId } from '../checkpoint/tokens.ts';
+import { checkOutputPath } from '../artifact/output-path.ts';
+import { checkpointName } from './name.ts';
+import { checkContextTokenId, findSpecialTokenId } from '../checkpoint/tokens.ts';
+import { compile } from '../compile.ts';
 import { internvlFromConfig, internvlFromParts, pickProjectorOptions, type ProjectorOptions } from '../models/from-config.ts';
+import { HF_LM_HEAD_KEYS, hfDefaultImageTokenId, internvlFromHFConfig, isHFInternVLConfig } from '../models/from-hf-config.ts';
+import { Checkpoint } from '../checkpoint/checkpoint.ts';
 import type { InternVLChatModel } from '../models/internvl.ts';
 
 export interface InitOptions extends ProjectorOptions {
@@ -21,38 +27,86 @@ export interface InitOptions extends ProjectorOptions {
 async function readConfig(dir: string): Promise<Record<string, unknown>> {
   const file = nodePath.join(dir, 'config.json');
   if (!existsSync(file)) throw new UserError(`${file}: missing; a checkpoint folder needs config.json`);
+  let parsed: unknown;
   try {
-    return JSON.parse(await readFile(file, 'utf8')) as Record<string, unknown>;
+    parsed = JSON.parse(await readFile(file, 'utf8'));
   } catch (e) {
     throw new UserError(`${file}: not valid JSON (${(e as Error).message})`);
   }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
+    throw new UserError(`${file}: must contain a JSON object (got ${parsed === null ? 'null' : Array.isArray(parsed) ? 'an array' : typeof parsed})`);
+  }
+  return parsed as Record<string, unknown>;
 }
 
-async function modelFor(o: InitOptions): Promise<{ model: InternVLChatModel; source: string; tokenDir: string }> {
+async function modelFor(o: InitOptions): Promise<{ model: InternVLChatModel; source: string; tokenDir: string; config: Record<string, unknown>; hfNative?: boolean }> {
   if (o.from && (o.vision || o.llm)) throw new UserError('give either --from (Path A) or --vision and --llm (Path B), not both');
   if (o.from) {
-    const model = internvlFromConfig(await readConfig(o.from), nodePath.join(o.from, 'config.json'), pickProjectorOptions(o));
-    return { model, source: `the InternVL checkpoint ${nodePath.basename(nodePath.resolve(o.from))}`, tokenDir: o.from };
+    const config = await readConfig(o.from);
+    const where = nodePath.join(o.from, 'config.json');
+    const hfNative = isHFInternVLConfig(config);
+    const model = hfNative
+      ? internvlFromHFConfig({ ...config }, where, pickProjectorOptions(o), { hasLmHead: await hasLmHead(o.from) })
+      : internvlFromConfig({ ...config }, where, pickProjectorOptions(o));
+    return { model, source: `the InternVL checkpoint ${nodePath.basename(nodePath.resolve(o.from))}`, tokenDir: o.from, config, hfNative };
   }
   if (o.vision && o.llm) {
-    const model = internvlFromParts(await readConfig(o.vision), nodePath.join(o.vision, 'config.json'), await readConfig(o.llm), nodePath.join(o.llm, 'config.json'), pickProjectorOptions(o));
+    const config = await readConfig(o.llm);
+    const model = internvlFromParts(await readConfig(o.vision), nodePath.join(o.vision, 'config.json'), { ...config }, nodePath.join(o.llm, 'config.json'), pickProjectorOptions(o));
     const base = (d: string) => nodePath.basename(nodePath.resolve(d));
-    return { model, source: `the vision checkpoint ${base(o.vision)} and the LLM checkpoint ${base(o.llm)}`, tokenDir: o.llm };
+    return { model, source: `the vision checkpoint ${base(o.vision)} and the LLM checkpoint ${base(o.llm)}`, tokenDir: o.llm, config };
   }
   throw new UserError('vlmc init needs --from <InternVL checkpoint> or --vision <dir> --llm <dir>');
 }
 
-/** Writes the graph file; returns its path. Never overwrites without `force`. */
+/** Whether an HF-native checkpoint saves its own lm_head (which unties it when the config is silent). */
+async function hasLmHead(dir: string): Promise<boolean> {
+  const ckpt = await Checkpoint.open(dir);
+  try {
+    return HF_LM_HEAD_KEYS.some((k) => ckpt.has(k));
+  } finally {
+    await ckpt.close();
+  }
+}
+
+/**
+ * Writes the graph file and its lock beside it (so `vlmc lock --check` passes at once); returns the
+ * graph file's path. Never overwrites a graph without `force`. The lock is computed from the file
+ * as written, loaded from a temporary sibling first, so a graph that does not compile leaves nothing.
+ */
 export async function init(o: InitOptions): Promise<string> {
-  const { model, source, tokenDir } = await modelFor(o);
-  const name = o.name ?? nodePath.basename(nodePath.resolve(o.from ?? o.llm!));
+  const { model, source, tokenDir, config, hfNative } = await modelFor(o);
+  const name = o.name ?? checkpointName(o.from ?? o.llm!, config);
   if (!/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(name)) throw new UserError(`--name '${name}' must be letters, digits, '.', '_' or '-'`);
   const out = o.out ?? nodePath.join('graphs', `${name}.ts`);
-  if (existsSync(out) && !o.force) throw new UserError(`${out} exists; pass --force to overwrite it`);
-  model.options.imgContextTokenId ??= o.imgContextTokenId ?? findSpecialTokenId(tokenDir);
+  const inputs = [o.from, o.vision, o.llm];
+  checkOutputPath(out, { kind: 'graph', force: o.force, inputs });
+  const { lockPathFor, lockText, loadGraphSummary } = await import('../review/index.ts');
+  const lock = lockPathFor(out);
+  checkOutputPath(lock, { kind: 'lock', inputs });
+  model.options.imgContextTokenId ??= o.imgContextTokenId ?? findSpecialTokenId(tokenDir) ?? (hfNative ? hfDefaultImageTokenId(model) : undefined);
+  const id = model.options.imgContextTokenId;
+  if (id !== undefined) checkContextTokenId(id, model.language_model.config.vocab, o.imgContextTokenId !== undefined ? '--img-context-token-id' : `${tokenDir} (added_tokens.json / tokenizer_config.json)`);
+  // The same checks as vlmc build, so a graph file is only written for a config that builds.
+  compile(model, { structureOnly: true });
   // Loaded here, not at the top: graph-source.ts brings in ts-morph and TypeScript (about 0.4 s),
   // which every importer of the library (graph files import 'vlmc') would otherwise pay for.
   const { graphSource } = await import('./graph-source.ts');
-  await writeFileAtomic(out, graphSource(model, { name, source }));
+  const text = graphSource(model, { name, source });
+  const lockContent = lockText(await summaryOfSource(out, text, loadGraphSummary));
+  await writeFileAtomic(out, text);
+  await writeFileAtomic(lock, lockContent);
   return out;
+}
+
+/** The summary of generated graph source `text` (which imports only 'vlmc'): loaded from a temporary file, removed afterwards. */
+async function summaryOfSource<T>(out: string, text: string, load: (file: string) => Promise<T>): Promise<T> {
+  const dir = await mkdtemp(nodePath.join(tmpdir(), 'vlmc-init-'));
+  try {
+    const temp = nodePath.join(dir, `${nodePath.basename(out).replace(/\.m?[jt]s$/, '')}.mts`);
+    await writeFile(temp, text);
+    return await load(temp);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
 }

@@ -1,7 +1,8 @@
 /**
  * What building a request needs from a model folder: the InternVLChatConfig fields of config.json
  * that chat() and load_image() read. The folder may be a checkpoint, an artifact that carries
- * config.json, or a folder holding just config.json and the tokenizer files.
+ * config.json (or a split artifact's pipeline.json, which records the same facts), or a folder
+ * holding just config.json and the tokenizer files.
  */
 import { existsSync, readFileSync } from 'node:fs';
 import * as nodePath from 'node:path';
@@ -17,6 +18,7 @@ export interface RequestConfig {
   systemMessage: string;
   /** Tile side: `force_image_size`, else `vision_config.image_size`. */
   imageSize: number;
+  /** `vision_config.patch_size` (0 when read from a split artifact's pipeline.json, which records tokens per tile instead). */
   patchSize: number;
   downsampleRatio: number;
   /** `<IMG_CONTEXT>` tokens per tile: int((image_size // patch_size)^2 * downsample_ratio^2). */
@@ -33,28 +35,31 @@ export interface RequestConfig {
   artifact?: { tokensPerTile?: number; imgContextTokenId?: number };
 }
 
+/** A split artifact's description of its pipeline (written by `vlmc build --split`). */
+export const PIPELINE_FILE = 'pipeline.json';
+
 export function readRequestConfig(dir: string, o: { template?: string } = {}): RequestConfig {
   const file = nodePath.join(dir, 'config.json');
-  if (!existsSync(file)) {
-    const artifact = existsSync(nodePath.join(dir, MANIFEST_FILE)) ? ' (this artifact carries no config.json: pass the checkpoint folder it was built from)' : '';
-    throw new UserError(`${dir}: no config.json${artifact}`);
-  }
+  if (existsSync(file)) return fromInternVLConfig(dir, file, o);
+  const pipeline = nodePath.join(dir, PIPELINE_FILE);
+  if (existsSync(pipeline)) return fromPipeline(dir, pipeline, o);
+  const artifact = existsSync(nodePath.join(dir, MANIFEST_FILE)) ? ' (this artifact carries neither config.json nor pipeline.json: pass the checkpoint folder it was built from)' : '';
+  throw new UserError(`${dir}: no config.json${artifact}`);
+}
+
+function fromInternVLConfig(dir: string, file: string, o: { template?: string }): RequestConfig {
   const cfg = readJson(file);
   const vision = objectField(cfg, 'vision_config', file);
   const llm = objectField(cfg, 'llm_config', file);
   const imageSize = positiveInt(cfg['force_image_size'] ?? vision?.['image_size'], 'force_image_size (or vision_config.image_size)', file);
   const patchSize = positiveInt(vision?.['patch_size'], 'vision_config.patch_size', file);
   const downsampleRatio = positive(cfg['downsample_ratio'] ?? 0.5, 'downsample_ratio', file);
-  const templateName = o.template ?? cfg['template'];
-  if (typeof templateName !== 'string') throw new UserError(`${file}: no 'template' (the conversation template, e.g. "internvl2_5"); pass --template`);
-  const template = getTemplate(templateName, o.template !== undefined ? '--template' : file);
+  const template = templateOf(cfg, file, o);
   const dynamic = cfg['dynamic_image_size'] !== false;
-  const systemMessage = cfg['system_message'];
-  if (systemMessage !== undefined && typeof systemMessage !== 'string') throw new UserError(`${file}: 'system_message' must be a string`);
   return {
     file,
     template,
-    systemMessage: systemMessage ?? template.systemMessage,
+    systemMessage: systemMessageOf(cfg, file) ?? template.systemMessage,
     imageSize,
     patchSize,
     downsampleRatio,
@@ -66,6 +71,42 @@ export function readRequestConfig(dir: string, o: { template?: string } = {}): R
     padTokenId: llm && typeof llm['pad_token_id'] === 'number' ? llm['pad_token_id'] : undefined,
     artifact: artifactRecord(dir),
   };
+}
+
+/** A split artifact without config.json: its pipeline.json records the same facts (InternVLChatConfig's defaults where it is silent). */
+function fromPipeline(dir: string, file: string, o: { template?: string }): RequestConfig {
+  const p = readJson(file);
+  const image = objectField(p, 'image', file) ?? {};
+  const llm = objectField(p, 'llm', file) ?? {};
+  const template = templateOf(p, file, o);
+  const tokensPerTile = positiveInt(image['tokens_per_tile'], 'image.tokens_per_tile', file);
+  return {
+    file,
+    template,
+    systemMessage: systemMessageOf(p, file) ?? template.systemMessage,
+    imageSize: positiveInt(image['size'], 'image.size', file),
+    patchSize: 0,
+    downsampleRatio: positive(image['downsample_ratio'] ?? 0.5, 'image.downsample_ratio', file),
+    tokensPerTile,
+    minDynamicPatch: positiveInt(image['min_dynamic_patch'] ?? 1, 'image.min_dynamic_patch', file),
+    maxDynamicPatch: positiveInt(image['max_dynamic_patch'] ?? 6, 'image.max_dynamic_patch', file),
+    useThumbnail: image['use_thumbnail'] === true,
+    vocabSize: typeof llm['vocab_size'] === 'number' ? llm['vocab_size'] : undefined,
+    padTokenId: typeof p['pad_token_id'] === 'number' ? p['pad_token_id'] : undefined,
+    artifact: { tokensPerTile, imgContextTokenId: typeof image['img_context_token_id'] === 'number' ? image['img_context_token_id'] : undefined },
+  };
+}
+
+function templateOf(cfg: Record<string, unknown>, file: string, o: { template?: string }): ConversationTemplate {
+  const name = o.template ?? cfg['template'];
+  if (typeof name !== 'string') throw new UserError(`${file}: no 'template' (the conversation template, e.g. "internvl2_5"); pass --template`);
+  return getTemplate(name, o.template !== undefined ? '--template' : file);
+}
+
+function systemMessageOf(cfg: Record<string, unknown>, file: string): string | undefined {
+  const v = cfg['system_message'];
+  if (v !== undefined && typeof v !== 'string') throw new UserError(`${file}: 'system_message' must be a string`);
+  return v;
 }
 
 function artifactRecord(dir: string): RequestConfig['artifact'] {

@@ -8,6 +8,8 @@ import * as nodePath from 'node:path';
 import { UserError } from '../errors.ts';
 import { encodeSafetensors, SafetensorsFile, type TensorToWrite } from '../checkpoint/safetensors.ts';
 import { writeFileAtomic } from '../artifact/atomic.ts';
+import { checkOutputPath, resultMetadata } from '../artifact/output-path.ts';
+import { explainFs } from '../artifact/fs-errors.ts';
 import { buildQuery, IMG_CONTEXT_TOKEN, IMAGE_PLACEHOLDER, type History } from '../prompt/query.ts';
 import { eosToken } from '../prompt/templates.ts';
 import { loadTokenizer, type TextTokenizer } from '../tokenizer/index.ts';
@@ -72,7 +74,7 @@ export async function buildInputs(o: InputsOptions): Promise<InputsResult> {
   const imgContextTokenId = tokenizer.requireTokenId(IMG_CONTEXT_TOKEN, 'the image placeholder token InternVL splices image features into');
   crossCheckArtifact(config, imgContextTokenId, o.checkpoint);
   const processed = await preprocessAll(images, config, o);
-  const perRow = o.prompts.length === 1 ? [processed] : processed.length === 0 ? o.prompts.map(() => []) : processed.map((p) => [p]);
+  const perRow = imagesPerRow(o.prompts.length, processed);
   const rows = o.prompts.map((question, i) => {
     const q = buildQuery({
       template: config.template,
@@ -105,12 +107,18 @@ export async function buildInputs(o: InputsOptions): Promise<InputsResult> {
   };
 }
 
-/** Marks a safetensors file as vlmc's own, so a later run may replace it and nothing else. */
-export const INPUTS_METADATA = { 'vlmc.kind': 'inputs', 'vlmc.format': 'vlmc-inputs/1' } as const;
+/** One prompt takes every image; several prompts take one image each (batch_chat's pairing) or none. */
+function imagesPerRow(rows: number, images: PreprocessedImage[]): PreprocessedImage[][] {
+  if (rows === 1) return [images];
+  return images.length === 0 ? Array.from({ length: rows }, () => []) : images.map((p) => [p]);
+}
+
+/** Marks a safetensors file as vlmc's own inputs file, so a later run may replace it and nothing else. */
+export const INPUTS_METADATA = { ...resultMetadata('inputs'), 'vlmc.format': 'vlmc-inputs/1' } as const;
 
 /** `vlmc inputs`: buildInputs, then the tensors written atomically to `out`. */
 export async function writeInputs(o: InputsOptions & { out: string }): Promise<InputsResult> {
-  await refuseForeignFile(o.out);
+  checkOutputPath(o.out, { kind: 'result', content: 'inputs', flag: '--out', inputs: [o.checkpoint, ...(o.images ?? [])] });
   const result = await buildInputs(o);
   await writeOutputFile(o.out, inputTensors(result.inputs), { ...INPUTS_METADATA, 'vlmc.template': result.config.template.name });
   return result;
@@ -126,24 +134,9 @@ function inputTensors(i: ModelInputs): TensorToWrite[] {
   ];
 }
 
-/** The one place the output is written (to be swapped for the shared output rules). */
+/** The one place the output is written. */
 async function writeOutputFile(out: string, tensors: TensorToWrite[], metadata: Record<string, string>): Promise<void> {
-  await writeFileAtomic(out, encodeSafetensors(tensors, metadata));
-}
-
-/** An existing `out` is replaced only when it is a vlmc output (safetensors with `vlmc.kind` metadata). */
-async function refuseForeignFile(out: string): Promise<void> {
-  if (!existsSync(out)) return;
-  if (statSync(out).isDirectory()) throw new UserError(`--out ${out}: is a directory`);
-  let st: SafetensorsFile | undefined;
-  try {
-    st = await SafetensorsFile.open(out);
-  } catch {
-    // not safetensors at all
-  }
-  const ours = st?.metadata['vlmc.kind'] !== undefined;
-  await st?.close();
-  if (!ours) throw new UserError(`--out ${out}: exists and is not a vlmc output; refusing to overwrite it (remove it or choose another path)`);
+  await explainFs(out, () => writeFileAtomic(out, encodeSafetensors(tensors, metadata)));
 }
 
 function checkPromptsAndImages(prompts: readonly string[], images: readonly string[], history: History | undefined): void {

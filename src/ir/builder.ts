@@ -146,19 +146,25 @@ function toAttrs(sig: OpSignature, attrs: Record<string, unknown>, fail: (m: str
   return out;
 }
 
-let active: GraphBuilder | undefined;
+/**
+ * The graph being traced lives on globalThis, not in this module: a graph file that imports the zoo
+ * from another copy of vlmc than the one compiling it still emits into the same graph.
+ */
+const ACTIVE = Symbol.for('vlmc.activeGraphBuilder');
+const state = globalThis as { [ACTIVE]?: GraphBuilder };
 
 export function activeBuilder(): GraphBuilder {
+  const active = state[ACTIVE];
   if (!active) throw new Error('no graph is being traced: ops can only be called inside compile()');
   return active;
 }
 
 export function withBuilder<T>(builder: GraphBuilder, fn: () => T): T {
-  const prev = active;
-  active = builder;
+  const prev = state[ACTIVE];
+  state[ACTIVE] = builder;
   try {
     return fn();
   } finally {
-    active = prev;
+    state[ACTIVE] = prev;
   }
 }

@@ -16,7 +16,7 @@ interface AttrReader {
   float(name: string): number | undefined;
 }
 
-const UNARY = ['Relu', 'Sigmoid', 'Tanh', 'Erf', 'Sqrt', 'Reciprocal', 'Neg', 'Exp', 'Log', 'Abs', 'Cos', 'Sin', 'Softmax', 'LogSoftmax', 'Identity', 'Not', 'IsNaN', 'IsInf', 'CumSum', 'Trilu', 'LayerNormalization', 'Floor', 'Ceil', 'Round', 'Sign'];
+const UNARY = ['Relu', 'Sigmoid', 'Tanh', 'Erf', 'Sqrt', 'Reciprocal', 'Neg', 'Exp', 'Log', 'Abs', 'Cos', 'Sin', 'Softmax', 'LogSoftmax', 'Identity', 'Not', 'IsNaN', 'IsInf', 'CumSum', 'Trilu', 'Floor', 'Ceil', 'Round', 'Sign'];
 const BROADCAST = ['Add', 'Sub', 'Mul', 'Div', 'Pow', 'Equal', 'Less', 'Greater', 'LessOrEqual', 'GreaterOrEqual', 'And', 'Or', 'Xor', 'Where', 'Max', 'Min', 'Sum', 'Mean', 'Mod'];
 
 const RULES: Record<string, Rule> = {
@@ -30,6 +30,7 @@ const RULES: Record<string, Rule> = {
     setShape(n, perm.map((p) => x[p]!));
   },
   Concat: inferConcat,
+  LayerNormalization: inferLayerNorm,
   Slice: inferSlice,
   Gather: inferGather,
   Unsqueeze: (n) => {
@@ -274,7 +275,28 @@ function inferGather(n: Node, a: AttrReader): void {
   const data = req(n, 0).shape;
   const idx = req(n, 1).shape;
   const axis = normAxis(a.int('axis') ?? 0, data.length);
+  const size = data[axis]!;
+  const values = req(n, 1).sym;
+  if (typeof size === 'number' && values) {
+    for (const i of values) {
+      if (typeof i === 'number' && (i < -size || i >= size)) throw new Error(`index ${i} is out of range for axis ${axis} of ${formatShape(data)} (valid: ${-size} to ${size - 1})`);
+    }
+  }
   setShape(n, [...data.slice(0, axis), ...idx, ...data.slice(axis + 1)]);
+}
+
+/** Scale and bias must broadcast to the normalized dims (axis..end) without growing them. */
+function inferLayerNorm(n: Node, a: AttrReader): void {
+  const x = req(n, 0).shape;
+  const axis = normAxis(a.int('axis') ?? -1, x.length);
+  const normalized = x.slice(axis);
+  for (const [i, what] of [[1, 'scale'], [2, 'bias']] as const) {
+    const p = n.inputs[i]?.shape;
+    if (!p) continue;
+    const fits = p.length <= normalized.length && p.every((d, j) => d === 1 || !dimsConflict(d, normalized[normalized.length - p.length + j]!));
+    if (!fits) throw new Error(`${what} ${formatShape(p)} does not match the normalized dims ${formatShape(normalized)} of input ${formatShape(x)}`);
+  }
+  setShape(n, x);
 }
 
 function inferReduce(n: Node, a: AttrReader): void {

@@ -9,6 +9,7 @@ import * as op from '../ops/index.ts';
 import { i64, INT64_MAX } from '../dsl/constants.ts';
 import { LayerNorm, Linear, RMSNorm, gelu, reshape } from '../nn/layers.ts';
 import { fullAttention } from '../nn/attention.ts';
+import { checkViTOptions } from './check-options.ts';
 
 export interface InternViTConfig {
   hidden: number;
@@ -21,6 +22,8 @@ export interface InternViTConfig {
   qkvBias: boolean;
   qkNorm: boolean;
   eps: number;
+  /** eps of q_norm / k_norm when it is not `eps` (transformers' InternVLVisionAttention fixes 1e-6). */
+  qkNormEps?: number;
   /** Layer-scale init (config.initializer_factor). */
   layerScaleInit?: number;
 }
@@ -101,8 +104,8 @@ export class InternAttention extends Module {
   constructor(readonly c: InternViTConfig) {
     super();
     this.qkv = new Linear(c.hidden, 3 * c.hidden, { bias: c.qkvBias });
-    this.q_norm = c.qkNorm ? new RMSNorm(c.hidden, c.eps) : undefined;
-    this.k_norm = c.qkNorm ? new RMSNorm(c.hidden, c.eps) : undefined;
+    this.q_norm = c.qkNorm ? new RMSNorm(c.hidden, c.qkNormEps ?? c.eps) : undefined;
+    this.k_norm = c.qkNorm ? new RMSNorm(c.hidden, c.qkNormEps ?? c.eps) : undefined;
     this.proj = new Linear(c.hidden, c.hidden);
   }
   forward(x: Tensor): Tensor {
@@ -191,6 +194,7 @@ export class InternVisionModel extends Module {
 }
 
 export function internViT(config: InternViTConfig): InternVisionModel {
+  checkViTOptions('internViT', config);
   return new InternVisionModel(config);
 }
 

@@ -21,6 +21,8 @@ export const INTERNVL_PARTS: PartLayout[] = [
 export const IGNORABLE_KEYS: RegExp[] = [
   // Rotary caches some exporters save as buffers; the graph computes them.
   /(^|\.)rotary_emb\.inv_freq$/,
+  // transformers' InternVLVisionEmbeddings.mask_token (use_mask_token): masked image modeling only.
+  /(^|\.)embeddings\.mask_token$/,
 ];
 
 /**

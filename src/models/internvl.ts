@@ -15,6 +15,7 @@ import { DTYPES } from '../ir/dtype.ts';
 import type { InternVisionModel } from './internvit.ts';
 import type { CausalLM } from './llm/decoder.ts';
 import { Projector, pixelShuffle, type PsVersion } from './projector.ts';
+import { checkInternVLOptions } from './check-options.ts';
 
 export interface InternVLOptions {
   vision: InternVisionModel;
@@ -31,6 +32,11 @@ export interface InternVLOptions {
    * stored under `mlp1`; defaults to InternVL's LayerNorm-Linear-GELU-Linear.
    */
   projector?: ProjectorModule;
+  /**
+   * false: no `image_flags` input, every tile counts (transformers' InternVLForConditionalGeneration);
+   * `vlmc run` then checks that the `<IMG_CONTEXT>` tokens number tiles x tokens per tile. Default true.
+   */
+  imageFlags?: boolean;
   /** Id of `<IMG_CONTEXT>`; when omitted it comes from the CLI or the checkpoint's tokenizer files. */
   imgContextTokenId?: number;
   train?: FreezeRule[];
@@ -59,6 +65,7 @@ export class InternVLChatModel extends Model {
       selectLayer: o.selectLayer ?? -1,
       imageSize: o.imageSize ?? visionCfg.imageSize,
       imgContextTokenId: o.imgContextTokenId,
+      imageFlags: o.imageFlags ?? true,
       name: o.name ?? 'internvl',
     };
     this.vision_model = o.vision;
@@ -91,14 +98,15 @@ export class InternVLChatModel extends Model {
 
   inputs(): InputSpec[] {
     const s = this.options.imageSize;
-    return [
+    const inputs: InputSpec[] = [
       { name: 'pixel_values', dtype: 'float32', shape: ['tiles', 3, s, s] },
       { name: 'input_ids', dtype: 'int64', shape: ['batch', 'seq'] },
-      { name: 'image_flags', dtype: 'int64', shape: ['tiles'] },
     ];
+    if (this.options.imageFlags) inputs.push({ name: 'image_flags', dtype: 'int64', shape: ['tiles'] });
+    return inputs;
   }
 
-  forward(pixelValues: Tensor, inputIds: Tensor, imageFlags: Tensor): Record<string, Tensor> {
+  forward(pixelValues: Tensor, inputIds: Tensor, imageFlags?: Tensor): Record<string, Tensor> {
     const vitEmbeds = this.extractFeature(pixelValues);
     const embeds = this.spliceImageTokens(this.language_model.embed(inputIds), inputIds, vitEmbeds, imageFlags);
     return { logits: this.language_model.call(embeds), vit_embeds: vitEmbeds };
@@ -116,11 +124,11 @@ export class InternVLChatModel extends Model {
   }
 
   /** Replace `<IMG_CONTEXT>` embeddings, in row-major order, by the flagged tiles' tokens. */
-  spliceImageTokens(textEmbeds: Tensor, inputIds: Tensor, vitEmbeds: Tensor, imageFlags: Tensor): Tensor {
+  spliceImageTokens(textEmbeds: Tensor, inputIds: Tensor, vitEmbeds: Tensor, imageFlags: Tensor | undefined): Tensor {
     const contextId = this.options.imgContextTokenId ?? (activeBuilder().structureOnly ? UNSET_TOKEN_ID : undefined);
     if (contextId === undefined) fail('the <IMG_CONTEXT> token id is unknown: set imgContextTokenId in the graph, pass --img-context-token-id, or build with a checkpoint whose tokenizer files name it');
     const hidden = this.language_model.config.hidden;
-    const kept = op.Compress(vitEmbeds, op.Equal(imageFlags, i64Scalar(1)), { axis: 0 });
+    const kept = imageFlags ? op.Compress(vitEmbeds, op.Equal(imageFlags, i64Scalar(1)), { axis: 0 }) : vitEmbeds;
     // A zero row at the end keeps Gather in range where no position is an image position.
     const tokens = op.Concat([reshape(kept, [-1, hidden]), f32(new Array(hidden).fill(0), [1, hidden])], { axis: 0 });
     const isImage = op.Equal(inputIds, i64Scalar(contextId));
@@ -140,10 +148,13 @@ export class InternVLChatModel extends Model {
       'vlmc.select_layer': String(o.selectLayer),
       'vlmc.downsample_ratio': String(o.downsampleRatio),
       'vlmc.ps_version': o.psVersion,
+      // Only when off, so graphs with flags keep their metadata (and locks) as they were.
+      ...(o.imageFlags ? {} : { 'vlmc.image_flags': 'false' }),
     };
   }
 }
 
 export function internvl(options: InternVLOptions): InternVLChatModel {
+  checkInternVLOptions(options);
   return new InternVLChatModel(options);
 }

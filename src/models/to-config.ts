@@ -33,6 +33,7 @@ const MODEL_TYPES: Record<string, string> = {
   LlamaForCausalLM: 'llama',
   InternLM2ForCausalLM: 'internlm2',
   Phi3ForCausalLM: 'phi3',
+  Qwen3ForCausalLM: 'qwen3',
 };
 
 export function llmConfigJson(llm: CausalLM): Record<string, unknown> {
@@ -58,7 +59,11 @@ export function llmConfigJson(llm: CausalLM): Record<string, unknown> {
   if (c.headDim !== undefined && c.headDim !== c.hidden / c.heads) out.head_dim = c.headDim;
   if ((c.partialRotaryFactor ?? 1) !== 1) out.partial_rotary_factor = c.partialRotaryFactor;
   if (llm.architecture === 'InternLM2ForCausalLM') out.bias = c.qkvBias ?? false;
-  else if (llm.architecture === 'LlamaForCausalLM') {
+  else if (llm.architecture === 'Qwen3ForCausalLM') {
+    // Qwen3Config defaults head_dim to 128, so it is always written.
+    out.head_dim = c.headDim ?? c.hidden / c.heads;
+    out.attention_bias = c.qkvBias ?? false;
+  } else if (llm.architecture === 'LlamaForCausalLM') {
     out.attention_bias = c.qkvBias ?? false;
     out.mlp_bias = c.mlpBias ?? false;
   }

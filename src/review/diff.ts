@@ -32,7 +32,7 @@ export interface DiffOptions {
 }
 
 export function diffSummaries(a: GraphSummary, b: GraphSummary, options: DiffOptions = {}): GraphDiff {
-  const renames = detectRenames(a.params, b.params);
+  const renames = detectRenames(a.params, b.params, { a: kindsOf(a), b: kindsOf(b) });
   // Side a under side b's names, so everything below compares a renamed module with its old self.
   const mappedA = { params: a.params.map((p) => ({ ...p, name: renamePath(p.name, renames) })), ops: mapOps(a.ops, renames) };
   const diff: GraphDiff = {
@@ -51,6 +51,13 @@ export function diffSummaries(a: GraphSummary, b: GraphSummary, options: DiffOpt
   if (a.structureHash !== b.structureHash) diff.structure = { before: a.structureHash, after: b.structureHash };
   if (options.nodes) diff.nodes = diffNodes(a, b);
   return diff;
+}
+
+/** A module's kind for rename detection: the op types in its subtree; '' where node paths are unknown. */
+function kindsOf(s: GraphSummary): (path: string) => string {
+  if (!s.nodeModules) return () => '';
+  const ops = aggregateOps(s.ops);
+  return (path) => [...(ops.get(path)?.keys() ?? [])].sort(compareStrings).join(',');
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -3,7 +3,9 @@
  * text, one fact per line in canonical order, so a pull request's lock diff shows exactly the facts
  * that changed and unrelated edits do not move lines. Same graph, same bytes.
  */
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import { writeFileAtomic } from '../artifact/atomic.ts';
+import { checkOutputPath } from '../artifact/output-path.ts';
 import { loadGraphSummary } from './operand.ts';
 import type { GraphSummary, IoEntry, ModuleEntry, ParamEntry } from './types.ts';
 
@@ -56,9 +58,10 @@ export function lockPathFor(graphFile: string): string {
 /** Compiles the graph file and writes its lock; `changed` is false when the lock was already current. */
 export async function writeLock(graphFile: string): Promise<{ path: string; changed: boolean }> {
   const path = lockPathFor(graphFile);
+  checkOutputPath(path, { kind: 'lock', inputs: [graphFile] });
   const text = lockText(await loadGraphSummary(graphFile));
   const changed = !existsSync(path) || readFileSync(path, 'utf8') !== text;
-  if (changed) writeFileSync(path, text);
+  if (changed) await writeFileAtomic(path, text);
   return { path, changed };
 }
 

@@ -2,20 +2,16 @@
  * `GraphSummary` from any .onnx file. Node facts come from the nodes; module paths from node names
  * when they follow vlmc's `/a/b/Op` convention; parameters are the initializers (vlmc's content-named
  * `/const/...` literals excepted). Weight bytes are read only when asked for (`weights`), but
- * external-data references are always checked, because a model file can point anywhere: a location
- * must be relative, free of `..`, inside the model's folder (after resolving symbolic links), and
- * its byte range must lie inside the data file.
+ * external-data references are always checked (src/onnx/external-data.ts, shared with `vlmc run`).
  */
-import { closeSync, existsSync, openSync, readFileSync, readSync, realpathSync, statSync } from 'node:fs';
-import { createHash } from 'node:crypto';
-import { dirname, isAbsolute, relative, resolve, sep } from 'node:path';
+import { readFileSync } from 'node:fs';
 import { UserError } from '../errors.ts';
 import { DTYPES } from '../ir/dtype.ts';
 import type * as P from 'onnx-proto';
 import { onnx, type ModelProto } from '../onnx/proto.ts';
+import { ExternalData, type ExternalRef } from '../onnx/external-data.ts';
 import { assembleSummary } from './assemble.ts';
 import { canonAttr, canonAttrs, intText, sha256Hex, tensorId, type CanonNode, type InputRef } from './hash.ts';
-import { elementCount } from '../ir/dims.ts';
 import type { GraphSummary, IoEntry, ParamEntry } from './types.ts';
 
 export interface OnnxSummaryOptions {
@@ -30,7 +26,18 @@ type ValueInfoProto = P.onnx.IValueInfoProto;
 type AttributeProto = P.onnx.IAttributeProto;
 
 const EXTERNAL = onnx.TensorProto.DataLocation.EXTERNAL;
-const CHUNK = 16 << 20;
+
+/** Checks every external-data reference of an .onnx file (location, range, length); a UserError naming the first bad one. */
+export function checkExternalReferences(file: string): void {
+  const graph = decodeModel(file).graph;
+  if (!graph) throw new UserError(`${file}: the model has no graph`);
+  const data = new ExternalData(file);
+  try {
+    for (const t of graph.initializer ?? []) if (t.dataLocation === EXTERNAL) data.range(externalRef(t));
+  } finally {
+    data.close();
+  }
+}
 
 export function summaryFromOnnxFile(file: string, options: OnnxSummaryOptions = {}): GraphSummary {
   const model = decodeModel(file);
@@ -44,7 +51,7 @@ export function summaryFromOnnxFile(file: string, options: OnnxSummaryOptions = 
   try {
     for (const t of initializers.values()) {
       const name = t.name ?? '';
-      const range = t.dataLocation === EXTERNAL ? data.range(t) : undefined;
+      const range = t.dataLocation === EXTERNAL ? data.range(externalRef(t)) : undefined;
       if (!range && isVlmcConstant(name)) {
         constIds.set(name, tensorId(dtypeName(t.dataType), dimsOf(t), inlineBytes(t)));
         continue;
@@ -214,91 +221,12 @@ function inlineBytes(t: TensorProto): Uint8Array {
   return new Uint8Array(0);
 }
 
+/** What the shared external-data checks need of a tensor. */
+function externalRef(t: TensorProto): ExternalRef {
+  const dtype = dtypeName(t.dataType);
+  return { name: t.name ?? '', dtype, dims: dimsOf(t), elementBytes: elementBytes(dtype), entries: (t.externalData ?? []).map((e) => [e.key ?? '', e.value ?? ''] as [string, string]) };
+}
+
 const bytesOf = (a: ArrayBufferView): Uint8Array => new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
 
-interface DataRange {
-  path: string;
-  offset: number;
-  length: number;
-}
 
-/** External data files of one model: validates references, hashes byte ranges. */
-class ExternalData {
-  private readonly dir: string;
-  private readonly files = new Map<string, { path: string; size: number }>();
-  private readonly fds = new Map<string, number>();
-
-  constructor(private readonly model: string) {
-    this.dir = dirname(resolve(model));
-  }
-
-  /** The checked byte range of an external tensor; a UserError naming model, tensor and problem otherwise. */
-  range(t: TensorProto): DataRange {
-    const fail = (problem: string): never => {
-      throw new UserError(`${this.model}: initializer '${t.name}': ${problem}`);
-    };
-    const kv = new Map((t.externalData ?? []).map((e) => [e.key ?? '', e.value ?? '']));
-    const location = kv.get('location');
-    if (!location) return fail('external data has no location');
-    const file = this.file(location, fail);
-    const offset = parseCount(kv.get('offset') ?? '0') ?? fail(`external data offset '${kv.get('offset')}' is not a non-negative integer`);
-    const length = kv.has('length') ? (parseCount(kv.get('length')!) ?? fail(`external data length '${kv.get('length')}' is not a non-negative integer`)) : file.size - offset;
-    if (offset > file.size || length < 0 || offset + length > file.size) {
-      fail(`external data bytes ${offset}..${offset + length} lie outside '${location}' (${file.size} bytes)`);
-    }
-    const dtype = dtypeName(t.dataType);
-    const expected = elementCount(dimsOf(t)) * elementBytes(dtype);
-    if (elementBytes(dtype) > 0 && length !== expected) {
-      fail(`external data length ${length} does not match ${dtype}[${dimsOf(t).join(',')}] (${expected} bytes)`);
-    }
-    return { path: file.path, offset, length };
-  }
-
-  private file(location: string, fail: (problem: string) => never): { path: string; size: number } {
-    const cached = this.files.get(location);
-    if (cached) return cached;
-    if (isAbsolute(location) || /^[a-zA-Z]:/.test(location) || location.startsWith('\\')) {
-      fail(`external data location '${location}' is absolute; it must be relative to the model's folder`);
-    }
-    if (location.split(/[\\/]/).includes('..')) fail(`external data location '${location}' contains '..'; it must stay inside the model's folder`);
-    const path = resolve(this.dir, location);
-    if (!inside(this.dir, path)) fail(`external data location '${location}' resolves outside the model's folder`);
-    if (!existsSync(path)) fail(`external data file '${location}' does not exist`);
-    if (!inside(realpathSync(this.dir), realpathSync(path))) fail(`external data location '${location}' resolves outside the model's folder through a symbolic link`);
-    const stat = statSync(path);
-    if (!stat.isFile()) fail(`external data location '${location}' is not a regular file`);
-    const entry = { path, size: stat.size };
-    this.files.set(location, entry);
-    return entry;
-  }
-
-  hash(range: DataRange): string {
-    let fd = this.fds.get(range.path);
-    if (fd === undefined) this.fds.set(range.path, (fd = openSync(range.path, 'r')));
-    const h = createHash('sha256');
-    const buf = Buffer.allocUnsafe(Math.min(CHUNK, Math.max(range.length, 1)));
-    for (let done = 0; done < range.length; ) {
-      const n = readSync(fd, buf, 0, Math.min(buf.length, range.length - done), range.offset + done);
-      if (n <= 0) throw new UserError(`${this.model}: external data file '${range.path}' ended early`);
-      h.update(buf.subarray(0, n));
-      done += n;
-    }
-    return h.digest('hex');
-  }
-
-  close(): void {
-    for (const fd of this.fds.values()) closeSync(fd);
-    this.fds.clear();
-  }
-}
-
-function parseCount(text: string): number | undefined {
-  if (!/^\d+$/.test(text)) return undefined;
-  const n = Number(text);
-  return Number.isSafeInteger(n) ? n : undefined;
-}
-
-function inside(dir: string, path: string): boolean {
-  const rel = relative(dir, path);
-  return rel !== '' && !rel.startsWith(`..${sep}`) && rel !== '..' && !isAbsolute(rel);
-}

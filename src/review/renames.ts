@@ -2,12 +2,13 @@
  * Rename detection: a subtree of parameters that disappeared and one that appeared in its place is
  * one rename (`mlp1` -> `projector`, `layers.3` -> `layers.4`), not a removal plus an addition.
  *
- * Candidates are the largest subtrees present on one side only. They pair in two passes:
- *  1. exact: the same structure (relative names, shapes, dtypes), a sibling preferred; a bare
- *     parameter, which says little about itself, only pairs with a sibling;
- *  2. partial: sibling modules that share at least half of their relative parameter names, so a
- *     module renamed *and* widened reads as a rename plus reshapes under the new name.
- * An LLM family swap (`self_attn.q_proj` vs `attention.wqkv`) shares no names and stays add + remove.
+ * Candidates are the largest subtrees present on one side only. Two pair only when they are the
+ * same kind of module (the same set of ops in their subtrees, where both sides' ops are known) and
+ * their parameters have the same relative names and shapes; anything else (a LayerNorm and a
+ * Linear, a module renamed and widened) stays removed + added, so a diff never claims a kinship it
+ * cannot show. Pairs with the same dtypes too are exact; a sibling is preferred; a bare
+ * parameter, which says little about itself, only pairs with a sibling. Pairs whose only
+ * difference is dtype are renames with retyped contents, reported under the new name.
  */
 import { ancestorsOf, comparePaths, parentPath } from './tree.ts';
 import type { ParamEntry } from './types.ts';
@@ -19,8 +20,8 @@ export interface RenameMatch {
   exact: boolean;
 }
 
-/** Below this share of common relative names, two modules are not the same module renamed. */
-const PARTIAL_OVERLAP = 0.5;
+/** A module's kind: the op types in its subtree, sorted; '' when nothing records its ops. */
+export type KindOf = (path: string) => string;
 
 interface Side {
   params: Map<string, ParamEntry>;
@@ -29,22 +30,23 @@ interface Side {
   /** Parameter names under each path (a parameter is under its own name). */
   under: Map<string, string[]>;
   children: Map<string, Set<string>>;
+  kind: KindOf;
 }
 
-export function detectRenames(a: readonly ParamEntry[], b: readonly ParamEntry[]): RenameMatch[] {
-  const sa = side(a);
-  const sb = side(b);
+export function detectRenames(a: readonly ParamEntry[], b: readonly ParamEntry[], kinds: { a?: KindOf; b?: KindOf } = {}): RenameMatch[] {
+  const sa = side(a, kinds.a);
+  const sb = side(b, kinds.b);
   const removed = maximalOnly(sa, sb);
   const added = maximalOnly(sb, sa);
   const exact = pairExact(removed, added, sa, sb);
   const taken = new Set([...exact.map((m) => m.from), ...exact.map((m) => m.to)]);
-  const partial = pairPartial(
+  const retyped = pairRetyped(
     removed.filter((p) => !taken.has(p) && !sa.params.has(p)),
     added.filter((p) => !taken.has(p) && !sb.params.has(p)),
     sa,
     sb,
   );
-  return [...exact, ...partial].sort((x, y) => comparePaths(x.from, y.from));
+  return [...exact, ...retyped].sort((x, y) => comparePaths(x.from, y.from));
 }
 
 /** A parameter name of side a as it is called on side b. */
@@ -56,8 +58,8 @@ export function renamePath(path: string, renames: readonly RenameMatch[]): strin
   return path;
 }
 
-function side(params: readonly ParamEntry[]): Side {
-  const s: Side = { params: new Map(), present: new Set(), under: new Map(), children: new Map() };
+function side(params: readonly ParamEntry[], kind: KindOf = () => ''): Side {
+  const s: Side = { params: new Map(), present: new Set(), under: new Map(), children: new Map(), kind };
   for (const p of params) {
     s.params.set(p.name, p);
     const chain = [...ancestorsOf(parentPath(p.name)), p.name];
@@ -92,15 +94,23 @@ function maximalOnly(mine: Side, other: Side): string[] {
 /** Relative parameter names under a path (`.0.weight`), or '' for a bare parameter. */
 const relativeNames = (path: string, s: Side): string[] => (s.under.get(path) ?? []).map((n) => n.slice(path.length));
 
-/** Structure of a subtree: relative names, dtypes and shapes of its parameters. */
-function signature(path: string, s: Side): string {
+/** Structure of a subtree: relative names and shapes of its parameters, and their dtypes when asked. */
+function signature(path: string, s: Side, withDtypes = true): string {
   return relativeNames(path, s)
     .map((rel) => {
       const p = s.params.get(path + rel)!;
-      return `${rel} ${p.dtype} [${p.shape.join(',')}]`;
+      return `${rel}${withDtypes ? ` ${p.dtype}` : ''} [${p.shape.join(',')}]`;
     })
     .sort()
     .join('\n');
+}
+
+/** Same kind of module, as far as both sides tell; a bare parameter has no kind of its own. */
+function sameKind(r: string, sa: Side, c: string, sb: Side): boolean {
+  if (sa.params.has(r) || sb.params.has(c)) return true;
+  const x = sa.kind(r);
+  const y = sb.kind(c);
+  return x === '' || y === '' || x === y;
 }
 
 function pairExact(removed: readonly string[], added: readonly string[], sa: Side, sb: Side): RenameMatch[] {
@@ -115,7 +125,7 @@ function pairExact(removed: readonly string[], added: readonly string[], sa: Sid
   const out: RenameMatch[] = [];
   for (const r of removed) {
     const bare = sa.params.has(r);
-    const options = (addedBySig.get(signature(r, sa)) ?? []).filter((c) => !taken.has(c) && (!bare || parentPath(c) === parentPath(r)));
+    const options = (addedBySig.get(signature(r, sa)) ?? []).filter((c) => !taken.has(c) && (!bare || parentPath(c) === parentPath(r)) && sameKind(r, sa, c, sb));
     const pick = options.find((c) => parentPath(c) === parentPath(r)) ?? options[0];
     if (pick === undefined) continue;
     taken.add(pick);
@@ -124,26 +134,16 @@ function pairExact(removed: readonly string[], added: readonly string[], sa: Sid
   return out;
 }
 
-function pairPartial(removed: readonly string[], added: readonly string[], sa: Side, sb: Side): RenameMatch[] {
-  const scored: { from: string; to: string; score: number }[] = [];
-  for (const r of removed) {
-    const mine = new Set(relativeNames(r, sa));
-    for (const c of added) {
-      if (parentPath(c) !== parentPath(r)) continue;
-      const theirs = relativeNames(c, sb);
-      const common = theirs.filter((n) => mine.has(n)).length;
-      const score = common / (mine.size + theirs.length - common);
-      if (score >= PARTIAL_OVERLAP) scored.push({ from: r, to: c, score });
-    }
-  }
-  // Best overlap first; ties in canonical order, so the result does not depend on input order.
-  scored.sort((x, y) => y.score - x.score || comparePaths(x.from, y.from) || comparePaths(x.to, y.to));
+/** Sibling modules of the same kind with the same names and shapes whose dtypes changed. */
+function pairRetyped(removed: readonly string[], added: readonly string[], sa: Side, sb: Side): RenameMatch[] {
   const taken = new Set<string>();
   const out: RenameMatch[] = [];
-  for (const s of scored) {
-    if (taken.has(s.from) || taken.has(s.to)) continue;
-    taken.add(s.from).add(s.to);
-    out.push({ from: s.from, to: s.to, exact: false });
+  for (const r of removed) {
+    const sig = signature(r, sa, false);
+    const pick = added.find((c) => !taken.has(c) && parentPath(c) === parentPath(r) && signature(c, sb, false) === sig && sameKind(r, sa, c, sb));
+    if (pick === undefined) continue;
+    taken.add(pick);
+    out.push({ from: r, to: pick, exact: false });
   }
   return out;
 }

@@ -11,8 +11,12 @@ import type { CountChange, Counts, GraphDiff, IoChange, IoEntry, OpChange, Param
 /** Sections longer than this fold into <details> in Markdown. */
 const FOLD_AT = 10;
 
+/**
+ * The diff object; for identical operands the empty-difference object `{}`, so "no output" holds
+ * for machines too (`Object.keys(json).length === 0`).
+ */
 export function renderJson(d: GraphDiff): string {
-  return `${JSON.stringify(d, null, 2)}\n`;
+  return isEmptyDiff(d) ? '{}\n' : `${JSON.stringify(d, null, 2)}\n`;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -209,8 +213,9 @@ function headline(d: GraphDiff): string[] {
 // Text
 
 export function renderText(d: GraphDiff): string {
+  // As diff(1) and `git diff`: the same graphs, no output at all.
+  if (isEmptyDiff(d)) return '';
   const out: string[] = [`vlmc diff: ${d.a.label} -> ${d.b.label}`];
-  if (isEmptyDiff(d)) return `${out[0]}\nno differences\n`;
   const section = (title: string, lines: string[]) => lines.length && out.push('', title, ...lines.map((l) => `  ${l}`));
   section(
     'I/O signature',
@@ -254,8 +259,8 @@ function block(summary: string, body: string[], rowCount: number): string[] {
 }
 
 export function renderMarkdown(d: GraphDiff): string {
+  if (isEmptyDiff(d)) return '';
   const out: string[] = [`### vlmc diff: ${code(d.a.label)} → ${code(d.b.label)}`, ''];
-  if (isEmptyDiff(d)) return `${out.join('\n')}No differences.\n`;
   const facts = headline(d);
   if (facts.length) out.push(`**Summary:** ${facts.join(', ')}.`, '');
   const section = (title: string, body: string[]) => body.length && out.push(`#### ${title}`, '', ...body, '');

@@ -3,12 +3,17 @@
  * safetensors in, safetensors out.
  */
 import * as nodePath from 'node:path';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
 import type ort from 'onnxruntime-node';
 import { UserError } from '../errors.ts';
 import { SafetensorsFile, writeSafetensors, type TensorToWrite } from '../checkpoint/safetensors.ts';
-import { MANIFEST_FILE, MODEL_FILE } from '../artifact/write.ts';
+import { DATA_FILE, MANIFEST_FILE, MODEL_FILE } from '../artifact/write.ts';
 import type { Manifest } from '../artifact/manifest.ts';
+import { checkDataAgainstManifest, checkDeclaredInputs, checkInputValues, type DeclaredTensor } from './check-inputs.ts';
+import { checkExternalReferences } from '../review/onnx.ts';
+import { checkOutputPath, resultMetadata } from '../artifact/output-path.ts';
+import { explainFs } from '../artifact/fs-errors.ts';
 
 export interface HostTensor {
   dtype: 'float32' | 'int64';
@@ -30,7 +35,16 @@ function loadOrt(): Promise<typeof ort> {
 export function readManifest(artifactDir: string): Manifest {
   const file = nodePath.join(artifactDir, MANIFEST_FILE);
   if (!existsSync(file)) throw new UserError(`${artifactDir}: not a vlmc artifact (no ${MANIFEST_FILE})`);
-  return JSON.parse(readFileSync(file, 'utf8')) as Manifest;
+  let m: Partial<Manifest> | null;
+  try {
+    m = JSON.parse(readFileSync(file, 'utf8')) as Partial<Manifest> | null;
+  } catch (e) {
+    throw new UserError(`${file}: not valid JSON (${(e as Error).message})`);
+  }
+  if (!m || typeof m !== 'object' || !Array.isArray(m.inputs) || !Array.isArray(m.outputs) || typeof m.metadata !== 'object' || m.metadata === null) {
+    throw new UserError(`${file}: not a vlmc manifest (inputs, outputs and metadata are missing)`);
+  }
+  return m as Manifest;
 }
 
 /**
@@ -42,9 +56,30 @@ export async function openSession(artifactDir: string, providers: string[] = ['c
   const model = nodePath.join(artifactDir, file);
   if (!existsSync(nodePath.join(artifactDir, MODEL_FILE))) throw new UserError(`${artifactDir}: not a vlmc artifact (no ${MODEL_FILE})`);
   if (!existsSync(model)) throw new UserError(`${artifactDir}: has no ${file}${graph === 'train' || graph === 'optimizer' ? ' (build it with vlmc build --train)' : ''}`);
+  refuseStructureOnly(artifactDir);
   const { InferenceSession } = await loadOrt();
   // Parameters past select_layer are unused initializers by design; keep ORT quiet about them.
-  return InferenceSession.create(model, { executionProviders: providers, logSeverityLevel: 3 });
+  try {
+    return await InferenceSession.create(model, { executionProviders: providers, logSeverityLevel: 3 });
+  } catch (e) {
+    // The file decoded and its external data checked out, so a model onnxruntime cannot load is a damaged input.
+    throw new UserError(`${model}: onnxruntime cannot load the model (${(e as Error).message.split('\n')[0]})`);
+  }
+}
+
+/** A structure-only artifact (built without weights or `--init random`) holds no values to run. */
+function refuseStructureOnly(artifactDir: string): void {
+  const file = nodePath.join(artifactDir, MANIFEST_FILE);
+  if (!existsSync(file)) return;
+  let structureOnly = false;
+  try {
+    structureOnly = (JSON.parse(readFileSync(file, 'utf8')) as Partial<Manifest> | null)?.build?.structure_only === true;
+  } catch {
+    return; // a damaged manifest is for the artifact checks to report
+  }
+  if (structureOnly) {
+    throw new UserError(`${artifactDir}: a structure-only artifact (built without weights), it has no values to run; rebuild it with --weights <dir>, --vision <dir> --llm <dir>, or --init random`);
+  }
 }
 
 /** A session over an in-memory model (graphs without external data, e.g. an optimizer step). */
@@ -76,11 +111,13 @@ function feedShape(name: string, shape: number[]): number[] {
   return name === 'image_flags' && shape.length === 2 && shape[1] === 1 ? [shape[0]!] : shape;
 }
 
-export async function readInputs(file: string): Promise<Record<string, HostTensor>> {
+/** Reads the tensors of `file` (only those named in `names` when given; extra tensors are ignored). */
+export async function readInputs(file: string, names?: readonly string[], check?: (declared: ReadonlyMap<string, DeclaredTensor>) => void): Promise<Record<string, HostTensor>> {
   const st = await SafetensorsFile.open(file);
   try {
+    check?.(st.entries);
     const out: Record<string, HostTensor> = {};
-    for (const key of st.keys()) {
+    for (const key of names ? names.filter((n) => st.has(n)) : st.keys()) {
       const e = st.entry(key);
       const bytes = await st.readAll(e);
       if (e.dtype === 'I64') out[key] = { dtype: 'int64', shape: [...e.shape], data: new BigInt64Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 8) };
@@ -101,18 +138,56 @@ export async function writeOutputs(file: string, outputs: Record<string, HostTen
     shape: t.shape,
     data: new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength),
   }));
-  await writeSafetensors(file, tensors);
+  await explainFs(file, async () => {
+    await mkdir(nodePath.dirname(nodePath.resolve(file)), { recursive: true });
+    await writeSafetensors(file, tensors, resultMetadata('outputs'));
+  });
+}
+
+/**
+ * A graph without image_flags (transformers' InternVL) uses every tile, so the `<IMG_CONTEXT>`
+ * tokens must number tiles x tokens per tile exactly, as transformers requires; otherwise the splice
+ * would silently drop or repeat image features.
+ */
+export function checkImageTokenCount(manifest: Manifest, inputs: Record<string, HostTensor>, where: string): void {
+  if (manifest.inputs.some((i) => i.name === 'image_flags')) return;
+  const id = Number(manifest.metadata['vlmc.img_context_token_id']);
+  const perTile = Number(manifest.metadata['vlmc.tokens_per_tile']);
+  const ids = inputs['input_ids'];
+  const pixels = inputs['pixel_values'];
+  if (!ids || !pixels || !Number.isFinite(perTile) || manifest.metadata['vlmc.img_context_token_id'] === '') return;
+  const want = BigInt(id);
+  let count = 0;
+  for (const v of ids.data as BigInt64Array) if (v === want) count++;
+  const tiles = pixels.shape[0] ?? 0;
+  if (count !== tiles * perTile) {
+    throw new UserError(`${where}: input_ids hold ${count} <IMG_CONTEXT> tokens (id ${id}), but pixel_values has ${tiles} tile${tiles === 1 ? '' : 's'} x ${perTile} tokens = ${tiles * perTile}; this graph uses every tile (no image_flags)`);
+  }
 }
 
 /** `vlmc run`: artifact + inputs file -> outputs file. */
 export async function runArtifact(artifactDir: string, inputsFile: string, outFile: string, graph = 'model'): Promise<Record<string, HostTensor>> {
+  checkOutputPath(outFile, { kind: 'result', content: 'outputs', flag: '--out', inputs: [artifactDir, inputsFile] });
+  const manifest = readManifest(artifactDir);
+  const dataFile = nodePath.join(artifactDir, DATA_FILE);
+  if (existsSync(dataFile)) checkDataAgainstManifest(dataFile, statSync(dataFile).size, manifest);
+  checkExternalReferences(nodePath.join(artifactDir, MODEL_FILE));
+  // train.onnx also reads labels and, where given, trainable parameters; optimizer.onnx only its own inputs.
+  const modelInputs = graph === 'optimizer';
+  const extra = graph === 'train' ? ['labels', ...(manifest.train?.trainable.map((t) => t.name) ?? [])] : [];
+  const inputs = modelInputs
+    ? await readInputs(inputsFile)
+    : await readInputs(inputsFile, [...manifest.inputs.map((i) => i.name), ...extra], (declared) => checkDeclaredInputs(inputsFile, manifest, declared));
+  if (!modelInputs) {
+    checkInputValues(inputsFile, manifest, inputs.input_ids?.data as BigInt64Array | undefined, inputs.image_flags?.data as BigInt64Array | undefined);
+    checkImageTokenCount(manifest, inputs, inputsFile);
+  }
   const session = await openSession(artifactDir, ['cpu'], graph);
   try {
-    const inputs = await readInputs(inputsFile);
     if (graph === 'train') {
       // Trainable parameters not in the inputs file take their bound weights.
       const { boundTrainableWeights } = await import('../train/weights.ts');
-      Object.assign(inputs, await boundTrainableWeights(artifactDir, readManifest(artifactDir), session.inputNames.filter((n) => !(n in inputs))));
+      Object.assign(inputs, await boundTrainableWeights(artifactDir, manifest, session.inputNames.filter((n) => !(n in inputs))));
     }
     const outputs = await run(session, inputs);
     await writeOutputs(outFile, outputs);

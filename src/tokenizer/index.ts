@@ -154,7 +154,41 @@ export function loadTokenizer(dir: string): TextTokenizer {
   const json = readJsonObject(file);
   const configFile = nodePath.join(dir, TOKENIZER_CONFIG_FILE);
   const config = existsSync(configFile) ? readJsonObject(configFile) : {};
-  return new TextTokenizer(dir, json, config);
+  const addedFile = nodePath.join(dir, 'added_tokens.json');
+  const addedJson = existsSync(addedFile) ? readJsonObject(addedFile) : {};
+  return new TextTokenizer(dir, withLoadTimeAddedTokens(json, config, addedJson), config);
+}
+
+interface AddedTokenJson { id: number; content: string; single_word: boolean; lstrip: boolean; rstrip: boolean; normalized: boolean; special: boolean }
+
+/**
+ * Tokens transformers adds at load time that tokenizer.json may lack: tokenizer_config.json's
+ * `added_tokens_decoder` (with its flags) and added_tokens.json (token -> id). A token tokenizer.json
+ * already has, by text or by id, keeps tokenizer.json's definition.
+ */
+function withLoadTimeAddedTokens(json: Record<string, unknown>, config: Record<string, unknown>, addedJson: Record<string, unknown>): Record<string, unknown> {
+  const existing = Array.isArray(json['added_tokens']) ? (json['added_tokens'] as AddedTokenJson[]) : [];
+  const model = isObject(json['model']) ? json['model'] : {};
+  const vocab = isObject(model['vocab']) ? model['vocab'] : {};
+  const taken = new Set<string>([...existing.map((t) => t.content), ...Object.keys(vocab)]);
+  const takenIds = new Set<number>(existing.map((t) => t.id));
+  const extra: AddedTokenJson[] = [];
+  const add = (t: AddedTokenJson) => {
+    if (taken.has(t.content) || takenIds.has(t.id)) return;
+    taken.add(t.content);
+    takenIds.add(t.id);
+    extra.push(t);
+  };
+  const decoder = isObject(config['added_tokens_decoder']) ? config['added_tokens_decoder'] : {};
+  for (const [idText, info] of Object.entries(decoder)) {
+    if (!/^\d+$/.test(idText) || !isObject(info) || typeof info['content'] !== 'string') continue;
+    const flag = (k: string, d: boolean) => (typeof info[k] === 'boolean' ? (info[k] as boolean) : d);
+    add({ id: Number(idText), content: info['content'], single_word: flag('single_word', false), lstrip: flag('lstrip', false), rstrip: flag('rstrip', false), normalized: flag('normalized', !flag('special', false)), special: flag('special', false) });
+  }
+  for (const [content, id] of Object.entries(addedJson)) {
+    if (typeof id === 'number' && Number.isSafeInteger(id) && id >= 0) add({ id, content, single_word: false, lstrip: false, rstrip: false, normalized: true, special: false });
+  }
+  return extra.length === 0 ? json : { ...json, added_tokens: [...existing, ...extra] };
 }
 
 function readJsonObject(file: string): Record<string, unknown> {

@@ -5,7 +5,7 @@
  * every parameter, config.json, tokenizer files) that `vlmc build --weights` takes, plus the
  * optimizer state and step (optimizer.safetensors, trainer_state.json) to resume from.
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { writeFile, copyFile } from 'node:fs/promises';
 import { readBound, readRange } from './weights.ts';
 import * as nodePath from 'node:path';
@@ -162,6 +162,15 @@ function checkOptions(o: TrainOptions): void {
   positiveInt(o.saveEvery, '--save-every');
   if (!(o.lr > 0)) throw new UserError(`--lr must be positive (got ${o.lr})`);
   if (!existsSync(o.data)) throw new UserError(`${o.data}: training data not found`);
+  checkRunFolder(o.out);
+}
+
+/** `--out` is new, empty, or an earlier `vlmc train` run (it has trainer_state.json): nothing else is written into. */
+function checkRunFolder(out: string): void {
+  if (!existsSync(out)) return;
+  if (!statSync(out).isDirectory()) throw new UserError(`--out ${out}: is not a folder; give a new path`);
+  const entries = readdirSync(out);
+  if (entries.length > 0 && !entries.includes(STATE_FILE)) throw new UserError(`--out ${out}: is a folder vlmc train did not write (no ${STATE_FILE}); give a new path`);
 }
 
 function paramFeeds(params: ParamState[]): Record<string, HostTensor> {
@@ -214,12 +223,13 @@ async function saveCheckpoint(o: TrainOptions, manifest: Manifest, params: Param
     for (const p of manifest.parameters) {
       const t = trained.get(p.name);
       const data = t ? new Uint8Array(t.value.buffer, t.value.byteOffset, t.value.byteLength) : await readRange(nodePath.join(o.artifact, DATA_FILE), p.offset, p.length);
-      tensors.push({ name: p.key, dtype: t ? 'F32' : ST_DTYPE[p.dtype], shape: p.shape, data });
+      // Saved in the unified layout: every parameter under its graph name (= unified checkpoint key).
+      tensors.push({ name: p.name, dtype: t ? 'F32' : ST_DTYPE[p.dtype], shape: p.shape, data });
     }
     await writeSafetensors(nodePath.join(tmp, 'model.safetensors'), tensors, { format: 'pt' });
     const state: TensorToWrite[] = params.flatMap((p) => [
-      { name: `exp_avg.${p.meta.key}`, dtype: 'F32' as const, shape: p.meta.shape, data: new Uint8Array(p.expAvg.buffer, p.expAvg.byteOffset, p.expAvg.byteLength) },
-      { name: `exp_avg_sq.${p.meta.key}`, dtype: 'F32' as const, shape: p.meta.shape, data: new Uint8Array(p.expAvgSq.buffer, p.expAvgSq.byteOffset, p.expAvgSq.byteLength) },
+      { name: `exp_avg.${p.meta.name}`, dtype: 'F32' as const, shape: p.meta.shape, data: new Uint8Array(p.expAvg.buffer, p.expAvg.byteOffset, p.expAvg.byteLength) },
+      { name: `exp_avg_sq.${p.meta.name}`, dtype: 'F32' as const, shape: p.meta.shape, data: new Uint8Array(p.expAvgSq.buffer, p.expAvgSq.byteOffset, p.expAvgSq.byteLength) },
     ]);
     await writeSafetensors(nodePath.join(tmp, OPTIMIZER_STATE_FILE), state);
     for (const name of ['config.json', ...TOKENIZER_FILE_NAMES]) {
@@ -242,7 +252,7 @@ async function restore(out: string, params: ParamState[]): Promise<number> {
   const opt = await SafetensorsFile.open(nodePath.join(dir, OPTIMIZER_STATE_FILE));
   try {
     for (const p of params) {
-      const key = p.meta.key;
+      const key = p.meta.name;
       for (const [file, name] of [[model, key], [opt, `exp_avg.${key}`], [opt, `exp_avg_sq.${key}`]] as const) {
         if (!file.keys().includes(name)) throw new UserError(`${dir}: cannot resume: '${name}' is missing (was it trained with other freeze rules?)`);
       }

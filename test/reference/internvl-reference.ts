@@ -8,7 +8,7 @@
  * - .../modeling_internvl_chat.py (`extract_feature`, `pixel_shuffle`, `forward`'s splice and loss)
  * - .../internlm2/modeling_internlm2.py (grouped `wqkv`, linear / dynamic NTK rotary)
  * - .../phi3/modeling_phi3.py (packed `qkv_proj` / `gate_up_proj`, Phi3SuScaledRotaryEmbedding)
- * - huggingface/transformers models/llama, models/qwen2, modeling_rope_utils.py (default, linear,
+ * - huggingface/transformers models/llama, models/qwen2, models/qwen3 (per-head q/k RMSNorm), modeling_rope_utils.py (default, linear,
  *   dynamic, llama3, longrope)
  *
  * Everything is Float64Array math with explicit loops. Nothing here imports vlmc's model, IR or
@@ -230,6 +230,7 @@ interface VitSpec {
   qkvBias: boolean;
   qkNorm: boolean;
   eps: number;
+  qkNormEps: number;
 }
 
 function vitSpec(vc: Json): VitSpec {
@@ -246,6 +247,9 @@ function vitSpec(vc: Json): VitSpec {
     qkvBias: Boolean(vc.qkv_bias ?? false),
     qkNorm: Boolean(vc.qk_normalization ?? false),
     eps: (vc.layer_norm_eps as number | undefined) ?? 1e-6,
+    // Not an InternVisionConfig field: tests of the transformers-native InternVL (which fixes the
+    // qk-norm eps at 1e-6 whatever layer_norm_eps is) set it; the original code uses layer_norm_eps.
+    qkNormEps: (vc.qk_norm_eps as number | undefined) ?? (vc.layer_norm_eps as number | undefined) ?? 1e-6,
   };
 }
 
@@ -312,8 +316,8 @@ function vitLayer(s: VitSpec, W: Weights, l: number, h: Float64Array, N: number)
   }
   if (s.qkNorm) {
     // q_norm / k_norm are InternRMSNorm over the whole embed_dim (heads flattened back together).
-    q = rmsNorm(q, N, C, w(W, `${pre}.attn.q_norm.weight`, C), s.eps);
-    k = rmsNorm(k, N, C, w(W, `${pre}.attn.k_norm.weight`, C), s.eps);
+    q = rmsNorm(q, N, C, w(W, `${pre}.attn.q_norm.weight`, C), s.qkNormEps);
+    k = rmsNorm(k, N, C, w(W, `${pre}.attn.k_norm.weight`, C), s.qkNormEps);
   }
   const ctx = new Float64Array(N * C);
   const scores = new Float64Array(N);
@@ -425,7 +429,7 @@ function extractFeature(cfg: Json, W: Weights, inp: ReferenceInputs): { out: Flo
 // ---------------------------------------------------------------------------------------------
 // Language models
 
-type Family = 'llama' | 'qwen2' | 'internlm2' | 'phi3';
+type Family = 'llama' | 'qwen2' | 'qwen3' | 'internlm2' | 'phi3';
 
 interface LlmSpec {
   family: Family;
@@ -450,6 +454,7 @@ function familyOf(lc: Json): Family {
   if (arch === 'InternLM2ForCausalLM' || mt === 'internlm2') return 'internlm2';
   if (arch === 'Phi3ForCausalLM' || mt === 'phi3') return 'phi3';
   if (arch === 'Qwen2ForCausalLM' || mt === 'qwen2') return 'qwen2';
+  if (arch === 'Qwen3ForCausalLM' || mt === 'qwen3') return 'qwen3';
   if (arch === 'LlamaForCausalLM' || mt === 'llama') return 'llama';
   throw new Error(`reference: LLM '${arch || mt}' not implemented`);
 }
@@ -467,16 +472,16 @@ function llmSpec(lc: Json): LlmSpec {
     hidden,
     heads,
     kvHeads: (lc.num_key_value_heads as number | undefined) ?? heads,
-    // Only Llama honours an explicit head_dim; the others use hidden / heads.
-    headDim: family === 'llama' ? ((lc.head_dim as number | undefined) ?? hidden / heads) : hidden / heads,
+    // Llama honours an explicit head_dim; Qwen3Config defaults it to 128; the others use hidden / heads.
+    headDim: family === 'llama' ? ((lc.head_dim as number | undefined) ?? hidden / heads) : family === 'qwen3' ? ((lc.head_dim as number | undefined) ?? 128) : hidden / heads,
     layers: lc.num_hidden_layers as number,
     inter: lc.intermediate_size as number,
     vocab: lc.vocab_size as number,
     eps: (lc.rms_norm_eps as number | undefined) ?? 1e-6,
     // LlamaConfig, Qwen2Config, Phi3Config and InternLM2Config all default tie_word_embeddings to False.
     tie: Boolean(lc.tie_word_embeddings ?? false),
-    qkvBias: family === 'qwen2' ? true : family === 'llama' ? attnBias : family === 'internlm2' ? Boolean(lc.bias ?? false) : false,
-    oBias: family === 'llama' ? attnBias : family === 'internlm2' ? Boolean(lc.bias ?? false) : false,
+    qkvBias: family === 'qwen2' ? true : family === 'llama' || family === 'qwen3' ? attnBias : family === 'internlm2' ? Boolean(lc.bias ?? false) : false,
+    oBias: family === 'llama' || family === 'qwen3' ? attnBias : family === 'internlm2' ? Boolean(lc.bias ?? false) : false,
     mlpBias: family === 'llama' ? Boolean(lc.mlp_bias ?? false) : false,
   };
 }
@@ -594,10 +599,15 @@ function qkvProject(s: LlmSpec, W: Weights, l: number, x: Float64Array, N: numbe
     return { q, k, v };
   }
   const b = (name: string, n: number) => (s.qkvBias ? w(W, `${p}.self_attn.${name}.bias`, n) : undefined);
+  const q = linear(x, N, Hd, w(W, `${p}.self_attn.q_proj.weight`, heads * hd * Hd), heads * hd, b('q_proj', heads * hd));
+  const k = linear(x, N, Hd, w(W, `${p}.self_attn.k_proj.weight`, kv * hd * Hd), kv * hd, b('k_proj', kv * hd));
+  const v = linear(x, N, Hd, w(W, `${p}.self_attn.v_proj.weight`, kv * hd * Hd), kv * hd, b('v_proj', kv * hd));
+  if (s.family !== 'qwen3') return { q, k, v };
+  // Qwen3: q_norm / k_norm are RMSNorms over each head's head_dim features (eps rms_norm_eps), before rotary.
   return {
-    q: linear(x, N, Hd, w(W, `${p}.self_attn.q_proj.weight`, heads * hd * Hd), heads * hd, b('q_proj', heads * hd)),
-    k: linear(x, N, Hd, w(W, `${p}.self_attn.k_proj.weight`, kv * hd * Hd), kv * hd, b('k_proj', kv * hd)),
-    v: linear(x, N, Hd, w(W, `${p}.self_attn.v_proj.weight`, kv * hd * Hd), kv * hd, b('v_proj', kv * hd)),
+    q: rmsNorm(q, N * heads, hd, w(W, `${p}.self_attn.q_norm.weight`, hd), s.eps),
+    k: rmsNorm(k, N * kv, hd, w(W, `${p}.self_attn.k_norm.weight`, hd), s.eps),
+    v,
   };
 }
 

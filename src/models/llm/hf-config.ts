@@ -1,9 +1,25 @@
 /** Reading a Hugging Face LLM `config.json` into a DecoderConfig. */
 import { UserError } from '../../errors.ts';
-import type { RopeScaling } from '../../nn/rotary.ts';
 import type { DecoderConfig } from './decoder.ts';
+import { ropeFromHF } from './rope-config.ts';
 
 export type HFConfig = Record<string, unknown>;
+
+/**
+ * Cheap upper bounds, checked before anything is built: far above every released model, low
+ * enough that a typo (1e9 layers, a hidden size of 1e9) is a message instead of a hang or V8
+ * running out of memory.
+ */
+export const LIMITS = {
+  layers: 1024,
+  hidden: 65536,
+  heads: 1024,
+  intermediate: 1 << 20,
+  vocab: 1 << 22,
+  headDim: 4096,
+  positions: 1 << 24,
+  imageSize: 8192,
+} as const;
 
 /** A field that must be present and numeric. */
 export function num(cfg: HFConfig, key: string, where: string): number {
@@ -16,72 +32,76 @@ export function optNum(cfg: HFConfig, key: string, fallback: number, where: stri
   return cfg[key] === undefined || cfg[key] === null ? fallback : num(cfg, key, where);
 }
 
-export function optBool(cfg: HFConfig, key: string, fallback: boolean): boolean {
-  const v = cfg[key];
-  return typeof v === 'boolean' ? v : fallback;
+/** A field that must be a whole number in [min, max] (a count or a size): never truncated. */
+export function int(cfg: HFConfig, key: string, where: string, max: number, min = 1): number {
+  const v = num(cfg, key, where);
+  if (!Number.isInteger(v)) throw new UserError(`${where}: field '${key}' must be a whole number (got ${v})`);
+  if (v < min || v > max) throw new UserError(`${where}: field '${key}' must be between ${min} and ${max} (got ${v})`);
+  return v;
 }
 
+export function optInt(cfg: HFConfig, key: string, fallback: number, where: string, max: number, min = 1): number {
+  return cfg[key] === undefined || cfg[key] === null ? fallback : int(cfg, key, where, max, min);
+}
+
+/** A positive finite number (eps, theta, factors). */
+export function positive(cfg: HFConfig, key: string, fallback: number, where: string): number {
+  const v = optNum(cfg, key, fallback, where);
+  if (!(v > 0)) throw new UserError(`${where}: field '${key}' must be greater than 0 (got ${v})`);
+  return v;
+}
+
+export function optBool(cfg: HFConfig, key: string, fallback: boolean, where?: string): boolean {
+  const v = cfg[key];
+  if (v === undefined || v === null) return fallback;
+  if (typeof v === 'boolean') return v;
+  if (where !== undefined) throw new UserError(`${where}: field '${key}' must be true or false (got ${JSON.stringify(v)})`);
+  return fallback;
+}
+
+/** transformers' ACT2FN names for SiLU; SwiGLU is built on it. */
+const LLM_ACTIVATIONS = ['silu', 'swish'];
+
 export function decoderConfigFromHF(cfg: HFConfig, where: string): DecoderConfig {
-  const heads = num(cfg, 'num_attention_heads', where);
-  const hidden = num(cfg, 'hidden_size', where);
-  const maxPositions = optNum(cfg, 'max_position_embeddings', 2048, where);
+  const hidden = int(cfg, 'hidden_size', where, LIMITS.hidden);
+  const heads = int(cfg, 'num_attention_heads', where, LIMITS.heads);
+  const kvHeads = optInt(cfg, 'num_key_value_heads', heads, where, LIMITS.heads);
+  if (heads % kvHeads !== 0) throw new UserError(`${where}: num_attention_heads (${heads}) must be a multiple of num_key_value_heads (${kvHeads})`);
+  const headDim = headDimFromHF(cfg, hidden, heads, where);
+  const maxPositions = optInt(cfg, 'max_position_embeddings', 2048, where, LIMITS.positions);
   const act = cfg.hidden_act ?? 'silu';
-  if (act !== 'silu') throw new UserError(`${where}: hidden_act '${String(act)}' is not supported (SwiGLU with silu only)`);
+  if (typeof act !== 'string' || !LLM_ACTIVATIONS.includes(act)) {
+    throw new UserError(`${where}: hidden_act ${JSON.stringify(act)} is not supported (supported: ${LLM_ACTIVATIONS.join(', ')}; the MLP is SwiGLU)`);
+  }
   const pad = cfg.pad_token_id;
+  const vocab = int(cfg, 'vocab_size', where, LIMITS.vocab);
+  const rope = ropeFromHF(cfg, { maxPositions, headDim }, where);
   return {
     hidden,
     heads,
-    kvHeads: optNum(cfg, 'num_key_value_heads', heads, where),
-    headDim: optNum(cfg, 'head_dim', hidden / heads, where),
-    layers: num(cfg, 'num_hidden_layers', where),
-    intermediate: num(cfg, 'intermediate_size', where),
-    vocab: num(cfg, 'vocab_size', where),
-    rmsNormEps: optNum(cfg, 'rms_norm_eps', 1e-6, where),
-    ropeTheta: optNum(cfg, 'rope_theta', 10000, where),
+    kvHeads,
+    headDim,
+    layers: int(cfg, 'num_hidden_layers', where, LIMITS.layers),
+    intermediate: int(cfg, 'intermediate_size', where, LIMITS.intermediate),
+    vocab,
+    rmsNormEps: positive(cfg, 'rms_norm_eps', 1e-6, where),
+    ropeTheta: rope.theta,
     maxPositions,
-    ropeScaling: ropeScalingFromHF(cfg, maxPositions, where),
-    tieEmbeddings: optBool(cfg, 'tie_word_embeddings', false),
-    oBias: optBool(cfg, 'attention_bias', false),
-    qkvBias: optBool(cfg, 'attention_bias', false),
-    mlpBias: optBool(cfg, 'mlp_bias', false),
-    partialRotaryFactor: optNum(cfg, 'partial_rotary_factor', 1, where),
-    padTokenId: typeof pad === 'number' && pad >= 0 ? pad : undefined,
+    ropeScaling: rope.scaling,
+    tieEmbeddings: optBool(cfg, 'tie_word_embeddings', false, where),
+    oBias: optBool(cfg, 'attention_bias', false, where),
+    qkvBias: optBool(cfg, 'attention_bias', false, where),
+    mlpBias: optBool(cfg, 'mlp_bias', false, where),
+    partialRotaryFactor: rope.partialRotaryFactor,
+    padTokenId: typeof pad === 'number' && Number.isSafeInteger(pad) && pad >= 0 && pad < vocab ? pad : undefined,
   };
 }
 
-export function ropeScalingFromHF(cfg: HFConfig, maxPositions: number, where: string): RopeScaling | undefined {
-  const rs = cfg.rope_scaling as HFConfig | null | undefined;
-  if (!rs) return undefined;
-  const type = (rs.rope_type ?? rs.type) as string | undefined;
-  const at = `${where}: rope_scaling`;
-  switch (type) {
-    case undefined:
-    case 'default':
-      return undefined;
-    case 'linear':
-      return { type: 'linear', factor: num(rs, 'factor', at) };
-    case 'dynamic':
-      return { type: 'dynamic', factor: num(rs, 'factor', at) };
-    case 'llama3':
-      return {
-        type: 'llama3',
-        factor: num(rs, 'factor', at),
-        lowFreqFactor: num(rs, 'low_freq_factor', at),
-        highFreqFactor: num(rs, 'high_freq_factor', at),
-        originalMaxPositions: num(rs, 'original_max_position_embeddings', at),
-      };
-    case 'su':
-    case 'longrope': {
-      const original = (rs.original_max_position_embeddings ?? cfg.original_max_position_embeddings ?? maxPositions) as number;
-      const factors = (k: string) => {
-        const f = rs[k];
-        if (!Array.isArray(f) || !f.every((x) => typeof x === 'number')) throw new UserError(`${at}: '${k}' must be a list of numbers`);
-        return f as number[];
-      };
-      const attentionFactor = typeof rs.attention_factor === 'number' ? rs.attention_factor : undefined;
-      return { type: 'longrope', shortFactor: factors('short_factor'), longFactor: factors('long_factor'), originalMaxPositions: original, attentionFactor };
-    }
-    default:
-      throw new UserError(`${at}: type '${type}' is not supported (supported: linear, dynamic, llama3, su/longrope)`);
+/** head_dim, or hidden / heads, which must then divide evenly; rotary needs it even. */
+function headDimFromHF(cfg: HFConfig, hidden: number, heads: number, where: string): number {
+  if (cfg.head_dim === undefined || cfg.head_dim === null) {
+    if (hidden % heads !== 0) throw new UserError(`${where}: hidden_size (${hidden}) is not divisible by num_attention_heads (${heads}); set head_dim or fix one of them`);
+    return hidden / heads;
   }
+  return int(cfg, 'head_dim', where, LIMITS.headDim);
 }

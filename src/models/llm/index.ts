@@ -2,9 +2,12 @@
 import { UserError } from '../../errors.ts';
 import type { CausalLM, DecoderConfig } from './decoder.ts';
 import { decoderConfigFromHF, optBool, type HFConfig } from './hf-config.ts';
+import { phi3SlidingWindow, qwen2SlidingWindow } from './sliding-window.ts';
 import { internlm2 } from './internlm2.ts';
 import { llama, qwen2 } from './llama.ts';
 import { phi3 } from './phi3.ts';
+import { QWEN3_DEFAULT_HEAD_DIM, qwen3 } from './qwen3.ts';
+import { withLegacyRope } from './rope-parameters.ts';
 
 export interface LLMFamily {
   /** Name used in graph files (`qwen2({...})`). */
@@ -12,10 +15,12 @@ export interface LLMFamily {
   build(config: DecoderConfig): CausalLM;
   /** Family-specific config fields on top of the common ones. */
   adjust?(config: DecoderConfig, hf: HFConfig): DecoderConfig;
+  /** Family-specific fields that change the numbers and that vlmc does not model: throw naming them. */
+  check?(hf: HFConfig, where: string): void;
 }
 
 export const LLM_FAMILIES: Record<string, LLMFamily> = {
-  Qwen2ForCausalLM: { builder: 'qwen2', build: qwen2, adjust: (c) => ({ ...c, qkvBias: true }) },
+  Qwen2ForCausalLM: { builder: 'qwen2', build: qwen2, adjust: (c) => ({ ...c, qkvBias: true }), check: qwen2SlidingWindow },
   LlamaForCausalLM: { builder: 'llama', build: llama },
   InternLM2ForCausalLM: {
     builder: 'internlm2',
@@ -23,11 +28,15 @@ export const LLM_FAMILIES: Record<string, LLMFamily> = {
     // InternLM2 has one `bias` flag for wqkv and wo.
     adjust: (c, hf) => ({ ...c, qkvBias: optBool(hf, 'bias', false), oBias: optBool(hf, 'bias', false) }),
   },
-  Phi3ForCausalLM: { builder: 'phi3', build: phi3 },
+  Phi3ForCausalLM: { builder: 'phi3', build: phi3, check: phi3SlidingWindow },
+  // Qwen3Config's head_dim defaults to 128, not hidden / heads.
+  // Qwen3 gates its sliding window as Qwen2 does (use_sliding_window, max_window_layers / layer_types).
+  Qwen3ForCausalLM: { builder: 'qwen3', build: qwen3, check: qwen2SlidingWindow, adjust: (c, hf) => ({ ...c, headDim: hf.head_dim == null ? QWEN3_DEFAULT_HEAD_DIM : c.headDim }) },
 };
 
 export function llmFamily(architecture: string, where: string): LLMFamily {
-  const family = LLM_FAMILIES[architecture];
+  // Own keys only: 'toString' or '__proto__' must never find a prototype member.
+  const family = Object.hasOwn(LLM_FAMILIES, architecture) ? LLM_FAMILIES[architecture] : undefined;
   if (!family) {
     throw new UserError(`${where}: unknown LLM architecture '${architecture}'; supported: ${Object.keys(LLM_FAMILIES).join(', ')}`);
   }
@@ -40,19 +49,22 @@ const BY_MODEL_TYPE: Record<string, string> = {
   llama: 'LlamaForCausalLM',
   internlm2: 'InternLM2ForCausalLM',
   phi3: 'Phi3ForCausalLM',
+  qwen3: 'Qwen3ForCausalLM',
 };
 
 export function architectureOf(hf: HFConfig, where: string): string {
   const archs = hf.architectures;
   if (Array.isArray(archs) && typeof archs[0] === 'string') return archs[0];
-  const byType = typeof hf.model_type === 'string' ? BY_MODEL_TYPE[hf.model_type] : undefined;
+  const byType = typeof hf.model_type === 'string' && Object.hasOwn(BY_MODEL_TYPE, hf.model_type) ? BY_MODEL_TYPE[hf.model_type] : undefined;
   if (byType) return byType;
   throw new UserError(`${where}: neither 'architectures' nor a known 'model_type' names the LLM; supported: ${Object.keys(LLM_FAMILIES).join(', ')}`);
 }
 
 /** The LLM described by a Hugging Face config.json. */
-export function llmFromHF(hf: HFConfig, where: string): CausalLM {
+export function llmFromHF(saved: HFConfig, where: string): CausalLM {
+  const hf = withLegacyRope(saved);
   const family = llmFamily(architectureOf(hf, where), where);
+  family.check?.(hf, where);
   const base = decoderConfigFromHF(hf, where);
   return family.build(family.adjust ? family.adjust(base, hf) : base);
 }

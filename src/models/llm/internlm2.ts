@@ -8,6 +8,7 @@ import { Embedding, Linear, RMSNorm, reshape } from '../../nn/layers.ts';
 import * as op from '../../ops/index.ts';
 import { i64 } from '../../dsl/constants.ts';
 import { CausalLM, attendProjected, headDimOf, preNormBlock, swiglu, type DecoderConfig, type DecoderContext, type DecoderParts } from './decoder.ts';
+import { checkDecoderOptions } from '../check-options.ts';
 
 /** Mirrors InternLM2Attention. */
 export class InternLM2Attention extends Module {
@@ -96,5 +97,6 @@ export class InternLM2ForCausalLM extends CausalLM {
 }
 
 export function internlm2(config: DecoderConfig): InternLM2ForCausalLM {
+  checkDecoderOptions('internlm2', config);
   return new InternLM2ForCausalLM(config);
 }

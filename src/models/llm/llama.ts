@@ -6,6 +6,7 @@
 import { Module, ModuleList, type Tensor } from '../../dsl/module.ts';
 import { Embedding, Linear, RMSNorm } from '../../nn/layers.ts';
 import { CausalLM, attendProjected, headDimOf, preNormBlock, swiglu, type DecoderConfig, type DecoderContext, type DecoderParts } from './decoder.ts';
+import { checkDecoderOptions } from '../check-options.ts';
 
 /** Mirrors LlamaAttention / Qwen2Attention. */
 export class LlamaAttention extends Module {
@@ -94,10 +95,12 @@ export class LlamaForCausalLM extends CausalLM {
 }
 
 export function llama(config: DecoderConfig): LlamaForCausalLM {
+  checkDecoderOptions('llama', config);
   return new LlamaForCausalLM(config, 'LlamaForCausalLM');
 }
 
 /** Qwen2 / Qwen2.5: the Llama layout with q/k/v bias. */
 export function qwen2(config: Omit<DecoderConfig, 'qkvBias'>): LlamaForCausalLM {
+  checkDecoderOptions('qwen2', config as DecoderConfig);
   return new LlamaForCausalLM({ ...config, qkvBias: true }, 'Qwen2ForCausalLM');
 }

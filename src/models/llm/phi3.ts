@@ -6,6 +6,7 @@
 import { Module, ModuleList, type Tensor } from '../../dsl/module.ts';
 import { Embedding, Linear, RMSNorm } from '../../nn/layers.ts';
 import { CausalLM, attendProjected, headDimOf, lastDimSlice, preNormBlock, swiglu, type DecoderConfig, type DecoderContext, type DecoderParts } from './decoder.ts';
+import { checkDecoderOptions } from '../check-options.ts';
 
 /** Mirrors Phi3Attention. */
 export class Phi3Attention extends Module {
@@ -91,5 +92,6 @@ export class Phi3ForCausalLM extends CausalLM {
 }
 
 export function phi3(config: DecoderConfig): Phi3ForCausalLM {
+  checkDecoderOptions('phi3', config);
   return new Phi3ForCausalLM(config);
 }

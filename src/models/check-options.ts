@@ -1,0 +1,79 @@
+/**
+ * Run-time checks of the zoo's DSL option objects, before any module is built: unknown keys (with a
+ * did-you-mean), counts that are not whole numbers or are absurdly large, heads that do not divide
+ * the width. The config readers (from-config.ts, llm/hf-config.ts) check the same things naming
+ * config.json fields; these name the graph file line.
+ */
+import { checkOptionKeys, checkWhole, optionError } from '../dsl/options.ts';
+import { LIMITS } from './llm/hf-config.ts';
+import type { DecoderConfig } from './llm/decoder.ts';
+import type { InternViTConfig } from './internvit.ts';
+import type { InternVLOptions } from './internvl.ts';
+
+const DECODER_KEYS = ['hidden', 'heads', 'kvHeads', 'headDim', 'layers', 'intermediate', 'vocab', 'rmsNormEps', 'ropeTheta', 'maxPositions', 'ropeScaling', 'tieEmbeddings', 'qkvBias', 'oBias', 'mlpBias', 'partialRotaryFactor', 'padTokenId'] as const;
+const ROPE_KEYS: Record<string, readonly string[]> = {
+  linear: ['type', 'factor'],
+  dynamic: ['type', 'factor'],
+  llama3: ['type', 'factor', 'lowFreqFactor', 'highFreqFactor', 'originalMaxPositions'],
+  longrope: ['type', 'shortFactor', 'longFactor', 'originalMaxPositions', 'attentionFactor'],
+};
+const VIT_KEYS = ['hidden', 'heads', 'layers', 'intermediate', 'imageSize', 'patchSize', 'norm', 'qkvBias', 'qkNorm', 'qkNormEps', 'eps', 'layerScaleInit'] as const;
+const INTERNVL_KEYS = ['vision', 'llm', 'downsampleRatio', 'psVersion', 'selectLayer', 'imageSize', 'projector', 'imgContextTokenId', 'imageFlags', 'train', 'name'] as const;
+
+export function checkDecoderOptions(what: string, c: DecoderConfig): void {
+  checkOptionKeys(what, c, DECODER_KEYS);
+  checkWhole(what, 'hidden', c.hidden, LIMITS.hidden);
+  checkWhole(what, 'heads', c.heads, LIMITS.heads);
+  checkWhole(what, 'kvHeads', c.kvHeads, LIMITS.heads);
+  checkWhole(what, 'layers', c.layers, LIMITS.layers);
+  checkWhole(what, 'intermediate', c.intermediate, LIMITS.intermediate);
+  checkWhole(what, 'vocab', c.vocab, LIMITS.vocab);
+  checkWhole(what, 'maxPositions', c.maxPositions, LIMITS.positions);
+  if (c.heads % c.kvHeads !== 0) throw optionError(what, `heads (${c.heads}) must be a multiple of kvHeads (${c.kvHeads})`);
+  if (c.headDim !== undefined) checkWhole(what, 'headDim', c.headDim, LIMITS.headDim);
+  else if (c.hidden % c.heads !== 0) throw optionError(what, `hidden (${c.hidden}) is not divisible by heads (${c.heads}); set headDim or fix one of them`);
+  const s = c.ropeScaling;
+  if (s) {
+    const known = Object.hasOwn(ROPE_KEYS, s.type) ? ROPE_KEYS[s.type]! : undefined;
+    if (!known) throw optionError(what, `ropeScaling.type ${JSON.stringify(s.type)} is not supported (supported: ${Object.keys(ROPE_KEYS).join(', ')})`);
+    checkOptionKeys(`${what} ropeScaling`, s, known);
+    if (s.type === 'longrope') {
+      const half = Math.floor((c.headDim ?? c.hidden / c.heads) * (c.partialRotaryFactor ?? 1)) / 2;
+      for (const key of ['shortFactor', 'longFactor'] as const) {
+        if (s[key].length !== half) throw optionError(what, `ropeScaling.${key} has ${s[key].length} entries; it needs ${half} (rotary dim / 2)`);
+      }
+    }
+  }
+}
+
+export function checkViTOptions(what: string, c: InternViTConfig): void {
+  checkOptionKeys(what, c, VIT_KEYS);
+  checkWhole(what, 'hidden', c.hidden, LIMITS.hidden);
+  checkWhole(what, 'heads', c.heads, LIMITS.heads);
+  checkWhole(what, 'layers', c.layers, LIMITS.layers);
+  checkWhole(what, 'intermediate', c.intermediate, LIMITS.intermediate);
+  checkWhole(what, 'imageSize', c.imageSize, LIMITS.imageSize);
+  checkWhole(what, 'patchSize', c.patchSize, LIMITS.imageSize);
+  if (c.hidden % c.heads !== 0) throw optionError(what, `hidden (${c.hidden}) is not divisible by heads (${c.heads})`);
+  if (c.imageSize % c.patchSize !== 0) throw optionError(what, `imageSize (${c.imageSize}) is not a multiple of patchSize (${c.patchSize})`);
+}
+
+export function checkInternVLOptions(o: InternVLOptions): void {
+  const what = 'internvl';
+  checkOptionKeys(what, o, INTERNVL_KEYS);
+  const v = o.vision.config;
+  const imageSize = o.imageSize ?? v.imageSize;
+  checkWhole(what, 'imageSize', imageSize, LIMITS.imageSize);
+  if (imageSize % v.patchSize !== 0) throw optionError(what, `imageSize (${imageSize}) is not a multiple of the vision patchSize (${v.patchSize})`);
+  const r = o.downsampleRatio ?? 0.5;
+  const k = Math.round(1 / r);
+  if (!(r > 0 && r <= 1) || Math.abs(1 / r - k) > 1e-9) throw optionError(what, `downsampleRatio must be 1/k for a whole number k (0.5, 0.25, ...; got ${r})`);
+  if ((imageSize / v.patchSize) % k !== 0) throw optionError(what, `downsampleRatio ${r} needs the ${imageSize / v.patchSize}-patch grid to be a multiple of ${k}`);
+  const s = o.selectLayer ?? -1;
+  if (!Number.isInteger(s) || s < -(v.layers + 1) || s > v.layers) throw optionError(what, `selectLayer must be a whole number from ${-(v.layers + 1)} to ${v.layers} (got ${s})`);
+  if (o.psVersion !== undefined && o.psVersion !== 'v1' && o.psVersion !== 'v2') throw optionError(what, `psVersion must be 'v1' or 'v2' (got ${JSON.stringify(o.psVersion)})`);
+  const id = o.imgContextTokenId;
+  if (id !== undefined && (!Number.isSafeInteger(id) || id < 0 || id >= o.llm.config.vocab)) {
+    throw optionError(what, `imgContextTokenId ${id} is not a token of the LLM (0 to ${o.llm.config.vocab - 1})`);
+  }
+}

@@ -1,0 +1,105 @@
+/**
+ * `vlmc run` inputs checked against the artifact's signature and manifest before onnxruntime sees
+ * them, so a wrong file is one message naming the tensor (never a raw runtime error, never
+ * silently wrong logits): dtypes, ranks, static sizes, symbolic sizes that must agree, and for
+ * InternVL graphs the token ids, the image flags and the `<IMG_CONTEXT>` count.
+ */
+import { UserError } from '../errors.ts';
+import type { Manifest, ManifestIO } from '../artifact/manifest.ts';
+import type { StDType } from '../tensor/convert.ts';
+
+/** What the inputs file declares for one tensor, before its bytes are read. */
+export interface DeclaredTensor {
+  dtype: StDType;
+  shape: readonly number[];
+}
+
+/** safetensors dtypes each graph input dtype accepts (floats are widened, I32 ids widened). */
+const ACCEPTED: Record<string, readonly StDType[]> = {
+  float32: ['F32', 'F16', 'BF16'],
+  int64: ['I64', 'I32'],
+};
+
+/** Checks dtypes and shapes of the inputs the graph takes; extra tensors in the file are ignored. */
+export function checkDeclaredInputs(file: string, manifest: Manifest, declared: ReadonlyMap<string, DeclaredTensor>): void {
+  const sizes = new Map<string, { size: number; from: string }>();
+  for (const spec of manifest.inputs) {
+    const t = declared.get(spec.name);
+    const where = `${file}: input '${spec.name}'`;
+    if (!t) throw new UserError(`${file}: missing input '${spec.name}' (the artifact takes ${manifest.inputs.map((i) => `${i.name} ${i.dtype}[${i.shape.join(', ')}]`).join(', ')})`);
+    const accepted = ACCEPTED[spec.dtype] ?? [];
+    if (!accepted.includes(t.dtype)) throw new UserError(`${where} is ${t.dtype}; the artifact takes ${spec.dtype} (${accepted.join(' or ')} in the file)`);
+    checkShape(where, spec, flagsAsVector(spec, t.shape), sizes);
+  }
+}
+
+/** InternVL's own forward takes image_flags as [tiles, 1]; that layout is accepted and squeezed. */
+export function flagsAsVector(spec: ManifestIO, shape: readonly number[]): readonly number[] {
+  return spec.name === 'image_flags' && spec.shape.length === 1 && shape.length === 2 && shape[1] === 1 ? [shape[0]!] : shape;
+}
+
+function checkShape(where: string, spec: ManifestIO, shape: readonly number[], sizes: Map<string, { size: number; from: string }>): void {
+  const expected = `[${spec.shape.join(', ')}]`;
+  if (shape.length !== spec.shape.length) throw new UserError(`${where} has shape [${shape.join(', ')}] (rank ${shape.length}); the artifact takes ${expected} (rank ${spec.shape.length})`);
+  spec.shape.forEach((dim, axis) => {
+    const got = shape[axis]!;
+    if (typeof dim === 'number') {
+      if (got !== dim) throw new UserError(`${where} has ${got} at axis ${axis} of [${shape.join(', ')}]; the artifact takes ${expected}${describeAxis(spec.name, axis)}`);
+      return;
+    }
+    if (got === 0) throw new UserError(`${where} has ${dim} = 0 (shape [${shape.join(', ')}]); at least one is needed${dim === 'tiles' ? ' (give image_flags 0 for tiles that are padding)' : ''}`);
+    const seen = sizes.get(dim);
+    if (seen && seen.size !== got) throw new UserError(`${where} has ${dim} = ${got} but ${seen.from} has ${dim} = ${seen.size}; they must agree`);
+    if (!seen) sizes.set(dim, { size: got, from: `input '${spec.name}'` });
+  });
+}
+
+function describeAxis(name: string, axis: number): string {
+  if (name !== 'pixel_values') return '';
+  return axis === 1 ? ' (3 colour channels)' : axis >= 2 ? ' (the tile size the artifact was built for)' : '';
+}
+
+/** Values: token ids inside the vocabulary, flags 0/1, and as many <IMG_CONTEXT> tokens as flagged tiles need. */
+export function checkInputValues(file: string, manifest: Manifest, ids: BigInt64Array | undefined, flags: BigInt64Array | undefined): void {
+  const vocab = vocabOf(manifest);
+  if (ids && vocab !== undefined) {
+    for (let i = 0; i < ids.length; i++) {
+      const id = ids[i]!;
+      if (id < 0n || id >= BigInt(vocab)) throw new UserError(`${file}: input 'input_ids' holds ${id} at flat position ${i}; token ids must be from 0 to ${vocab - 1} (vocab ${vocab})`);
+    }
+  }
+  let flagged = 0;
+  if (flags) {
+    for (let i = 0; i < flags.length; i++) {
+      const f = flags[i]!;
+      if (f !== 0n && f !== 1n) throw new UserError(`${file}: input 'image_flags' holds ${f} for tile ${i}; flags must be 0 or 1`);
+      flagged += Number(f);
+    }
+  }
+  const contextId = manifest.metadata['vlmc.img_context_token_id'];
+  const perTile = Number(manifest.metadata['vlmc.tokens_per_tile']);
+  if (!ids || !flags || !contextId || !Number.isInteger(perTile)) return;
+  const context = BigInt(contextId);
+  let count = 0;
+  for (let i = 0; i < ids.length; i++) if (ids[i] === context) count++;
+  const needed = flagged * perTile;
+  if (count !== needed) {
+    throw new UserError(`${file}: input 'input_ids' holds ${count} <IMG_CONTEXT> tokens (id ${contextId}) but image_flags flags ${flagged} tile(s) x ${perTile} tokens per tile = ${needed}; they must be equal`);
+  }
+}
+
+/** The vocabulary size: the last dim of the logits output, when static. */
+function vocabOf(manifest: Manifest): number | undefined {
+  const logits = manifest.outputs.find((o) => o.name === 'logits');
+  const last = logits?.shape[logits.shape.length - 1];
+  return typeof last === 'number' ? last : undefined;
+}
+
+/** Every manifest parameter's bytes must lie inside model.onnx.data (a truncated copy is caught before loading). */
+export function checkDataAgainstManifest(dataFile: string, dataSize: number, manifest: Manifest): void {
+  for (const p of manifest.parameters ?? []) {
+    if (!Number.isSafeInteger(p.offset) || !Number.isSafeInteger(p.length) || p.offset < 0 || p.length < 0 || p.offset + p.length > dataSize) {
+      throw new UserError(`${dataFile}: parameter '${p.name}' (bytes ${p.offset}..${p.offset + p.length} per manifest.json) lies outside the file (${dataSize} bytes); the artifact is damaged, rebuild it`);
+    }
+  }
+}

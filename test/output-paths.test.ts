@@ -1,0 +1,295 @@
+/**
+ * Defect 1 of issue 8: a writing command may only write to a missing path or replace an earlier
+ * vlmc output of the same kind; anything else exits 2 naming the path and touches nothing.
+ */
+import { describe, it, expect, afterAll, beforeAll } from 'vitest';
+import { spawnSync } from 'node:child_process';
+import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import * as path from 'node:path';
+import { FIXTURES, ROOT, removeDir, tempDir, vlmc } from './helpers.ts';
+import { checkOutputPath, isInside, realish } from '../src/artifact/output-path.ts';
+import { TEMP_MARK, removeStaleSiblings, withTempSibling } from '../src/artifact/atomic.ts';
+import { fileSystemUserError } from '../src/artifact/fs-errors.ts';
+import { UserError } from '../src/errors.ts';
+
+const work = tempDir('vlmc-outpaths-');
+afterAll(() => removeDir(work));
+const unified = path.join(FIXTURES, 'qwen2-tiny', 'unified');
+const inputs = path.join(FIXTURES, 'qwen2-tiny', 'inputs.safetensors');
+
+/** Every file under `dir` with its bytes, to prove nothing changed. */
+function snapshot(dir: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  const walk = (d: string) => {
+    for (const name of readdirSync(d).sort()) {
+      const p = path.join(d, name);
+      if (statSync(p).isDirectory()) walk(p);
+      else out[path.relative(dir, p)] = readFileSync(p).toString('base64');
+    }
+  };
+  walk(dir);
+  return out;
+}
+
+function expectRefused(r: { status: number; stderr: string }, ...parts: string[]): void {
+  expect(r.status).toBe(2);
+  expect(r.stderr.split('\n').filter(Boolean)).toHaveLength(1);
+  expect(r.stderr).not.toContain('internal error');
+  for (const p of parts) expect(r.stderr).toContain(p);
+}
+
+let artifact: string;
+beforeAll(() => {
+  artifact = path.join(work, 'artifact');
+  const r = vlmc(['build', '--weights', unified, '--out', artifact]);
+  expect(r.stderr).toBe('');
+  expect(r.status).toBe(0);
+});
+
+describe('vlmc build --out', () => {
+  it('`--out .` in a checkout is refused and leaves the checkout as it was', () => {
+    const checkout = path.join(work, 'checkout');
+    mkdirSync(path.join(checkout, '.git'), { recursive: true });
+    writeFileSync(path.join(checkout, '.git', 'HEAD'), 'ref: refs/heads/main\n');
+    writeFileSync(path.join(checkout, 'notes.txt'), 'uncommitted work\n');
+    const before = snapshot(checkout);
+    expectRefused(vlmc(['build', '--weights', unified, '--out', '.'], checkout), '--out .', 'not a vlmc artifact', '.git');
+    expect(snapshot(checkout)).toEqual(before);
+  });
+
+  it('a user folder is refused, its files kept', () => {
+    const folder = path.join(work, 'photos');
+    mkdirSync(folder);
+    writeFileSync(path.join(folder, 'a.jpg'), 'jpeg bytes');
+    expectRefused(vlmc(['build', '--weights', unified, '--out', folder]), folder, 'a.jpg');
+    expect(snapshot(folder)).toEqual({ 'a.jpg': Buffer.from('jpeg bytes').toString('base64') });
+  });
+
+  it('a plain file is refused and stays a file', () => {
+    const file = path.join(work, 'plain.txt');
+    writeFileSync(file, 'keep me');
+    expectRefused(vlmc(['build', '--weights', unified, '--out', file]), file, 'is a file');
+    expect(readFileSync(file, 'utf8')).toBe('keep me');
+  });
+
+  it('the input checkpoint itself, or a folder inside it, is refused', () => {
+    const ckpt = path.join(work, 'ckpt-copy');
+    cpSync(unified, ckpt, { recursive: true });
+    const before = snapshot(ckpt);
+    expectRefused(vlmc(['build', '--weights', ckpt, '--out', ckpt]), 'is the input');
+    expectRefused(vlmc(['build', '--weights', ckpt, '--out', path.join(ckpt, 'out')]), 'inside the input folder');
+    expect(snapshot(ckpt)).toEqual(before);
+  });
+
+  it('an output containing the input is refused', () => {
+    const parent = path.join(work, 'holder');
+    cpSync(unified, path.join(parent, 'ckpt'), { recursive: true });
+    expectRefused(vlmc(['build', '--weights', path.join(parent, 'ckpt'), '--out', parent]), 'contains the input');
+  });
+
+  it('a symbolic link cannot hide that the output lies inside the input', () => {
+    const ckpt = path.join(work, 'ckpt-linked');
+    cpSync(unified, ckpt, { recursive: true });
+    const link = path.join(work, 'link-to-ckpt');
+    symlinkSync(ckpt, link);
+    expectRefused(vlmc(['build', '--weights', ckpt, '--out', path.join(link, 'sub')]), 'inside the input folder');
+    expectRefused(vlmc(['build', '--weights', link, '--out', path.join(ckpt, 'sub')]), 'inside the input folder');
+    expect(existsSync(path.join(ckpt, 'sub'))).toBe(false);
+  });
+
+  it('a graph file inside the output is refused', () => {
+    const dir = path.join(work, 'graphdir');
+    mkdirSync(dir);
+    cpSync(path.join(ROOT, 'graphs', 'internvl-tiny.ts'), path.join(dir, 'g.ts'));
+    expectRefused(vlmc(['build', path.join(dir, 'g.ts'), '--out', dir]), 'contains the input');
+  });
+
+  it('an earlier artifact is replaced', () => {
+    const out = path.join(work, 'rebuilt');
+    expect(vlmc(['build', '--weights', unified, '--out', out]).status).toBe(0);
+    const first = readFileSync(path.join(out, 'manifest.json'), 'utf8');
+    const r = vlmc(['build', '--weights', unified, '--out', out, '--dtype', 'fp16']);
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
+    expect(readFileSync(path.join(out, 'manifest.json'), 'utf8')).not.toBe(first);
+    expect(readdirSync(out).sort()).toEqual(['manifest.json', 'model.onnx', 'model.onnx.data']);
+    expect(readdirSync(work).filter((n) => n.startsWith('rebuilt.'))).toEqual([]);
+  });
+
+  it('an earlier artifact that also holds a user file is refused (that file would go)', () => {
+    const out = path.join(work, 'with-extra');
+    cpSync(artifact, out, { recursive: true });
+    writeFileSync(path.join(out, 'README.md'), 'my notes');
+    expectRefused(vlmc(['build', '--weights', unified, '--out', out]), 'README.md', 'other files');
+    expect(readFileSync(path.join(out, 'README.md'), 'utf8')).toBe('my notes');
+  });
+
+  it('a failing build leaves the earlier artifact unchanged', () => {
+    const out = path.join(work, 'kept');
+    cpSync(artifact, out, { recursive: true });
+    const before = snapshot(out);
+    const r = vlmc(['build', '--weights', path.join(work, 'no-such-ckpt'), '--out', out]);
+    expect(r.status).toBe(2);
+    expect(snapshot(out)).toEqual(before);
+  });
+
+  it('a parent that is a file, and a name too long, are exit 2 naming the path', () => {
+    const file = path.join(work, 'afile');
+    writeFileSync(file, 'x');
+    expectRefused(vlmc(['build', '--weights', unified, '--out', path.join(file, 'out')]), 'afile is a file, not a folder');
+    const long = path.join(work, 'n'.repeat(300));
+    expectRefused(vlmc(['build', '--weights', unified, '--out', long]), 'name is too long');
+  });
+
+  it('a folder vlmc cannot write is exit 2 naming it', () => {
+    // /sys refuses new entries in containers and on hosts alike (EPERM / EACCES / EROFS).
+    const target = '/sys/vlmc-test-output';
+    const r = vlmc(['build', '--weights', unified, '--out', target]);
+    expect(r.status).toBe(2);
+    expect(r.stderr).toContain('/sys');
+    expect(r.stderr).not.toContain('internal error');
+  });
+});
+
+describe('vlmc run --out', () => {
+  it('writes a marked result file and replaces it on the next run', () => {
+    const out = path.join(work, 'result.safetensors');
+    expect(vlmc(['run', artifact, '--inputs', inputs, '--out', out]).status).toBe(0);
+    expect(readFileSync(out).subarray(8, 200).toString()).toContain('"__metadata__":{"vlmc":"outputs"}');
+    const r = vlmc(['run', artifact, '--inputs', inputs, '--out', out]);
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
+    // Missing parent folders are created, as for build.
+    expect(vlmc(['run', artifact, '--inputs', inputs, '--out', path.join(work, 'new', 'sub', 'r.safetensors')]).status).toBe(0);
+  });
+
+  it('refuses a file vlmc did not write, a folder, the inputs file and a path inside the artifact', () => {
+    const plain = path.join(work, 'user.safetensors');
+    cpSync(inputs, plain);
+    const before = readFileSync(plain);
+    expectRefused(vlmc(['run', artifact, '--inputs', inputs, '--out', plain]), plain, 'vlmc did not write');
+    expect(readFileSync(plain).equals(before)).toBe(true);
+    const folder = path.join(work, 'a-folder');
+    mkdirSync(folder);
+    expectRefused(vlmc(['run', artifact, '--inputs', inputs, '--out', folder]), 'is a folder');
+    const inputsCopy = path.join(work, 'inputs-copy.safetensors');
+    cpSync(inputs, inputsCopy);
+    expectRefused(vlmc(['run', artifact, '--inputs', inputsCopy, '--out', inputsCopy]), 'is the input');
+    expectRefused(vlmc(['run', artifact, '--inputs', inputs, '--out', path.join(artifact, 'out.safetensors')]), 'inside the input folder');
+    expect(readdirSync(artifact).sort()).toEqual(['manifest.json', 'model.onnx', 'model.onnx.data']);
+  });
+});
+
+describe('vlmc init --out and vlmc lock', () => {
+  it('init keeps --force semantics, refuses a folder and the checkpoint folder', () => {
+    const graph = path.join(work, 'g-init.ts');
+    writeFileSync(graph, '// mine\n');
+    expectRefused(vlmc(['init', '--from', unified, '--out', graph]), 'pass --force');
+    expect(readFileSync(graph, 'utf8')).toBe('// mine\n');
+    expect(vlmc(['init', '--from', unified, '--out', graph, '--force']).status).toBe(0);
+    expect(readFileSync(graph, 'utf8')).toContain("from 'vlmc'");
+    expectRefused(vlmc(['init', '--from', unified, '--out', work, '--force']), 'is a folder');
+    const ckpt = path.join(work, 'ckpt-init');
+    cpSync(unified, ckpt, { recursive: true });
+    expectRefused(vlmc(['init', '--from', ckpt, '--out', path.join(ckpt, 'g.ts')]), 'inside the input folder');
+  });
+
+  it('lock refuses to replace a file that is not a lock', () => {
+    const dir = path.join(ROOT, 'out', `test-outpaths-${process.pid}`);
+    mkdirSync(dir, { recursive: true });
+    try {
+      cpSync(path.join(ROOT, 'graphs', 'internvl-tiny.ts'), path.join(dir, 'g.ts'));
+      writeFileSync(path.join(dir, 'g.graph.lock'), 'my own notes\n');
+      expectRefused(vlmc(['lock', path.join(dir, 'g.ts')]), 'g.graph.lock', 'not a vlmc lock file');
+      expect(readFileSync(path.join(dir, 'g.graph.lock'), 'utf8')).toBe('my own notes\n');
+    } finally {
+      removeDir(dir);
+    }
+  });
+});
+
+describe('temporary folders', () => {
+  it('stale marked temp folders of dead processes go; unmarked ones and live ones stay', () => {
+    const target = path.join(work, 'sweep', 'art');
+    mkdirSync(path.dirname(target), { recursive: true });
+    const dead = 2 ** 22 + 12345; // above Linux's pid_max default of 4194304: no such process
+    const stale = `${target}.tmp-${dead}-abc`;
+    const unmarked = `${target}.tmp-${dead}-def`;
+    const live = `${target}.tmp-${process.pid}-ghi`;
+    for (const d of [stale, unmarked, live]) mkdirSync(d);
+    writeFileSync(path.join(stale, TEMP_MARK), `${dead}\n`);
+    writeFileSync(path.join(live, TEMP_MARK), `${process.pid}\n`);
+    removeStaleSiblings(target);
+    expect(existsSync(stale)).toBe(false);
+    expect(existsSync(unmarked)).toBe(true);
+    expect(existsSync(live)).toBe(true);
+  });
+
+  it('an old artifact caught mid-swap goes back into place', () => {
+    const target = path.join(work, 'swap', 'art');
+    mkdirSync(path.dirname(target), { recursive: true });
+    const old = `${target}.old-${2 ** 22 + 999}-x1`;
+    cpSync(artifact, old, { recursive: true });
+    removeStaleSiblings(target);
+    expect(readdirSync(target).sort()).toEqual(['manifest.json', 'model.onnx', 'model.onnx.data']);
+    expect(existsSync(old)).toBe(false);
+  });
+
+  it('the next build removes what a killed build left', () => {
+    const out = path.join(work, 'after-kill');
+    const left = `${out}.tmp-${2 ** 22 + 7}-zz`;
+    mkdirSync(left);
+    writeFileSync(path.join(left, TEMP_MARK), 'x\n');
+    writeFileSync(path.join(left, 'model.onnx.data'), 'partial');
+    expect(vlmc(['build', '--weights', unified, '--out', out]).status).toBe(0);
+    expect(existsSync(left)).toBe(false);
+  });
+
+  it('SIGINT and SIGTERM remove the temporary folder', () => {
+    for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+      const target = path.join(work, `sig-${signal}`, 'art');
+      const script = [
+        `import { withTempSibling } from ${JSON.stringify(path.join(ROOT, 'src/artifact/atomic.ts'))};`,
+        `await withTempSibling(${JSON.stringify(target)}, async (tmp) => {`,
+        `  process.kill(process.pid, '${signal}');`,
+        '  await new Promise((r) => setTimeout(r, 5000));',
+        '});',
+      ].join('\n');
+      const file = path.join(work, `sig-${signal}.mts`);
+      writeFileSync(file, script);
+      const r = spawnSync(process.execPath, ['--import', 'tsx', file], { cwd: ROOT, encoding: 'utf8' });
+      expect(r.status).toBe(signal === 'SIGINT' ? 130 : 143);
+      expect(readdirSync(path.dirname(target))).toEqual([]);
+    }
+  });
+});
+
+describe('the rules as a library', () => {
+  it('checkOutputPath throws UserError and accepts missing paths and earlier artifacts', () => {
+    expect(() => checkOutputPath(path.join(work, 'fresh', 'x'), { kind: 'artifact' })).not.toThrow();
+    expect(() => checkOutputPath(artifact, { kind: 'artifact' })).not.toThrow();
+    expect(() => checkOutputPath(artifact, { kind: 'result' })).toThrow(UserError);
+    expect(() => checkOutputPath('', { kind: 'artifact', flag: '--out' })).toThrow('--out: empty path');
+  });
+
+  it('withTempSibling leaves nothing behind when filling fails', async () => {
+    const target = path.join(work, 'failing', 'art');
+    await expect(withTempSibling(target, async () => Promise.reject(new Error('boom')))).rejects.toThrow('boom');
+    expect(readdirSync(path.dirname(target))).toEqual([]);
+  });
+
+  it('file-system errors read as the path and the problem', () => {
+    const e = Object.assign(new Error('EROFS: read-only file system'), { code: 'EROFS', syscall: 'mkdir', path: '/x/y' });
+    expect(fileSystemUserError(e)?.message).toBe('/x/y: is on a read-only file system (EROFS on mkdir)');
+    expect(fileSystemUserError(new Error('plain'))).toBeUndefined();
+  });
+
+  it('realish resolves links in the existing prefix', () => {
+    const link = path.join(work, 'lnk');
+    symlinkSync(artifact, link);
+    expect(realish(path.join(link, 'a', 'b'))).toBe(path.join(realish(artifact), 'a', 'b'));
+    expect(isInside('/a/b', '/a')).toBe(true);
+    expect(isInside('/a', '/a')).toBe(false);
+    expect(isInside('/ab', '/a')).toBe(false);
+  });
+});
