@@ -34,3 +34,7 @@ export { demo, writeRandomCheckpoint } from './demo.ts';
 export { buildModelProto, encodeModel } from './onnx/emit.ts';
 export type { Manifest, ManifestParameter } from './artifact/manifest.ts';
 export * from './review/index.ts';
+
+// The text side of a request: conversation templates, chat() prompts, the checkpoint's tokenizer.
+export * from './prompt/index.ts';
+export { loadTokenizer, TextTokenizer, StreamingDetokenizer, TOKENIZER_FILE, TOKENIZER_FILES, type DecodeOptions } from './tokenizer/index.ts';
