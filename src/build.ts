@@ -35,6 +35,8 @@ export interface BuildOptions extends ProjectorOptions {
   allowMissing?: string[];
   ignoreUnexpected?: string[];
   onProgress?: (written: number, total: number) => void;
+  /** Write the split artifact (vision.onnx, embedding.onnx, decoder.onnx, pipeline.json, tokenizer files). */
+  split?: boolean;
 }
 
 export interface BuildResult {
@@ -50,7 +52,13 @@ export async function build(o: BuildOptions): Promise<BuildResult> {
     const model = await resolveModel(o, path, sources);
     const graph = compile(model, { opset: o.opset, paramDtype: o.dtype ?? 'float32' });
     const plan = planBinding(graph.params, path, sources, { seed: o.seed ?? 0, allowMissing: o.allowMissing, ignoreUnexpected: o.ignoreUnexpected });
-    const manifest = await writeArtifact(o.out, graph, plan, { dtype: o.dtype ?? 'float32', onProgress: o.onProgress });
+    const writeOptions = { dtype: o.dtype ?? 'float32', onProgress: o.onProgress } as const;
+    if (o.split) {
+      const { writeSplit } = await import('./generate/split-build.ts');
+      const manifest = await writeSplit(o.out, model, graph, plan, writeOptions, { opset: o.opset, tokenizerDir: tokenizerDir(path, sources), config: sources[0]?.checkpoint.config, llmConfig: llmConfigOf(path, sources) });
+      return { manifest, graph, model };
+    }
+    const manifest = await writeArtifact(o.out, graph, plan, writeOptions);
     return { manifest, graph, model };
   } finally {
     for (const s of sources) await s.checkpoint.close();
@@ -123,6 +131,17 @@ function configNames(path: BuildPath, sources: WeightSource[]): { vision?: strin
 }
 
 function tokenizerContextId(path: BuildPath, sources: WeightSource[]): number | undefined {
-  const dir = path === 'A' ? sources[0]?.checkpoint.dir : sources.find((s) => s.role === 'llm')?.checkpoint.dir;
+  const dir = tokenizerDir(path, sources);
   return dir ? findSpecialTokenId(dir) : undefined;
+}
+
+/** Where the tokenizer files are: the unified checkpoint (Path A) or the LLM's (Path B). */
+function tokenizerDir(path: BuildPath, sources: WeightSource[]): string | undefined {
+  return path === 'A' ? sources[0]?.checkpoint.dir : sources.find((s) => s.role === 'llm')?.checkpoint.dir;
+}
+
+function llmConfigOf(path: BuildPath, sources: WeightSource[]): Readonly<Record<string, unknown>> | undefined {
+  if (path === 'B') return sources.find((s) => s.role === 'llm')?.checkpoint.config;
+  const llm = sources[0]?.checkpoint.config['llm_config'];
+  return typeof llm === 'object' && llm !== null ? (llm as Record<string, unknown>) : undefined;
 }

@@ -59,6 +59,7 @@ export function program(): Command {
     .option('--allow-missing <glob>', 'parameters that may be missing (take their init); repeatable', collect)
     .option('--ignore-unexpected <glob>', 'checkpoint keys that may stay unused; repeatable', collect)
     .option('--quiet', 'no progress output')
+    .option('--split', 'write vision.onnx, embedding.onnx and decoder.onnx (KV cache) with pipeline.json and the tokenizer files, for vlmc generate')
     .action(async (graph: string | undefined, o) => {
       const { build } = await import('../build.ts');
       const progress = progressBar('binding', Boolean(o.quiet));
@@ -79,6 +80,7 @@ export function program(): Command {
         allowMissing: o.allowMissing,
         ignoreUnexpected: o.ignoreUnexpected,
         onProgress: progress,
+        split: Boolean(o.split),
       });
       progress?.finish();
       if (!o.quiet) {

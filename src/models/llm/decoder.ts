@@ -124,26 +124,26 @@ export function cachedDecoderContext(inputs: CachedDecoderInputs, c: DecoderConf
 }
 
 /**
- * h [b, seq, C] -> every position (full logits), or each row's last attended position of this
- * forward [b, 1, C] (right padding: the count of ones in its part of the attention mask, minus 1),
- * so a prefill computes the vocabulary projection once per row.
+ * h [b, seq, C] -> every position (full logits), or each row's last attended position in this
+ * forward [b, 1, C] (the last 1 of its attention mask, moved past the cached positions), so a
+ * prefill projects onto the vocabulary once per row.
  */
 export function selectLogitPositions(h: Tensor, attentionMask: Tensor, fullLogits: Tensor): Tensor {
   const hidden = h.shape[2] as number;
-  const seq = op.Shape(h, { start: 1, end: 2 });
-  const batch = op.Shape(h, { start: 0, end: 1 });
-  const current = op.Slice(attentionMask, op.Neg(seq), i64([Number.MAX_SAFE_INTEGER]), i64([1]));
-  const attended = op.ReduceSum(current, i64([1]), { keepdims: 1 });
-  const last = op.Max([op.Sub(attended, i64Scalar(1)), i64Scalar(0)]);
-  const all = op.Unsqueeze(op.Range(i64Scalar(0), op.Squeeze(seq, i64([0])), i64Scalar(1)), i64([0]));
+  const scalar = (t: Tensor) => op.Squeeze(t, i64([0]));
+  const seq = scalar(op.Shape(h, { start: 1, end: 2 }));
+  const batch = scalar(op.Shape(h, { start: 0, end: 1 }));
+  const total = scalar(op.Shape(attentionMask, { start: 1, end: 2 }));
+  const keyIndex = op.Range(i64Scalar(0), total, i64Scalar(1));
+  const lastAttended = op.ReduceMax(op.Mul(attentionMask, keyIndex), { axes: [1], keepdims: 1 });
+  const inChunk = op.Min([op.Max([op.Sub(lastAttended, op.Sub(total, seq)), i64Scalar(0)]), op.Sub(seq, i64Scalar(1))]);
   const full = op.Not(op.Equal(fullLogits, i64Scalar(0)));
-  const either = op.Where(full, op.Expand(all, op.Concat([batch, seq], { axis: 0 })), op.Expand(last, op.Concat([batch, seq], { axis: 0 })));
-  // Keep every column when full, else one (they all hold the last index).
-  const start = op.Where(full, i64([0]), op.Sub(seq, i64([1])));
-  const positions = op.Slice(either, start, i64([Number.MAX_SAFE_INTEGER]), i64([1]));
-  const rowStart = op.Mul(op.Unsqueeze(op.Range(i64Scalar(0), op.Squeeze(batch, i64([0])), i64Scalar(1)), i64([1])), op.Squeeze(seq, i64([0])));
-  const flat = op.Gather(reshape(h, [-1, hidden]), op.Add(positions, rowStart), { axis: 0 });
-  return flat;
+  // Positions [b, k]: 0..seq-1 for full logits (k = seq), else the row's last (k = 1).
+  const count = op.Where(full, seq, i64Scalar(1));
+  const offset = op.Where(full, i64Scalar(0), inChunk);
+  const positions = op.Add(op.Unsqueeze(op.Range(i64Scalar(0), count, i64Scalar(1)), i64([0])), offset);
+  const rowStart = op.Mul(op.Unsqueeze(op.Range(i64Scalar(0), batch, i64Scalar(1)), i64([1])), seq);
+  return op.Gather(reshape(h, [-1, hidden]), op.Add(positions, rowStart), { axis: 0 });
 }
 
 /** Rotary tables and causal mask for the sequence length of `embeds` [b, s, C]. */
