@@ -102,6 +102,39 @@ export function program(): Command {
     });
 
   cli
+    .command('generate')
+    .description('generate text with a split artifact (vlmc build --split): greedy decoding with the KV cache, streamed to stdout')
+    .argument('<artifact>', 'split artifact folder')
+    .option('--inputs <file>', 'safetensors with pixel_values, input_ids, image_flags and optionally attention_mask (right padding)')
+    .option('--image <file>', 'image file (with --prompt); repeatable', collect)
+    .option('--prompt <text>', 'the question (with --image)')
+    .option('--max-new-tokens <n>', 'tokens to generate at most', int('--max-new-tokens'), 32)
+    .option('--ignore-eos', 'do not stop at eos')
+    .option('--temperature <t>', 'sample at this temperature (default 0: greedy)', Number)
+    .option('--top-k <k>', 'sample from the k most likely tokens', int('--top-k'))
+    .option('--seed <n>', 'sampling seed', int('--seed'))
+    .option('--out <file>', 'safetensors to write tokens I64 [batch, N] and logits F32 [batch, N, vocab] to')
+    .option('--json', 'print one JSON object (steps, tokens, text) instead of streaming')
+    .addOption(new Option('--ep <provider>', 'onnxruntime execution provider').choices(['cpu', 'cuda']).default('cpu'))
+    .action(async (artifact: string, o) => {
+      const { generateCommand } = await import('../generate/cli.ts');
+      await generateCommand({
+        artifact,
+        inputs: o.inputs,
+        image: o.image,
+        prompt: o.prompt,
+        out: o.out,
+        json: Boolean(o.json),
+        maxNewTokens: o.maxNewTokens,
+        ignoreEos: Boolean(o.ignoreEos),
+        temperature: o.temperature,
+        topK: o.topK,
+        seed: o.seed,
+        ep: o.ep,
+      });
+    });
+
+  cli
     .command('init')
     .description('write a graph file that reproduces a checkpoint\'s architecture')
     .option('--from <dir>', 'Path A: unified InternVL checkpoint folder')
