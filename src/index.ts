@@ -38,3 +38,11 @@ export * from './review/index.ts';
 // The text side of a request: conversation templates, chat() prompts, the checkpoint's tokenizer.
 export * from './prompt/index.ts';
 export { loadTokenizer, TextTokenizer, StreamingDetokenizer, TOKENIZER_FILE, TOKENIZER_FILES, type DecodeOptions } from './tokenizer/index.ts';
+
+// Generation: the split artifact (vlmc build --split) and decoding with its KV cache.
+export { generate, generateFromArtifact, argmax, type GenerateInputs, type GenerateOptions, type GenerationStep, type Generation } from './generate/generate.ts';
+export { SplitSession, runSplit, type ExecutionProvider, type SessionOptions, type KvPair } from './generate/session.ts';
+export { readPipeline, isSplitArtifact, PIPELINE_FILE, type Pipeline } from './generate/pipeline.ts';
+export { MODEL_ENTRY, type EntryPoint } from './dsl/model.ts';
+export { entryPointNames } from './compile.ts';
+export { KvCache } from './nn/attention.ts';

@@ -15,7 +15,7 @@ import type { Manifest } from '../artifact/manifest.ts';
 import { PIPELINE_FILE, SPLIT_ENTRIES, pipelineConfig, pipelineJson, type SplitEntry } from './pipeline.ts';
 
 /** Tokenizer files copied when the checkpoint has them. */
-export const TOKENIZER_FILES = ['tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'added_tokens.json', 'tokenizer.model', 'vocab.json', 'merges.txt', 'generation_config.json'];
+export const COPIED_TOKENIZER_FILES = ['tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'added_tokens.json', 'tokenizer.model', 'vocab.json', 'merges.txt', 'generation_config.json'];
 
 export interface SplitSources {
   opset?: number | undefined;
@@ -28,7 +28,7 @@ export async function writeSplit(out: string, model: Model, whole: Graph, plan: 
   if (!(model instanceof InternVLChatModel)) throw new UserError('--split needs an InternVL model (its graph has vision, embedding and decoder entry points)');
   const paramDtype = options.dtype;
   const graphs = Object.fromEntries(SPLIT_ENTRIES.map((e) => [e, compile(model, { entry: e, opset: src.opset, paramDtype })])) as Record<SplitEntry, Graph>;
-  const tokenizerFiles = src.tokenizerDir ? TOKENIZER_FILES.filter((f) => existsSync(nodePath.join(src.tokenizerDir!, f))) : [];
+  const tokenizerFiles = src.tokenizerDir ? COPIED_TOKENIZER_FILES.filter((f) => existsSync(nodePath.join(src.tokenizerDir!, f))) : [];
   const pipeline = pipelineConfig(model, graphs, {
     dataFile: SPLIT_DATA_FILE,
     config: src.config,
