@@ -99,7 +99,8 @@ describe('chat() query building and tokenization', () => {
       const ids = tok.encode(q.query);
       expect(ids).toEqual(e.input_ids);
       expect(ids.filter((id) => id === e.img_context_token_id).length).toBe(e.num_img_context_ids);
-      expect(tok.requireTokenId(eosToken(getTemplate(c.template)), 'eos')).toBe(e.eos_token_id);
+      expect(tok.eosIdFor(getTemplate(c.template))).toBe(e.eos_token_id);
+      expect(tok.imageTokenIds()).toEqual({ start: e.img_start_token_id, end: e.img_end_token_id, context: e.img_context_token_id });
       expect(tok.tokenId('<IMG_CONTEXT>')).toBe(e.img_context_token_id);
       expect(tok.tokenId('<img>')).toBe(e.img_start_token_id);
       expect(tok.tokenId('</img>')).toBe(e.img_end_token_id);

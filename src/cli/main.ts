@@ -196,6 +196,37 @@ export function program(): Command {
     });
 
   cli
+    .command('inputs')
+    .description('image(s) + question -> the tensors vlmc run / generate take (InternVL preprocessing, template, tokenizer)')
+    .requiredOption('--checkpoint <dir>', 'checkpoint folder, artifact, or a folder with config.json and the tokenizer files')
+    .option('--image <file>', 'image file (PNG, JPEG); repeatable', collect)
+    .requiredOption('--prompt <text>', 'the question; repeatable (one batch row each, right-padded)', collect)
+    .option('--history <file>', 'JSON array of earlier [question, answer] turns')
+    .option('--max-num <n>', 'max tiles per image (default: max_dynamic_patch of config.json)', int('--max-num'))
+    .option('--no-thumbnail', 'no thumbnail tile (default: use_thumbnail of config.json)')
+    .option('--system-message <text>', 'system message (default: config.json system_message, else the template\'s)')
+    .option('--template <name>', 'conversation template (default: template of config.json)')
+    .requiredOption('--out <file>', 'safetensors file to write')
+    .action(async (o) => {
+      const { readHistoryFile, writeInputs } = await import('../inputs/index.ts');
+      if (o.maxNum !== undefined && o.maxNum < 1) throw new UserError(`--max-num must be at least 1 (got ${o.maxNum})`);
+      const r = await writeInputs({
+        checkpoint: o.checkpoint,
+        images: o.image,
+        prompts: o.prompt,
+        history: o.history === undefined ? undefined : readHistoryFile(o.history),
+        maxNum: o.maxNum,
+        useThumbnail: o.thumbnail === false ? false : undefined,
+        systemMessage: o.systemMessage,
+        template: o.template,
+        out: o.out,
+      });
+      const [rows, seq] = r.inputs.input_ids.shape;
+      console.log(`${o.out}: input_ids [${rows}, ${seq}], pixel_values [${r.inputs.pixel_values.shape.join(', ')}], template ${r.config.template.name}, eos ${r.eosTokenId}`);
+      for (const im of r.images) console.log(`  ${im.file}: ${im.width}x${im.height} -> ${im.grid[0]}x${im.grid[1]} grid, ${im.tiles} tiles`);
+    });
+
+  cli
     .command('demo')
     .description('the default run: random tiny checkpoint -> build graphs/internvl-tiny.ts -> one forward')
     .option('--out <dir>', 'where to put the checkpoint and artifact', 'out')

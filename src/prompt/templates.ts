@@ -128,79 +128,55 @@ export type Message = readonly [role: string, message: string | null];
 export function getPrompt(t: ConversationTemplate, systemMessage: string, messages: readonly Message[]): string {
   const system = formatSystem(t.systemTemplate, systemMessage);
   const seps = [t.sep, t.sep2 ?? ''] as const;
-  let ret = '';
-  const each = (written: (role: string, msg: string, i: number) => string, open: (role: string, i: number) => string) => {
-    messages.forEach(([role, msg], i) => {
-      ret += msg ? written(role, msg, i) : open(role, i);
-    });
-    return ret;
-  };
+  /** Each message written (`msg` truthy) or left open, concatenated. */
+  const turns = (written: (role: string, msg: string, i: number) => string, open: (role: string, i: number) => string): string =>
+    messages.map(([role, msg], i) => (msg ? written(role, msg, i) : open(role, i))).join('');
   switch (t.sepStyle) {
     case 'ADD_COLON_SINGLE':
-      ret = system + t.sep;
-      return each((r, m) => `${r}: ${m}${t.sep}`, (r) => `${r}:`);
+      return system + t.sep + turns((r, m) => `${r}: ${m}${t.sep}`, (r) => `${r}:`);
     case 'ADD_COLON_TWO':
-      ret = system + seps[0];
-      return each((r, m, i) => `${r}: ${m}${seps[i % 2]}`, (r) => `${r}:`);
+      return system + seps[0] + turns((r, m, i) => `${r}: ${m}${seps[i % 2]}`, (r) => `${r}:`);
     case 'ADD_COLON_SPACE_SINGLE':
-      ret = system + t.sep;
-      return each((r, m) => `${r}: ${m}${t.sep}`, (r) => `${r}: `);
+      return system + t.sep + turns((r, m) => `${r}: ${m}${t.sep}`, (r) => `${r}: `);
     case 'ADD_NEW_LINE_SINGLE':
-      ret = system === '' ? '' : system + t.sep;
-      return each((r, m) => `${r}\n${m}${t.sep}`, (r) => `${r}\n`);
+      return (system === '' ? '' : system + t.sep) + turns((r, m) => `${r}\n${m}${t.sep}`, (r) => `${r}\n`);
     case 'NO_COLON_SINGLE':
-      ret = system;
-      return each((r, m) => `${r}${m}${t.sep}`, (r) => r);
+      return system + turns((r, m) => `${r}${m}${t.sep}`, (r) => r);
     case 'NO_COLON_TWO':
-      ret = system;
-      return each((r, m, i) => `${r}${m}${seps[i % 2]}`, (r) => r);
+      return system + turns((r, m, i) => `${r}${m}${seps[i % 2]}`, (r) => r);
     case 'RWKV':
-      ret = system;
-      return each((r, m) => `${r}: ${m.replaceAll('\r\n', '\n').replaceAll('\n\n', '\n')}\n\n`, (r) => `${r}:`);
+      return system + turns((r, m) => `${r}: ${m.replaceAll('\r\n', '\n').replaceAll('\n\n', '\n')}\n\n`, (r) => `${r}:`);
     case 'LLAMA2': {
-      ret = systemMessage ? system : '[INST] ';
+      // The roles come from the template here, not from the messages.
       const tag = (i: number) => t.roles[i % 2]!;
-      return each((_r, m, i) => (i === 0 ? `${m} ` : `${tag(i)} ${m}${seps[i % 2]}`), (_r, i) => tag(i));
+      return (systemMessage ? system : '[INST] ') + turns((_r, m, i) => (i === 0 ? `${m} ` : `${tag(i)} ${m}${seps[i % 2]}`), (_r, i) => tag(i));
     }
     case 'CHATGLM': {
       const roundOffset = t.name === 'chatglm2' ? 1 : 0;
-      ret = system ? system + t.sep : '';
-      messages.forEach(([role, msg], i) => {
-        if (i % 2 === 0) ret += `[Round ${Math.floor(i / 2) + roundOffset}]${t.sep}`;
-        ret += msg ? `${role}：${msg}${t.sep}` : `${role}：`;
-      });
-      return ret;
+      const round = (i: number) => (i % 2 === 0 ? `[Round ${Math.floor(i / 2) + roundOffset}]${t.sep}` : '');
+      return (system ? system + t.sep : '') + turns((r, m, i) => `${round(i)}${r}：${m}${t.sep}`, (r, i) => `${round(i)}${r}：`);
     }
     case 'CHATML':
-      ret = system === '' ? '' : `${system}${t.sep}\n`;
-      return each((r, m) => `${r}\n${m}${t.sep}\n`, (r) => `${r}\n`);
+      return (system === '' ? '' : `${system}${t.sep}\n`) + turns((r, m) => `${r}\n${m}${t.sep}\n`, (r) => `${r}\n`);
     case 'CHATGLM3':
-      ret = systemMessage ? system : '';
-      return each((r, m) => `${r}\n ${m}`, (r) => r);
+      return (systemMessage ? system : '') + turns((r, m) => `${r}\n ${m}`, (r) => r);
     case 'CHATINTERN':
-      ret = system;
-      return each((r, m, i) => `${r}:${m}${seps[i % 2]}\n`, (r) => `${r}:`);
+      return system + turns((r, m, i) => `${r}:${m}${seps[i % 2]}\n`, (r) => `${r}:`);
     case 'DOLLY':
-      ret = system;
-      return each((r, m, i) => `${r}:\n${m}${seps[i % 2]}${i % 2 === 1 ? '\n\n' : ''}`, (r) => `${r}:\n`);
+      return system + turns((r, m, i) => `${r}:\n${m}${seps[i % 2]}${i % 2 === 1 ? '\n\n' : ''}`, (r) => `${r}:\n`);
     case 'PHOENIX':
-      ret = system;
-      return each((r, m) => `${r}: <s>${m}</s>`, (r) => `${r}: <s>`);
+      return system + turns((r, m) => `${r}: <s>${m}</s>`, (r) => `${r}: <s>`);
     case 'ROBIN':
-      ret = system + t.sep;
-      return each((r, m) => `${r}:\n${m}${t.sep}`, (r) => `${r}:\n`);
+      return system + t.sep + turns((r, m) => `${r}:\n${m}${t.sep}`, (r) => `${r}:\n`);
     case 'FALCON_CHAT':
-      ret = systemMessage ? system + t.sep : '';
-      return each((r, m) => `${r}: ${m}${t.sep}`, (r) => `${r}:`);
+      return (systemMessage ? system + t.sep : '') + turns((r, m) => `${r}: ${m}${t.sep}`, (r) => `${r}:`);
     case 'INTERNVL_ZH': {
-      // conversation.py swaps the pair here: seps = [sep2, sep], and the system message is written raw.
+      // conversation.py swaps the pair here (seps = [sep2, sep]) and writes the system message raw.
       const zh = [t.sep2 ?? '', t.sep] as const;
-      ret = systemMessage + zh[0];
-      return each((r, m, i) => `${r}: ${m}${zh[i % 2]}`, (r) => `${r}:`);
+      return systemMessage + zh[0] + turns((r, m, i) => `${r}: ${m}${zh[i % 2]}`, (r) => `${r}:`);
     }
     case 'MPT':
-      ret = system + t.sep;
-      return each((r, m) => `${r}${m}${t.sep}`, (r) => r);
+      return system + t.sep + turns((r, m) => `${r}${m}${t.sep}`, (r) => r);
   }
 }
 

@@ -8,6 +8,7 @@ import * as nodePath from 'node:path';
 import { Tokenizer } from '@huggingface/tokenizers';
 import { UserError } from '../errors.ts';
 import { StreamingDetokenizer } from './stream.ts';
+import { eosToken, type ConversationTemplate } from '../prompt/templates.ts';
 
 export { StreamingDetokenizer } from './stream.ts';
 
@@ -83,6 +84,17 @@ export class TextTokenizer {
     const id = this.tokenId(token);
     if (id === undefined) throw new UserError(`${nodePath.join(this.dir, TOKENIZER_FILE)}: has no token ${JSON.stringify(token)} (${why})`);
     return id;
+  }
+
+  /** InternVL's image token ids (`<img>`, `</img>`, `<IMG_CONTEXT>`); a tokenizer without them is a UserError. */
+  imageTokenIds(): { start: number; end: number; context: number } {
+    const why = 'InternVL checkpoints add it to their tokenizer';
+    return { start: this.requireTokenId('<img>', why), end: this.requireTokenId('</img>', why), context: this.requireTokenId('<IMG_CONTEXT>', why) };
+  }
+
+  /** The id chat() stops generation at: `convert_tokens_to_ids(template.sep.strip())`. */
+  eosIdFor(template: ConversationTemplate): number {
+    return this.requireTokenId(eosToken(template), `the end-of-turn token of template ${template.name}`);
   }
 
   /** Vocabulary size including added tokens (the highest id + 1). */

@@ -2,18 +2,27 @@
  * Incremental detokenization for generation: tokens arrive one at a time and text is emitted as
  * soon as no later token can change it, so the concatenated pieces equal the full decode.
  *
- * Each step decodes the whole sequence and emits what grew past the text already emitted, minus a
- * suffix that may still change:
- * - trailing U+FFFD: the byte-level decoders write one for a UTF-8 character whose remaining bytes
- *   are still to come (a character is never split);
+ * Text that may still change:
+ * - a trailing U+FFFD: the byte-level decoders write one for a UTF-8 character whose remaining
+ *   bytes are still to come (a character is never split);
  * - with `clean_up_tokenization_spaces`, the start of a pattern the clean-up rewrites (" ." " n't"
  *   " 's" ...), whose space a following token would remove.
+ *
+ * Without clean-up only a short window is decoded per token (as the Rust tokenizers'
+ * DecodeStream does): the tokens since the last emission plus the chunk before them, whose text is
+ * subtracted again. The chunk in front absorbs what decoders do to a first token (Strip and
+ * Metaspace drop its leading space). With clean-up, whose patterns span tokens, the whole sequence
+ * is decoded each time.
  */
 const CLEANUP_PATTERNS = [' .', ' ?', ' !', ' ,', " ' ", " n't", " 'm", " 's", " 've", " 're"];
 
 export class StreamingDetokenizer {
   private readonly ids: number[] = [];
   private emitted = '';
+  /** Window start: ids[prefixStart, readIndex) is the chunk whose text `prefixText` is. */
+  private prefixStart = 0;
+  private readIndex = 0;
+  private prefixText = '';
   private readonly decode: (ids: readonly number[]) => string;
   private readonly cleanUpSpaces: boolean;
 
@@ -25,15 +34,15 @@ export class StreamingDetokenizer {
   /** Add one token; returns the text that became final ('' while it is still open). */
   push(id: number | bigint): string {
     this.ids.push(Number(id));
-    const full = this.decode(this.ids);
-    const stable = full.length - this.unstableSuffixLength(full);
-    return this.advanceTo(full, stable);
+    return this.cleanUpSpaces ? this.pushFull() : this.pushWindowed();
   }
 
   /** No more tokens: returns the rest, after which `text` equals the full decode. */
   flush(): string {
     const full = this.decode(this.ids);
-    return this.advanceTo(full, full.length);
+    this.readIndex = this.prefixStart = this.ids.length;
+    this.prefixText = '';
+    return this.append(full.startsWith(this.emitted) ? full.slice(this.emitted.length) : '');
   }
 
   /** Everything emitted so far. */
@@ -46,18 +55,37 @@ export class StreamingDetokenizer {
     return this.ids;
   }
 
-  private advanceTo(full: string, end: number): string {
-    // Emitted text is never taken back; a decoder that rewrote it is caught by the tests against full decodes.
+  private pushWindowed(): string {
+    const window = this.decode(this.ids.slice(this.prefixStart));
+    if (window.length <= this.prefixText.length || !window.startsWith(this.prefixText) || window.endsWith('\ufffd')) return '';
+    const piece = window.slice(this.prefixText.length);
+    const chunk = this.ids.slice(this.readIndex);
+    const chunkText = this.decode(chunk);
+    // A chunk with no text of its own (skipped special tokens) cannot stand in front of the next one.
+    if (chunkText !== '') {
+      this.prefixStart = this.readIndex;
+      this.prefixText = chunkText;
+    } else this.prefixText = window;
+    this.readIndex = this.ids.length;
+    return this.append(piece);
+  }
+
+  private pushFull(): string {
+    const full = this.decode(this.ids);
+    const end = full.length - this.cleanupHoldback(full);
     if (end <= this.emitted.length || !full.startsWith(this.emitted)) return '';
-    const piece = full.slice(this.emitted.length, end);
+    return this.append(full.slice(this.emitted.length, end));
+  }
+
+  private append(piece: string): string {
     this.emitted += piece;
     return piece;
   }
 
-  private unstableSuffixLength(text: string): number {
+  private cleanupHoldback(text: string): number {
     let n = 0;
     while (n < text.length && text.charCodeAt(text.length - 1 - n) === 0xfffd) n++;
-    if (n > 0 || !this.cleanUpSpaces) return n;
+    if (n > 0) return n;
     let longest = 0;
     for (const p of CLEANUP_PATTERNS) {
       for (let k = p.length - 1; k > longest; k--) if (text.endsWith(p.slice(0, k))) longest = k;
