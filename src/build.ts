@@ -55,7 +55,7 @@ export async function build(o: BuildOptions): Promise<BuildResult> {
     const writeOptions = { dtype: o.dtype ?? 'float32', onProgress: o.onProgress } as const;
     if (o.split) {
       const { writeSplit } = await import('./generate/split-build.ts');
-      const manifest = await writeSplit(o.out, model, graph, plan, writeOptions, { opset: o.opset, tokenizerDir: tokenizerDir(path, sources), config: sources[0]?.checkpoint.config, llmConfig: llmConfigOf(path, sources) });
+      const manifest = await writeSplit(o.out, model, graph, plan, writeOptions, { opset: o.opset, tokenizerDir: tokenizerDir(path, sources), config: path === 'A' ? sources[0]?.checkpoint.config : undefined, configDir: path === 'A' ? sources[0]?.checkpoint.dir : undefined, llmConfig: llmConfigOf(path, sources) });
       return { manifest, graph, model };
     }
     const manifest = await writeArtifact(o.out, graph, plan, writeOptions);

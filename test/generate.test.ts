@@ -5,7 +5,7 @@
  * promises. Bad input exits 2 with one message and writes nothing.
  */
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
-import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { FIXTURES, fixtureCases, maxAbsError, tempDir, removeDir, vlmc, hasOnnxChecker, onnxCheck } from './helpers.ts';
 import { SafetensorsFile } from '../src/checkpoint/safetensors.ts';
@@ -139,5 +139,64 @@ describe.each(fixtureCases())('split artifact, fixture %s', (name) => {
       expect(r.stderr.trim().split('\n')).toHaveLength(1);
     }
     expect(existsSync(out)).toBe(false);
+  });
+});
+
+/** A character-level tokenizer.json whose ids fit qwen2-tiny's vocabulary (as test/inputs.test.ts makes one). */
+function writeTinyTokenizer(dir: string, c: { img_context_token_id: number; img_start_token_id: number; img_end_token_id: number }): void {
+  const vocab: Record<string, number> = { '<unk>': 0 };
+  for (let ch = 0x20; ch <= 0x7e; ch++) vocab[String.fromCharCode(ch)] = ch - 0x1f;
+  vocab['\n'] = 96;
+  const added = [['<|endoftext|>', 97], ['<|im_start|>', 98], ['<|im_end|>', 99], ['<img>', c.img_start_token_id], ['</img>', c.img_end_token_id], ['<IMG_CONTEXT>', c.img_context_token_id]] as const;
+  for (const [t, id] of added) vocab[t] = id;
+  const tokenizer = {
+    version: '1.0', truncation: null, padding: null, normalizer: null, pre_tokenizer: null, post_processor: null,
+    added_tokens: added.map(([content, id]) => ({ id, content, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true })),
+    decoder: { type: 'Fuse' },
+    model: { type: 'BPE', dropout: null, unk_token: '<unk>', continuing_subword_prefix: null, end_of_word_suffix: null, fuse_unk: false, byte_fallback: false, vocab, merges: [] },
+  };
+  writeFileSync(path.join(dir, 'tokenizer.json'), JSON.stringify(tokenizer));
+  writeFileSync(path.join(dir, 'tokenizer_config.json'), JSON.stringify({ tokenizer_class: 'PreTrainedTokenizerFast', eos_token: '<|im_end|>', pad_token: '<|endoftext|>', add_bos_token: false, clean_up_tokenization_spaces: false }));
+}
+
+describe('image + question -> streamed text (qwen2-tiny with a tiny tokenizer)', () => {
+  const fx = path.join(FIXTURES, 'qwen2-tiny');
+  let work: string;
+  let artifact: string;
+  let image: string;
+  beforeAll(async () => {
+    work = tempDir();
+    const ckpt = path.join(work, 'ckpt');
+    mkdirSync(ckpt);
+    for (const f of readdirSync(path.join(fx, 'unified'))) copyFileSync(path.join(fx, 'unified', f), path.join(ckpt, f));
+    writeTinyTokenizer(ckpt, JSON.parse(readFileSync(path.join(fx, 'case.json'), 'utf8')));
+    artifact = path.join(work, 'split');
+    expect(vlmc(['build', '--weights', ckpt, '--out', artifact, '--split', '--quiet']).status).toBe(0);
+    image = path.join(work, 'cat.png');
+    const sharp = (await import('sharp')).default;
+    await sharp({ create: { width: 80, height: 56, channels: 3, background: { r: 200, g: 120, b: 40 } } }).png().toFile(image);
+  }, 60_000);
+  afterAll(() => removeDir(work));
+
+  it.skipIf(!existsSync(fx))('streams the text of the generated tokens, stopping at the template eos', async () => {
+    const out = path.join(work, 'gen.safetensors');
+    const r = vlmc(['generate', artifact, '--image', image, '--prompt', 'What is in the picture?', '--max-new-tokens', '12', '--out', out]);
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
+    const pipeline = JSON.parse(readFileSync(path.join(artifact, 'pipeline.json'), 'utf8'));
+    expect(pipeline.template).toBe('Hermes-2');
+    expect(pipeline.eos_token_id).toContain(99); // <|im_end|>, the template's end of turn
+    expect(pipeline.tokenizer).toEqual(['tokenizer.json', 'tokenizer_config.json', 'added_tokens.json']);
+    const { loadTokenizer } = await import('../src/tokenizer/index.ts');
+    const tokens = await readTensor(out, 'tokens');
+    const ids = [...tokens.i64!].map(Number);
+    expect(r.stdout).toBe(`${loadTokenizer(artifact).decode(ids, { skipSpecialTokens: true })}\n`);
+    // The same request through `vlmc inputs` + --inputs gives the same tokens.
+    const inputs = path.join(work, 'in.safetensors');
+    expect(vlmc(['inputs', '--checkpoint', artifact, '--image', image, '--prompt', 'What is in the picture?', '--out', inputs]).status).toBe(0);
+    const again = path.join(work, 'gen2.safetensors');
+    expect(vlmc(['generate', artifact, '--inputs', inputs, '--max-new-tokens', '12', '--ignore-eos', '--out', again]).status).toBe(0);
+    const t2 = [...(await readTensor(again, 'tokens')).i64!].map(Number);
+    expect(t2.slice(0, ids.length)).toEqual(ids);
   });
 });

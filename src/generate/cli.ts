@@ -24,6 +24,7 @@ export interface GenerateCommand extends GenerateOptions {
 
 export async function generateCommand(c: GenerateCommand): Promise<void> {
   readPipeline(c.artifact); // a clear error before anything loads
+  if (c.inputs && (c.image?.length || c.prompt !== undefined)) throw new UserError('give either --inputs <file> or --image/--prompt, not both');
   const inputs = await resolveInputs(c);
   const write = c.write ?? ((s: string) => process.stdout.write(s));
   const session = await SplitSession.open(c.artifact, c);
@@ -53,7 +54,12 @@ async function resolveInputs(c: GenerateCommand): Promise<GenerateInputs> {
     return t as unknown as GenerateInputs;
   }
   if (c.prompt === undefined) throw new UserError('nothing to generate from: give --inputs <file>, or --prompt "..." (with --image <file>)');
-  throw new UserError('--image/--prompt need `vlmc inputs` (image preprocessing and prompt building), which is not in this build yet; make the inputs with `vlmc inputs ... --out in.safetensors` and pass --inputs in.safetensors');
+  // What `vlmc inputs` builds, from the artifact's config.json and tokenizer files.
+  const { buildInputs } = await import('../inputs/index.ts');
+  const r = await buildInputs({ checkpoint: c.artifact, images: c.image ?? [], prompts: [c.prompt] });
+  // chat() stops at the template's end-of-turn token.
+  if (c.eosTokenIds === undefined) c.eosTokenIds = [r.eosTokenId, ...readPipeline(c.artifact).eos_token_id];
+  return r.inputs;
 }
 
 /** One streaming detokenizer per row, when the artifact has a tokenizer. */

@@ -10,6 +10,8 @@ import type { Graph } from '../ir/graph.ts';
 import type { Model } from '../dsl/model.ts';
 import type { BindPlan } from '../bind/plan.ts';
 import { InternVLChatModel } from '../models/internvl.ts';
+import { internvlConfigJson } from '../models/to-config.ts';
+import { CONFIG_FILE } from '../checkpoint/checkpoint.ts';
 import { SPLIT_DATA_FILE, writeSplitArtifact, type WriteOptions } from '../artifact/write.ts';
 import type { Manifest } from '../artifact/manifest.ts';
 import { PIPELINE_FILE, SPLIT_ENTRIES, pipelineConfig, pipelineJson, type SplitEntry } from './pipeline.ts';
@@ -21,6 +23,8 @@ export interface SplitSources {
   opset?: number | undefined;
   tokenizerDir?: string | undefined;
   config?: Readonly<Record<string, unknown>> | undefined;
+  /** Folder of the unified checkpoint's config.json (Path A). */
+  configDir?: string | undefined;
   llmConfig?: Readonly<Record<string, unknown>> | undefined;
 }
 
@@ -36,9 +40,17 @@ export async function writeSplit(out: string, model: Model, whole: Graph, plan: 
     tokenizerFiles,
     templateEosId: await templateEosId(src),
   });
-  const copies = Object.fromEntries(tokenizerFiles.map((f) => [f, nodePath.join(src.tokenizerDir!, f)]));
+  const copies: Record<string, string> = Object.fromEntries(tokenizerFiles.map((f) => [f, nodePath.join(src.tokenizerDir!, f)]));
   const parts = SPLIT_ENTRIES.map((e) => ({ file: `${e}.onnx`, graph: graphs[e] }));
-  return writeSplitArtifact(out, whole, parts, plan, options, { files: { [PIPELINE_FILE]: pipelineJson(pipeline) }, copies });
+  // config.json too, so `vlmc inputs` / `vlmc generate --image` build requests from the artifact
+  // alone: the unified checkpoint's own, else one written from the model (no template: unknown).
+  const files: Record<string, string> = { [PIPELINE_FILE]: pipelineJson(pipeline) };
+  if (src.configDir) copies[CONFIG_FILE] = nodePath.join(src.configDir, CONFIG_FILE);
+  else {
+    const { template: _unknown, ...config } = internvlConfigJson(model);
+    files[CONFIG_FILE] = `${JSON.stringify(config, null, 2)}\n`;
+  }
+  return writeSplitArtifact(out, whole, parts, plan, options, { files, copies });
 }
 
 /** The template's end-of-turn token id, when the checkpoint has both a template and tokenizer.json. */
