@@ -30,6 +30,8 @@ export class SplitSession {
     const pipeline = readPipeline(dir);
     const runtime = await loadOrt();
     const providers = await executionProviders(runtime, o.ep ?? 'cpu');
+    // ORT would also log a failed provider load itself; the UserError below says it once.
+    if (o.ep && o.ep !== 'cpu') runtime.env.logLevel = 'fatal';
     const sessions: Partial<Record<SplitEntry, ort.InferenceSession>> = {};
     try {
       // One at a time: together they would only compete for the same cores and disk.
@@ -38,6 +40,8 @@ export class SplitSession {
       }
     } catch (err) {
       for (const s of Object.values(sessions)) await s.release();
+      // An execution provider that is listed but not installed fails here, inside ORT.
+      if (o.ep && o.ep !== 'cpu') throw new UserError(`--ep ${o.ep}: onnxruntime-node could not use it (${(err as Error).message.split('\n')[0]}); install its ${o.ep} provider libraries or use --ep cpu`);
       throw err;
     }
     return new SplitSession(dir, pipeline, runtime, sessions as Record<SplitEntry, ort.InferenceSession>);
