@@ -165,7 +165,7 @@ async function childSplit(steps: number): Promise<Measured> {
   const { argmax } = await import('../src/generate/generate.ts');
   const inputs = await readInputs(INPUTS);
   let t = now();
-  const s = await SplitSession.open(SPLIT);
+  const s = await SplitSession.open(SPLIT, { prepackWeights: process.argv.includes('--prepack') });
   const sessions = now() - t;
   const seq = inputs.input_ids!.shape[1]!;
   const pixel = s.tensor(inputs.pixel_values!);
@@ -205,7 +205,8 @@ async function childSplit(steps: number): Promise<Measured> {
 async function measureFloor(runs: number): Promise<number> {
   const { loadOrt } = await import('../src/runtime/run.ts');
   const ort = await loadOrt();
-  const session = await ort.InferenceSession.create(nodePath.join(SPLIT, FLOOR_FILE), { executionProviders: ['cpu'], logSeverityLevel: 3 });
+  // The decoder's own session options (no prepacking), so the ratio compares like with like.
+  const session = await ort.InferenceSession.create(nodePath.join(SPLIT, FLOOR_FILE), { executionProviders: ['cpu'], logSeverityLevel: 3, extra: { session: { disable_prepacking: '1' } } });
   const feeds: Record<string, InstanceType<typeof ort.Tensor>> = {};
   for (const name of session.inputNames) {
     const w = Number(name.slice(1));

@@ -13,6 +13,12 @@ export type ExecutionProvider = 'cpu' | 'cuda';
 export interface SessionOptions {
   /** Execution provider; `cuda` only where this onnxruntime-node build has it. */
   ep?: ExecutionProvider;
+  /**
+   * Let ORT repack every weight for its GEMM kernels at session creation. Off by default: the
+   * repacked copy costs seconds and a second copy of the weights in memory, while the unpacked
+   * weights stay memory-mapped from the data file (see docs/performance.md, Inference).
+   */
+  prepackWeights?: boolean;
 }
 
 /** The cache of one layer: [batch, kv_heads, past, head_dim]. */
@@ -36,7 +42,7 @@ export class SplitSession {
     try {
       // One at a time: together they would only compete for the same cores and disk.
       for (const e of SPLIT_ENTRIES) {
-        sessions[e] = await runtime.InferenceSession.create(nodePath.join(dir, pipeline.graphs[e].file), { executionProviders: providers, logSeverityLevel: 3 });
+        sessions[e] = await runtime.InferenceSession.create(nodePath.join(dir, pipeline.graphs[e].file), sessionOptions(providers, o));
       }
     } catch (err) {
       for (const s of Object.values(sessions)) await s.release();
@@ -101,6 +107,14 @@ export class SplitSession {
     const present = past.map((_, i) => ({ key: out[`present.${i}.key`]!, value: out[`present.${i}.value`]! }));
     return { logits: out.logits!, present };
   }
+}
+
+function sessionOptions(providers: string[], o: SessionOptions): import('onnxruntime-node').InferenceSession.SessionOptions {
+  return {
+    executionProviders: providers,
+    logSeverityLevel: 3,
+    ...(o.prepackWeights ? {} : { extra: { session: { disable_prepacking: '1' } } }),
+  };
 }
 
 async function executionProviders(runtime: typeof import('onnxruntime-node'), ep: ExecutionProvider): Promise<string[]> {

@@ -38,7 +38,9 @@ export async function openSession(artifactDir: string, providers: string[] = ['c
   if (!existsSync(model)) throw new UserError(`${artifactDir}: not a vlmc artifact (no ${MODEL_FILE})`);
   const { InferenceSession } = await loadOrt();
   // Parameters past select_layer are unused initializers by design; keep ORT quiet about them.
-  return InferenceSession.create(model, { executionProviders: providers, logSeverityLevel: 3 });
+  // No weight prepacking: ORT's repacked copy of every weight cost seconds and a second copy in
+  // memory at session creation; unpacked, the weights stay mapped from the data file.
+  return InferenceSession.create(model, { executionProviders: providers, logSeverityLevel: 3, extra: { session: { disable_prepacking: '1' } } });
 }
 
 /** One forward pass; returns every graph output. */
