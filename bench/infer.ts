@@ -13,7 +13,8 @@
  *    costs there), peak RSS (VmHWM).
  * 4. The bandwidth floor, in the split child, after its RSS is read: ORT running one M=1 Gemm over
  *    each weight matrix the decode step streams (every decoder Linear and lm_head, the same bytes
- *    of the same weights file), median of N; the decode step's ratio to it.
+ *    of the same weights file), median of N runs alternating with the N decode steps (so both
+ *    see the same load on a shared machine); the decode step's ratio to it.
  * 5. `vlmc generate` as a whole process (node start, sessions, vision, prefill): time until the
  *    first token is printed.
  * Prints a markdown table and checks the floors: decode <= 1.3x the bandwidth floor, sessions
@@ -184,25 +185,36 @@ async function childSplit(steps: number): Promise<Measured> {
   const second = await prefillOnce();
   out = second.out;
   const none = s.noImageFeatures();
-  const times: number[] = [];
   let cache = out.present;
   let token = argmax(out.logits.data as Float32Array);
-  for (let i = 0; i <= steps; i++) {
+  let past = seq;
+  const step = async () => {
     const t0 = now();
     const e = await s.embed(s.int64([token], [1, 1]), none.features, none.flags);
-    const step = await s.decode(e, s.int64(new Array(seq + i + 1).fill(1), [1, seq + i + 1]), s.int64([seq + i], [1, 1]), cache, false);
-    if (i > 0) times.push(now() - t0); // the first step is a warm-up
-    cache = step.present;
-    token = argmax(step.logits.data as Float32Array);
-  }
+    const next = await s.decode(e, s.int64(new Array(past + 1).fill(1), [1, past + 1]), s.int64([past], [1, 1]), cache, false);
+    cache = next.present;
+    token = argmax(next.logits.data as Float32Array);
+    past += 1;
+    return now() - t0;
+  };
+  await step(); // warm-up
   const rssMiB = peakRssMiB();
+  // Decode steps and floor runs alternate, so both see the same machine (it is shared and noisy).
+  const floor = await floorSession();
+  const times: number[] = [];
+  const floors: number[] = [];
+  for (let i = 0; i < steps; i++) {
+    times.push(await step());
+    floors.push(await floor.run());
+  }
   void features;
+  await floor.release();
   await s.release();
-  const floor = await measureFloor(steps);
-  return { sessions, vision, prefill: second.seconds, decode: median(times), rssMiB, floor };
+  return { sessions, vision, prefill: second.seconds, decode: median(times), rssMiB, floor: median(floors) };
 }
 
-async function measureFloor(runs: number): Promise<number> {
+/** The bandwidth-floor graph in a session; run() times one pass. */
+async function floorSession(): Promise<{ run: () => Promise<number>; release: () => Promise<void> }> {
   const { loadOrt } = await import('../src/runtime/run.ts');
   const ort = await loadOrt();
   // The decoder's own session options (no prepacking), so the ratio compares like with like.
@@ -213,14 +225,14 @@ async function measureFloor(runs: number): Promise<number> {
     feeds[name] = new ort.Tensor('float32', Float32Array.from({ length: w }, (_, i) => Math.sin(i)), [1, w]);
   }
   await session.run(feeds);
-  const times: number[] = [];
-  for (let i = 0; i < runs; i++) {
-    const t0 = now();
-    await session.run(feeds);
-    times.push(now() - t0);
-  }
-  await session.release();
-  return median(times);
+  return {
+    run: async () => {
+      const t0 = now();
+      await session.run(feeds);
+      return now() - t0;
+    },
+    release: () => session.release(),
+  };
 }
 
 async function childSingle(steps: number): Promise<Measured> {
