@@ -200,3 +200,27 @@ describe('image + question -> streamed text (qwen2-tiny with a tiny tokenizer)',
     expect(t2.slice(0, ids.length)).toEqual(ids);
   });
 });
+
+describe('entry points', () => {
+  it('trace the same modules: each graph keeps just the parameters it reads', async () => {
+    const { internvlFromConfig } = await import('../src/models/from-config.ts');
+    const { compile, entryPointNames } = await import('../src/compile.ts');
+    const cfgFile = path.join(FIXTURES, 'internlm2-tiny', 'unified', 'config.json');
+    const model = internvlFromConfig(JSON.parse(readFileSync(cfgFile, 'utf8')), cfgFile, {});
+    model.options.imgContextTokenId = 5;
+    expect(entryPointNames(model)).toEqual(['model', 'vision', 'embedding', 'decoder']);
+    const names = (entry: string) => compile(model, { entry }).params.map((p) => p.name);
+    const all = names('model');
+    const vision = names('vision');
+    const embedding = names('embedding');
+    const decoder = names('decoder');
+    expect(vision.every((n) => n.startsWith('vision_model.') || n.startsWith('mlp1.'))).toBe(true);
+    expect(vision.some((n) => n.startsWith('mlp1.'))).toBe(true);
+    expect(embedding).toEqual(['language_model.model.tok_embeddings.weight']);
+    // InternLM2 here has a separate `output` head: the decoder does not read the embedding table.
+    expect(decoder.every((n) => n.startsWith('language_model.') && n !== 'language_model.model.tok_embeddings.weight')).toBe(true);
+    expect(new Set([...vision, ...embedding, ...decoder]).size).toBe(vision.length + embedding.length + decoder.length);
+    expect([...vision, ...embedding, ...decoder].every((n) => all.includes(n))).toBe(true);
+    expect(() => compile(model, { entry: 'nope' })).toThrow(/no entry point 'nope'; it has: model, vision, embedding, decoder/);
+  });
+});
