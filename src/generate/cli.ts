@@ -24,7 +24,6 @@ export interface GenerateCommand extends GenerateOptions {
 
 export async function generateCommand(c: GenerateCommand): Promise<void> {
   readPipeline(c.artifact); // a clear error before anything loads
-  if (c.inputs && (c.image?.length || c.prompt !== undefined)) throw new UserError('give either --inputs <file> or --image/--prompt, not both');
   const inputs = await resolveInputs(c);
   const write = c.write ?? ((s: string) => process.stdout.write(s));
   const session = await SplitSession.open(c.artifact, c);
@@ -33,8 +32,10 @@ export async function generateCommand(c: GenerateCommand): Promise<void> {
     const streams = await detokenizers(c.artifact, batch);
     const steps: GenerationStep[] = [];
     for await (const step of generate(session, inputs, c)) {
+      const live = steps.at(-1)?.done.map((d) => !d) ?? new Array<boolean>(batch).fill(true);
       steps.push(step);
-      if (!c.json) write(streamPiece(step, streams, batch));
+      const piece = streamPiece(step, live, streams, batch);
+      if (!c.json) write(piece);
     }
     const tail = streams?.map((s) => s.flush()) ?? [];
     if (!c.json) write(batch === 1 ? `${tail.join('')}\n` : `\n${streams ? streams.map((s, b) => `[${b}] ${s.text}\n`).join('') : ''}`);
@@ -72,11 +73,13 @@ async function detokenizers(artifact: string, batch: number): Promise<StreamingD
 
 /**
  * What to print for a step: with one row and a tokenizer, the text that became final; otherwise the
- * step's ids (rows joined by ','), the texts of every row following at the end.
+ * step's ids (rows joined by ','), the texts of every row following at the end. `live`: the rows
+ * still generating before this step.
  */
-function streamPiece(step: GenerationStep, streams: StreamingDetokenizer[] | undefined, batch: number): string {
+function streamPiece(step: GenerationStep, live: boolean[], streams: StreamingDetokenizer[] | undefined, batch: number): string {
   if (streams && batch === 1) return streams[0]!.push(step.tokens[0]!);
-  streams?.forEach((s, b) => s.push(step.tokens[b]!));
+  // A row that already stopped only repeats its pad id: its text is complete.
+  streams?.forEach((s, b) => live[b] && s.push(step.tokens[b]!));
   return `${step.step === 0 ? '' : ' '}${step.tokens.join(',')}`;
 }
 

@@ -6,7 +6,7 @@
  */
 import { UserError } from '../errors.ts';
 import type { HostTensor } from '../runtime/run.ts';
-import { SplitSession, type KvPair, type SessionOptions } from './session.ts';
+import { SplitSession, type SessionOptions } from './session.ts';
 
 export interface GenerateInputs {
   pixel_values: HostTensor;
@@ -78,7 +78,7 @@ export async function* generate(session: SplitSession, inputs: GenerateInputs, o
     maskNow = appendColumn(maskNow, batch, total, 1);
     total += 1;
     const pos = lengths.map((len) => len + t);
-    step = await session.decode(next, session.int64(maskNow, [batch, total]), session.int64(pos, [batch, 1]), step.present as KvPair[], false);
+    step = await session.decode(next, session.int64(maskNow, [batch, total]), session.int64(pos, [batch, 1]), step.present, false);
   }
 }
 
