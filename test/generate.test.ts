@@ -224,3 +224,36 @@ describe('entry points', () => {
     expect(() => compile(model, { entry: 'nope' })).toThrow(/no entry point 'nope'; it has: model, vision, embedding, decoder/);
   });
 });
+
+describe('a batch where one row stops early', () => {
+  const fx = path.join(FIXTURES, 'internlm2-tiny');
+  let work: string;
+  beforeAll(() => {
+    work = tempDir();
+  });
+  afterAll(() => removeDir(work));
+
+  it.skipIf(!existsSync(fx))('the stopped row repeats its pad id, the other row is unaffected', async () => {
+    const artifact = path.join(work, 'split');
+    expect(vlmc(['build', '--weights', path.join(fx, 'unified'), '--out', artifact, '--split', '--quiet']).status).toBe(0);
+    const { generateFromArtifact } = await import('../src/generate/generate.ts');
+    const { readInputs } = await import('../src/runtime/run.ts');
+    const want = await readTensor(path.join(fx, 'generation.safetensors'), 'tokens');
+    const [batch, n] = want.shape as [number, number];
+    expect(batch).toBe(2);
+    const expected = [0, 1].map((b) => [...want.i64!.subarray(b * n, (b + 1) * n)].map(Number));
+    // Row 0's second token is its eos; row 1 never produces it.
+    const eos = expected[0]![1]!;
+    expect(expected[1]).not.toContain(eos);
+    const inputs = await readInputs(path.join(fx, 'gen_inputs.safetensors'));
+    const pipeline = JSON.parse(readFileSync(path.join(artifact, 'pipeline.json'), 'utf8'));
+    const seen: boolean[][] = [];
+    const g = await generateFromArtifact(artifact, inputs as never, { maxNewTokens: n, eosTokenIds: [eos], onStep: (s) => seen.push(s.done) });
+    expect(g.tokens[0]).toEqual([expected[0]![0], eos, ...new Array(n - 2).fill(pipeline.pad_token_id)]);
+    expect(g.tokens[1]).toEqual(expected[1]);
+    expect(seen[1]).toEqual([true, false]);
+    const wantLogits = await readTensor(path.join(fx, 'generation.safetensors'), 'logits');
+    const vocab = g.vocab;
+    expect(maxAbsError(g.logits.subarray(n * vocab), wantLogits.f32!.subarray(n * vocab))).toBeLessThanOrEqual(TOL);
+  });
+});
