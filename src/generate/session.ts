@@ -67,6 +67,8 @@ export class SplitSession {
 
   /** pixel_values [tiles, 3, S, S] -> image_features [tiles, tokens_per_tile, hidden]. */
   async vision(pixelValues: ort.Tensor): Promise<ort.Tensor> {
+    // A text-only request has no tiles: nothing for the ViT to do.
+    if (pixelValues.dims[0] === 0) return this.noImageFeatures().features;
     return (await this.sessions.vision.run({ pixel_values: pixelValues })).image_features!;
   }
 
