@@ -680,6 +680,11 @@ describe('KV-cache generation equals a full recompute at every step', () => {
   it('Phi-3 LongRoPE, long factors throughout (every row already past original_max_position_embeddings)', async () => {
     await compareGeneration({ name: 'kv phi3 long', config: chatConfig(visionConfig(), phi3Config('longrope', 4)), seed: 206, flags: [1, 1], rows: paddedRows });
   });
+  it('Phi-3 LongRoPE crossing original_max_position_embeddings mid-generation: the cache is recomputed, as transformers does', async () => {
+    // Both rows 13 tokens; lengths 14, 15 stay short, 16 switches to the long factors at step 2.
+    const rows = [{ before: 3, tiles: 1, after: 4 }, { before: 4, tiles: 1, after: 3 }];
+    await compareGeneration({ name: 'kv phi3 crossing', config: chatConfig(visionConfig(), phi3Config('su', 15)), seed: 208, flags: [1, 1], rows }, 6);
+  });
   it('Phi-3 partial rotary, no GQA', async () => {
     const llm = { ...phi3Config('su', 64), num_key_value_heads: 4, partial_rotary_factor: 0.5, rope_scaling: null };
     await compareGeneration({ name: 'kv phi3 partial', config: chatConfig(visionConfig(), llm), seed: 207, flags: [1, 1], rows: paddedRows });

@@ -68,18 +68,38 @@ export async function* generate(session: SplitSession, inputs: GenerateInputs, o
   let step = await session.decode(embeds, session.int64(maskNow, [batch, seq]), session.int64(positions, [batch, seq]), session.emptyCache(batch), false);
   const done = new Array<boolean>(batch).fill(false);
   const noImage = session.noImageFeatures();
+  const switchAt = longropeSwitch(p);
+  const generated: number[][] = Array.from({ length: batch }, () => []);
   for (let t = 0; t < maxNew; t++) {
     const logits = step.logits.data as Float32Array;
     const tokens = Array.from({ length: batch }, (_, b) => (done[b] ? pad : pick(logits.subarray(b * vocab, (b + 1) * vocab))));
     if (!o.ignoreEos) tokens.forEach((id, b) => (done[b] ||= eos.has(id)));
     yield { step: t, tokens, logits: new Float32Array(logits), done: [...done] };
     if (t === maxNew - 1 || done.every(Boolean)) return;
-    const next = await session.embed(session.int64(tokens, [batch, 1]), noImage.features, noImage.flags);
+    tokens.forEach((id, b) => generated[b]!.push(id));
     maskNow = appendColumn(maskNow, batch, total, 1);
     total += 1;
+    // The length rotary scaling sees after this step: the batch's longest row, as max(position_ids) + 1.
+    const length = Math.max(...lengths) + t + 1;
+    if (switchAt !== undefined && length > switchAt && length - 1 <= switchAt) {
+      // LongRoPE switches to its long factors here: the cached keys were rotated with the short
+      // ones, so recompute the whole cache, as transformers' Phi-3 generation does.
+      const all = await session.embed(session.int64(generated.flat(), [batch, t + 1]), noImage.features, noImage.flags);
+      const joined = session.concatSequence(embeds, all);
+      const positionsAll = Array.from({ length: batch }, (_, b) => [...Array.from({ length: seq }, (_, i) => i), ...Array.from({ length: t + 1 }, (_, i) => lengths[b]! + i)]).flat();
+      step = await session.decode(joined, session.int64(maskNow, [batch, total]), session.int64(positionsAll, [batch, total]), session.emptyCache(batch), false);
+      continue;
+    }
+    const next = await session.embed(session.int64(tokens, [batch, 1]), noImage.features, noImage.flags);
     const pos = lengths.map((len) => len + t);
     step = await session.decode(next, session.int64(maskNow, [batch, total]), session.int64(pos, [batch, 1]), step.present, false);
   }
+}
+
+/** The length past which LongRoPE uses its long factors (a cache made before must be recomputed). */
+function longropeSwitch(p: SplitSession['pipeline']): number | undefined {
+  const r = p.llm.rope_scaling;
+  return r?.type === 'longrope' ? r.original_max_position_embeddings : undefined;
 }
 
 /** What generateFromArtifact returns: all steps, gathered. */

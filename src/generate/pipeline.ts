@@ -10,6 +10,7 @@ import { UserError } from '../errors.ts';
 import type { Graph } from '../ir/graph.ts';
 import type { InternVLChatModel } from '../models/internvl.ts';
 import { headDimOf } from '../models/llm/decoder.ts';
+import type { RopeScaling } from '../nn/rotary.ts';
 import type { ManifestIO } from '../artifact/manifest.ts';
 
 export const PIPELINE_FILE = 'pipeline.json';
@@ -48,6 +49,12 @@ export interface Pipeline {
     num_kv_heads: number;
     head_dim: number;
     max_position_embeddings: number;
+    /**
+     * Rotary scaling that depends on the sequence length, if any. With `longrope`, a generator
+     * recomputes the cache once, when the length first exceeds `original_max_position_embeddings`
+     * (as transformers' Phi-3 generation does), so every key is rotated with the long factors.
+     */
+    rope_scaling?: { type: 'dynamic' | 'longrope'; original_max_position_embeddings: number };
     /** Cache tensors are [batch, num_kv_heads, past, head_dim], rotary applied. */
     past_key_values: { key: string; value: string };
     present: { key: string; value: string };
@@ -104,6 +111,7 @@ export function pipelineConfig(model: InternVLChatModel, graphs: Record<SplitEnt
       num_kv_heads: c.kvHeads,
       head_dim: headDimOf(c),
       max_position_embeddings: c.maxPositions,
+      ...lengthDependentRope(c.ropeScaling, c.maxPositions),
       past_key_values: { key: 'past_key_values.%d.key', value: 'past_key_values.%d.value' },
       present: { key: 'present.%d.key', value: 'present.%d.value' },
     },
@@ -112,6 +120,12 @@ export function pipelineConfig(model: InternVLChatModel, graphs: Record<SplitEnt
     ...(pad === undefined ? {} : { pad_token_id: pad }),
     tokenizer: facts.tokenizerFiles,
   };
+}
+
+function lengthDependentRope(s: RopeScaling | undefined, maxPositions: number): { rope_scaling?: Pipeline['llm']['rope_scaling'] } {
+  if (s?.type === 'longrope') return { rope_scaling: { type: 'longrope', original_max_position_embeddings: s.originalMaxPositions } };
+  if (s?.type === 'dynamic') return { rope_scaling: { type: 'dynamic', original_max_position_embeddings: maxPositions } };
+  return {};
 }
 
 function ids(v: unknown): number[] {

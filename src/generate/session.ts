@@ -86,6 +86,20 @@ export class SplitSession {
     };
   }
 
+  /** [b, s1, C] ++ [b, s2, C] along the sequence (host side). */
+  concatSequence(a: ort.Tensor, b: ort.Tensor): ort.Tensor {
+    const [batch, s1, c] = a.dims as [number, number, number];
+    const s2 = b.dims[1]!;
+    const x = a.data as Float32Array;
+    const y = b.data as Float32Array;
+    const out = new Float32Array(batch * (s1 + s2) * c);
+    for (let r = 0; r < batch; r++) {
+      out.set(x.subarray(r * s1 * c, (r + 1) * s1 * c), r * (s1 + s2) * c);
+      out.set(y.subarray(r * s2 * c, (r + 1) * s2 * c), (r * (s1 + s2) + s1) * c);
+    }
+    return new this.ort.Tensor('float32', out, [batch, s1 + s2, c]);
+  }
+
   /** An empty cache for `batch` rows. */
   emptyCache(batch: number): KvPair[] {
     const { num_layers, num_kv_heads, head_dim } = this.pipeline.llm;
