@@ -55,6 +55,8 @@ export interface BuildOptions extends ProjectorOptions {
   rules?: { action: 'freeze' | 'unfreeze'; pattern: string }[];
   freeze?: string[];
   unfreeze?: string[];
+  /** Write the split artifact (vision.onnx, embedding.onnx, decoder.onnx, pipeline.json, tokenizer files). */
+  split?: boolean;
 }
 
 export interface BuildResult {
@@ -118,6 +120,12 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
     const training = o.train ? await trainingGraphs(model, o, path, sources) : undefined;
     const plan = planBinding(graph.params, path, sources, { seed: o.seed ?? 0, allowMissing: o.allowMissing, ignoreUnexpected: o.ignoreUnexpected, graphFrom: o.graph ?? sources.filter((s) => s.role !== 'projector').map(configFile).join(' + ') });
     const structureOnly = path === 'none' && o.init !== 'random';
+    if (o.split) {
+      const { writeSplit } = await import('./generate/split-build.ts');
+      const writeOptions = { dtype: o.dtype, structureOnly, onProgress: o.onProgress } as const;
+      const manifest = await writeSplit(o.out, model, graph, plan, writeOptions, { opset: o.opset, tokenizerDir: tokenizerDir(path, sources), config: path === 'A' ? sources[0]?.checkpoint.config : undefined, configDir: path === 'A' ? sources[0]?.checkpoint.dir : undefined, llmConfig: llmConfigOf(path, sources) });
+      return { manifest, graph, model };
+    }
     const manifest = await writeArtifact(o.out, graph, plan, { dtype: o.dtype, structureOnly, onProgress: o.onProgress, extraGraphs: training?.graphs, extraFiles: training?.files, manifestExtras: training?.manifest });
     return { manifest, graph, model, train: training?.train };
   } finally {
@@ -256,8 +264,19 @@ function configNames(path: BuildPath, sources: WeightSource[]): { vision?: strin
 }
 
 function tokenizerContextId(path: BuildPath, sources: WeightSource[]): { id: number; file: string } | undefined {
-  const dir = path === 'A' ? sources[0]?.checkpoint.dir : sources.find((s) => s.role === 'llm')?.checkpoint.dir;
+  const dir = tokenizerDir(path, sources);
   if (!dir) return undefined;
   const id = findSpecialTokenId(dir);
   return id === undefined ? undefined : { id, file: `${dir} (added_tokens.json / tokenizer_config.json)` };
+}
+
+/** Where the tokenizer files are: the unified checkpoint (Path A) or the LLM's (Path B). */
+function tokenizerDir(path: BuildPath, sources: WeightSource[]): string | undefined {
+  return path === 'A' ? sources[0]?.checkpoint.dir : sources.find((s) => s.role === 'llm')?.checkpoint.dir;
+}
+
+function llmConfigOf(path: BuildPath, sources: WeightSource[]): Readonly<Record<string, unknown>> | undefined {
+  if (path === 'B') return sources.find((s) => s.role === 'llm')?.checkpoint.config;
+  const llm = sources[0]?.checkpoint.config['llm_config'];
+  return typeof llm === 'object' && llm !== null ? (llm as Record<string, unknown>) : undefined;
 }

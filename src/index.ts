@@ -76,3 +76,11 @@ export { differentiate, type Gradients } from './passes/autodiff.ts';
 export { compileTrain, GRAD_PREFIX, type TrainGraph, type TrainCompileOptions, type PruningReport } from './train/compile-train.ts';
 export { compileOptimizer } from './train/optimizer.ts';
 export { train, type TrainOptions, type TrainResult } from './train/loop.ts';
+
+// Generation: the split artifact (vlmc build --split) and decoding with its KV cache.
+export { generate, generateFromArtifact, argmax, type GenerateInputs, type GenerateOptions, type GenerationStep, type Generation } from './generate/generate.ts';
+export { SplitSession, runSplit, type ExecutionProvider, type SessionOptions, type KvPair } from './generate/session.ts';
+export { readPipeline, isSplitArtifact, PIPELINE_FILE, type Pipeline } from './generate/pipeline.ts';
+export { MODEL_ENTRY, type EntryPoint } from './dsl/model.ts';
+export { entryPointNames } from './compile.ts';
+export { KvCache } from './nn/attention.ts';

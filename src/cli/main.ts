@@ -75,6 +75,7 @@ export function program(): Command {
     .addOption(new Option('--preset <preset>', 'freeze preset applied after the graph\'s own rules').choices(['stage1', 'stage2', 'full', 'inference']))
     .option('--freeze <glob>', 'freeze parameters matching the glob (after --preset, in command-line order with --unfreeze); repeatable', collectRule('freeze', freezeRules))
     .option('--unfreeze <glob>', 'unfreeze parameters matching the glob (after --preset, in command-line order with --freeze); repeatable', collectRule('unfreeze', freezeRules))
+    .option('--split', 'write vision.onnx, embedding.onnx and decoder.onnx (KV cache) with pipeline.json and the tokenizer files, for vlmc generate')
     .action(async (graph: string | undefined, o) => {
       const { build } = await import('../build.ts');
       const progress = progressBar('binding', Boolean(o.quiet));
@@ -100,6 +101,7 @@ export function program(): Command {
         train: Boolean(o.train),
         preset: o.preset,
         rules: freezeRules,
+        split: Boolean(o.split),
       });
       progress?.finish();
       const c = manifest.counts;
@@ -168,6 +170,39 @@ export function program(): Command {
         result.losses.forEach((l, i) => console.log(`step ${result.startStep + i + 1} loss ${l.toFixed(6)}`));
         console.log(`saved ${result.checkpoint}`);
       }
+    });
+
+  cli
+    .command('generate')
+    .description('generate text with a split artifact (vlmc build --split): greedy decoding with the KV cache, streamed to stdout')
+    .argument('<artifact>', 'split artifact folder')
+    .option('--inputs <file>', 'safetensors with pixel_values, input_ids, image_flags and optionally attention_mask (right padding)')
+    .option('--image <file>', 'image file (with --prompt); repeatable', collect)
+    .option('--prompt <text>', 'the question (with --image)')
+    .option('--max-new-tokens <n>', 'tokens to generate at most', int('--max-new-tokens'), 32)
+    .option('--ignore-eos', 'do not stop at eos')
+    .option('--temperature <t>', 'sample at this temperature (default 0: greedy)', Number)
+    .option('--top-k <k>', 'sample from the k most likely tokens', int('--top-k'))
+    .option('--seed <n>', 'sampling seed', int('--seed'))
+    .option('--out <file>', 'safetensors to write tokens I64 [batch, N] and logits F32 [batch, N, vocab] to')
+    .option('--json', 'print one JSON object (steps, tokens, text) instead of streaming')
+    .addOption(new Option('--ep <provider>', 'onnxruntime execution provider').choices(['cpu', 'cuda']).default('cpu'))
+    .action(async (artifact: string, o) => {
+      const { generateCommand } = await import('../generate/cli.ts');
+      await generateCommand({
+        artifact,
+        inputs: o.inputs,
+        image: o.image,
+        prompt: o.prompt,
+        out: o.out,
+        json: Boolean(o.json),
+        maxNewTokens: o.maxNewTokens,
+        ignoreEos: Boolean(o.ignoreEos),
+        temperature: o.temperature,
+        topK: o.topK,
+        seed: o.seed,
+        ep: o.ep,
+      });
     });
 
   cli

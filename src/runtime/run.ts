@@ -27,7 +27,7 @@ let ortModule: Promise<typeof ort> | undefined;
  * onnxruntime-node, loaded on first use: loading it takes a few hundred ms, and everything that
  * imports the library (graph files import 'vlmc') would pay for it.
  */
-function loadOrt(): Promise<typeof ort> {
+export function loadOrt(): Promise<typeof ort> {
   // Its CommonJS exports arrive as `default` or, through tsx's interop, as named exports only.
   return (ortModule ??= import('onnxruntime-node').then((m) => (m.default ?? m) as typeof ort));
 }
@@ -60,7 +60,9 @@ export async function openSession(artifactDir: string, providers: string[] = ['c
   const { InferenceSession } = await loadOrt();
   // Parameters past select_layer are unused initializers by design; keep ORT quiet about them.
   try {
-    return await InferenceSession.create(model, { executionProviders: providers, logSeverityLevel: 3 });
+    // No weight prepacking: ORT's repacked copy of every weight cost seconds and a second copy in
+    // memory at session creation; unpacked, the weights stay mapped from the data file.
+    return await InferenceSession.create(model, { executionProviders: providers, logSeverityLevel: 3, extra: { session: { disable_prepacking: '1' } } });
   } catch (e) {
     // The file decoded and its external data checked out, so a model onnxruntime cannot load is a damaged input.
     throw new UserError(`${model}: onnxruntime cannot load the model (${(e as Error).message.split('\n')[0]})`);
@@ -165,10 +167,24 @@ export function checkImageTokenCount(manifest: Manifest, inputs: Record<string, 
   }
 }
 
+/** `vlmc run` on a split artifact: vision, embedding, then one decoder prefill with full logits. */
+async function runSplitArtifact(artifactDir: string, manifest: Manifest, inputsFile: string, outFile: string, graph: string): Promise<Record<string, HostTensor>> {
+  if (graph !== 'model') throw new UserError(`--graph ${graph}: ${artifactDir} is a split artifact (vision, embedding, decoder); build with --train, without --split, for training graphs`);
+  const inputs = await readInputs(inputsFile, manifest.inputs.map((i) => i.name), (declared) => checkDeclaredInputs(inputsFile, manifest, declared));
+  checkInputValues(inputsFile, manifest, inputs.input_ids?.data as BigInt64Array | undefined, inputs.image_flags?.data as BigInt64Array | undefined);
+  checkImageTokenCount(manifest, inputs, inputsFile);
+  const { runSplit } = await import('../generate/session.ts');
+  const outputs = await runSplit(artifactDir, inputs);
+  await writeOutputs(outFile, outputs);
+  return outputs;
+}
+
 /** `vlmc run`: artifact + inputs file -> outputs file. */
 export async function runArtifact(artifactDir: string, inputsFile: string, outFile: string, graph = 'model'): Promise<Record<string, HostTensor>> {
   checkOutputPath(outFile, { kind: 'result', content: 'outputs', flag: '--out', inputs: [artifactDir, inputsFile] });
   const manifest = readManifest(artifactDir);
+  const { isSplitArtifact } = await import('../generate/pipeline.ts');
+  if (isSplitArtifact(artifactDir)) return runSplitArtifact(artifactDir, manifest, inputsFile, outFile, graph);
   const dataFile = nodePath.join(artifactDir, DATA_FILE);
   if (existsSync(dataFile)) checkDataAgainstManifest(dataFile, statSync(dataFile).size, manifest);
   checkExternalReferences(nodePath.join(artifactDir, MODEL_FILE));
