@@ -48,6 +48,12 @@ export const ARTIFACT_FILES: readonly string[] = [
   'vocab.json',
   'merges.txt',
   'generation_config.json',
+  // vlmc build --split (src/generate/split-build.ts): the three graphs over one data file, and the pipeline.
+  'vision.onnx',
+  'embedding.onnx',
+  'decoder.onnx',
+  'weights.onnx.data',
+  'pipeline.json',
 ];
 
 /** The key in a safetensors `__metadata__` that marks a file vlmc wrote; its value names the content. */

@@ -51,7 +51,7 @@ async function resolveInputs(c: GenerateCommand): Promise<GenerateInputs> {
   if (c.inputs && (c.image?.length || c.prompt !== undefined)) throw new UserError('give either --inputs <file> or --image/--prompt, not both');
   if (c.inputs) {
     const t = await readInputs(c.inputs);
-    for (const name of ['pixel_values', 'input_ids', 'image_flags']) if (!t[name]) throw new UserError(`${c.inputs}: no tensor '${name}' (generate takes pixel_values, input_ids, image_flags and optionally attention_mask)`);
+    for (const name of ['pixel_values', 'input_ids']) if (!t[name]) throw new UserError(`${c.inputs}: no tensor '${name}' (generate takes pixel_values, input_ids, and optionally image_flags (default: every tile counts) and attention_mask)`);
     return t as unknown as GenerateInputs;
   }
   if (c.prompt === undefined) throw new UserError('nothing to generate from: give --inputs <file>, or --prompt "..." (with --image <file>)');

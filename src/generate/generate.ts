@@ -6,13 +6,14 @@
  */
 import { UserError } from '../errors.ts';
 import type { HostTensor } from '../runtime/run.ts';
-import { SplitSession, type SessionOptions } from './session.ts';
+import { SplitSession, allTiles, type SessionOptions } from './session.ts';
 
 export interface GenerateInputs {
   pixel_values: HostTensor;
   /** [batch, seq], right-padded. */
   input_ids: HostTensor;
-  image_flags: HostTensor;
+  /** Optional: every tile counts when absent. */
+  image_flags?: HostTensor;
   /** [batch, seq], 1 on real tokens; all ones when absent. */
   attention_mask?: HostTensor;
 }
@@ -59,7 +60,7 @@ export async function* generate(session: SplitSession, inputs: GenerateInputs, o
   const pick = tokenPicker(o);
   const vocab = p.llm.vocab_size;
 
-  const flags = inputs.image_flags;
+  const flags = inputs.image_flags ?? allTiles(inputs.pixel_values);
   const features = await session.vision(session.tensor(inputs.pixel_values));
   const embeds = await session.embed(session.tensor(inputs.input_ids), features, session.tensor({ ...flags, shape: [flags.shape[0]!] }));
   const positions = Array.from({ length: batch * seq }, (_, i) => i % seq);

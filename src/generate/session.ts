@@ -74,7 +74,10 @@ export class SplitSession {
 
   /** Text embeddings with the flagged tiles' features spliced in at <IMG_CONTEXT> positions. */
   async embed(inputIds: ort.Tensor, imageFeatures: ort.Tensor, imageFlags: ort.Tensor): Promise<ort.Tensor> {
-    return (await this.sessions.embedding.run({ input_ids: inputIds, image_features: imageFeatures, image_flags: imageFlags })).inputs_embeds!;
+    const feeds: Record<string, ort.Tensor> = { input_ids: inputIds, image_features: imageFeatures };
+    // A graph built with imageFlags: false (Hugging Face-native checkpoints) splices every tile.
+    if (this.sessions.embedding.inputNames.includes('image_flags')) feeds.image_flags = imageFlags;
+    return (await this.sessions.embedding.run(feeds)).inputs_embeds!;
   }
 
   /** Image features for text-only steps (decode): no tiles. */
@@ -161,7 +164,7 @@ export async function runSplit(dir: string, inputs: Record<string, HostTensor>, 
       return t;
     };
     const ids = need('input_ids');
-    const flags = need('image_flags');
+    const flags = inputs['image_flags'] ?? allTiles(need('pixel_values'));
     const features = await s.vision(s.tensor(need('pixel_values')));
     const embeds = await s.embed(s.tensor(ids), features, s.tensor({ ...flags, shape: [flags.shape[0]!] }));
     const [batch, seq] = ids.shape as [number, number];
@@ -172,4 +175,10 @@ export async function runSplit(dir: string, inputs: Record<string, HostTensor>, 
   } finally {
     await s.release();
   }
+}
+
+/** image_flags of 1 for every tile, for inputs that carry none (graphs that splice every tile). */
+export function allTiles(pixelValues: HostTensor): HostTensor {
+  const tiles = pixelValues.shape[0] ?? 0;
+  return { dtype: 'int64', shape: [tiles], data: new BigInt64Array(tiles).fill(1n) };
 }

@@ -132,10 +132,10 @@ export class InternVLChatModel extends Model {
         inputs: () => [
           { name: 'input_ids', dtype: 'int64', shape: ['batch', 'seq'] },
           { name: 'image_features', dtype: 'float32', shape: ['tiles', this.tokensPerTile, hidden] },
-          { name: 'image_flags', dtype: 'int64', shape: ['tiles'] },
+          ...(this.options.imageFlags ? [{ name: 'image_flags', dtype: 'int64' as const, shape: ['tiles'] }] : []),
         ],
         forward: (inputIds, features, flags) => ({
-          inputs_embeds: this.spliceImageTokens(this.language_model.embed(inputIds!), inputIds!, features!, flags!),
+          inputs_embeds: this.spliceImageTokens(this.language_model.embed(inputIds!), inputIds!, features!, flags),
         }),
       },
       decoder: {
