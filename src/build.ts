@@ -17,6 +17,7 @@ import { checkAgainstConfig } from './bind/config-check.ts';
 import { writeArtifact } from './artifact/write.ts';
 import type { Manifest } from './artifact/manifest.ts';
 import type { Model } from './dsl/model.ts';
+import type { Target } from './passes/fusion/index.ts';
 
 export interface BuildOptions extends ProjectorOptions {
   /** Graph file; when omitted the graph is derived from the checkpoint config(s). */
@@ -32,6 +33,10 @@ export interface BuildOptions extends ProjectorOptions {
   seed?: number;
   dtype?: ParamDType;
   opset?: number;
+  /** `portable` (default) or `gpu` (ONNX Runtime fused ops); see CompileOptions. */
+  target?: Target;
+  /** `none`, `all` or a comma list of fusion names (src/passes/fusion). */
+  fuse?: string;
   allowMissing?: string[];
   ignoreUnexpected?: string[];
   onProgress?: (written: number, total: number) => void;
@@ -48,7 +53,7 @@ export async function build(o: BuildOptions): Promise<BuildResult> {
   const sources = await openSources(o, path);
   try {
     const model = await resolveModel(o, path, sources);
-    const graph = compile(model, { opset: o.opset, paramDtype: o.dtype ?? 'float32' });
+    const graph = compile(model, { opset: o.opset, paramDtype: o.dtype ?? 'float32', target: o.target, fuse: o.fuse });
     const plan = planBinding(graph.params, path, sources, { seed: o.seed ?? 0, allowMissing: o.allowMissing, ignoreUnexpected: o.ignoreUnexpected });
     const manifest = await writeArtifact(o.out, graph, plan, { dtype: o.dtype ?? 'float32', onProgress: o.onProgress });
     return { manifest, graph, model };

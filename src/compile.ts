@@ -11,9 +11,10 @@ import type { Model } from './dsl/model.ts';
 import { foldShapes } from './passes/fold-shapes.ts';
 import { removeDeadNodes } from './passes/dead-nodes.ts';
 import { nameGraph } from './passes/naming.ts';
-import { checkOpset } from './passes/opset.ts';
+import { checkOpset, retargetOpset } from './passes/opset.ts';
 import { storeParamsAs } from './passes/param-storage.ts';
 import type { ParamDType } from './ir/dtype.ts';
+import { fuseGraph, parseFuse, type Target } from './passes/fusion/index.ts';
 
 export const DEFAULT_OPSET = 17;
 
@@ -23,6 +24,10 @@ export interface CompileOptions {
   paramDtype?: ParamDType;
   /** Trace for structure only (locks, diffs, counts): an unknown <IMG_CONTEXT> id becomes a placeholder. */
   structureOnly?: boolean;
+  /** `portable` (default): standard ONNX ops only. `gpu`: ONNX Runtime fused ops (src/passes/fusion). */
+  target?: Target;
+  /** Which fusions (`none`, `all` or a comma list); defaults to all for `gpu`, none for `portable`. */
+  fuse?: string;
 }
 
 export function compile(model: Model, options: CompileOptions = {}): Graph {
@@ -46,6 +51,14 @@ export function compile(model: Model, options: CompileOptions = {}): Graph {
   const graph: Graph = { name: model.metadata()['vlmc.model'] ?? 'model', opset, inputs, outputs, nodes: builder.nodes, params, metadata: model.metadata() };
   foldShapes(graph);
   removeDeadNodes(graph);
+  const target = options.target ?? 'portable';
+  const fusions = parseFuse(options.fuse, target);
+  if (target !== 'portable') {
+    const counts = fuseGraph(graph, fusions);
+    graph.metadata['vlmc.target'] = target;
+    graph.metadata['vlmc.fusions'] = Object.entries(counts).map(([n, c]) => `${n}:${c}`).join(',');
+  }
+  retargetOpset(graph);
   storeParamsAs(graph, options.paramDtype ?? 'float32');
   nameGraph(graph);
   checkOpset(graph);

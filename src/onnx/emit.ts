@@ -27,7 +27,7 @@ export function buildModelProto(graph: Graph, weights: ExternalWeights, options:
     irVersion: IR_VERSION,
     producerName: 'vlmc',
     producerVersion: options.producerVersion,
-    opsetImport: [onnx.OperatorSetIdProto.create({ domain: '', version: graph.opset })],
+    opsetImport: opsetImports(graph),
     metadataProps: Object.keys(graph.metadata)
       .sort()
       .map((key) => onnx.StringStringEntryProto.create({ key, value: graph.metadata[key]! })),
@@ -39,6 +39,12 @@ export function buildModelProto(graph: Graph, weights: ExternalWeights, options:
       initializer: initializers,
     }),
   });
+}
+
+/** The default domain at the graph's opset, plus version 1 of each contrib domain a node uses. */
+function opsetImports(graph: Graph): InstanceType<typeof onnx.OperatorSetIdProto>[] {
+  const contrib = [...new Set(graph.nodes.map((n) => n.domain).filter((d) => d !== ''))].sort();
+  return [{ domain: '', version: graph.opset }, ...contrib.map((domain) => ({ domain, version: 1 }))].map((o) => onnx.OperatorSetIdProto.create(o));
 }
 
 export function encodeModel(proto: ModelProto): Uint8Array {
