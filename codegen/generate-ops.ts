@@ -8,7 +8,9 @@
  * Run with `npm run codegen`. `generateOpsSources()` returns the files without writing them, so
  * test/codegen.test.ts can check that the committed files are up to date.
  *
- * Each op gets the schema version in effect at TARGET_OPSET. Conventions of the builders:
+ * Each op gets the schema version in effect at TARGET_OPSET; ops that first appear after it (Attention,
+ * RMSNormalization, RotaryEmbedding ...) get their newest version in the dump, usable only from that
+ * opset on (the opset check enforces it). Conventions of the builders:
  * - inputs are positional `Value`s; optional inputs are `name?: Value` (or `name: Value | undefined`
  *   when a required parameter follows); a variadic input is `name: Value[]`; input names that are
  *   not usable JS identifiers (`var`, `in`, `a.b`) get a trailing underscore;
@@ -221,9 +223,11 @@ function formatDefault(value: unknown): string {
 /** For each default-domain op: its schema version in effect at `opset` (highest since <= opset). */
 export function schemasInEffect(schemas: SchemaFile, opset = TARGET_OPSET): SchemaEntry[] {
   const best = new Map<string, SchemaEntry>();
+  const existing = new Set(schemas.ops.filter((s) => s.sinceVersion <= opset).map((s) => s.name));
   for (const s of schemas.ops) {
     if (s.domain !== '' && s.domain !== 'ai.onnx') continue;
-    if (s.sinceVersion > opset) continue;
+    // Ops that exist at `opset` use the version in effect there; newer ops their newest version.
+    if (s.sinceVersion > opset && existing.has(s.name)) continue;
     const cur = best.get(s.name);
     if (!cur || s.sinceVersion > cur.sinceVersion) best.set(s.name, s);
   }
@@ -508,7 +512,8 @@ function opsFile(project: Project, schemas: SchemaFile): string {
 
   const moduleDoc =
     `/**\n * Typed builders for the default-domain (ai.onnx) operators, at the schema version in effect at\n` +
-      ` * opset ${TARGET_OPSET} (ONNX ${schemas.onnxVersion}). Each op has an \`<Op>Sig\` (what the emitter checks) and a\n` +
+      ` * opset ${TARGET_OPSET} (ONNX ${schemas.onnxVersion}), and the ops added after it at their newest version (usable from\n` +
+      ` * that opset on). Each op has an \`<Op>Sig\` (what the emitter checks) and a\n` +
       ` * function named like the op: inputs positional, attributes in one object, outputs as \`Value\`\n` +
       ` * (or \`Value[]\` for ops with variadic or several outputs).\n */`;
   file.addImportDeclaration({
@@ -530,7 +535,7 @@ function opsFile(project: Project, schemas: SchemaFile): string {
   file.addVariableStatement({
     isExported: true,
     declarationKind: VariableDeclarationKind.Const,
-    docs: [`Default-domain ops in effect at opset ${TARGET_OPSET} that have no builder here, and why.`],
+    docs: [`Default-domain ops (at opset ${TARGET_OPSET}, or newer ones) that have no builder here, and why.`],
     declarations: [{ name: 'SKIPPED_OPS', type: 'Record<string, string>', initializer: literal(skippedMap) }],
   });
 

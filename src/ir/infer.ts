@@ -106,6 +106,7 @@ const RULES: Record<string, Rule> = {
   SkipSimplifiedLayerNormalization: inferNormalization,
   SkipLayerNormalization: inferNormalization,
   Gelu: (n) => setShape(n, req(n, 0).shape),
+  RMSNormalization: (n) => setShape(n, req(n, 0).shape),
   MultiHeadAttention: inferAttention,
   GroupQueryAttention: inferAttention,
   RotaryEmbedding: (n) => setShape(n, req(n, 0).shape),

@@ -10,6 +10,15 @@ import { onnx, type ModelProto, type NodeProto, type TensorProto, type ValueInfo
 
 export const IR_VERSION = 8;
 
+/** The lowest IR version whose ONNX release defined `opset` (onnx.helper.VERSION_TABLE). */
+export function irVersionFor(opset: number): number {
+  if (opset <= 18) return IR_VERSION;
+  if (opset <= 20) return 9;
+  if (opset <= 22) return 10;
+  if (opset === 23) return 11;
+  return 12;
+}
+
 /** Where each parameter's bytes are in the external data file. */
 export interface ExternalWeights {
   location: string;
@@ -24,7 +33,7 @@ export function buildModelProto(graph: Graph, weights: ExternalWeights, options:
   const constants = [...collectConstants(graph).entries()].sort(([a], [b]) => (a < b ? -1 : 1));
   const initializers = [...graph.params.map((p) => paramInitializer(p.name, p.shape, weights)), ...constants.map(([name, v]) => constInitializer(name, v.data!))];
   return onnx.ModelProto.create({
-    irVersion: IR_VERSION,
+    irVersion: irVersionFor(graph.opset),
     producerName: 'vlmc',
     producerVersion: options.producerVersion,
     opsetImport: opsetImports(graph),

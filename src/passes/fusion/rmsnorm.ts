@@ -1,13 +1,17 @@
 /**
  * fuse-rmsnorm: the decomposed RMSNorm (src/nn/layers.ts rmsNormalize, then the weight) becomes
  * com.microsoft SkipSimplifiedLayerNormalization when its input is a residual Add of two
- * same-shape tensors (the sum comes back as the op's 4th output, for the next residual), else
- * SimplifiedLayerNormalization. Both accumulate in fp32 (stash_type 1).
+ * same-shape tensors (the sum comes back as the op's 4th output, for the next residual). A norm
+ * without a residual (the LLM's first input_layernorm, InternViT-6B's q/k norms) becomes the
+ * standard RMSNormalization from opset 23 on; below that it stays decomposed: ORT's own
+ * SimplifiedLayerNormalization sits in the default domain without an ONNX schema, so the ONNX
+ * checker rejects it. Both fused ops accumulate in fp32.
  *
  *   y = Mul(Mul(x, Reciprocal(Sqrt(Add(ReduceMean(Mul(x, x), axes=[-1]), eps)))), weight)
  */
 import type { Graph, Node, Value } from '../../ir/graph.ts';
-import { SimplifiedLayerNormalizationSig, SkipSimplifiedLayerNormalizationSig } from '../../ops/contrib.generated.ts';
+import { SkipSimplifiedLayerNormalizationSig } from '../../ops/contrib.generated.ts';
+import { RMSNormalizationSig } from '../../ops/onnx.generated.ts';
 import { Uses, detachedNode, intsAttr, producer, sameShape, scalarConst, splice } from './rewrite.ts';
 
 interface RmsNormMatch {
@@ -60,19 +64,24 @@ function residualAdd(x: Value): Node | undefined {
   return sameShape(a, x) && sameShape(b, x) && a.dtype === x.dtype && b.dtype === x.dtype ? add : undefined;
 }
 
+/** The opset that has RMSNormalization. */
+const RMS_NORMALIZATION_OPSET = 23;
+
 export function fuseRmsNorm(graph: Graph): number {
   const uses = new Uses(graph);
   const matches = graph.nodes.map((n) => matchRmsNorm(n, uses)).filter((m): m is RmsNormMatch => m !== undefined);
+  let fused = 0;
   for (const m of matches) {
     const scope = m.nodes.at(-1)!.scope;
     const add = residualAdd(m.x);
     if (add) {
       const node = detachedNode(graph, scope, SkipSimplifiedLayerNormalizationSig, [add.inputs[0], add.inputs[1], m.weight], { epsilon: m.eps }, 4);
       splice(graph, node, [m.out, undefined, undefined, m.x]);
-    } else {
-      const node = detachedNode(graph, scope, SimplifiedLayerNormalizationSig, [m.x, m.weight], { axis: -1, epsilon: m.eps, stash_type: 1 });
+    } else if (graph.opset >= RMS_NORMALIZATION_OPSET) {
+      const node = detachedNode(graph, scope, RMSNormalizationSig, [m.x, m.weight], { axis: -1, epsilon: m.eps, stash_type: 1 });
       splice(graph, node, [m.out]);
-    }
+    } else continue;
+    fused++;
   }
-  return matches.length;
+  return fused;
 }
