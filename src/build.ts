@@ -18,6 +18,8 @@ import { writeArtifact } from './artifact/write.ts';
 import type { Manifest } from './artifact/manifest.ts';
 import type { Model } from './dsl/model.ts';
 import type { Target } from './passes/fusion/index.ts';
+import type { QuantScheme } from './quant/blockwise.ts';
+import { quantTransform } from './quant/transform.ts';
 
 export interface BuildOptions extends ProjectorOptions {
   /** Graph file; when omitted the graph is derived from the checkpoint config(s). */
@@ -37,6 +39,8 @@ export interface BuildOptions extends ProjectorOptions {
   target?: Target;
   /** `none`, `all` or a comma list of fusion names (src/passes/fusion). */
   fuse?: string;
+  /** Weight-only quantisation of the LLM linears (with target gpu). */
+  quant?: QuantScheme;
   allowMissing?: string[];
   ignoreUnexpected?: string[];
   onProgress?: (written: number, total: number) => void;
@@ -53,9 +57,9 @@ export async function build(o: BuildOptions): Promise<BuildResult> {
   const sources = await openSources(o, path);
   try {
     const model = await resolveModel(o, path, sources);
-    const graph = compile(model, { opset: o.opset, paramDtype: o.dtype ?? 'float32', target: o.target, fuse: o.fuse });
+    const graph = compile(model, { opset: o.opset, paramDtype: o.dtype ?? 'float32', target: o.target, fuse: o.fuse, quant: o.quant });
     const plan = planBinding(graph.params, path, sources, { seed: o.seed ?? 0, allowMissing: o.allowMissing, ignoreUnexpected: o.ignoreUnexpected });
-    const manifest = await writeArtifact(o.out, graph, plan, { dtype: o.dtype ?? 'float32', onProgress: o.onProgress });
+    const manifest = await writeArtifact(o.out, graph, plan, { dtype: o.dtype ?? 'float32', onProgress: o.onProgress, transform: quantTransform });
     return { manifest, graph, model };
   } finally {
     for (const s of sources) await s.checkpoint.close();

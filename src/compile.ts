@@ -15,6 +15,9 @@ import { checkOpset, retargetOpset } from './passes/opset.ts';
 import { storeParamsAs } from './passes/param-storage.ts';
 import type { ParamDType } from './ir/dtype.ts';
 import { fuseGraph, parseFuse, type Target } from './passes/fusion/index.ts';
+import { quantizeLinears } from './passes/quantize.ts';
+import type { QuantScheme } from './quant/blockwise.ts';
+import { UserError } from './errors.ts';
 
 export const DEFAULT_OPSET = 17;
 
@@ -28,6 +31,8 @@ export interface CompileOptions {
   target?: Target;
   /** Which fusions (`none`, `all` or a comma list); defaults to all for `gpu`, none for `portable`. */
   fuse?: string;
+  /** Weight-only quantisation of the LLM's linear layers (MatMulNBits; needs target gpu). */
+  quant?: QuantScheme;
 }
 
 export function compile(model: Model, options: CompileOptions = {}): Graph {
@@ -57,6 +62,12 @@ export function compile(model: Model, options: CompileOptions = {}): Graph {
     const counts = fuseGraph(graph, fusions);
     graph.metadata['vlmc.target'] = target;
     graph.metadata['vlmc.fusions'] = Object.entries(counts).map(([n, c]) => `${n}:${c}`).join(',');
+  }
+  if (options.quant) {
+    if (target !== 'gpu') throw new UserError('--quant needs --target gpu: MatMulNBits is an ONNX Runtime contrib op');
+    const q = options.quant;
+    const count = quantizeLinears(graph, q);
+    graph.metadata['vlmc.quant'] = `int${q.bits} ${q.symmetric ? 'symmetric' : 'asymmetric'} block ${q.blockSize}: ${count} weights`;
   }
   retargetOpset(graph);
   storeParamsAs(graph, options.paramDtype ?? 'float32');

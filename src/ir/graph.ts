@@ -69,9 +69,23 @@ export type Init =
   | { kind: 'uniform'; bound: number }
   | { kind: 'trunc_normal'; std: number };
 
+/**
+ * A weight stored quantised for MatMulNBits (src/passes/quantize.ts): the parameter's own value
+ * holds the packed blocks; scales and zero points are companion initializers, filled at bind time.
+ */
+export interface ParamQuant {
+  bits: 4 | 8;
+  blockSize: number;
+  symmetric: boolean;
+  scales: Value;
+  zeroPoints: Value | undefined;
+}
+
 /** A weight. `name` is its module path, which is also its key in the unified checkpoint. */
 export class Param {
   trainable = true;
+  /** Set when the weight is stored quantised; its value then has the packed dtype and shape. */
+  quant: ParamQuant | undefined;
   readonly value: Value;
   private _name: string;
   constructor(

@@ -31,7 +31,8 @@ export interface EmitOptions {
 
 export function buildModelProto(graph: Graph, weights: ExternalWeights, options: EmitOptions): ModelProto {
   const constants = [...collectConstants(graph).entries()].sort(([a], [b]) => (a < b ? -1 : 1));
-  const initializers = [...graph.params.map((p) => paramInitializer(p.name, p.shape, weights)), ...constants.map(([name, v]) => constInitializer(name, v.data!))];
+  const stored = graph.params.flatMap((p) => [p.value, ...(p.quant ? [p.quant.scales, p.quant.zeroPoints] : [])]).filter((v): v is Value => v !== undefined);
+  const initializers = [...stored.map((v) => paramInitializer(v.name!, v.shape as number[], weights)), ...constants.map(([name, v]) => constInitializer(name, v.data!))];
   return onnx.ModelProto.create({
     irVersion: irVersionFor(graph.opset),
     producerName: 'vlmc',
