@@ -16,6 +16,7 @@ import { storeParamsAs } from './passes/param-storage.ts';
 import type { ParamDType } from './ir/dtype.ts';
 import { fuseGraph, parseFuse, type Target } from './passes/fusion/index.ts';
 import { quantizeLinears } from './passes/quantize.ts';
+import { computeInHalf } from './passes/half-precision.ts';
 import type { QuantScheme } from './quant/blockwise.ts';
 import { UserError } from './errors.ts';
 
@@ -69,8 +70,14 @@ export function compile(model: Model, options: CompileOptions = {}): Graph {
     const count = quantizeLinears(graph, q);
     graph.metadata['vlmc.quant'] = `int${q.bits} ${q.symmetric ? 'symmetric' : 'asymmetric'} block ${q.blockSize}: ${count} weights`;
   }
+  const paramDtype = options.paramDtype ?? 'float32';
+  // The gpu target computes in a half storage dtype; the portable graph only stores in it.
+  if (target === 'gpu' && paramDtype !== 'float32') {
+    computeInHalf(graph, paramDtype);
+    graph.metadata['vlmc.compute_dtype'] = paramDtype;
+  }
   retargetOpset(graph);
-  storeParamsAs(graph, options.paramDtype ?? 'float32');
+  if (target !== 'gpu') storeParamsAs(graph, paramDtype);
   nameGraph(graph);
   checkOpset(graph);
   return graph;

@@ -2,6 +2,17 @@
 import type { Param } from '../ir/graph.ts';
 import type { ParamTransform } from '../artifact/write.ts';
 import { RowQuantizer } from './blockwise.ts';
+import { f32ToBf16, f32ToF16 } from '../tensor/convert.ts';
+
+type ScaleDType = 'float32' | 'float16' | 'bfloat16';
+
+/** Scales in the dtype MatMulNBits computes in (its T1, the activations' type). */
+function scalesIn(dtype: ScaleDType, f32: Uint8Array): Uint8Array {
+  if (dtype === 'float32') return f32;
+  const values = new Float32Array(f32.buffer, f32.byteOffset, f32.byteLength / 4);
+  const half = dtype === 'float16' ? f32ToF16(values) : f32ToBf16(values);
+  return new Uint8Array(half.buffer, half.byteOffset, half.byteLength);
+}
 
 export function quantTransform(param: Param): ParamTransform | undefined {
   const q = param.quant;
@@ -15,7 +26,7 @@ export function quantTransform(param: Param): ParamTransform | undefined {
     push: (f32) => quantizer.push(f32),
     finish: () => {
       const { scales, zeroPoints } = quantizer.finish();
-      const out: ReturnType<ParamTransform['finish']> = [{ name: q.scales.name!, dtype: 'float32', bytes: scales }];
+      const out: ReturnType<ParamTransform['finish']> = [{ name: q.scales.name!, dtype: q.scales.dtype as ScaleDType, bytes: scalesIn(q.scales.dtype as ScaleDType, scales) }];
       if (zeroPoints && q.zeroPoints) out.push({ name: q.zeroPoints.name!, dtype: 'uint8', bytes: zeroPoints });
       return out;
     },
