@@ -41,6 +41,12 @@ export function compile(model: Model, options: CompileOptions = {}): Graph {
   resetFreshDims();
   assignPaths(model);
   const params = collectParams(model);
+  // A model object may be compiled again: undo what storage, quantisation or half passes set last time.
+  for (const p of params) {
+    p.value.dtype = 'float32';
+    p.value.shape = p.shape;
+    p.quant = undefined;
+  }
   applyFreezeRules(params, model.train, model.aliases());
   const inputs = model.inputs().map((spec) => {
     const v = new Value('input', spec.dtype, spec.shape);

@@ -38,7 +38,16 @@ export async function openSession(artifactDir: string, providers: string[] = ['c
   if (!existsSync(model)) throw new UserError(`${artifactDir}: not a vlmc artifact (no ${MODEL_FILE})`);
   const { InferenceSession } = await loadOrt();
   // Parameters past select_layer are unused initializers by design; keep ORT quiet about them.
-  return InferenceSession.create(model, { executionProviders: providers, logSeverityLevel: 3 });
+  try {
+    return await InferenceSession.create(model, { executionProviders: providers, logSeverityLevel: 3 });
+  } catch (e) {
+    const missing = /Could not find an implementation for (\S+)/.exec((e as Error).message);
+    if (!missing) throw e;
+    // A --target gpu artifact may use kernels only other execution providers have (bf16 on CPU).
+    const meta = existsSync(nodePath.join(artifactDir, MANIFEST_FILE)) ? readManifest(artifactDir).metadata : {};
+    const built = meta['vlmc.target'] ? ` (built with --target ${meta['vlmc.target']}${meta['vlmc.compute_dtype'] ? `, computing in ${meta['vlmc.compute_dtype']}` : ''})` : '';
+    throw new UserError(`${artifactDir}: execution provider ${providers.join(', ')} has no kernel for ${missing[1]}${built}; run it on an execution provider that has one (CUDA)`);
+  }
 }
 
 /** One forward pass; returns every graph output. */
