@@ -58,7 +58,7 @@ interface Shard {
   tensors: TensorSpec[];
 }
 
-interface CheckpointInfo {
+export interface CheckpointInfo {
   dir: string;
   files: string[];
   fileBytes: number;
@@ -71,7 +71,7 @@ interface CheckpointInfo {
 // The model
 
 /** graphs/internvl2-1b.ts when present, else the same configuration built here. */
-async function benchModel(): Promise<{ model: InternVLChatModel; from: string }> {
+export async function benchModel(): Promise<{ model: InternVLChatModel; from: string }> {
   if (existsSync(GRAPH_FILE)) {
     const model = await loadGraphFile(GRAPH_FILE);
     if (model instanceof InternVLChatModel) return { model, from: nodePath.relative(ROOT, GRAPH_FILE) };
@@ -195,7 +195,7 @@ async function existingMatches(expected: Record<string, unknown>): Promise<boole
   return true;
 }
 
-async function ensureCheckpoint(model: InternVLChatModel): Promise<CheckpointInfo> {
+export async function ensureCheckpoint(model: InternVLChatModel): Promise<CheckpointInfo> {
   const tensors = tensorsOf(model);
   const shards = planShards(tensors);
   const sizes = shards.map((s) => safetensorsPrefix(s.tensors).byteLength + s.tensors.reduce((n, t) => n + t.bytes, 0));
@@ -348,7 +348,7 @@ function median(xs: number[]): number {
   return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
 }
 
-function machine(): string {
+export function machine(): string {
   const cpu = cpus()[0]?.model.trim() ?? 'unknown CPU';
   return `${availableParallelism()} CPU (${cpu}), ${(totalmem() / 2 ** 30).toFixed(0)} GiB RAM, node ${process.version}`;
 }
@@ -449,4 +449,5 @@ async function main(): Promise<void> {
   if (!ok) process.exitCode = 1;
 }
 
-await main();
+// bench/infer imports the checkpoint maker; only a direct run benchmarks binding.
+if (process.argv[1] && fileURLToPath(import.meta.url) === nodePath.resolve(process.argv[1])) await main();

@@ -19,7 +19,7 @@ import type { Manifest } from './artifact/manifest.ts';
 import type { Model } from './dsl/model.ts';
 import type { Target } from './passes/fusion/index.ts';
 import type { QuantScheme } from './quant/blockwise.ts';
-import { quantTransform } from './quant/transform.ts';
+import { quantTransformFor } from './quant/transform.ts';
 
 export interface BuildOptions extends ProjectorOptions {
   /** Graph file; when omitted the graph is derived from the checkpoint config(s). */
@@ -44,6 +44,8 @@ export interface BuildOptions extends ProjectorOptions {
   allowMissing?: string[];
   ignoreUnexpected?: string[];
   onProgress?: (written: number, total: number) => void;
+  /** Write the split artifact (vision.onnx, embedding.onnx, decoder.onnx, pipeline.json, tokenizer files). */
+  split?: boolean;
 }
 
 export interface BuildResult {
@@ -59,7 +61,14 @@ export async function build(o: BuildOptions): Promise<BuildResult> {
     const model = await resolveModel(o, path, sources);
     const graph = compile(model, { opset: o.opset, paramDtype: o.dtype ?? 'float32', target: o.target, fuse: o.fuse, quant: o.quant });
     const plan = planBinding(graph.params, path, sources, { seed: o.seed ?? 0, allowMissing: o.allowMissing, ignoreUnexpected: o.ignoreUnexpected });
-    const manifest = await writeArtifact(o.out, graph, plan, { dtype: o.dtype ?? 'float32', onProgress: o.onProgress, transform: quantTransform });
+    const writeOptions = { dtype: o.dtype ?? 'float32', onProgress: o.onProgress, transform: quantTransformFor(graph) } as const;
+    if (o.split) {
+      const { writeSplit } = await import('./generate/split-build.ts');
+      const targetOptions = { target: o.target, fuse: o.fuse, quant: o.quant };
+      const manifest = await writeSplit(o.out, model, graph, plan, writeOptions, { opset: o.opset, tokenizerDir: tokenizerDir(path, sources), config: path === 'A' ? sources[0]?.checkpoint.config : undefined, configDir: path === 'A' ? sources[0]?.checkpoint.dir : undefined, llmConfig: llmConfigOf(path, sources), ...targetOptions });
+      return { manifest, graph, model };
+    }
+    const manifest = await writeArtifact(o.out, graph, plan, writeOptions);
     return { manifest, graph, model };
   } finally {
     for (const s of sources) await s.checkpoint.close();
@@ -132,6 +141,17 @@ function configNames(path: BuildPath, sources: WeightSource[]): { vision?: strin
 }
 
 function tokenizerContextId(path: BuildPath, sources: WeightSource[]): number | undefined {
-  const dir = path === 'A' ? sources[0]?.checkpoint.dir : sources.find((s) => s.role === 'llm')?.checkpoint.dir;
+  const dir = tokenizerDir(path, sources);
   return dir ? findSpecialTokenId(dir) : undefined;
+}
+
+/** Where the tokenizer files are: the unified checkpoint (Path A) or the LLM's (Path B). */
+function tokenizerDir(path: BuildPath, sources: WeightSource[]): string | undefined {
+  return path === 'A' ? sources[0]?.checkpoint.dir : sources.find((s) => s.role === 'llm')?.checkpoint.dir;
+}
+
+function llmConfigOf(path: BuildPath, sources: WeightSource[]): Readonly<Record<string, unknown>> | undefined {
+  if (path === 'B') return sources.find((s) => s.role === 'llm')?.checkpoint.config;
+  const llm = sources[0]?.checkpoint.config['llm_config'];
+  return typeof llm === 'object' && llm !== null ? (llm as Record<string, unknown>) : undefined;
 }

@@ -3,13 +3,13 @@
  * checked and deterministic.
  */
 import { GraphBuilder, withBuilder } from './ir/builder.ts';
-import { Value, type Graph } from './ir/graph.ts';
+import { Value, type Graph, type StoredParam } from './ir/graph.ts';
 import { resetFreshDims } from './ir/dims.ts';
 import { assignPaths, collectParams } from './dsl/module.ts';
 import { applyFreezeRules } from './dsl/freeze.ts';
-import type { Model } from './dsl/model.ts';
+import { MODEL_ENTRY, type EntryPoint, type Model } from './dsl/model.ts';
 import { foldShapes } from './passes/fold-shapes.ts';
-import { removeDeadNodes } from './passes/dead-nodes.ts';
+import { removeDeadNodes, removeUnusedParams } from './passes/dead-nodes.ts';
 import { nameGraph } from './passes/naming.ts';
 import { checkOpset, retargetOpset } from './passes/opset.ts';
 import { storeParamsAs } from './passes/param-storage.ts';
@@ -34,6 +34,8 @@ export interface CompileOptions {
   fuse?: string;
   /** Weight-only quantisation of the LLM's linear layers (MatMulNBits; needs target gpu). */
   quant?: QuantScheme;
+  /** Which entry point to trace (`model`, the whole forward, by default; see Model.entryPoints). */
+  entry?: string;
 }
 
 export function compile(model: Model, options: CompileOptions = {}): Graph {
@@ -48,21 +50,26 @@ export function compile(model: Model, options: CompileOptions = {}): Graph {
     p.quant = undefined;
   }
   applyFreezeRules(params, model.train, model.aliases());
-  const inputs = model.inputs().map((spec) => {
+  const entryName = options.entry ?? MODEL_ENTRY;
+  const entry = entryPoint(model, entryName);
+  const inputs = entry.inputs().map((spec) => {
     const v = new Value('input', spec.dtype, spec.shape);
     v.name = spec.name;
     return v;
   });
   const builder = new GraphBuilder(opset, options.structureOnly ?? false);
-  const named = withBuilder(builder, () => builder.withScope('', model.site, () => model.forward(...inputs)));
+  const named = withBuilder(builder, () => builder.withScope('', model.site, () => entry.forward(...inputs)));
   const outputs = Object.entries(named).map(([name, v]) => {
     if (v.name !== undefined && v.kind !== 'node') throw new Error(`output '${name}' must be computed, not a ${v.kind}`);
     v.name = name;
     return v;
   });
-  const graph: Graph = { name: model.metadata()['vlmc.model'] ?? 'model', opset, inputs, outputs, nodes: builder.nodes, params, metadata: model.metadata() };
+  const metadata = entryName === MODEL_ENTRY ? model.metadata() : { ...model.metadata(), 'vlmc.entry': entryName };
+  const graph: Graph = { name: model.metadata()['vlmc.model'] ?? 'model', opset, inputs, outputs, nodes: builder.nodes, params, metadata };
   foldShapes(graph);
   removeDeadNodes(graph);
+  // The whole model keeps every parameter (it is the model); a part keeps the ones it uses.
+  if (entryName !== MODEL_ENTRY) removeUnusedParams(graph);
   const target = options.target ?? 'portable';
   const fusions = parseFuse(options.fuse, target);
   if (target !== 'portable') {
@@ -86,5 +93,34 @@ export function compile(model: Model, options: CompileOptions = {}): Graph {
   if (target !== 'gpu') storeParamsAs(graph, paramDtype);
   nameGraph(graph);
   checkOpset(graph);
+  graph.stored = snapshotStorage(graph);
   return graph;
+}
+
+/**
+ * How this graph stores each parameter, fixed now: Param objects are shared by every graph traced
+ * from one model (the parts of a split artifact), and the next compile re-derives their state.
+ */
+function snapshotStorage(graph: Graph): Map<string, StoredParam> {
+  const info = (v: Value) => ({ name: v.name!, dtype: v.dtype, shape: [...v.shape] as number[] });
+  return new Map(
+    graph.params.map((p) => {
+      const q = p.quant;
+      const quant = q && { bits: q.bits, blockSize: q.blockSize, symmetric: q.symmetric, scales: info(q.scales), zeroPoints: q.zeroPoints && info(q.zeroPoints) };
+      return [p.name, { ...info(p.value), quant }];
+    }),
+  );
+}
+
+function entryPoint(model: Model, name: string): EntryPoint {
+  if (name === MODEL_ENTRY) return { inputs: () => model.inputs(), forward: (...xs) => model.forward(...xs) };
+  const entries = model.entryPoints();
+  const entry = entries[name];
+  if (!entry) throw new UserError(`the model has no entry point '${name}'; it has: ${[MODEL_ENTRY, ...Object.keys(entries)].join(', ')}`);
+  return entry;
+}
+
+/** The entry points of a model, `model` first. */
+export function entryPointNames(model: Model): string[] {
+  return [MODEL_ENTRY, ...Object.keys(model.entryPoints())];
 }

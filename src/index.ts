@@ -34,3 +34,37 @@ export { demo, writeRandomCheckpoint } from './demo.ts';
 export { buildModelProto, encodeModel } from './onnx/emit.ts';
 export type { Manifest, ManifestParameter } from './artifact/manifest.ts';
 export * from './review/index.ts';
+
+// The text side of a request: conversation templates, chat() prompts, the checkpoint's tokenizer.
+export * from './prompt/index.ts';
+export { loadTokenizer, TextTokenizer, StreamingDetokenizer, TOKENIZER_FILE, TOKENIZER_FILES, type DecodeOptions } from './tokenizer/index.ts';
+export { buildInputs, writeInputs, readHistoryFile, readRequestConfig, INPUTS_METADATA, type InputsOptions, type InputsResult, type ModelInputs, type RequestConfig, type ImagePreprocessor } from './inputs/index.ts';
+
+// InternVL image preprocessing: an image file -> pixel_values, exactly as the official load_image.
+export {
+  preprocessImage,
+  preprocessRgb,
+  decodeRgb,
+  chooseGrid,
+  planTiles,
+  resizeBicubic,
+  normalizeTiles,
+  NORMALIZE_LUT,
+  IMAGENET_MEAN,
+  IMAGENET_STD,
+  type PreprocessOptions,
+  type PreprocessedImage,
+  type PreprocessCallOptions,
+  type RgbImage,
+  type TilingOptions,
+  type TilePlan,
+  type CropBox,
+} from './preprocess/index.ts';
+
+// Generation: the split artifact (vlmc build --split) and decoding with its KV cache.
+export { generate, generateFromArtifact, argmax, type GenerateInputs, type GenerateOptions, type GenerationStep, type Generation } from './generate/generate.ts';
+export { SplitSession, runSplit, type ExecutionProvider, type SessionOptions, type KvPair } from './generate/session.ts';
+export { readPipeline, isSplitArtifact, PIPELINE_FILE, type Pipeline } from './generate/pipeline.ts';
+export { MODEL_ENTRY, type EntryPoint } from './dsl/model.ts';
+export { entryPointNames } from './compile.ts';
+export { KvCache } from './nn/attention.ts';

@@ -592,3 +592,96 @@ describe('vlmc vs float64 reference on variants', () => {
     expectClose(await compare({ name: 'o all flags 0', config, seed: 141, flags: [0, 0], rows: [{ before: 6, tiles: 0, after: 5 }] }));
   });
 });
+
+// ---------------------------------------------------------------------------------------------
+// KV-cache generation (split artifact) vs the reference's full recompute at every step
+
+/**
+ * Greedy generation with the split artifact's KV cache on a right-padded batch of two rows; at every
+ * step each row's next-token logits must equal the float64 reference run on that row alone
+ * (unpadded prompt + the tokens generated so far, its own tiles), recomputed from scratch.
+ */
+async function compareGeneration(v: Variant, steps = 5): Promise<number> {
+  const { generateFromArtifact } = await import('../src/generate/generate.ts');
+  const dir = path.join(ROOT, `gen-${v.name.replace(/[^a-z0-9]+/gi, '-')}`);
+  const ckpt = path.join(dir, 'checkpoint');
+  const { contextId } = await makeCheckpoint(v, ckpt);
+  const inputs = makeInputs(v, contextId);
+  const [batch, seq] = inputs.inputShape;
+  const perTile = tokensPerTile(v.config);
+  const lengths = v.rows.map((r) => r.before + (r.tiles > 0 ? r.tiles * perTile + 2 : 0) + r.after);
+  const mask = BigInt64Array.from({ length: batch * seq }, (_, i) => (i % seq < lengths[Math.floor(i / seq)]! ? 1n : 0n));
+  const artifact = path.join(dir, 'split');
+  await build({ weights: ckpt, out: artifact, split: true });
+  const got = await generateFromArtifact(artifact, {
+    pixel_values: { dtype: 'float32', shape: [...inputs.pixelShape], data: inputs.pixelValues },
+    input_ids: { dtype: 'int64', shape: [batch, seq], data: inputs.inputIds },
+    image_flags: { dtype: 'int64', shape: [inputs.imageFlags.length], data: inputs.imageFlags },
+    attention_mask: { dtype: 'int64', shape: [batch, seq], data: mask },
+  }, { maxNewTokens: steps, ignoreEos: true });
+  expect(got.steps).toBe(steps);
+  const cfg = loadConfig(ckpt);
+  const weights = await loadWeights(ckpt);
+  const tileSize = inputs.pixelValues.length / inputs.pixelShape[0];
+  let worst = 0;
+  let firstTile = 0;
+  v.rows.forEach((r, b) => {
+    const prompt = Array.from(inputs.inputIds.subarray(b * seq, b * seq + lengths[b]!));
+    const tiles = inputs.pixelValues.subarray(firstTile * tileSize, (firstTile + r.tiles) * tileSize);
+    for (let t = 0; t < steps; t++) {
+      const ids = [...prompt, ...got.tokens[b]!.slice(0, t).map(BigInt)];
+      const ref = internvlReference(cfg, weights, {
+        pixelValues: tiles,
+        pixelShape: [r.tiles, ...inputs.pixelShape.slice(1)] as [number, number, number, number],
+        inputIds: BigInt64Array.from(ids),
+        inputShape: [1, ids.length],
+        imageFlags: new BigInt64Array(r.tiles).fill(1n),
+      }, contextId);
+      const vocab = got.vocab;
+      const want = ref.logits.subarray((ids.length - 1) * vocab, ids.length * vocab);
+      const have = got.logits.subarray((b * steps + t) * vocab, (b * steps + t + 1) * vocab);
+      worst = Math.max(worst, maxAbs(have, want));
+      expect(got.tokens[b]![t], `row ${b} step ${t}: greedy token`).toBe(argmaxOf(want));
+    }
+    firstTile += r.tiles;
+  });
+  results.push(`${v.name} (KV-cache generation, ${steps} steps x ${batch} rows): logits ${worst.toExponential(2)}`);
+  expect(worst).toBeLessThanOrEqual(TOL);
+  return worst;
+}
+
+function argmaxOf(x: ArrayLike<number>): number {
+  let best = 0;
+  for (let i = 1; i < x.length; i++) if (x[i]! > x[best]!) best = i;
+  return best;
+}
+
+const paddedRows = [
+  { before: 3, tiles: 1, after: 4 },
+  { before: 1, tiles: 1, after: 1 },
+];
+
+describe('KV-cache generation equals a full recompute at every step', () => {
+  it('Qwen2, tied embeddings', async () => {
+    await compareGeneration({ name: 'kv qwen2', config: chatConfig(visionConfig(), qwen2Config()), seed: 201, flags: [1, 1], rows: paddedRows });
+  });
+  it('Llama-3.1 rope scaling, untied head', async () => {
+    await compareGeneration({ name: 'kv llama3', config: chatConfig(visionConfig(), llama3Config()), seed: 202, flags: [1, 1], rows: paddedRows });
+  });
+  it('InternLM2 (packed wqkv), dynamic NTK within max_position_embeddings', async () => {
+    await compareGeneration({ name: 'kv internlm2', config: chatConfig(visionConfig(), internlm2Config()), seed: 203, flags: [1, 1], rows: paddedRows });
+  });
+  it('InternLM2 linear rope scaling', async () => {
+    await compareGeneration({ name: 'kv internlm2 linear', config: chatConfig(visionConfig(), internlm2Config({ scaling: { type: 'linear', factor: 2.0 } })), seed: 204, flags: [1, 1], rows: paddedRows });
+  });
+  it('Phi-3 LongRoPE, short factors throughout (within original_max_position_embeddings)', async () => {
+    await compareGeneration({ name: 'kv phi3 short', config: chatConfig(visionConfig(), phi3Config('su', 64)), seed: 205, flags: [1, 1], rows: paddedRows });
+  });
+  it('Phi-3 LongRoPE, long factors throughout (every row already past original_max_position_embeddings)', async () => {
+    await compareGeneration({ name: 'kv phi3 long', config: chatConfig(visionConfig(), phi3Config('longrope', 4)), seed: 206, flags: [1, 1], rows: paddedRows });
+  });
+  it('Phi-3 partial rotary, no GQA', async () => {
+    const llm = { ...phi3Config('su', 64), num_key_value_heads: 4, partial_rotary_factor: 0.5, rope_scaling: null };
+    await compareGeneration({ name: 'kv phi3 partial', config: chatConfig(visionConfig(), llm), seed: 207, flags: [1, 1], rows: paddedRows });
+  });
+});

@@ -9,7 +9,7 @@
  * memory (`ConvertArena`), so chunks are read, converted, hashed and written in place, without
  * copies. The bytes written do not depend on any of this.
  */
-import { open, writeFile, type FileHandle } from 'node:fs/promises';
+import { open, readFile, writeFile, type FileHandle } from 'node:fs/promises';
 import * as nodePath from 'node:path';
 import type { ParamDType } from '../ir/dtype.ts';
 import type { Graph, Param } from '../ir/graph.ts';
@@ -65,6 +65,44 @@ export interface WriteOptions {
 /** Large tensors start on a page boundary so runtimes can map them; small ones on 64 bytes. */
 function alignment(length: number): number {
   return length >= 65536 ? 4096 : 64;
+}
+
+/** The split artifact: graphs sharing one weights file (each parameter stored once). */
+export const SPLIT_DATA_FILE = 'weights.onnx.data';
+
+export interface SplitPart {
+  /** File name in the artifact (`decoder.onnx`). */
+  file: string;
+  graph: Graph;
+}
+
+export interface SplitExtras {
+  /** More files written beside the graphs (pipeline.json), by name. */
+  files: Record<string, string>;
+  /** Files copied in verbatim (tokenizer files), by name -> source path. */
+  copies: Record<string, string>;
+}
+
+/**
+ * Several graphs over one model's parameters: every parameter of `whole` (the full model, whose
+ * binding plan this is) is streamed once into SPLIT_DATA_FILE and each part's initializers point
+ * into it, so weights shared by two graphs (a tied embedding) are stored once. The manifest
+ * describes `whole`, as for a single-graph artifact. Atomic like writeArtifact.
+ */
+export async function writeSplitArtifact(outDir: string, whole: Graph, parts: SplitPart[], plan: BindPlan, options: WriteOptions, extras: SplitExtras): Promise<Manifest> {
+  return withTempSibling(outDir, async (tmp) => {
+    const { entries, params } = await writeData(nodePath.join(tmp, SPLIT_DATA_FILE), plan, options);
+    for (const part of parts) {
+      const proto = buildModelProto(part.graph, { location: SPLIT_DATA_FILE, entries }, { producerVersion: VLMC_VERSION });
+      await writeFile(nodePath.join(tmp, part.file), encodeModel(proto));
+    }
+    for (const [name, text] of Object.entries(extras.files)) await writeFile(nodePath.join(tmp, name), text);
+    // Copied as plain files (a read-only source keeps no read-only copy here).
+    for (const [name, from] of Object.entries(extras.copies)) await writeFile(nodePath.join(tmp, name), await readFile(from));
+    const manifest = buildManifest(whole, plan, options.dtype, params);
+    await writeFile(nodePath.join(tmp, MANIFEST_FILE), manifestJson(manifest));
+    return manifest;
+  });
 }
 
 export async function writeArtifact(outDir: string, graph: Graph, plan: BindPlan, options: WriteOptions): Promise<Manifest> {

@@ -384,6 +384,22 @@ export async function writeSafetensors(
   }
 }
 
+/** The bytes `writeSafetensors` would write, in memory (for small files written through writeFileAtomic). */
+export function encodeSafetensors(tensors: readonly TensorToWrite[], metadata?: Readonly<Record<string, string>>): Uint8Array {
+  const sorted = [...tensors].sort((a, b) => compareStrings(a.name, b.name));
+  checkTensorsToWrite(sorted);
+  const header = encodeHeader(sorted, metadata);
+  const out = new Uint8Array(8 + header.byteLength + sorted.reduce((n, t) => n + t.data.byteLength, 0));
+  new DataView(out.buffer).setBigUint64(0, BigInt(header.byteLength), true);
+  out.set(header, 8);
+  let at = 8 + header.byteLength;
+  for (const t of sorted) {
+    out.set(t.data, at);
+    at += t.data.byteLength;
+  }
+  return out;
+}
+
 function checkTensorsToWrite(tensors: readonly TensorToWrite[]): void {
   for (let i = 0; i < tensors.length; i++) {
     const { name, dtype, shape, data } = tensors[i]!;

@@ -64,6 +64,7 @@ export function program(): Command {
     .option('--allow-missing <glob>', 'parameters that may be missing (take their init); repeatable', collect)
     .option('--ignore-unexpected <glob>', 'checkpoint keys that may stay unused; repeatable', collect)
     .option('--quiet', 'no progress output')
+    .option('--split', 'write vision.onnx, embedding.onnx and decoder.onnx (KV cache) with pipeline.json and the tokenizer files, for vlmc generate')
     .action(async (graph: string | undefined, o) => {
       const { build } = await import('../build.ts');
       const progress = progressBar('binding', Boolean(o.quiet));
@@ -87,6 +88,7 @@ export function program(): Command {
         allowMissing: o.allowMissing,
         ignoreUnexpected: o.ignoreUnexpected,
         onProgress: progress,
+        split: Boolean(o.split),
       });
       progress?.finish();
       if (!o.quiet) {
@@ -105,6 +107,39 @@ export function program(): Command {
       const { runArtifact } = await import('../runtime/run.ts');
       const outputs = await runArtifact(artifact, o.inputs, o.out);
       for (const [name, t] of Object.entries(outputs)) console.log(`${name} ${t.dtype}[${t.shape.join(', ')}]`);
+    });
+
+  cli
+    .command('generate')
+    .description('generate text with a split artifact (vlmc build --split): greedy decoding with the KV cache, streamed to stdout')
+    .argument('<artifact>', 'split artifact folder')
+    .option('--inputs <file>', 'safetensors with pixel_values, input_ids, image_flags and optionally attention_mask (right padding)')
+    .option('--image <file>', 'image file (with --prompt); repeatable', collect)
+    .option('--prompt <text>', 'the question (with --image)')
+    .option('--max-new-tokens <n>', 'tokens to generate at most', int('--max-new-tokens'), 32)
+    .option('--ignore-eos', 'do not stop at eos')
+    .option('--temperature <t>', 'sample at this temperature (default 0: greedy)', Number)
+    .option('--top-k <k>', 'sample from the k most likely tokens', int('--top-k'))
+    .option('--seed <n>', 'sampling seed', int('--seed'))
+    .option('--out <file>', 'safetensors to write tokens I64 [batch, N] and logits F32 [batch, N, vocab] to')
+    .option('--json', 'print one JSON object (steps, tokens, text) instead of streaming')
+    .addOption(new Option('--ep <provider>', 'onnxruntime execution provider').choices(['cpu', 'cuda']).default('cpu'))
+    .action(async (artifact: string, o) => {
+      const { generateCommand } = await import('../generate/cli.ts');
+      await generateCommand({
+        artifact,
+        inputs: o.inputs,
+        image: o.image,
+        prompt: o.prompt,
+        out: o.out,
+        json: Boolean(o.json),
+        maxNewTokens: o.maxNewTokens,
+        ignoreEos: Boolean(o.ignoreEos),
+        temperature: o.temperature,
+        topK: o.topK,
+        seed: o.seed,
+        ep: o.ep,
+      });
     });
 
   cli
@@ -166,6 +201,37 @@ export function program(): Command {
       const render = { text: renderText, markdown: renderMarkdown, json: renderJson }[o.format as 'text' | 'markdown' | 'json'];
       process.stdout.write(render(d));
       process.exitCode = diffExitCode(d);
+    });
+
+  cli
+    .command('inputs')
+    .description('image(s) + question -> the tensors vlmc run / generate take (InternVL preprocessing, template, tokenizer)')
+    .requiredOption('--checkpoint <dir>', 'checkpoint folder, artifact, or a folder with config.json and the tokenizer files')
+    .option('--image <file>', 'image file (PNG, JPEG); repeatable', collect)
+    .requiredOption('--prompt <text>', 'the question; repeatable (one batch row each, right-padded)', collect)
+    .option('--history <file>', 'JSON array of earlier [question, answer] turns')
+    .option('--max-num <n>', 'max tiles per image (default: max_dynamic_patch of config.json)', int('--max-num'))
+    .option('--no-thumbnail', 'no thumbnail tile (default: use_thumbnail of config.json)')
+    .option('--system-message <text>', 'system message (default: config.json system_message, else the template\'s)')
+    .option('--template <name>', 'conversation template (default: template of config.json)')
+    .requiredOption('--out <file>', 'safetensors file to write')
+    .action(async (o) => {
+      const { readHistoryFile, writeInputs } = await import('../inputs/index.ts');
+      if (o.maxNum !== undefined && o.maxNum < 1) throw new UserError(`--max-num must be at least 1 (got ${o.maxNum})`);
+      const r = await writeInputs({
+        checkpoint: o.checkpoint,
+        images: o.image,
+        prompts: o.prompt,
+        history: o.history === undefined ? undefined : readHistoryFile(o.history),
+        maxNum: o.maxNum,
+        useThumbnail: o.thumbnail === false ? false : undefined,
+        systemMessage: o.systemMessage,
+        template: o.template,
+        out: o.out,
+      });
+      const [rows, seq] = r.inputs.input_ids.shape;
+      console.log(`${o.out}: input_ids [${rows}, ${seq}], pixel_values [${r.inputs.pixel_values.shape.join(', ')}], template ${r.config.template.name}, eos ${r.eosTokenId}`);
+      for (const im of r.images) console.log(`  ${im.file}: ${im.width}x${im.height} -> ${im.grid[0]}x${im.grid[1]} grid, ${im.tiles} tiles`);
     });
 
   cli

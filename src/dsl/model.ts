@@ -13,6 +13,19 @@ export interface InputSpec {
   shape: Dim[];
 }
 
+/**
+ * A named way into the model: its own inputs and forward over the same modules (and so the same
+ * parameters). The split artifact traces `vision`, `embedding` and `decoder`; `model` is the
+ * whole forward (`inputs()` / `forward()`).
+ */
+export interface EntryPoint {
+  inputs(): InputSpec[];
+  forward(...inputs: Tensor[]): Record<string, Tensor>;
+}
+
+/** The entry point every model has: inputs() and forward(). */
+export const MODEL_ENTRY = 'model';
+
 export abstract class Model extends Module {
   /** Freeze rules, applied in order (see freeze.ts). Empty: everything trains. */
   train: FreezeRule[] = [];
@@ -23,6 +36,10 @@ export abstract class Model extends Module {
   abstract inputs(): InputSpec[];
   /** Named outputs, in the graph's output order. */
   abstract forward(...inputs: Tensor[]): Record<string, Tensor>;
+  /** Entry points besides `model` (none by default). */
+  entryPoints(): Record<string, EntryPoint> {
+    return {};
+  }
   /** Free-form facts carried into the artifact (e.g. the image-context token id). */
   metadata(): Record<string, string> {
     return {};

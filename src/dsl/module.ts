@@ -28,6 +28,11 @@ export abstract class Module {
   call<A extends unknown[], R>(this: Module & { forward(...args: A): R }, ...args: A): R {
     return activeBuilder().withScope(this.path, this.site, () => this.forward(...args));
   }
+
+  /** Run `fn` inside this module's scope (a method other than `forward`, e.g. a cached decode). */
+  within<R>(fn: () => R): R {
+    return activeBuilder().withScope(this.path, this.site, fn);
+  }
 }
 
 /** An indexed list of modules (`layers.0`, `layers.1`, ...). */

@@ -86,6 +86,8 @@ export class Param {
   trainable = true;
   /** Set when the weight is stored quantised; its value then has the packed dtype and shape. */
   quant: ParamQuant | undefined;
+  /** False for weights read other than as a Linear's (an embedding table, also when tied to lm_head). */
+  quantizable = true;
   readonly value: Value;
   private _name: string;
   constructor(
@@ -124,6 +126,18 @@ export interface Node {
   name: string;
 }
 
+/** A stored tensor: initializer name, element type and shape. */
+export interface StoredTensor {
+  name: string;
+  dtype: DType;
+  shape: number[];
+}
+
+/** How a graph stores one parameter (set by compile; see snapshotStorage). */
+export interface StoredParam extends StoredTensor {
+  quant: { bits: 4 | 8; blockSize: number; symmetric: boolean; scales: StoredTensor; zeroPoints: StoredTensor | undefined } | undefined;
+}
+
 export interface Graph {
   name: string;
   opset: number;
@@ -134,6 +148,8 @@ export interface Graph {
   params: Param[];
   /** Free-form metadata carried into the ONNX model (metadata_props). */
   metadata: Record<string, string>;
+  /** Parameter name -> how it is stored, fixed at the end of compile. */
+  stored?: Map<string, StoredParam>;
 }
 
 export function constValue(dtype: DType, shape: number[], data: TypedData): Value {

@@ -5,7 +5,7 @@
  * the flattened [batch*seq] ids, the embeddings at `<IMG_CONTEXT>` positions; the LLM gives logits.
  */
 import { fail, type Module, type Tensor } from '../dsl/module.ts';
-import { Model, type InputSpec } from '../dsl/model.ts';
+import { Model, type EntryPoint, type InputSpec } from '../dsl/model.ts';
 import type { FreezeRule } from '../dsl/freeze.ts';
 import * as op from '../ops/index.ts';
 import { activeBuilder } from '../ir/builder.ts';
@@ -13,7 +13,7 @@ import { f32, i64, i64Scalar } from '../dsl/constants.ts';
 import { reshape } from '../nn/layers.ts';
 import { DTYPES } from '../ir/dtype.ts';
 import type { InternVisionModel } from './internvit.ts';
-import type { CausalLM } from './llm/decoder.ts';
+import { headDimOf, type CausalLM } from './llm/decoder.ts';
 import { Projector, pixelShuffle, type PsVersion } from './projector.ts';
 
 export interface InternVLOptions {
@@ -101,6 +101,58 @@ export class InternVLChatModel extends Model {
     const vitEmbeds = this.extractFeature(pixelValues);
     const embeds = this.spliceImageTokens(this.language_model.embed(inputIds), inputIds, vitEmbeds, imageFlags);
     return { logits: this.language_model.call(embeds), vit_embeds: vitEmbeds };
+  }
+
+  /**
+   * The split artifact's graphs, traced from the same modules: `vision` (tiles -> projected image
+   * features), `embedding` (ids + features -> inputs_embeds, the splice) and `decoder` (the LLM
+   * with a KV cache; names as in onnxruntime-genai / transformers.js).
+   */
+  override entryPoints(): Record<string, EntryPoint> {
+    const s = this.options.imageSize;
+    const c = this.language_model.config;
+    const hidden = c.hidden;
+    const layers = c.layers;
+    const cacheShape = ['batch', c.kvHeads, 'past', headDimOf(c)];
+    return {
+      vision: {
+        inputs: () => [{ name: 'pixel_values', dtype: 'float32', shape: ['tiles', 3, s, s] }],
+        forward: (pixelValues) => ({ image_features: this.extractFeature(pixelValues!) }),
+      },
+      embedding: {
+        inputs: () => [
+          { name: 'input_ids', dtype: 'int64', shape: ['batch', 'seq'] },
+          { name: 'image_features', dtype: 'float32', shape: ['tiles', this.tokensPerTile, hidden] },
+          { name: 'image_flags', dtype: 'int64', shape: ['tiles'] },
+        ],
+        forward: (inputIds, features, flags) => ({
+          inputs_embeds: this.spliceImageTokens(this.language_model.embed(inputIds!), inputIds!, features!, flags!),
+        }),
+      },
+      decoder: {
+        inputs: () => [
+          { name: 'inputs_embeds', dtype: 'float32', shape: ['batch', 'seq', hidden] },
+          { name: 'attention_mask', dtype: 'int64', shape: ['batch', 'total'] },
+          { name: 'position_ids', dtype: 'int64', shape: ['batch', 'seq'] },
+          ...Array.from({ length: layers }, (_, i) => [
+            { name: `past_key_values.${i}.key`, dtype: 'float32' as const, shape: cacheShape },
+            { name: `past_key_values.${i}.value`, dtype: 'float32' as const, shape: cacheShape },
+          ]).flat(),
+          { name: 'full_logits', dtype: 'int64', shape: [] },
+        ],
+        forward: (embeds, attentionMask, positionIds, ...rest) => {
+          const past = Array.from({ length: layers }, (_, i) => ({ key: rest[2 * i]!, value: rest[2 * i + 1]! }));
+          const lm = this.language_model;
+          const out = lm.within(() => lm.forwardCached({ embeds: embeds!, attentionMask: attentionMask!, positionIds: positionIds!, past, fullLogits: rest[2 * layers]! }));
+          const named: Record<string, Tensor> = { logits: out.logits };
+          out.present.forEach((p, i) => {
+            named[`present.${i}.key`] = p.key;
+            named[`present.${i}.value`] = p.value;
+          });
+          return named;
+        },
+      },
+    };
   }
 
   /** ViT -> drop class token -> pixel shuffle -> mlp1: [tiles, tokens_per_tile, llm_hidden]. */

@@ -9,16 +9,54 @@ import { reshape } from './layers.ts';
  * returns [b, s, H*d]. Query head h reads kv head floor(h / (H/KV)), as transformers' repeat_kv.
  * Heads are grouped as [b, KV, G, s, d] so MatMul broadcasting shares each kv head without copies.
  */
-export function causalGqa(q: Tensor, k: Tensor, v: Tensor, heads: number, kvHeads: number, headDim: number, mask: Tensor): Tensor {
+export function causalGqa(q: Tensor, k: Tensor, v: Tensor, heads: number, kvHeads: number, headDim: number, mask: Tensor, cache?: KvCache): Tensor {
   const group = heads / kvHeads;
   const qg = reshape(op.Transpose(q, { perm: [0, 2, 1, 3] }), [0, kvHeads, group, -1, headDim]);
-  const kg = op.Unsqueeze(op.Transpose(k, { perm: [0, 2, 1, 3] }), i64([2]));
-  const vg = op.Unsqueeze(op.Transpose(v, { perm: [0, 2, 1, 3] }), i64([2]));
+  let kt = op.Transpose(k, { perm: [0, 2, 1, 3] });
+  let vt = op.Transpose(v, { perm: [0, 2, 1, 3] });
+  if (cache) [kt, vt] = cache.extend(kt, vt);
+  const kg = op.Unsqueeze(kt, i64([2]));
+  const vg = op.Unsqueeze(vt, i64([2]));
   const scores = op.Mul(op.MatMul(qg, op.Transpose(kg, { perm: [0, 1, 2, 4, 3] })), f32Scalar(headDim ** -0.5));
   const masked = op.Where(mask, f32Scalar(-Infinity), scores);
   const out = op.MatMul(op.Softmax(masked, { axis: -1 }), vg);
   const merged = op.Transpose(reshape(out, [0, heads, -1, headDim]), { perm: [0, 2, 1, 3] });
   return reshape(merged, [0, 0, heads * headDim]);
+}
+
+/**
+ * The KV cache of one decoder forward: the past keys and values of every layer, [b, kv_heads, past,
+ * head_dim] (rotary applied, as onnxruntime-genai and transformers store them), consumed in layer
+ * order; each layer's keys and values over past + seq become its `present`.
+ */
+export class KvCache {
+  readonly present: { key: Tensor; value: Tensor }[] = [];
+  constructor(readonly past: readonly { key: Tensor; value: Tensor }[]) {}
+
+  /** k, v [b, kv_heads, seq, d] of the next layer -> past ++ new along the sequence axis. */
+  extend(k: Tensor, v: Tensor): [Tensor, Tensor] {
+    const past = this.past[this.present.length];
+    if (!past) throw new Error(`KV cache: a layer past the ${this.past.length} declared`);
+    const key = op.Concat([past.key, k], { axis: 2 });
+    const value = op.Concat([past.value, v], { axis: 2 });
+    this.present.push({ key, value });
+    return [key, value];
+  }
+}
+
+/**
+ * [b, 1, 1, seq, past+seq] boolean mask for a forward after `past` cached positions, true where a
+ * query must not see a key: a later position, or a key whose attention_mask [b, past+seq] is 0.
+ * Query i sits at position past + i of its row.
+ */
+export function cachedCausalMask(seq: Tensor, attentionMask: Tensor): Tensor {
+  const total = op.Squeeze(op.Shape(attentionMask, { start: 1, end: 2 }), i64([0]));
+  const past = op.Sub(total, seq);
+  const queries = op.Add(op.Range(i64Scalar(0), seq, i64Scalar(1)), past);
+  const keys = op.Range(i64Scalar(0), total, i64Scalar(1));
+  const later = op.Less(op.Unsqueeze(queries, i64([1])), op.Unsqueeze(keys, i64([0])));
+  const padding = op.Unsqueeze(op.Equal(attentionMask, i64Scalar(0)), i64([1]));
+  return op.Unsqueeze(op.Or(later, padding), i64([1, 2]));
 }
 
 /** [seq, seq] boolean mask, true where a query would see a later key. */

@@ -52,11 +52,20 @@ function llama3InvFreq(base: number[], s: Extract<RopeScaling, { type: 'llama3' 
 
 /** cos/sin tables for positions 0..seq-1; `seq` is an int64 scalar tensor. */
 export function rotaryTables(seq: Tensor, cfg: RopeConfig): RotaryTables {
-  const d = cfg.headDim;
+  return rotaryTablesAt(op.Range(i64Scalar(0), seq, i64Scalar(1)), seq, cfg);
+}
+
+/**
+ * cos/sin tables at explicit positions: int64 [seq] gives [seq, 1, d], [b, seq] gives
+ * [b, seq, 1, d] (a batch with a KV cache, rows at different offsets). `length` is the sequence
+ * length that length-dependent scaling (dynamic NTK, LongRoPE) sees: as in transformers'
+ * dynamic_rope_update, max(position_ids) + 1 of this forward.
+ */
+export function rotaryTablesAt(positionIds: Tensor, length: Tensor, cfg: RopeConfig): RotaryTables {
   const s = cfg.scaling;
-  let positions = op.Cast(op.Range(i64Scalar(0), seq, i64Scalar(1)), { to: DTYPES.float32.onnx });
+  let positions = op.Cast(positionIds, { to: DTYPES.float32.onnx });
   if (s?.type === 'linear') positions = op.Div(positions, f32Scalar(s.factor));
-  const freqs = op.Mul(op.Unsqueeze(positions, i64([1])), inverseFrequencies(seq, cfg));
+  const freqs = op.Mul(op.Unsqueeze(positions, i64([positionIds.rank])), inverseFrequencies(length, cfg));
   const emb = op.Concat([freqs, freqs], { axis: -1 });
   let cos = op.Cos(emb);
   let sin = op.Sin(emb);
@@ -65,7 +74,9 @@ export function rotaryTables(seq: Tensor, cfg: RopeConfig): RotaryTables {
     cos = op.Mul(cos, f32Scalar(attentionFactor));
     sin = op.Mul(sin, f32Scalar(attentionFactor));
   }
-  return { cos: op.Unsqueeze(cos, i64([1])), sin: op.Unsqueeze(sin, i64([1])) };
+  // The heads axis, just before the features: [seq, 1, d] or [b, seq, 1, d].
+  const headsAxis = positionIds.rank;
+  return { cos: op.Unsqueeze(cos, i64([headsAxis])), sin: op.Unsqueeze(sin, i64([headsAxis])) };
 }
 
 /** inv_freq as a [head_dim/2] tensor; constant unless the scaling depends on the sequence length. */

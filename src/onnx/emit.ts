@@ -4,7 +4,7 @@
  * depends on time or map order, so equal graphs encode to equal bytes.
  */
 import { DTYPES } from '../ir/dtype.ts';
-import type { Attr, ConstData, Graph, Node, Value } from '../ir/graph.ts';
+import type { Attr, ConstData, Graph, Node, StoredTensor, Value } from '../ir/graph.ts';
 import { collectConstants } from '../passes/naming.ts';
 import { onnx, type ModelProto, type NodeProto, type TensorProto, type ValueInfoProto } from './proto.ts';
 
@@ -31,8 +31,7 @@ export interface EmitOptions {
 
 export function buildModelProto(graph: Graph, weights: ExternalWeights, options: EmitOptions): ModelProto {
   const constants = [...collectConstants(graph).entries()].sort(([a], [b]) => (a < b ? -1 : 1));
-  const stored = graph.params.flatMap((p) => [p.value, ...(p.quant ? [p.quant.scales, p.quant.zeroPoints] : [])]).filter((v): v is Value => v !== undefined);
-  const initializers = [...stored.map((v) => paramInitializer(v.name!, v.shape as number[], weights)), ...constants.map(([name, v]) => constInitializer(name, v.data!))];
+  const initializers = [...storedTensors(graph).map((t) => paramInitializer(t.name, t.shape, weights)), ...constants.map(([name, v]) => constInitializer(name, v.data!))];
   return onnx.ModelProto.create({
     irVersion: irVersionFor(graph.opset),
     producerName: 'vlmc',
@@ -55,6 +54,15 @@ export function buildModelProto(graph: Graph, weights: ExternalWeights, options:
 function opsetImports(graph: Graph): InstanceType<typeof onnx.OperatorSetIdProto>[] {
   const contrib = [...new Set(graph.nodes.map((n) => n.domain).filter((d) => d !== ''))].sort();
   return [{ domain: '', version: graph.opset }, ...contrib.map((domain) => ({ domain, version: 1 }))].map((o) => onnx.OperatorSetIdProto.create(o));
+}
+
+/** Every parameter as the graph stores it (packed, with its scales and zero points, when quantised). */
+function storedTensors(graph: Graph): StoredTensor[] {
+  return graph.params.flatMap((p) => {
+    const s = graph.stored?.get(p.name);
+    if (!s) return [{ name: p.name, dtype: p.value.dtype, shape: p.shape }];
+    return [s, ...(s.quant ? [s.quant.scales, ...(s.quant.zeroPoints ? [s.quant.zeroPoints] : [])] : [])];
+  });
 }
 
 export function encodeModel(proto: ModelProto): Uint8Array {

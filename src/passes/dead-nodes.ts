@@ -12,3 +12,10 @@ export function removeDeadNodes(graph: Graph): void {
   }
   graph.nodes = kept.reverse();
 }
+
+/** Drops parameters no node reads (a graph traced from one entry point of a larger model). */
+export function removeUnusedParams(graph: Graph): void {
+  const read = new Set<Value>();
+  for (const node of graph.nodes) for (const v of node.inputs) if (v) read.add(v);
+  graph.params = graph.params.filter((p) => read.has(p.value));
+}

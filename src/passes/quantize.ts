@@ -27,7 +27,7 @@ function linearUses(graph: Graph): Map<Param, Node[]> {
       const linear = node.op === 'Gemm' && node.domain === '' && i === 1 && node.attrs.transB?.value === 1 && !node.attrs.transA?.value;
       const alpha = (node.attrs.alpha?.value as number | undefined) ?? 1;
       const beta = (node.attrs.beta?.value as number | undefined) ?? 1;
-      if (!linear || alpha !== 1 || beta !== 1 || !p.name.startsWith(`${LLM_SCOPE}.`) || p.shape.length !== 2) excluded.add(p);
+      if (!linear || alpha !== 1 || beta !== 1 || !p.quantizable || !p.name.startsWith(`${LLM_SCOPE}.`) || p.shape.length !== 2) excluded.add(p);
       else uses.set(p, [...(uses.get(p) ?? []), node]);
     });
   }

@@ -1,5 +1,5 @@
 /** The bind-time side of --quant: a write transform (src/artifact/write.ts) for each quantised parameter. */
-import type { Param } from '../ir/graph.ts';
+import type { Graph, Param, StoredParam } from '../ir/graph.ts';
 import type { ParamTransform } from '../artifact/write.ts';
 import { RowQuantizer } from './blockwise.ts';
 import { f32ToBf16, f32ToF16 } from '../tensor/convert.ts';
@@ -14,12 +14,17 @@ function scalesIn(dtype: ScaleDType, f32: Uint8Array): Uint8Array {
   return new Uint8Array(half.buffer, half.byteOffset, half.byteLength);
 }
 
-export function quantTransform(param: Param): ParamTransform | undefined {
-  const q = param.quant;
-  if (!q) return undefined;
+/** The write transform for the parameters `graph` stores quantised (its storage snapshot). */
+export function quantTransformFor(graph: Graph): (param: Param) => ParamTransform | undefined {
+  return (param) => {
+    const stored = graph.stored?.get(param.name);
+    return stored?.quant ? quantTransform(param, stored.shape, stored.quant) : undefined;
+  };
+}
+
+function quantTransform(param: Param, b: number[], q: NonNullable<StoredParam['quant']>): ParamTransform {
   const [n, k] = param.shape as [number, number];
   const quantizer = new RowQuantizer(n, k, q);
-  const b = param.value.shape as number[];
   return {
     dtype: 'uint8',
     length: b[0]! * b[1]! * b[2]!,

@@ -22,7 +22,7 @@ let ortModule: Promise<typeof ort> | undefined;
  * onnxruntime-node, loaded on first use: loading it takes a few hundred ms, and everything that
  * imports the library (graph files import 'vlmc') would pay for it.
  */
-function loadOrt(): Promise<typeof ort> {
+export function loadOrt(): Promise<typeof ort> {
   // Its CommonJS exports arrive as `default` or, through tsx's interop, as named exports only.
   return (ortModule ??= import('onnxruntime-node').then((m) => (m.default ?? m) as typeof ort));
 }
@@ -103,6 +103,13 @@ export async function writeOutputs(file: string, outputs: Record<string, HostTen
 
 /** `vlmc run`: artifact + inputs file -> outputs file. */
 export async function runArtifact(artifactDir: string, inputsFile: string, outFile: string): Promise<Record<string, HostTensor>> {
+  const { isSplitArtifact } = await import('../generate/pipeline.ts');
+  if (isSplitArtifact(artifactDir)) {
+    const { runSplit } = await import('../generate/session.ts');
+    const outputs = await runSplit(artifactDir, await readInputs(inputsFile));
+    await writeOutputs(outFile, outputs);
+    return outputs;
+  }
   const session = await openSession(artifactDir);
   try {
     const outputs = await run(session, await readInputs(inputsFile));

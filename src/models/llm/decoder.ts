@@ -5,10 +5,10 @@
  */
 import { Module, type ModuleList, type Tensor } from '../../dsl/module.ts';
 import * as op from '../../ops/index.ts';
-import { i64 } from '../../dsl/constants.ts';
+import { i64, i64Scalar } from '../../dsl/constants.ts';
 import { reshape, silu, type Embedding, type Linear, type RMSNorm } from '../../nn/layers.ts';
-import { applyRotary, rotaryTables, type RopeScaling, type RotaryTables } from '../../nn/rotary.ts';
-import { causalGqa, causalMask } from '../../nn/attention.ts';
+import { applyRotary, rotaryTables, rotaryTablesAt, type RopeScaling, type RotaryTables } from '../../nn/rotary.ts';
+import { KvCache, cachedCausalMask, causalGqa, causalMask } from '../../nn/attention.ts';
 
 export interface DecoderConfig {
   hidden: number;
@@ -43,6 +43,28 @@ export const rotaryDimOf = (c: DecoderConfig): number => Math.floor(headDimOf(c)
 export interface DecoderContext {
   rope: RotaryTables;
   mask: Tensor;
+  /** Present in a forward with a KV cache (the split artifact's decoder). */
+  cache?: KvCache;
+}
+
+/** The inputs of a decoder forward with a KV cache (names as in onnxruntime-genai). */
+export interface CachedDecoderInputs {
+  /** [b, seq, hidden] */
+  embeds: Tensor;
+  /** [b, past + seq], 1 on attended positions (0 on padding). */
+  attentionMask: Tensor;
+  /** [b, seq] */
+  positionIds: Tensor;
+  /** Per layer: [b, kv_heads, past, head_dim]. */
+  past: { key: Tensor; value: Tensor }[];
+  /** int64 scalar: nonzero gives logits at every position, 0 only at each row's last attended one. */
+  fullLogits: Tensor;
+}
+
+export interface CachedDecoderOutputs {
+  /** [b, seq, vocab] with full logits, else [b, 1, vocab]. */
+  logits: Tensor;
+  present: { key: Tensor; value: Tensor }[];
 }
 
 /** A decoder layer of any family: a module called with the hidden state and the context. */
@@ -78,6 +100,50 @@ export abstract class CausalLM extends Module {
     for (const layer of layers.items) h = layer.call(h, ctx);
     return logitsOf(h, norm, head, embedding);
   }
+
+  /**
+   * One forward with a KV cache: the same layers as `forward`, with rotary at `positionIds`, the
+   * past keys/values prepended in every layer's attention and the mask over past + seq.
+   */
+  forwardCached(inputs: CachedDecoderInputs): CachedDecoderOutputs {
+    const { layers, norm, head, embedding } = this.parts();
+    const ctx = cachedDecoderContext(inputs, this.config);
+    let h = inputs.embeds;
+    for (const layer of layers.items) h = layer.call(h, ctx);
+    const selected = selectLogitPositions(h, inputs.attentionMask, inputs.fullLogits);
+    return { logits: logitsOf(selected, norm, head, embedding), present: ctx.cache!.present };
+  }
+}
+
+/** Rotary at the given positions, the mask over past + seq, and the cache to extend. */
+export function cachedDecoderContext(inputs: CachedDecoderInputs, c: DecoderConfig): DecoderContext {
+  const seq = op.Squeeze(op.Shape(inputs.embeds, { start: 1, end: 2 }), i64([0]));
+  const length = op.Add(op.ReduceMax(inputs.positionIds, { keepdims: 0 }), i64Scalar(1));
+  const rope = rotaryTablesAt(inputs.positionIds, length, { theta: c.ropeTheta, headDim: rotaryDimOf(c), maxPositions: c.maxPositions, scaling: c.ropeScaling });
+  return { rope, mask: cachedCausalMask(seq, inputs.attentionMask), cache: new KvCache(inputs.past) };
+}
+
+/**
+ * h [b, seq, C] -> every position (full logits), or each row's last attended position in this
+ * forward [b, 1, C] (the last 1 of its attention mask, moved past the cached positions), so a
+ * prefill projects onto the vocabulary once per row.
+ */
+export function selectLogitPositions(h: Tensor, attentionMask: Tensor, fullLogits: Tensor): Tensor {
+  const hidden = h.shape[2] as number;
+  const scalar = (t: Tensor) => op.Squeeze(t, i64([0]));
+  const seq = scalar(op.Shape(h, { start: 1, end: 2 }));
+  const batch = scalar(op.Shape(h, { start: 0, end: 1 }));
+  const total = scalar(op.Shape(attentionMask, { start: 1, end: 2 }));
+  const keyIndex = op.Range(i64Scalar(0), total, i64Scalar(1));
+  const lastAttended = op.ReduceMax(op.Mul(attentionMask, keyIndex), { axes: [1], keepdims: 1 });
+  const inChunk = op.Min([op.Max([op.Sub(lastAttended, op.Sub(total, seq)), i64Scalar(0)]), op.Sub(seq, i64Scalar(1))]);
+  const full = op.Not(op.Equal(fullLogits, i64Scalar(0)));
+  // Positions [b, k]: 0..seq-1 for full logits (k = seq), else the row's last (k = 1).
+  const count = op.Where(full, seq, i64Scalar(1));
+  const offset = op.Where(full, i64Scalar(0), inChunk);
+  const positions = op.Add(op.Unsqueeze(op.Range(i64Scalar(0), count, i64Scalar(1)), i64([0])), offset);
+  const rowStart = op.Mul(op.Unsqueeze(op.Range(i64Scalar(0), batch, i64Scalar(1)), i64([1])), seq);
+  return op.Gather(reshape(h, [-1, hidden]), op.Add(positions, rowStart), { axis: 0 });
 }
 
 /** Rotary tables and causal mask for the sequence length of `embeds` [b, s, C]. */
@@ -94,7 +160,7 @@ export function attendProjected(q: Tensor, k: Tensor, v: Tensor, c: DecoderConfi
   const qh = applyRotary(reshape(q, [0, 0, c.heads, d]), ctx.rope, r, d);
   const kh = applyRotary(reshape(k, [0, 0, c.kvHeads, d]), ctx.rope, r, d);
   const vh = reshape(v, [0, 0, c.kvHeads, d]);
-  return causalGqa(qh, kh, vh, c.heads, c.kvHeads, d, ctx.mask);
+  return causalGqa(qh, kh, vh, c.heads, c.kvHeads, d, ctx.mask, ctx.cache);
 }
 
 /** SwiGLU: silu(gate) * up. */

@@ -1,0 +1,317 @@
+/**
+ * bench/infer: inference on the InternVL2-1B-shaped model in onnxruntime-node (CPU), the split
+ * artifact (vision / embedding / decoder with a KV cache) against the single forward graph.
+ *
+ *   npx tsx bench/infer.ts [--steps N] [--keep]
+ *
+ * 1. The BF16 checkpoint of bench/bind (made once under out/bench, reused), built twice as fp32:
+ *    a single-graph artifact and a split one (`vlmc build --split`), under out/bench/infer/.
+ * 2. Inputs: one 448 tile and 64 prompt tokens around its image block (64 + 258 = 322 tokens).
+ * 3. Each artifact is measured in its own child process (so peak RSS is its own): session creation,
+ *    vision, prefill (vision + embedding + decoder prefill = time to first token), decode step
+ *    (median of N; for the single graph a step is a whole forward over seq + 1, which is what it
+ *    costs there), peak RSS (VmHWM).
+ * 4. The bandwidth floor, in the split child, after its RSS is read: ORT running one M=1 Gemm over
+ *    each weight matrix the decode step streams (every decoder Linear and lm_head, the same bytes
+ *    of the same weights file), median of N; the decode step's ratio to it.
+ * 5. `vlmc generate` as a whole process (node start, sessions, vision, prefill): time until the
+ *    first token is printed.
+ * Prints a markdown table and checks the floors: decode <= 1.3x the bandwidth floor, sessions
+ * <= 5 s, generate's first token <= 12 s. Exit code 1 when one is missed.
+ */
+import { spawn } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { rm, writeFile } from 'node:fs/promises';
+import * as nodePath from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { benchModel, ensureCheckpoint, machine } from './bind.ts';
+import { build } from '../src/build.ts';
+import { compile } from '../src/compile.ts';
+import { Model, type EntryPoint, type InputSpec } from '../src/dsl/model.ts';
+import { collectModules, type Tensor } from '../src/dsl/module.ts';
+import { Linear, linear } from '../src/nn/layers.ts';
+import * as op from '../src/ops/index.ts';
+import { buildModelProto, encodeModel } from '../src/onnx/emit.ts';
+import { SPLIT_DATA_FILE } from '../src/artifact/write.ts';
+import { writeSafetensors } from '../src/checkpoint/safetensors.ts';
+import type { InternVLChatModel } from '../src/models/internvl.ts';
+import type { Manifest } from '../src/artifact/manifest.ts';
+import { VLMC_VERSION } from '../src/version.ts';
+
+const ROOT = nodePath.resolve(nodePath.dirname(fileURLToPath(import.meta.url)), '..');
+const WORK = nodePath.join(ROOT, 'out', 'bench', 'infer');
+const SINGLE = nodePath.join(WORK, 'single');
+const SPLIT = nodePath.join(WORK, 'split');
+const INPUTS = nodePath.join(WORK, 'inputs.safetensors');
+const FLOOR_FILE = 'bandwidth-floor.onnx';
+const PROMPT_TOKENS = 64;
+const FLOORS = { decodeOverBandwidth: 1.3, sessionsSeconds: 5, firstTokenSeconds: 12 };
+
+// ---------------------------------------------------------------------------------------------
+// The bandwidth floor: the decode step's weight matrices, each once with M = 1
+
+/** A graph over the LLM's Linear weights (the parameters the decode step streams), one Gemm each. */
+class BandwidthFloor extends Model {
+  constructor(readonly inner: InternVLChatModel) {
+    super();
+  }
+  private linears(): Linear[] {
+    return collectModules(this.inner.language_model).filter((m): m is Linear => m instanceof Linear);
+  }
+  private widths(): number[] {
+    return [...new Set(this.linears().map((l) => l.inFeatures))].sort((a, b) => a - b);
+  }
+  inputs(): InputSpec[] {
+    return [];
+  }
+  forward(): Record<string, Tensor> {
+    throw new Error('the floor graph has only its entry point');
+  }
+  override entryPoints(): Record<string, EntryPoint> {
+    return {
+      floor: {
+        inputs: () => this.widths().map((w) => ({ name: `x${w}`, dtype: 'float32', shape: [1, w] })),
+        forward: (...xs) => {
+          const byWidth = new Map(this.widths().map((w, i) => [w, xs[i]!]));
+          // One scalar per matrix, summed: the output is tiny, every weight byte is read once.
+          const sums = this.linears().map((l) => op.ReduceSum(linear(byWidth.get(l.inFeatures)!, l.weight.value), undefined, { keepdims: 0 }));
+          return { y: op.Sum(sums) };
+        },
+      },
+    };
+  }
+}
+
+async function writeFloorGraph(model: InternVLChatModel, manifest: Manifest): Promise<number> {
+  const floor = new BandwidthFloor(model);
+  const graph = compile(floor, { entry: 'floor' });
+  const prefix = 'inner.';
+  const byName = new Map(manifest.parameters.map((p) => [p.name, p]));
+  const entries = new Map<string, { offset: number; length: number; dtype: 'float32' }>();
+  let bytes = 0;
+  for (const p of graph.params) {
+    const m = byName.get(p.name.slice(prefix.length))!;
+    entries.set(p.name, { offset: m.offset, length: m.length, dtype: 'float32' });
+    bytes += m.length;
+  }
+  await writeFile(nodePath.join(SPLIT, FLOOR_FILE), encodeModel(buildModelProto(graph, { location: SPLIT_DATA_FILE, entries }, { producerVersion: VLMC_VERSION })));
+  return bytes;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Inputs
+
+function seeded(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => {
+    s ^= s << 13;
+    s ^= s >>> 17;
+    s ^= s << 5;
+    return (s >>> 0) / 4294967296;
+  };
+}
+
+async function writeInputs(model: InternVLChatModel): Promise<number> {
+  const r = seeded(7);
+  const size = model.options.imageSize;
+  const pixels = Float32Array.from({ length: 3 * size * size }, () => r() * 4 - 2);
+  const ctx = model.options.imgContextTokenId!;
+  const text = () => BigInt(1000 + Math.floor(r() * 100_000));
+  const before = 8;
+  const ids = [
+    ...Array.from({ length: before }, text),
+    BigInt(ctx - 2), // <img>
+    ...Array.from({ length: model.tokensPerTile }, () => BigInt(ctx)),
+    BigInt(ctx - 1), // </img>
+    ...Array.from({ length: PROMPT_TOKENS - before }, text),
+  ];
+  const bytes = (a: Float32Array | BigInt64Array) => new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
+  await writeSafetensors(INPUTS, [
+    { name: 'pixel_values', dtype: 'F32', shape: [1, 3, size, size], data: bytes(pixels) },
+    { name: 'input_ids', dtype: 'I64', shape: [1, ids.length], data: bytes(BigInt64Array.from(ids)) },
+    { name: 'image_flags', dtype: 'I64', shape: [1], data: bytes(BigInt64Array.of(1n)) },
+    { name: 'attention_mask', dtype: 'I64', shape: [1, ids.length], data: bytes(new BigInt64Array(ids.length).fill(1n)) },
+  ]);
+  return ids.length;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Child processes: one artifact each
+
+interface Measured {
+  sessions: number;
+  vision?: number;
+  prefill: number;
+  decode: number;
+  rssMiB: number;
+  floor?: number;
+}
+
+const now = () => performance.now() / 1000;
+
+function peakRssMiB(): number {
+  const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync('/proc/self/status', 'utf8'));
+  return m ? Number(m[1]) / 1024 : process.resourceUsage().maxRSS / 1024;
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)]!;
+}
+
+async function childSplit(steps: number): Promise<Measured> {
+  const { SplitSession } = await import('../src/generate/session.ts');
+  const { readInputs } = await import('../src/runtime/run.ts');
+  const { argmax } = await import('../src/generate/generate.ts');
+  const inputs = await readInputs(INPUTS);
+  let t = now();
+  const s = await SplitSession.open(SPLIT);
+  const sessions = now() - t;
+  const seq = inputs.input_ids!.shape[1]!;
+  const pixel = s.tensor(inputs.pixel_values!);
+  let features = await s.vision(pixel); // warm-up
+  t = now();
+  features = await s.vision(pixel);
+  const vision = now() - t;
+  const prefillOnce = async () => {
+    const t0 = now();
+    const f = await s.vision(pixel);
+    const embeds = await s.embed(s.tensor(inputs.input_ids!), f, s.tensor(inputs.image_flags!));
+    const out = await s.decode(embeds, s.tensor(inputs.attention_mask!), s.int64(Array.from({ length: seq }, (_, i) => i), [1, seq]), s.emptyCache(1), false);
+    return { seconds: now() - t0, out };
+  };
+  let { out } = await prefillOnce();
+  const second = await prefillOnce();
+  out = second.out;
+  const none = s.noImageFeatures();
+  const times: number[] = [];
+  let cache = out.present;
+  let token = argmax(out.logits.data as Float32Array);
+  for (let i = 0; i <= steps; i++) {
+    const t0 = now();
+    const e = await s.embed(s.int64([token], [1, 1]), none.features, none.flags);
+    const step = await s.decode(e, s.int64(new Array(seq + i + 1).fill(1), [1, seq + i + 1]), s.int64([seq + i], [1, 1]), cache, false);
+    if (i > 0) times.push(now() - t0); // the first step is a warm-up
+    cache = step.present;
+    token = argmax(step.logits.data as Float32Array);
+  }
+  const rssMiB = peakRssMiB();
+  void features;
+  await s.release();
+  const floor = await measureFloor(steps);
+  return { sessions, vision, prefill: second.seconds, decode: median(times), rssMiB, floor };
+}
+
+async function measureFloor(runs: number): Promise<number> {
+  const { loadOrt } = await import('../src/runtime/run.ts');
+  const ort = await loadOrt();
+  const session = await ort.InferenceSession.create(nodePath.join(SPLIT, FLOOR_FILE), { executionProviders: ['cpu'], logSeverityLevel: 3 });
+  const feeds: Record<string, InstanceType<typeof ort.Tensor>> = {};
+  for (const name of session.inputNames) {
+    const w = Number(name.slice(1));
+    feeds[name] = new ort.Tensor('float32', Float32Array.from({ length: w }, (_, i) => Math.sin(i)), [1, w]);
+  }
+  await session.run(feeds);
+  const times: number[] = [];
+  for (let i = 0; i < runs; i++) {
+    const t0 = now();
+    await session.run(feeds);
+    times.push(now() - t0);
+  }
+  await session.release();
+  return median(times);
+}
+
+async function childSingle(steps: number): Promise<Measured> {
+  const { openSession, run, readInputs } = await import('../src/runtime/run.ts');
+  const inputs = await readInputs(INPUTS);
+  let t = now();
+  const session = await openSession(SINGLE);
+  const sessions = now() - t;
+  const feeds = { pixel_values: inputs.pixel_values!, input_ids: inputs.input_ids!, image_flags: inputs.image_flags! };
+  await run(session, feeds); // warm-up
+  t = now();
+  await run(session, feeds);
+  const prefill = now() - t;
+  // Without a cache every new token is a whole forward over the longer sequence.
+  const ids = inputs.input_ids!;
+  const longer = { ...feeds, input_ids: { dtype: 'int64' as const, shape: [1, ids.shape[1]! + 1], data: BigInt64Array.from([...(ids.data as BigInt64Array), 1000n]) } };
+  const times: number[] = [];
+  for (let i = 0; i < Math.max(1, Math.min(steps, 2)); i++) {
+    const t0 = now();
+    await run(session, longer);
+    times.push(now() - t0);
+  }
+  const rssMiB = peakRssMiB();
+  await session.release();
+  return { sessions, prefill, decode: median(times), rssMiB };
+}
+
+function runChild(kind: 'split' | 'single', steps: number): Promise<Measured> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), '--child', kind, '--steps', String(steps)], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    child.stdout.on('data', (d) => (out += d));
+    child.on('error', reject);
+    child.on('close', (code) => (code === 0 ? resolve(JSON.parse(out.trim().split('\n').at(-1)!) as Measured) : reject(new Error(`${kind} child exited ${code}`))));
+  });
+}
+
+/** `vlmc generate` from node start to the first token on stdout. */
+function firstTokenSeconds(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const t0 = now();
+    const child = spawn(process.execPath, [nodePath.join(ROOT, 'bin/vlmc.js'), 'generate', SPLIT, '--inputs', INPUTS, '--max-new-tokens', '2'], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let first: number | undefined;
+    child.stdout.on('data', (d: Buffer) => {
+      if (first === undefined && d.toString().trim() !== '') first = now() - t0;
+    });
+    child.on('error', reject);
+    child.on('close', (code) => (code === 0 && first !== undefined ? resolve(first) : reject(new Error(`vlmc generate exited ${code}`))));
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+
+function parseArgs(argv: string[]): { steps: number; keep: boolean; child?: 'split' | 'single' } {
+  const steps = argv.includes('--steps') ? Number(argv[argv.indexOf('--steps') + 1]) : 8;
+  const child = argv.includes('--child') ? (argv[argv.indexOf('--child') + 1] as 'split' | 'single') : undefined;
+  return { steps, keep: argv.includes('--keep'), ...(child ? { child } : {}) };
+}
+
+async function main(): Promise<void> {
+  const args = parseArgs(process.argv.slice(2));
+  if (args.child) {
+    const m = args.child === 'split' ? await childSplit(args.steps) : await childSingle(args.steps);
+    console.log(JSON.stringify(m));
+    return;
+  }
+  const { model } = await benchModel();
+  const ckpt = await ensureCheckpoint(model);
+  console.error(`building fp32 artifacts from ${nodePath.relative(ROOT, ckpt.dir)} ...`);
+  let t = now();
+  if (!existsSync(nodePath.join(SINGLE, 'manifest.json'))) await build({ weights: ckpt.dir, out: SINGLE });
+  const built = await build({ weights: ckpt.dir, out: SPLIT, split: true });
+  console.error(`  built in ${(now() - t).toFixed(1)} s`);
+  const floorBytes = await writeFloorGraph(built.model as InternVLChatModel, built.manifest);
+  const seq = await writeInputs(built.model as InternVLChatModel);
+  t = now();
+  const split = await runChild('split', args.steps);
+  const single = await runChild('single', args.steps);
+  const firstToken = await firstTokenSeconds();
+  const ratio = split.decode / split.floor!;
+  const ok = ratio <= FLOORS.decodeOverBandwidth && split.sessions <= FLOORS.sessionsSeconds && firstToken <= FLOORS.firstTokenSeconds;
+  const s = (x: number | undefined) => (x === undefined ? '-' : x.toFixed(3));
+  console.log(`InternVL2-1B-shaped, fp32, 1 tile 448 + ${PROMPT_TOKENS} prompt tokens (seq ${seq}), onnxruntime-node CPU; ${machine()}; ${new Date().toISOString().slice(0, 10)}\n`);
+  console.log('| artifact | sessions (s) | vision (s) | prefill = first token (s) | decode step (s) | peak RSS (MiB) |');
+  console.log('|---|---|---|---|---|---|');
+  console.log(`| split (vision + embedding + decoder, KV cache) | ${s(split.sessions)} | ${s(split.vision)} | ${s(split.prefill)} | ${s(split.decode)} | ${split.rssMiB.toFixed(0)} |`);
+  console.log(`| single graph (a step = a whole forward) | ${s(single.sessions)} | - | ${s(single.prefill)} | ${s(single.decode)} | ${single.rssMiB.toFixed(0)} |`);
+  console.log(`\nbandwidth floor (M=1 Gemm over the ${(floorBytes / 1e9).toFixed(2)} GB of decoder + lm_head weights): ${s(split.floor)} s (${(floorBytes / 1e9 / split.floor!).toFixed(1)} GB/s); decode / floor ${ratio.toFixed(2)} (<= ${FLOORS.decodeOverBandwidth})`);
+  console.log(`vlmc generate, whole process to the first token: ${firstToken.toFixed(2)} s (<= ${FLOORS.firstTokenSeconds}); split sessions ${split.sessions.toFixed(2)} s (<= ${FLOORS.sessionsSeconds}); decode speed-up over the single graph ${(single.decode / split.decode).toFixed(0)}x`);
+  console.log(`floors ${ok ? 'met' : 'MISSED'}; measured in ${(now() - t).toFixed(0)} s`);
+  if (!args.keep) await rm(WORK, { recursive: true, force: true });
+  if (!ok) process.exitCode = 1;
+}
+
+await main();

@@ -1,0 +1,100 @@
+/**
+ * `vlmc generate`: inputs (a safetensors file, or an image and a prompt) -> tokens streamed to
+ * stdout as text (or ids, when the artifact has no tokenizer.json), optionally every step's tokens
+ * and logits to a safetensors file, or a JSON summary.
+ */
+import { existsSync } from 'node:fs';
+import * as nodePath from 'node:path';
+import { UserError } from '../errors.ts';
+import { readInputs, writeOutputs, type HostTensor } from '../runtime/run.ts';
+import { generate, type GenerateInputs, type GenerateOptions, type GenerationStep } from './generate.ts';
+import { SplitSession } from './session.ts';
+import { readPipeline } from './pipeline.ts';
+import type { StreamingDetokenizer } from '../tokenizer/stream.ts';
+
+export interface GenerateCommand extends GenerateOptions {
+  artifact: string;
+  inputs?: string;
+  image?: string[];
+  prompt?: string;
+  out?: string;
+  json?: boolean;
+  write?: (s: string) => void;
+}
+
+export async function generateCommand(c: GenerateCommand): Promise<void> {
+  readPipeline(c.artifact); // a clear error before anything loads
+  if (c.inputs && (c.image?.length || c.prompt !== undefined)) throw new UserError('give either --inputs <file> or --image/--prompt, not both');
+  const inputs = await resolveInputs(c);
+  const write = c.write ?? ((s: string) => process.stdout.write(s));
+  const session = await SplitSession.open(c.artifact, c);
+  try {
+    const batch = inputs.input_ids.shape[0]!;
+    const streams = await detokenizers(c.artifact, batch);
+    const steps: GenerationStep[] = [];
+    for await (const step of generate(session, inputs, c)) {
+      steps.push(step);
+      if (!c.json) write(streamPiece(step, streams, batch));
+    }
+    const tail = streams?.map((s) => s.flush()) ?? [];
+    if (!c.json) write(batch === 1 ? `${tail.join('')}\n` : `\n${streams ? streams.map((s, b) => `[${b}] ${s.text}\n`).join('') : ''}`);
+    const vocab = session.pipeline.llm.vocab_size;
+    if (c.out) await writeOutputs(c.out, generationTensors(steps, batch, vocab));
+    if (c.json) write(`${JSON.stringify({ steps: steps.length, tokens: rows(steps, batch), text: streams?.map((s) => s.text) ?? null })}\n`);
+  } finally {
+    await session.release();
+  }
+}
+
+async function resolveInputs(c: GenerateCommand): Promise<GenerateInputs> {
+  if (c.inputs && (c.image?.length || c.prompt !== undefined)) throw new UserError('give either --inputs <file> or --image/--prompt, not both');
+  if (c.inputs) {
+    const t = await readInputs(c.inputs);
+    for (const name of ['pixel_values', 'input_ids', 'image_flags']) if (!t[name]) throw new UserError(`${c.inputs}: no tensor '${name}' (generate takes pixel_values, input_ids, image_flags and optionally attention_mask)`);
+    return t as unknown as GenerateInputs;
+  }
+  if (c.prompt === undefined) throw new UserError('nothing to generate from: give --inputs <file>, or --prompt "..." (with --image <file>)');
+  // What `vlmc inputs` builds, from the artifact's config.json and tokenizer files.
+  const { buildInputs } = await import('../inputs/index.ts');
+  const r = await buildInputs({ checkpoint: c.artifact, images: c.image ?? [], prompts: [c.prompt] });
+  // chat() stops at the template's end-of-turn token.
+  if (c.eosTokenIds === undefined) c.eosTokenIds = [r.eosTokenId, ...readPipeline(c.artifact).eos_token_id];
+  return r.inputs;
+}
+
+/** One streaming detokenizer per row, when the artifact has a tokenizer. */
+async function detokenizers(artifact: string, batch: number): Promise<StreamingDetokenizer[] | undefined> {
+  if (!existsSync(nodePath.join(artifact, 'tokenizer.json'))) return undefined;
+  const { loadTokenizer } = await import('../tokenizer/index.ts');
+  const tok = loadTokenizer(artifact);
+  return Array.from({ length: batch }, () => tok.stream({ skipSpecialTokens: true }));
+}
+
+/**
+ * What to print for a step: with one row and a tokenizer, the text that became final; otherwise the
+ * step's ids (rows joined by ','), the texts of every row following at the end.
+ */
+function streamPiece(step: GenerationStep, streams: StreamingDetokenizer[] | undefined, batch: number): string {
+  if (streams && batch === 1) return streams[0]!.push(step.tokens[0]!);
+  streams?.forEach((s, b) => s.push(step.tokens[b]!));
+  return `${step.step === 0 ? '' : ' '}${step.tokens.join(',')}`;
+}
+
+function rows(steps: GenerationStep[], batch: number): number[][] {
+  return Array.from({ length: batch }, (_, b) => steps.map((s) => s.tokens[b]!));
+}
+
+/** `tokens` I64 [batch, N] and `logits` F32 [batch, N, vocab]. */
+export function generationTensors(steps: GenerationStep[], batch: number, vocab: number): Record<string, HostTensor> {
+  const n = steps.length;
+  const tokens = new BigInt64Array(batch * n);
+  const logits = new Float32Array(batch * n * vocab);
+  steps.forEach((s, t) => {
+    for (let b = 0; b < batch; b++) {
+      tokens[b * n + t] = BigInt(s.tokens[b]!);
+      logits.set(s.logits.subarray(b * vocab, (b + 1) * vocab), (b * n + t) * vocab);
+    }
+  });
+  return { tokens: { dtype: 'int64', shape: [batch, n], data: tokens }, logits: { dtype: 'float32', shape: [batch, n, vocab], data: logits } };
+}
+

@@ -1,0 +1,147 @@
+/**
+ * The split artifact's machine-readable pipeline (`pipeline.json`): which graph does what, their
+ * I/O names and dims, and the facts a runtime needs around them (image size, tokens per tile,
+ * cache layout, eos / pad ids, template, tokenizer files). Written by `vlmc build --split`, read
+ * by `vlmc run` and `vlmc generate`.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import * as nodePath from 'node:path';
+import { UserError } from '../errors.ts';
+import type { Graph } from '../ir/graph.ts';
+import type { InternVLChatModel } from '../models/internvl.ts';
+import { headDimOf } from '../models/llm/decoder.ts';
+import type { ManifestIO } from '../artifact/manifest.ts';
+
+export const PIPELINE_FILE = 'pipeline.json';
+export const PIPELINE_FORMAT = 'vlmc-pipeline/1';
+
+/** The three graphs, in the order a forward runs them. */
+export const SPLIT_ENTRIES = ['vision', 'embedding', 'decoder'] as const;
+export type SplitEntry = (typeof SPLIT_ENTRIES)[number];
+
+export interface PipelineGraph {
+  file: string;
+  inputs: ManifestIO[];
+  outputs: ManifestIO[];
+}
+
+export interface Pipeline {
+  format: string;
+  model: string;
+  /** The external-data file every graph's weights live in (stored once). */
+  data_file: string;
+  graphs: Record<SplitEntry, PipelineGraph>;
+  image: {
+    size: number;
+    tokens_per_tile: number;
+    img_context_token_id: number;
+    downsample_ratio: number;
+    max_dynamic_patch?: number;
+    min_dynamic_patch?: number;
+    use_thumbnail?: boolean;
+  };
+  llm: {
+    architecture: string;
+    hidden_size: number;
+    vocab_size: number;
+    num_layers: number;
+    num_kv_heads: number;
+    head_dim: number;
+    max_position_embeddings: number;
+    /** Cache tensors are [batch, num_kv_heads, past, head_dim], rotary applied. */
+    past_key_values: { key: string; value: string };
+    present: { key: string; value: string };
+  };
+  /** Conversation template (config.json `template`), if the checkpoint names one. */
+  template?: string;
+  /** Generation stops at any of these (the template's end-of-turn token and the LLM's eos). */
+  eos_token_id: number[];
+  pad_token_id?: number;
+  /** Tokenizer files copied from the checkpoint. */
+  tokenizer: string[];
+}
+
+export interface PipelineFacts {
+  dataFile: string;
+  /** The checkpoint's config.json (Path A: the InternVLChatConfig; Path B: the LLM's), if any. */
+  config?: Readonly<Record<string, unknown>>;
+  llmConfig?: Readonly<Record<string, unknown>>;
+  tokenizerFiles: string[];
+  /** Id of the template's end-of-turn token, when a tokenizer could name it. */
+  templateEosId?: number;
+}
+
+const io = (g: Graph, which: 'inputs' | 'outputs'): ManifestIO[] => g[which].map((v) => ({ name: v.name!, dtype: v.dtype, shape: [...v.shape] }));
+
+export function pipelineConfig(model: InternVLChatModel, graphs: Record<SplitEntry, Graph>, facts: PipelineFacts): Pipeline {
+  const c = model.language_model.config;
+  const cfg = facts.config ?? {};
+  const llm = facts.llmConfig ?? {};
+  const graphEntry = (e: SplitEntry): PipelineGraph => ({ file: `${e}.onnx`, inputs: io(graphs[e], 'inputs'), outputs: io(graphs[e], 'outputs') });
+  const eos = new Set<number>();
+  if (facts.templateEosId !== undefined) eos.add(facts.templateEosId);
+  for (const id of ids(llm['eos_token_id'])) eos.add(id);
+  const pad = ids(llm['pad_token_id'])[0] ?? c.padTokenId;
+  return {
+    format: PIPELINE_FORMAT,
+    model: model.options.name,
+    data_file: facts.dataFile,
+    graphs: { vision: graphEntry('vision'), embedding: graphEntry('embedding'), decoder: graphEntry('decoder') },
+    image: {
+      size: model.options.imageSize,
+      tokens_per_tile: model.tokensPerTile,
+      img_context_token_id: model.options.imgContextTokenId!,
+      downsample_ratio: model.options.downsampleRatio,
+      ...optional('max_dynamic_patch', cfg['max_dynamic_patch'], 'number'),
+      ...optional('min_dynamic_patch', cfg['min_dynamic_patch'], 'number'),
+      ...optional('use_thumbnail', cfg['use_thumbnail'], 'boolean'),
+    },
+    llm: {
+      architecture: model.language_model.architecture,
+      hidden_size: c.hidden,
+      vocab_size: c.vocab,
+      num_layers: c.layers,
+      num_kv_heads: c.kvHeads,
+      head_dim: headDimOf(c),
+      max_position_embeddings: c.maxPositions,
+      past_key_values: { key: 'past_key_values.%d.key', value: 'past_key_values.%d.value' },
+      present: { key: 'present.%d.key', value: 'present.%d.value' },
+    },
+    ...optional('template', cfg['template'], 'string'),
+    eos_token_id: [...eos],
+    ...(pad === undefined ? {} : { pad_token_id: pad }),
+    tokenizer: facts.tokenizerFiles,
+  };
+}
+
+function ids(v: unknown): number[] {
+  if (typeof v === 'number' && Number.isInteger(v)) return [v];
+  if (Array.isArray(v)) return v.filter((x): x is number => typeof x === 'number' && Number.isInteger(x));
+  return [];
+}
+
+function optional<K extends string>(key: K, v: unknown, type: 'number' | 'boolean' | 'string'): Partial<Record<K, never>> {
+  return (typeof v === type ? { [key]: v } : {}) as Partial<Record<K, never>>;
+}
+
+export function pipelineJson(p: Pipeline): string {
+  return `${JSON.stringify(p, null, 2)}\n`;
+}
+
+/** Whether a folder is a split artifact. */
+export function isSplitArtifact(dir: string): boolean {
+  return existsSync(nodePath.join(dir, PIPELINE_FILE));
+}
+
+export function readPipeline(dir: string): Pipeline {
+  const file = nodePath.join(dir, PIPELINE_FILE);
+  if (!existsSync(file)) throw new UserError(`${dir}: not a split artifact (no ${PIPELINE_FILE}; build it with vlmc build --split)`);
+  let p: Pipeline;
+  try {
+    p = JSON.parse(readFileSync(file, 'utf8')) as Pipeline;
+  } catch (e) {
+    throw new UserError(`${file}: not valid JSON (${(e as Error).message})`);
+  }
+  if (p.format !== PIPELINE_FORMAT) throw new UserError(`${file}: format '${String(p.format)}' is not ${PIPELINE_FORMAT}`);
+  return p;
+}

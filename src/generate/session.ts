@@ -1,0 +1,145 @@
+/**
+ * A split artifact opened in onnxruntime-node: one session per graph, and the three steps of a
+ * forward (vision, embedding, decoder with a KV cache) on host tensors.
+ */
+import * as nodePath from 'node:path';
+import type ort from 'onnxruntime-node';
+import { UserError } from '../errors.ts';
+import { loadOrt, type HostTensor } from '../runtime/run.ts';
+import { readPipeline, SPLIT_ENTRIES, type Pipeline, type SplitEntry } from './pipeline.ts';
+
+export type ExecutionProvider = 'cpu' | 'cuda';
+
+export interface SessionOptions {
+  /** Execution provider; `cuda` only where this onnxruntime-node build has it. */
+  ep?: ExecutionProvider;
+}
+
+/** The cache of one layer: [batch, kv_heads, past, head_dim]. */
+export type KvPair = { key: ort.Tensor; value: ort.Tensor };
+
+export class SplitSession {
+  private constructor(
+    readonly dir: string,
+    readonly pipeline: Pipeline,
+    private readonly ort: typeof import('onnxruntime-node'),
+    private readonly sessions: Record<SplitEntry, ort.InferenceSession>,
+  ) {}
+
+  static async open(dir: string, o: SessionOptions = {}): Promise<SplitSession> {
+    const pipeline = readPipeline(dir);
+    const runtime = await loadOrt();
+    const providers = await executionProviders(runtime, o.ep ?? 'cpu');
+    // ORT would also log a failed provider load itself; the UserError below says it once.
+    if (o.ep && o.ep !== 'cpu') runtime.env.logLevel = 'fatal';
+    const sessions: Partial<Record<SplitEntry, ort.InferenceSession>> = {};
+    try {
+      // One at a time: together they would only compete for the same cores and disk.
+      for (const e of SPLIT_ENTRIES) {
+        sessions[e] = await runtime.InferenceSession.create(nodePath.join(dir, pipeline.graphs[e].file), { executionProviders: providers, logSeverityLevel: 3 });
+      }
+    } catch (err) {
+      for (const s of Object.values(sessions)) await s.release();
+      // An execution provider that is listed but not installed fails here, inside ORT.
+      if (o.ep && o.ep !== 'cpu') throw new UserError(`--ep ${o.ep}: onnxruntime-node could not use it (${(err as Error).message.split('\n')[0]}); install its ${o.ep} provider libraries or use --ep cpu`);
+      throw err;
+    }
+    return new SplitSession(dir, pipeline, runtime, sessions as Record<SplitEntry, ort.InferenceSession>);
+  }
+
+  async release(): Promise<void> {
+    for (const s of Object.values(this.sessions)) await s.release();
+  }
+
+  tensor(t: HostTensor): ort.Tensor {
+    return new this.ort.Tensor(t.dtype, t.data, t.shape);
+  }
+
+  int64(values: readonly (number | bigint)[], shape: number[]): ort.Tensor {
+    return new this.ort.Tensor('int64', BigInt64Array.from(values, (v) => BigInt(v)), shape);
+  }
+
+  /** pixel_values [tiles, 3, S, S] -> image_features [tiles, tokens_per_tile, hidden]. */
+  async vision(pixelValues: ort.Tensor): Promise<ort.Tensor> {
+    return (await this.sessions.vision.run({ pixel_values: pixelValues })).image_features!;
+  }
+
+  /** Text embeddings with the flagged tiles' features spliced in at <IMG_CONTEXT> positions. */
+  async embed(inputIds: ort.Tensor, imageFeatures: ort.Tensor, imageFlags: ort.Tensor): Promise<ort.Tensor> {
+    return (await this.sessions.embedding.run({ input_ids: inputIds, image_features: imageFeatures, image_flags: imageFlags })).inputs_embeds!;
+  }
+
+  /** Image features for text-only steps (decode): no tiles. */
+  noImageFeatures(): { features: ort.Tensor; flags: ort.Tensor } {
+    const { tokens_per_tile } = this.pipeline.image;
+    return {
+      features: new this.ort.Tensor('float32', new Float32Array(0), [0, tokens_per_tile, this.pipeline.llm.hidden_size]),
+      flags: new this.ort.Tensor('int64', new BigInt64Array(0), [0]),
+    };
+  }
+
+  /** An empty cache for `batch` rows. */
+  emptyCache(batch: number): KvPair[] {
+    const { num_layers, num_kv_heads, head_dim } = this.pipeline.llm;
+    const empty = () => new this.ort.Tensor('float32', new Float32Array(0), [batch, num_kv_heads, 0, head_dim]);
+    return Array.from({ length: num_layers }, () => ({ key: empty(), value: empty() }));
+  }
+
+  /** One decoder forward: logits (every position with fullLogits, else each row's last) and the new cache. */
+  async decode(embeds: ort.Tensor, attentionMask: ort.Tensor, positionIds: ort.Tensor, past: KvPair[], fullLogits: boolean): Promise<{ logits: ort.Tensor; present: KvPair[] }> {
+    const feeds: Record<string, ort.Tensor> = {
+      inputs_embeds: embeds,
+      attention_mask: attentionMask,
+      position_ids: positionIds,
+      full_logits: new this.ort.Tensor('int64', BigInt64Array.of(fullLogits ? 1n : 0n), []),
+    };
+    past.forEach((p, i) => {
+      feeds[`past_key_values.${i}.key`] = p.key;
+      feeds[`past_key_values.${i}.value`] = p.value;
+    });
+    const out = await this.sessions.decoder.run(feeds);
+    const present = past.map((_, i) => ({ key: out[`present.${i}.key`]!, value: out[`present.${i}.value`]! }));
+    return { logits: out.logits!, present };
+  }
+}
+
+async function executionProviders(runtime: typeof import('onnxruntime-node'), ep: ExecutionProvider): Promise<string[]> {
+  if (ep === 'cpu') return ['cpu'];
+  const available = runtime.listSupportedBackends().map((b) => b.name);
+  if (!available.includes(ep)) {
+    throw new UserError(`--ep ${ep}: this onnxruntime-node build has no ${ep} execution provider (it has: ${available.join(', ')}); install onnxruntime-node with CUDA support (npm's onnxruntime-node ships CUDA on linux x64 only) or use --ep cpu`);
+  }
+  return [ep, 'cpu'];
+}
+
+/** A host tensor's copy of an ORT tensor. */
+export function toHost(t: ort.Tensor): HostTensor {
+  return { dtype: t.type as HostTensor['dtype'], shape: [...t.dims], data: t.data as Float32Array | BigInt64Array };
+}
+
+/**
+ * `vlmc run` on a split artifact: vision, embedding, then one decoder prefill over the whole
+ * sequence with full logits and an empty cache; the same `logits` (and `vit_embeds`) as the single
+ * graph, which is causal only (an attention_mask among the inputs is not used, as there).
+ */
+export async function runSplit(dir: string, inputs: Record<string, HostTensor>, o: SessionOptions = {}): Promise<Record<string, HostTensor>> {
+  const s = await SplitSession.open(dir, o);
+  try {
+    const need = (name: string) => {
+      const t = inputs[name];
+      if (!t) throw new UserError(`missing input '${name}' (a split artifact takes pixel_values, input_ids, image_flags)`);
+      return t;
+    };
+    const ids = need('input_ids');
+    const flags = need('image_flags');
+    const features = await s.vision(s.tensor(need('pixel_values')));
+    const embeds = await s.embed(s.tensor(ids), features, s.tensor({ ...flags, shape: [flags.shape[0]!] }));
+    const [batch, seq] = ids.shape as [number, number];
+    const positions = Array.from({ length: batch * seq }, (_, i) => i % seq);
+    const mask = new Array<number>(batch * seq).fill(1);
+    const { logits } = await s.decode(embeds, s.int64(mask, [batch, seq]), s.int64(positions, [batch, seq]), s.emptyCache(batch), true);
+    return { logits: toHost(logits), vit_embeds: toHost(features) };
+  } finally {
+    await s.release();
+  }
+}

@@ -1,0 +1,109 @@
+/**
+ * What building a request needs from a model folder: the InternVLChatConfig fields of config.json
+ * that chat() and load_image() read. The folder may be a checkpoint, an artifact that carries
+ * config.json, or a folder holding just config.json and the tokenizer files.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import * as nodePath from 'node:path';
+import { UserError } from '../errors.ts';
+import { getTemplate, type ConversationTemplate } from '../prompt/templates.ts';
+import { MANIFEST_FILE } from '../artifact/write.ts';
+
+export interface RequestConfig {
+  /** The config.json read. */
+  file: string;
+  template: ConversationTemplate;
+  /** `config.system_message` when set, else the template's default. */
+  systemMessage: string;
+  /** Tile side: `force_image_size`, else `vision_config.image_size`. */
+  imageSize: number;
+  patchSize: number;
+  downsampleRatio: number;
+  /** `<IMG_CONTEXT>` tokens per tile: int((image_size // patch_size)^2 * downsample_ratio^2). */
+  tokensPerTile: number;
+  minDynamicPatch: number;
+  /** `max_dynamic_patch`; 1 when `dynamic_image_size` is false (one tile resized to S x S). */
+  maxDynamicPatch: number;
+  useThumbnail: boolean;
+  /** `llm_config.vocab_size`, when given: every input id must be below it. */
+  vocabSize?: number;
+  /** `llm_config.pad_token_id`, when given. */
+  padTokenId?: number;
+  /** What an artifact's manifest records (`vlmc.tokens_per_tile`, `vlmc.img_context_token_id`), to cross-check. */
+  artifact?: { tokensPerTile?: number; imgContextTokenId?: number };
+}
+
+export function readRequestConfig(dir: string, o: { template?: string } = {}): RequestConfig {
+  const file = nodePath.join(dir, 'config.json');
+  if (!existsSync(file)) {
+    const artifact = existsSync(nodePath.join(dir, MANIFEST_FILE)) ? ' (this artifact carries no config.json: pass the checkpoint folder it was built from)' : '';
+    throw new UserError(`${dir}: no config.json${artifact}`);
+  }
+  const cfg = readJson(file);
+  const vision = objectField(cfg, 'vision_config', file);
+  const llm = objectField(cfg, 'llm_config', file);
+  const imageSize = positiveInt(cfg['force_image_size'] ?? vision?.['image_size'], 'force_image_size (or vision_config.image_size)', file);
+  const patchSize = positiveInt(vision?.['patch_size'], 'vision_config.patch_size', file);
+  const downsampleRatio = positive(cfg['downsample_ratio'] ?? 0.5, 'downsample_ratio', file);
+  const templateName = o.template ?? cfg['template'];
+  if (typeof templateName !== 'string') throw new UserError(`${file}: no 'template' (the conversation template, e.g. "internvl2_5"); pass --template`);
+  const template = getTemplate(templateName, o.template !== undefined ? '--template' : file);
+  const dynamic = cfg['dynamic_image_size'] !== false;
+  const systemMessage = cfg['system_message'];
+  if (systemMessage !== undefined && typeof systemMessage !== 'string') throw new UserError(`${file}: 'system_message' must be a string`);
+  return {
+    file,
+    template,
+    systemMessage: systemMessage ?? template.systemMessage,
+    imageSize,
+    patchSize,
+    downsampleRatio,
+    tokensPerTile: Math.trunc(Math.floor(imageSize / patchSize) ** 2 * downsampleRatio ** 2),
+    minDynamicPatch: positiveInt(cfg['min_dynamic_patch'] ?? 1, 'min_dynamic_patch', file),
+    maxDynamicPatch: dynamic ? positiveInt(cfg['max_dynamic_patch'] ?? 6, 'max_dynamic_patch', file) : 1,
+    useThumbnail: dynamic && cfg['use_thumbnail'] === true,
+    vocabSize: llm && typeof llm['vocab_size'] === 'number' ? llm['vocab_size'] : undefined,
+    padTokenId: llm && typeof llm['pad_token_id'] === 'number' ? llm['pad_token_id'] : undefined,
+    artifact: artifactRecord(dir),
+  };
+}
+
+function artifactRecord(dir: string): RequestConfig['artifact'] {
+  const file = nodePath.join(dir, MANIFEST_FILE);
+  if (!existsSync(file)) return undefined;
+  const meta = objectField(readJson(file), 'metadata', file) ?? {};
+  const int = (k: string) => (typeof meta[k] === 'string' && /^\d+$/.test(meta[k] as string) ? Number(meta[k]) : undefined);
+  return { tokensPerTile: int('vlmc.tokens_per_tile'), imgContextTokenId: int('vlmc.img_context_token_id') };
+}
+
+function readJson(file: string): Record<string, unknown> {
+  let v: unknown;
+  try {
+    v = JSON.parse(readFileSync(file, 'utf8'));
+  } catch (e) {
+    throw new UserError(`${file}: not valid JSON (${e instanceof Error ? e.message : String(e)})`);
+  }
+  if (!isObject(v)) throw new UserError(`${file}: must contain a JSON object`);
+  return v;
+}
+
+function objectField(cfg: Record<string, unknown>, key: string, file: string): Record<string, unknown> | undefined {
+  const v = cfg[key];
+  if (v === undefined || v === null) return undefined;
+  if (!isObject(v)) throw new UserError(`${file}: '${key}' must be an object`);
+  return v;
+}
+
+function positive(v: unknown, what: string, file: string): number {
+  if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0) throw new UserError(`${file}: '${what}' must be a positive number (got ${JSON.stringify(v)})`);
+  return v;
+}
+
+function positiveInt(v: unknown, what: string, file: string): number {
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v <= 0) throw new UserError(`${file}: '${what}' must be a positive integer (got ${JSON.stringify(v)})`);
+  return v;
+}
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
