@@ -62,7 +62,7 @@ export function quantizeLinears(graph: Graph, scheme: QuantScheme): number {
         bits: scheme.bits,
         block_size: scheme.blockSize,
         // Activations quantised to int8 inside the kernel (ORT's CPU fast path); weights already are.
-        accuracy_level: 0,
+        accuracy_level: 4,
       });
       splice(graph, node, [gemm.outputs[0]]);
     }
