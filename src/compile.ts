@@ -86,7 +86,9 @@ export function compile(model: Model, options: CompileOptions = {}): Graph {
   const paramDtype = options.paramDtype ?? 'float32';
   // The gpu target computes in a half storage dtype; the portable graph only stores in it.
   if (target === 'gpu' && paramDtype !== 'float32') {
-    computeInHalf(graph, paramDtype);
+    // The KV cache stays in the compute dtype between steps where onnxruntime-node can hold it.
+    const kvCache = (name: string) => paramDtype === 'float16' && /^(past_key_values|present)\./.test(name);
+    computeInHalf(graph, paramDtype, kvCache);
     graph.metadata['vlmc.compute_dtype'] = paramDtype;
   }
   retargetOpset(graph);

@@ -38,7 +38,11 @@ function halfConst(v: Value, dtype: HalfDType): Value {
   return constValue(dtype, [...v.data!.shape], bits);
 }
 
-export function computeInHalf(graph: Graph, dtype: HalfDType): void {
+/**
+ * `halfAtEdge(name)`: graph inputs / outputs that stay in the half dtype at the graph's edge (the
+ * fp16 KV cache: onnxruntime-node feeds float16 tensors; it has no bfloat16 ones).
+ */
+export function computeInHalf(graph: Graph, dtype: HalfDType, halfAtEdge: (name: string) => boolean = () => false): void {
   for (const p of graph.params) {
     if (p.quant) p.quant.scales.dtype = dtype; // MatMulNBits: scales share A's type
     else if (p.value.dtype === 'float32') p.value.dtype = dtype;
@@ -54,7 +58,11 @@ export function computeInHalf(graph: Graph, dtype: HalfDType): void {
     return node.outputs[0]!;
   };
   const entry = new Map<Value, Value>();
-  for (const input of graph.inputs) if (input.dtype === 'float32') entry.set(input, castTo(input, dtype, ''));
+  for (const input of graph.inputs) {
+    if (input.dtype !== 'float32') continue;
+    if (halfAtEdge(input.name!)) input.dtype = dtype;
+    else entry.set(input, castTo(input, dtype, ''));
+  }
 
   for (const node of graph.nodes) {
     node.inputs = node.inputs.map((v) => (v && entry.get(v)) ?? v);
@@ -77,7 +85,7 @@ export function computeInHalf(graph: Graph, dtype: HalfDType): void {
   }
   graph.nodes = nodes;
   graph.outputs = graph.outputs.map((o) => {
-    if (o.dtype !== dtype) return o;
+    if (o.dtype !== dtype || halfAtEdge(o.name!)) return o;
     const back = castTo(o, 'float32', '');
     back.name = o.name;
     o.name = undefined;
