@@ -46,6 +46,8 @@ const ops = (g: Graph, op: string): number => g.nodes.filter((n) => n.op === op)
 
 /** What each fusion must leave behind: the fused op present, the decomposed pattern's marker op gone. */
 const EXPECT: Record<string, (g: Graph, portable: Graph, name: string) => void> = {
+  // The single graph has no KV cache: GQA fuses only the split decoder (test/split-gpu.test.ts).
+  gqa: (g) => expect(ops(g, 'GroupQueryAttention')).toBe(0),
   'vit-attention': (g, p) => {
     expect(ops(g, 'MultiHeadAttention')).toBe(2); // two ViT layers
     expect(ops(g, 'Softmax')).toBe(ops(p, 'Softmax') - 2); // the LLM's stay
@@ -114,6 +116,7 @@ describe('--fuse and --target', () => {
     expect(parseFuse(undefined, 'portable')).toEqual([]);
     expect(parseFuse('none', 'gpu')).toEqual([]);
     expect(parseFuse('rmsnorm, gelu', 'gpu')).toEqual(['gelu', 'rmsnorm']);
+    expect(FUSION_NAMES).toEqual(['gqa', 'vit-attention', 'gelu', 'skip-layernorm', 'rmsnorm']);
   });
 
   it('reject unknown fusions and fusions without --target gpu', () => {

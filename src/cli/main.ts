@@ -53,7 +53,7 @@ export function program(): Command {
     .addOption(new Option('--dtype <dtype>', 'stored parameter dtype').choices(['fp32', 'fp16', 'bf16']).default('fp32'))
     .option('--opset <n>', 'ONNX opset (17 to 24)', int('--opset'))
     .addOption(new Option('--target <target>', 'portable: standard ONNX ops; gpu: ONNX Runtime fused ops').choices(['portable', 'gpu']).default('portable'))
-    .option('--fuse <list>', 'with --target gpu: none, all (default) or a comma list of fusions (vit-attention, gelu, skip-layernorm, rmsnorm)')
+    .option('--fuse <list>', 'with --target gpu: none, all (default) or a comma list of fusions (gqa, vit-attention, gelu, skip-layernorm, rmsnorm)')
     .addOption(new Option('--quant <scheme>', 'with --target gpu: weight-only quantisation of the LLM linears (MatMulNBits)').choices(['int4', 'int8']))
     .addOption(new Option('--quant-block <n>', 'quantisation block size along K').choices(['16', '32', '64', '128', '256']).default('32'))
     .option('--quant-zero-points', 'asymmetric quantisation with a zero point per block (default: symmetric)')

@@ -7,6 +7,7 @@ import { UserError } from '../../errors.ts';
 import type { Graph } from '../../ir/graph.ts';
 import { removeDeadNodes } from '../dead-nodes.ts';
 import { fuseVitAttention } from './attention.ts';
+import { fuseGqa } from './gqa.ts';
 import { fuseGelu } from './gelu.ts';
 import { fuseSkipLayerNorm } from './layernorm.ts';
 import { fuseRmsNorm } from './rmsnorm.ts';
@@ -15,6 +16,7 @@ export type Target = 'portable' | 'gpu';
 
 /** Fusion name (for --fuse) -> pass; each returns how many patterns it replaced. */
 export const FUSIONS: Record<string, (graph: Graph) => number> = {
+  gqa: fuseGqa,
   'vit-attention': fuseVitAttention,
   gelu: fuseGelu,
   'skip-layernorm': fuseSkipLayerNorm,

@@ -70,7 +70,10 @@ export function splice(graph: Graph, node: Node, replaced: (Value | undefined)[]
   graph.nodes.splice(at, 0, node);
   const swap = new Map<Value, Value>();
   replaced.forEach((old, i) => {
-    if (old) swap.set(old, node.outputs[i]!);
+    if (!old) return;
+    // Same values, so the same (possibly symbolic) shape: graph outputs keep their declared dims.
+    node.outputs[i]!.shape = old.shape;
+    swap.set(old, node.outputs[i]!);
   });
   for (const n of graph.nodes) n.inputs = n.inputs.map((v) => (v && swap.get(v)) ?? v);
   graph.outputs = graph.outputs.map((v) => {
