@@ -158,12 +158,18 @@ describe.each(fixtureCases())('fixture %s, --quant', (name) => {
     expect(quantised.length).toBeGreaterThan(0);
     for (const p of quantised) {
       expect(p.key.startsWith('language_model.')).toBe(true);
-      expect(p.key).not.toMatch(/embed_tokens|tok_embeddings/);
+      // The embedding itself stays float; a tied lm_head reads a quantised copy bound from its key.
+      if (p.key === p.name) expect(p.key).not.toMatch(/embed_tokens|tok_embeddings/);
+      else expect(p.name).toBe(`${p.key.replace(/\.weight$/, '')}.lm_head`);
       expect(p.quant.block_size).toBe(extra.includes('128') ? 128 : 32);
       expect(p.quant.scheme).toBe(`${scheme}-${extra.includes('--quant-zero-points') ? 'asymmetric' : 'symmetric'}`);
       expect(p.quant.tensors.map((t: { name: string }) => t.name)).toContain(`${p.name}_scales`);
     }
     expect(manifest.metadata['vlmc.quant']).toMatch(new RegExp(`^${scheme}`));
+    const embedding = manifest.parameters.find((p: { key: string; name: string }) => /embed_tokens|tok_embeddings/.test(p.key) && p.key === p.name);
+    expect(embedding.quant).toBeUndefined();
+    const tied = JSON.parse(readFileSync(path.join(fx, 'unified/config.json'), 'utf8')).llm_config.tie_word_embeddings === true;
+    expect(quantised.some((p: { name: string }) => p.name.endsWith('.lm_head'))).toBe(tied);
     if (hasOnnxChecker()) expect(onnxCheck(path.join(out, 'model.onnx'))).toEqual({ ok: true, message: '' });
     const want = await logits(path.join(work, 'fp32.safetensors'));
     const got = await logits(`${out}.safetensors`);

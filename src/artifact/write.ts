@@ -275,7 +275,7 @@ async function* paramChunks(bound: BoundParam, seed: number, dtype: ParamDType, 
   const target = ST_OF[dtype];
   const { origin, param } = bound;
   if (origin.kind === 'init') {
-    const values = initialValues(param.init, elementCount(param.shape), seed, param.name);
+    const values = initialValues(param.init, elementCount(param.shape), seed, param.sourceName ?? param.name);
     yield { bytes: convertChunk(new Uint8Array(values.buffer), 'F32', target), borrowed: false };
     return;
   }
@@ -382,7 +382,7 @@ function manifestParam(bound: BoundParam, dtype: ParamDType, sha256: string, off
           key: origin.key,
           dtype: origin.source.checkpoint.entry(origin.key).dtype,
         };
-  return { name: param.name, key: param.name, shape: [...param.shape], dtype, trainable: param.trainable, source, sha256, offset, length };
+  return { name: param.name, key: param.sourceName ?? param.name, shape: [...param.shape], dtype, trainable: param.trainable, source, sha256, offset, length };
 }
 
 function buildManifest(graph: Graph, plan: BindPlan, dtype: ParamDType, parameters: ManifestParameter[]): Manifest {

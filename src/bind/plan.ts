@@ -45,16 +45,18 @@ export interface BindOptions {
 
 /** Where a parameter is looked up, per path. */
 function locate(param: Param, path: BuildPath, sources: WeightSource[]): { source: WeightSource; key: string } | 'init' {
+  // A copy of another parameter (a tied lm_head stored quantised) binds from that one's key.
+  const name = param.sourceName ?? param.name;
   if (path === 'none') return 'init';
-  if (path === 'A') return { source: sources[0]!, key: param.name };
-  const part = INTERNVL_PARTS.find((p) => param.name.startsWith(p.prefix));
+  if (path === 'A') return { source: sources[0]!, key: name };
+  const part = INTERNVL_PARTS.find((p) => name.startsWith(p.prefix));
   if (!part) return 'init';
   if (part.pathB === 'init') {
     const saved = sources.find((s) => s.role === 'projector');
-    return saved ? { source: saved, key: param.name } : 'init';
+    return saved ? { source: saved, key: name } : 'init';
   }
   const source = sources.find((s) => s.role === part.pathB)!;
-  return { source, key: param.name.slice(part.prefix.length) };
+  return { source, key: name.slice(part.prefix.length) };
 }
 
 /** The unified-layout key a source key stands for (for Path B reports). */

@@ -88,6 +88,8 @@ export class Param {
   quant: ParamQuant | undefined;
   /** False for weights read other than as a Linear's (an embedding table, also when tied to lm_head). */
   quantizable = true;
+  /** The name this parameter is bound from when it is not its own (a quantised copy of a tied weight). */
+  sourceName: string | undefined;
   readonly value: Value;
   private _name: string;
   constructor(

@@ -4,11 +4,13 @@
  * (x, W packed, scales, zero points, -, b); the values are quantised while binding
  * (src/quant/blockwise.ts through the write hook in src/artifact/write.ts).
  *
- * Policy: the token embedding stays in the stored float dtype (a Gather reads it), and so does a
- * tied lm_head (it is the embedding); an untied lm_head / output projection is quantised like the
- * other linears. The vision tower and the projector stay float.
+ * Policy: the token embedding stays in the stored float dtype (a Gather reads it). A tied lm_head
+ * (a Gemm over the embedding) gets its own quantised copy, `<embedding>.lm_head` bound from the
+ * embedding's key: it is the largest matrix a decode step reads (Qwen2-0.5B: 136M of 494M
+ * parameters). An untied lm_head / output projection is quantised like the other linears. The
+ * vision tower and the projector stay float.
  */
-import { Value, type Graph, type Node, type Param } from '../ir/graph.ts';
+import { Param, Value, type Graph, type Node } from '../ir/graph.ts';
 import { MatMulNBitsSig } from '../ops/contrib.generated.ts';
 import { quantShapes, type QuantScheme } from '../quant/blockwise.ts';
 import { detachedNode, splice } from './fusion/rewrite.ts';
@@ -41,8 +43,27 @@ function companion(name: string, dtype: 'float32' | 'uint8', shape: number[]): V
   return v;
 }
 
+/** Gemms (transB) over a weight that must stay float, such as a tied lm_head over the embedding. */
+function linearsOverFloatWeights(graph: Graph): Node[] {
+  return graph.nodes.filter((n) => {
+    const p = n.inputs[1]?.param;
+    return n.op === 'Gemm' && n.domain === '' && n.attrs.transB?.value === 1 && p !== undefined && !p.quantizable && p.name.startsWith(`${LLM_SCOPE}.`) && p.shape.length === 2;
+  });
+}
+
+/** Reads the tied weight through a copy of its own (same key, same values) that can be quantised. */
+function untie(graph: Graph, gemm: Node): void {
+  const tied = gemm.inputs[1]!.param!;
+  const copy = new Param(`${tied.name.replace(/\.weight$/, '')}.lm_head`, [...tied.shape], tied.dtype, tied.init);
+  copy.sourceName = tied.sourceName ?? tied.name;
+  copy.trainable = tied.trainable;
+  graph.params.push(copy);
+  gemm.inputs = gemm.inputs.map((v, i) => (i === 1 ? copy.value : v));
+}
+
 /** Returns how many weights it quantised. */
 export function quantizeLinears(graph: Graph, scheme: QuantScheme): number {
+  for (const gemm of linearsOverFloatWeights(graph)) untie(graph, gemm);
   const uses = linearUses(graph);
   for (const [param, gemms] of uses) {
     const [n, k] = param.shape as [number, number];
