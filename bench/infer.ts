@@ -19,6 +19,10 @@
  *    first token is printed.
  * Prints a markdown table and checks the floors: decode <= 1.3x the bandwidth floor, sessions
  * <= 5 s, generate's first token <= 12 s. Exit code 1 when one is missed.
+ *
+ * With --gpu, also the --target gpu split artifacts, each in its own child like the portable one:
+ * fused fp32 (floor: faster than portable in every phase) and fused + int4 MatMulNBits (floor:
+ * decode >= 2.5x faster than the portable fp32 decode step).
  */
 import { spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
@@ -46,7 +50,10 @@ const SPLIT = nodePath.join(WORK, 'split');
 const INPUTS = nodePath.join(WORK, 'inputs.safetensors');
 const FLOOR_FILE = 'bandwidth-floor.onnx';
 const PROMPT_TOKENS = 64;
-const FLOORS = { decodeOverBandwidth: 1.3, sessionsSeconds: 5, firstTokenSeconds: 12 };
+const FLOORS = { decodeOverBandwidth: 1.3, sessionsSeconds: 5, firstTokenSeconds: 12, int4DecodeSpeedup: 2.5 };
+/** --gpu: the --target gpu split artifacts, fused fp32 and fused + int4. */
+const FUSED = nodePath.join(WORK, 'split-gpu');
+const INT4 = nodePath.join(WORK, 'split-gpu-int4');
 
 // ---------------------------------------------------------------------------------------------
 // The bandwidth floor: the decode step's weight matrices, each once with M = 1
@@ -160,13 +167,13 @@ function median(xs: number[]): number {
   return s[Math.floor(s.length / 2)]!;
 }
 
-async function childSplit(steps: number): Promise<Measured> {
+async function childSplit(steps: number, dir = SPLIT): Promise<Measured> {
   const { SplitSession } = await import('../src/generate/session.ts');
   const { readInputs } = await import('../src/runtime/run.ts');
   const { argmax } = await import('../src/generate/generate.ts');
   const inputs = await readInputs(INPUTS);
   let t = now();
-  const s = await SplitSession.open(SPLIT, { prepackWeights: process.argv.includes('--prepack') });
+  const s = await SplitSession.open(dir, { prepackWeights: process.argv.includes('--prepack') });
   const sessions = now() - t;
   const seq = inputs.input_ids!.shape[1]!;
   const pixel = s.tensor(inputs.pixel_values!);
@@ -200,17 +207,18 @@ async function childSplit(steps: number): Promise<Measured> {
   await step(); // warm-up
   const rssMiB = peakRssMiB();
   // Decode steps and floor runs alternate, so both see the same machine (it is shared and noisy).
-  const floor = await floorSession();
+  // The floor belongs to the portable split; the --gpu variants are compared to that one.
+  const floor = dir === SPLIT ? await floorSession() : undefined;
   const times: number[] = [];
   const floors: number[] = [];
   for (let i = 0; i < steps; i++) {
     times.push(await step());
-    floors.push(await floor.run());
+    if (floor) floors.push(await floor.run());
   }
   void features;
-  await floor.release();
+  await floor?.release();
   await s.release();
-  return { sessions, vision, prefill: second.seconds, decode: median(times), rssMiB, floor: median(floors) };
+  return { sessions, vision, prefill: second.seconds, decode: median(times), rssMiB, ...(floor ? { floor: median(floors) } : {}) };
 }
 
 /** The bandwidth-floor graph in a session; run() times one pass. */
@@ -260,9 +268,10 @@ async function childSingle(steps: number): Promise<Measured> {
   return { sessions, prefill, decode: median(times), rssMiB };
 }
 
-function runChild(kind: 'split' | 'single', steps: number): Promise<Measured> {
+function runChild(kind: 'split' | 'single', steps: number, dir?: string): Promise<Measured> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), '--child', kind, '--steps', String(steps)], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const args = ['--import', 'tsx', fileURLToPath(import.meta.url), '--child', kind, '--steps', String(steps), ...(dir ? ['--dir', dir] : [])];
+    const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'] });
     let out = '';
     child.stdout.on('data', (d) => (out += d));
     child.on('error', reject);
@@ -286,16 +295,43 @@ function firstTokenSeconds(): Promise<number> {
 
 // ---------------------------------------------------------------------------------------------
 
-function parseArgs(argv: string[]): { steps: number; keep: boolean; child?: 'split' | 'single' } {
+function parseArgs(argv: string[]): { steps: number; keep: boolean; gpu: boolean; dir?: string; child?: 'split' | 'single' } {
   const steps = argv.includes('--steps') ? Number(argv[argv.indexOf('--steps') + 1]) : 8;
   const child = argv.includes('--child') ? (argv[argv.indexOf('--child') + 1] as 'split' | 'single') : undefined;
-  return { steps, keep: argv.includes('--keep'), ...(child ? { child } : {}) };
+  const dir = argv.includes('--dir') ? argv[argv.indexOf('--dir') + 1] : undefined;
+  return { steps, keep: argv.includes('--keep'), gpu: argv.includes('--gpu'), ...(child ? { child } : {}), ...(dir ? { dir } : {}) };
+}
+
+/** --gpu: fused fp32 and fused + int4 split artifacts against the portable split, with their floors. */
+async function compareTargets(ckptDir: string, steps: number, portable: Measured): Promise<boolean> {
+  let t = now();
+  await build({ weights: ckptDir, out: FUSED, split: true, target: 'gpu' });
+  const fusedBuild = now() - t;
+  t = now();
+  await build({ weights: ckptDir, out: INT4, split: true, target: 'gpu', quant: { bits: 4, blockSize: 32, symmetric: true } });
+  const int4Build = now() - t;
+  const fused = await runChild('split', steps, FUSED);
+  const int4 = await runChild('split', steps, INT4);
+  const s = (x: number | undefined) => (x === undefined ? '-' : x.toFixed(3));
+  const row = (name: string, m: Measured) => `| ${name} | ${s(m.sessions)} | ${s(m.vision)} | ${s(m.prefill)} | ${s(m.decode)} | ${m.rssMiB.toFixed(0)} |`;
+  console.log('\n--target gpu (split artifacts, CPU EP):\n');
+  console.log('| split artifact | sessions (s) | vision (s) | prefill = first token (s) | decode step (s) | peak RSS (MiB) |');
+  console.log('|---|---|---|---|---|---|');
+  console.log(row('portable fp32', portable));
+  console.log(row('gpu fp32 (fused)', fused));
+  console.log(row('gpu fp32 fused + int4 (block 32, symmetric)', int4));
+  const phases = ['sessions', 'vision', 'prefill', 'decode'] as const;
+  const faster = phases.filter((p) => fused[p]! < portable[p]!);
+  const speedup = portable.decode / int4.decode;
+  console.log(`\nfused faster than portable in ${faster.length}/${phases.length} phases (${phases.map((p) => `${p} ${(portable[p]! / fused[p]!).toFixed(2)}x`).join(', ')})`);
+  console.log(`int4 decode ${speedup.toFixed(2)}x faster than portable fp32 (>= ${FLOORS.int4DecodeSpeedup}), ${(fused.decode / int4.decode).toFixed(2)}x than fused fp32; builds: fused ${fusedBuild.toFixed(1)} s, int4 ${int4Build.toFixed(1)} s`);
+  return faster.length === phases.length && speedup >= FLOORS.int4DecodeSpeedup;
 }
 
 async function main(): Promise<void> {
   const args = parseArgs(process.argv.slice(2));
   if (args.child) {
-    const m = args.child === 'split' ? await childSplit(args.steps) : await childSingle(args.steps);
+    const m = args.child === 'split' ? await childSplit(args.steps, args.dir) : await childSingle(args.steps);
     console.log(JSON.stringify(m));
     return;
   }
@@ -322,9 +358,10 @@ async function main(): Promise<void> {
   console.log(`| single graph (a step = a whole forward) | ${s(single.sessions)} | - | ${s(single.prefill)} | ${s(single.decode)} | ${single.rssMiB.toFixed(0)} |`);
   console.log(`\nbandwidth floor (M=1 Gemm over the ${(floorBytes / 1e9).toFixed(2)} GB of decoder + lm_head weights): ${s(split.floor)} s (${(floorBytes / 1e9 / split.floor!).toFixed(1)} GB/s); decode / floor ${ratio.toFixed(2)} (<= ${FLOORS.decodeOverBandwidth})`);
   console.log(`vlmc generate, whole process to the first token: ${firstToken.toFixed(2)} s (<= ${FLOORS.firstTokenSeconds}); split sessions ${split.sessions.toFixed(2)} s (<= ${FLOORS.sessionsSeconds}); decode speed-up over the single graph ${(single.decode / split.decode).toFixed(0)}x`);
-  console.log(`floors ${ok ? 'met' : 'MISSED'}; measured in ${(now() - t).toFixed(0)} s`);
+  const gpuOk = args.gpu ? await compareTargets(ckpt.dir, args.steps, split) : true;
+  console.log(`floors ${ok && gpuOk ? 'met' : 'MISSED'}; measured in ${(now() - t).toFixed(0)} s`);
   if (!args.keep) await rm(WORK, { recursive: true, force: true });
-  if (!ok) process.exitCode = 1;
+  if (!ok || !gpuOk) process.exitCode = 1;
 }
 
 await main();

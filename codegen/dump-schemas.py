@@ -1,12 +1,18 @@
 #!/usr/bin/python3
-"""Dump the default-domain ONNX operator schemas (every version) to codegen/schemas/onnx.json.
+"""Dump the operator schemas that codegen/generate-ops.ts reads:
 
-Run with the system python that has the `onnx` package (Debian's python3-onnx):
+- codegen/schemas/onnx.json: the default-domain (ai.onnx) schemas, every version up to MAX_OPSET;
+- codegen/schemas/contrib.json: ONNX Runtime's contrib schemas (com.microsoft, and the ORT-only ops
+  it registers in the default domain, e.g. SimplifiedLayerNormalization).
 
-    /usr/bin/python3 codegen/dump-schemas.py
+Run with a python that has onnx 1.23.1 and onnxruntime 1.30.0 (they install offline from the local
+wheel store):
+
+    python3 -m venv /tmp/venv-gpu && /tmp/venv-gpu/bin/pip install onnx==1.23.1 onnxruntime==1.30.0
+    /tmp/venv-gpu/bin/python codegen/dump-schemas.py
 
 The output is deterministic (ops sorted by name then since_version, keys sorted, fixed indent) so
-that it can be committed and diffed. `codegen/generate-ops.ts` reads it; CI does not re-run this.
+that it can be committed and diffed. CI does not re-run this.
 """
 
 import json
@@ -18,14 +24,18 @@ import sys
 import onnx
 from onnx import defs, helper
 
-OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "schemas", "onnx.json")
+HERE = os.path.dirname(os.path.abspath(__file__))
+OUT = os.path.join(HERE, "schemas", "onnx.json")
+CONTRIB_OUT = os.path.join(HERE, "schemas", "contrib.json")
+# The newest opset vlmc targets: the newest that onnxruntime 1.30 implements kernels for broadly.
+MAX_OPSET = 24
+# ORT registers these contrib ops in the default domain (the rest of its default-domain extras are
+# pre-1.0 experimental ops that onnx dropped).
+ORT_DEFAULT_DOMAIN_OPS = {"SimplifiedLayerNormalization"}
 DOC_MAX_CHARS = 600
 
-OPTION_NAMES = {
-    defs.OpSchema.FormalParameterOption.Single: "single",
-    defs.OpSchema.FormalParameterOption.Optional: "optional",
-    defs.OpSchema.FormalParameterOption.Variadic: "variadic",
-}
+# onnx's and onnxruntime's pybind enums are different classes with the same member names.
+OPTION_NAMES = {"Single": "single", "Optional": "optional", "Variadic": "variadic"}
 
 
 def first_paragraph(doc):
@@ -65,9 +75,21 @@ def f32(x):
     return x32
 
 
+def default_proto(attr):
+    """The default AttributeProto: onnx exposes it parsed, onnxruntime's pybind as bytes."""
+    if hasattr(attr, "default_value"):
+        return attr.default_value
+    raw = attr._default_value
+    if not raw:
+        return None
+    proto = onnx.AttributeProto()
+    proto.ParseFromString(raw)
+    return proto
+
+
 def decode_default(attr):
     """(has_default, value) for a schema attribute's default AttributeProto."""
-    proto = attr.default_value
+    proto = default_proto(attr)
     if proto is None or proto.type == onnx.AttributeProto.UNDEFINED:
         return False, None
     value = helper.get_attribute_value(proto)
@@ -94,8 +116,8 @@ def decode_default(attr):
 def formal(p):
     return {
         "name": p.name,
-        "option": OPTION_NAMES[p.option],
-        "typeStr": p.typeStr,
+        "option": OPTION_NAMES[p.option.name],
+        "typeStr": getattr(p, "type_str", None) or p.typeStr,
         "description": description(p.description),
     }
 
@@ -133,22 +155,45 @@ def dump_schema(s):
     }
 
 
+def write(path, doc):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    text = json.dumps(doc, indent=1, sort_keys=True, ensure_ascii=False, allow_nan=False) + "\n"
+    with open(path, "w", encoding="utf-8", newline="\n") as f:
+        f.write(text)
+    sys.stderr.write("wrote %s: %d schema versions, %d bytes\n" % (path, len(doc["ops"]), len(text.encode("utf-8"))))
+
+
+def by_name(schemas):
+    return sorted(schemas, key=lambda s: (s.domain, s.name, s.since_version))
+
+
 def main():
-    schemas = [s for s in defs.get_all_schemas_with_history() if s.domain in ("", "ai.onnx")]
-    schemas.sort(key=lambda s: (s.name, s.since_version))
-    ops = [dump_schema(s) for s in schemas]
-    doc = {
-        "source": "onnx.defs.get_all_schemas_with_history()",
+    schemas = by_name(
+        s for s in defs.get_all_schemas_with_history() if s.domain in ("", "ai.onnx") and s.since_version <= MAX_OPSET
+    )
+    write(OUT, {
+        "source": "onnx.defs.get_all_schemas_with_history(), since_version <= %d" % MAX_OPSET,
         "onnxVersion": onnx.__version__,
         "domain": "",
         "maxSinceVersion": max(s.since_version for s in schemas),
-        "ops": ops,
-    }
-    os.makedirs(os.path.dirname(OUT), exist_ok=True)
-    text = json.dumps(doc, indent=1, sort_keys=True, ensure_ascii=False, allow_nan=False) + "\n"
-    with open(OUT, "w", encoding="utf-8", newline="\n") as f:
-        f.write(text)
-    sys.stderr.write("wrote %s: %d schema versions, %d bytes\n" % (OUT, len(ops), len(text.encode("utf-8"))))
+        "ops": [dump_schema(s) for s in schemas],
+    })
+
+    import onnxruntime
+    from onnxruntime.capi import onnxruntime_pybind11_state as ort
+
+    contrib = by_name(
+        s for s in ort.get_all_operator_schema()
+        if s.domain == "com.microsoft" or (s.domain in ("", "ai.onnx") and s.name in ORT_DEFAULT_DOMAIN_OPS)
+    )
+    write(CONTRIB_OUT, {
+        "source": "onnxruntime get_all_operator_schema(): com.microsoft and ORT-only default-domain ops",
+        "onnxVersion": onnx.__version__,
+        "onnxruntimeVersion": onnxruntime.__version__,
+        "domain": "com.microsoft",
+        "maxSinceVersion": max(s.since_version for s in contrib),
+        "ops": [dump_schema(s) for s in contrib],
+    })
 
 
 if __name__ == "__main__":

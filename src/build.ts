@@ -22,6 +22,9 @@ import { freeze, preset, unfreeze, type FreezeRule } from './dsl/freeze.ts';
 import type { TrainGraph } from './train/compile-train.ts';
 import type { Manifest } from './artifact/manifest.ts';
 import type { Model } from './dsl/model.ts';
+import type { Target } from './passes/fusion/index.ts';
+import type { QuantScheme } from './quant/blockwise.ts';
+import { quantTransformFor } from './quant/transform.ts';
 
 export interface BuildOptions extends ProjectorOptions {
   /** Path B (or an override in Path A): tile size fed to the ViT, as InternVL's `--force_image_size`; same as `imageSize`. */
@@ -40,6 +43,12 @@ export interface BuildOptions extends ProjectorOptions {
   /** Stored parameter dtype: `'fp32' | 'fp16' | 'bf16'` or `'float32' | 'float16' | 'bfloat16'` (default fp32). */
   dtype?: ParamDType | DTypeFlag;
   opset?: number;
+  /** `portable` (default) or `gpu` (ONNX Runtime fused ops); see CompileOptions. */
+  target?: Target;
+  /** `none`, `all` or a comma list of fusion names (src/passes/fusion). */
+  fuse?: string;
+  /** Weight-only quantisation of the LLM linears (with target gpu). */
+  quant?: QuantScheme;
   allowMissing?: string[];
   ignoreUnexpected?: string[];
   /**
@@ -116,17 +125,19 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
   try {
     const model = await resolveModel(o, path, sources);
     model.train = [...model.train, ...cliFreezeRules(o)];
-    const graph = compile(model, { opset: o.opset, paramDtype: o.dtype });
+    const graph = compile(model, { opset: o.opset, paramDtype: o.dtype, target: o.target, fuse: o.fuse, quant: o.quant });
     const training = o.train ? await trainingGraphs(model, o, path, sources) : undefined;
     const plan = planBinding(graph.params, path, sources, { seed: o.seed ?? 0, allowMissing: o.allowMissing, ignoreUnexpected: o.ignoreUnexpected, graphFrom: o.graph ?? sources.filter((s) => s.role !== 'projector').map(configFile).join(' + ') });
     const structureOnly = path === 'none' && o.init !== 'random';
+    const transform = quantTransformFor(graph);
     if (o.split) {
       const { writeSplit } = await import('./generate/split-build.ts');
-      const writeOptions = { dtype: o.dtype, structureOnly, onProgress: o.onProgress } as const;
-      const manifest = await writeSplit(o.out, model, graph, plan, writeOptions, { opset: o.opset, tokenizerDir: tokenizerDir(path, sources), config: path === 'A' ? sources[0]?.checkpoint.config : undefined, configDir: path === 'A' ? sources[0]?.checkpoint.dir : undefined, llmConfig: llmConfigOf(path, sources) });
+      const writeOptions = { dtype: o.dtype, structureOnly, onProgress: o.onProgress, transform } as const;
+      const targetOptions = { target: o.target, fuse: o.fuse, quant: o.quant };
+      const manifest = await writeSplit(o.out, model, graph, plan, writeOptions, { opset: o.opset, tokenizerDir: tokenizerDir(path, sources), config: path === 'A' ? sources[0]?.checkpoint.config : undefined, configDir: path === 'A' ? sources[0]?.checkpoint.dir : undefined, llmConfig: llmConfigOf(path, sources), ...targetOptions });
       return { manifest, graph, model };
     }
-    const manifest = await writeArtifact(o.out, graph, plan, { dtype: o.dtype, structureOnly, onProgress: o.onProgress, extraGraphs: training?.graphs, extraFiles: training?.files, manifestExtras: training?.manifest });
+    const manifest = await writeArtifact(o.out, graph, plan, { dtype: o.dtype, structureOnly, onProgress: o.onProgress, transform, extraGraphs: training?.graphs, extraFiles: training?.files, manifestExtras: training?.manifest });
     return { manifest, graph, model, train: training?.train };
   } finally {
     for (const s of sources) await s.checkpoint.close();

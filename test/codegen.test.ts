@@ -2,6 +2,8 @@ import { readFileSync } from 'node:fs';
 import { relative } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import {
+  CONTRIB_HEADER,
+  CONTRIB_PATH,
   HEADER,
   REPO_ROOT,
   generateOpsSources,
@@ -22,7 +24,14 @@ import {
   LayerNormalization,
   Split,
 } from '../src/ops/onnx.generated.ts';
-import { DEPRECATED_SINCE, MAX_KNOWN_OPSET, OPSET_HISTORY } from '../src/ops/opset-history.generated.ts';
+import { DEPRECATED_SINCE, DROP_IN_UPGRADES, MAX_KNOWN_OPSET, OPSET_HISTORY } from '../src/ops/opset-history.generated.ts';
+import {
+  CONTRIB_OPS,
+  GroupQueryAttentionSig,
+  MatMulNBitsSig,
+  MultiHeadAttentionSig,
+  SkipSimplifiedLayerNormalizationSig,
+} from '../src/ops/contrib.generated.ts';
 
 function firstDifference(a: string, b: string): string {
   const al = a.split('\n');
@@ -36,7 +45,7 @@ function firstDifference(a: string, b: string): string {
 describe('generated ONNX op builders', () => {
   it('are up to date with codegen/schemas/onnx.json and codegen/generate-ops.ts', () => {
     const sources = generateOpsSources();
-    expect(sources.size).toBe(2);
+    expect(sources.size).toBe(3);
     for (const [path, expected] of sources) {
       const rel = relative(REPO_ROOT, path);
       const committed = readFileSync(path, 'utf8');
@@ -46,7 +55,7 @@ describe('generated ONNX op builders', () => {
             `(first difference at ${firstDifference(committed, expected)}). Run \`npm run codegen\` and commit the result.`,
         );
       }
-      expect(committed.startsWith(HEADER + '\n')).toBe(true);
+      expect(committed.startsWith((path === CONTRIB_PATH ? CONTRIB_HEADER : HEADER) + '\n')).toBe(true);
     }
   });
 
@@ -101,15 +110,34 @@ describe('generated ONNX op builders', () => {
   });
 
   it('records the opset history of every default-domain op', () => {
-    expect(MAX_KNOWN_OPSET).toBe(17);
-    expect(OPSET_HISTORY.ReduceMean).toEqual(expect.arrayContaining([1, 13]));
+    expect(MAX_KNOWN_OPSET).toBe(24);
+    expect(OPSET_HISTORY.ReduceMean).toEqual(expect.arrayContaining([1, 13, 18]));
     expect(OPSET_HISTORY.Add).toEqual([1, 6, 7, 13, 14]);
+    expect(OPSET_HISTORY.Attention).toEqual([23, 24]);
     expect(OPSET_HISTORY.LayerNormalization).toEqual([17]);
     expect(OPSET_HISTORY.Upsample).toContain(10);
-    expect(DEPRECATED_SINCE).toEqual({ Scatter: 11, Upsample: 10 });
+    expect(DEPRECATED_SINCE).toEqual({ GroupNormalization: 18, Scatter: 11, Upsample: 10 });
     for (const versions of Object.values(OPSET_HISTORY)) {
       expect([...versions].sort((a, b) => a - b)).toEqual(versions);
     }
+  });
+
+  it('marks drop-in schema upgrades, and not semantic changes', () => {
+    expect(DROP_IN_UPGRADES.Reshape).toEqual(expect.arrayContaining([14, 19, 21, 23, 24]));
+    expect(DROP_IN_UPGRADES.Split).toContain(18); // num_outputs added, optional
+    expect(DROP_IN_UPGRADES.ReduceMean ?? []).not.toContain(18); // axes became an input
+    expect(DROP_IN_UPGRADES.Softmax ?? []).not.toContain(13); // axis semantics changed
+  });
+
+  it('generates com.microsoft contrib builders from the onnxruntime schemas', () => {
+    expect(CONTRIB_OPS.GroupQueryAttention).toBe('com.microsoft');
+    expect(CONTRIB_OPS.SimplifiedLayerNormalization).toBe('');
+    expect(GroupQueryAttentionSig.domain).toBe('com.microsoft');
+    expect(GroupQueryAttentionSig.attrs.kv_num_heads).toEqual({ type: 'INT', required: true });
+    expect(GroupQueryAttentionSig.typeConstraints.T).toEqual(['float32', 'float16', 'bfloat16']);
+    expect(MatMulNBitsSig.inputs.map((f) => f.name).slice(0, 4)).toEqual(['A', 'B', 'scales', 'zero_points']);
+    expect(MultiHeadAttentionSig.attrs.num_heads?.required).toBe(true);
+    expect(SkipSimplifiedLayerNormalizationSig.outputs.map((f) => f.name)).toEqual(['output', 'mean', 'inv_std_var', 'input_skip_bias_sum']);
   });
 
   it('escapes parameter names that are not usable identifiers', () => {

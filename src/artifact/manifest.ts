@@ -20,6 +20,8 @@ export interface ManifestParameter {
   sha256?: string;
   offset: number;
   length: number;
+  /** Stored quantised (--quant): scheme, block size, packed dtype and the companion tensors. */
+  quant?: Record<string, unknown>;
 }
 
 export interface ManifestCheckpointSource {

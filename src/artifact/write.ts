@@ -12,7 +12,8 @@
 import { open, readFile, writeFile, type FileHandle } from 'node:fs/promises';
 import * as nodePath from 'node:path';
 import type { ParamDType } from '../ir/dtype.ts';
-import type { Graph } from '../ir/graph.ts';
+import type { Graph, Param } from '../ir/graph.ts';
+import type { DTYPES } from '../ir/dtype.ts';
 import { elementCount } from '../ir/dims.ts';
 import type { BindPlan, BoundParam } from '../bind/plan.ts';
 import { initialValues } from '../bind/init.ts';
@@ -44,6 +45,21 @@ export interface ExtraGraph {
   graph: Graph;
 }
 
+/**
+ * A per-parameter transform applied while streaming (e.g. int4 quantisation): it receives the
+ * parameter's values as fp32 chunks and returns the bytes to store instead; companion tensors
+ * (scales, zero points) follow it in the data file as initializers of their own.
+ */
+export interface ParamTransform {
+  /** Stored element type and byte length of the transformed tensor. */
+  dtype: keyof typeof DTYPES;
+  length: number;
+  push(f32: Uint8Array): Uint8Array;
+  finish(): { name: string; dtype: keyof typeof DTYPES; bytes: Uint8Array }[];
+  /** Recorded in the parameter's manifest entry (`quant`). */
+  describe: Record<string, unknown>;
+}
+
 export interface WriteOptions {
   dtype: ParamDType;
   /** Graphs written beside model.onnx whose parameters point into the same model.onnx.data. */
@@ -58,6 +74,8 @@ export interface WriteOptions {
    * weights. The manifest says so and `vlmc run` refuses it.
    */
   structureOnly?: boolean;
+  /** Transform for parameters that are not stored as plain `dtype` values (undefined: none). */
+  transform?: (param: Param) => ParamTransform | undefined;
   /** Called as bytes are written: (written, total). */
   onProgress?: (written: number, total: number) => void;
 }
@@ -153,6 +171,7 @@ async function writeData(path: string, plan: BindPlan, options: WriteOptions): P
   const total = plan.params.reduce((n, b) => n + elementCount(b.param.shape) * BYTES[dtype], 0);
   const digests: Promise<string>[] = [];
   const placed: { offset: number; length: number }[] = [];
+  const companions = new Map<string, { transform: ParamTransform; list: CompanionEntry[] }>();
   const arena = idleArenas.pop() ?? new ConvertArena();
   // The arena frees nothing until reset, so capacities are powers of two: a buffer grows a few times at most.
   const allocate = (bytes: number) => arena.alloc(Math.max(64 * 1024, 2 ** Math.ceil(Math.log2(bytes))));
@@ -162,21 +181,36 @@ async function writeData(path: string, plan: BindPlan, options: WriteOptions): P
   try {
     let offset = 0;
     let written = 0;
+    let extraStream = plan.params.length;
+    const progress = (n: number) => {
+      written += n;
+      options.onProgress?.(written, total);
+    };
     for (const [stream, bound] of plan.params.entries()) {
-      const length = elementCount(bound.param.shape) * BYTES[dtype];
+      const transform = options.transform?.(bound.param);
+      const length = transform ? transform.length : elementCount(bound.param.shape) * BYTES[dtype];
       offset = Math.ceil(offset / alignment(length)) * alignment(length);
-      await writeParam(sink, stream, buffers, offset, bound, plan.seed, dtype, (n) => {
-        written += n;
-        options.onProgress?.(written, total);
-      });
+      if (transform) await writeTransformed(sink, stream, buffers, offset, bound, plan.seed, transform, progress);
+      else await writeParam(sink, stream, buffers, offset, bound, plan.seed, dtype, progress);
       digests.push(sink.digest(stream));
-      entries.set(bound.param.name, { offset, length, dtype });
+      entries.set(bound.param.name, { offset, length, dtype: transform?.dtype ?? dtype });
       placed.push({ offset, length });
       offset += length;
+      if (transform) {
+        const { next, list } = await writeCompanions(sink, () => extraStream++, offset, transform, entries);
+        companions.set(bound.param.name, { transform, list });
+        offset = next;
+      }
     }
     await sink.drain();
     const hashes = await Promise.all(digests);
     const params = plan.params.map((b, i) => manifestParam(b, dtype, hashes[i]!, placed[i]!.offset, placed[i]!.length, plan.seed));
+    for (const p of params) {
+      const c = companions.get(p.name);
+      if (!c) continue;
+      const tensors = await Promise.all(c.list.map(async ({ sha256, ...e }) => ({ ...e, sha256: await sha256 })));
+      p.quant = { ...c.transform.describe, packed_dtype: c.transform.dtype, tensors };
+    }
     return { entries, params };
   } finally {
     await sink.close();
@@ -185,6 +219,58 @@ async function writeData(path: string, plan: BindPlan, options: WriteOptions): P
     arena.reset();
     idleArenas.push(arena);
   }
+}
+
+interface CompanionEntry {
+  name: string;
+  dtype: string;
+  offset: number;
+  length: number;
+  sha256: Promise<string>;
+}
+
+/** The transformed parameter's values: read as fp32 chunks, transformed, written and hashed. */
+async function writeTransformed(
+  sink: ChunkSink,
+  stream: number,
+  buffers: StreamBuffers,
+  offset: number,
+  bound: BoundParam,
+  seed: number,
+  transform: ParamTransform,
+  progress: (n: number) => void,
+): Promise<void> {
+  let pos = offset;
+  for await (const { bytes } of paramChunks(bound, seed, 'float32', buffers)) {
+    // push copies what it keeps, so a borrowed chunk may be refilled right after.
+    const out = transform.push(bytes);
+    progress(bytes.byteLength);
+    if (out.byteLength === 0) continue;
+    await sink.put(stream, out, pos);
+    pos += out.byteLength;
+  }
+  if (pos - offset !== transform.length) throw new Error(`${bound.param.name}: transform wrote ${pos - offset} of ${transform.length} bytes`);
+}
+
+/** Writes the transform's companion tensors after the parameter; returns them and the next free offset. */
+async function writeCompanions(
+  sink: ChunkSink,
+  nextStream: () => number,
+  offset: number,
+  transform: ParamTransform,
+  entries: ExternalWeights['entries'],
+): Promise<{ next: number; list: CompanionEntry[] }> {
+  const list: CompanionEntry[] = [];
+  let at = offset;
+  for (const t of transform.finish()) {
+    const stream = nextStream();
+    at = Math.ceil(at / alignment(t.bytes.byteLength)) * alignment(t.bytes.byteLength);
+    await sink.put(stream, t.bytes, at);
+    list.push({ name: t.name, dtype: t.dtype, offset: at, length: t.bytes.byteLength, sha256: sink.digest(stream) });
+    entries.set(t.name, { offset: at, length: t.bytes.byteLength, dtype: t.dtype });
+    at += t.bytes.byteLength;
+  }
+  return { next: at, list };
 }
 
 /**
@@ -236,7 +322,7 @@ async function* paramChunks(bound: BoundParam, seed: number, dtype: ParamDType, 
   const target = ST_OF[dtype];
   const { origin, param } = bound;
   if (origin.kind === 'init') {
-    const values = initialValues(param.init, elementCount(param.shape), seed, param.name);
+    const values = initialValues(param.init, elementCount(param.shape), seed, param.sourceName ?? param.name);
     yield { bytes: convertChunk(new Uint8Array(values.buffer), 'F32', target), borrowed: false };
     return;
   }
@@ -337,7 +423,7 @@ async function writeFully(file: FileHandle, bytes: Uint8Array, position: number)
 
 function manifestParam(bound: BoundParam, dtype: ParamDType, sha256: string, offset: number, length: number, seed: number): ManifestParameter {
   const { param, origin } = bound;
-  if (origin.kind === 'init') return { name: param.name, key: param.name, shape: [...param.shape], dtype, trainable: param.trainable, source: { init: param.init.kind, seed }, sha256, offset, length };
+  if (origin.kind === 'init') return { name: param.name, key: param.sourceName ?? param.name, shape: [...param.shape], dtype, trainable: param.trainable, source: { init: param.init.kind, seed }, sha256, offset, length };
   const ckpt = origin.source.checkpoint;
   const keys = origin.kind === 'concat' ? origin.keys : [origin.key];
   const entries = keys.map((k) => ckpt.entry(k));
@@ -353,7 +439,7 @@ function manifestParam(bound: BoundParam, dtype: ParamDType, sha256: string, off
     ...(origin.kind === 'concat' ? { transform: CONCAT_TRANSFORM } : {}),
   };
   // A checkpoint in another layout is named by its own keys; the original layout's key is the name.
-  const key = origin.source.layout ? own : param.name;
+  const key = origin.source.layout ? own : (param.sourceName ?? param.name);
   return { name: param.name, key, shape: [...param.shape], dtype, trainable: param.trainable, source, sha256, offset, length };
 }
 

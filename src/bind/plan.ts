@@ -56,16 +56,18 @@ export interface BindOptions {
 
 /** Where a parameter is looked up, per path. */
 function locate(param: Param, path: BuildPath, sources: WeightSource[]): { source: WeightSource; key: KeySource } | 'init' {
+  // A copy of another parameter (a tied lm_head stored quantised) binds from that one's key.
+  const name = param.sourceName ?? param.name;
   if (path === 'none') return 'init';
-  if (path === 'A') return { source: sources[0]!, key: keyIn(sources[0]!, param.name, param.name) };
-  const part = INTERNVL_PARTS.find((p) => param.name.startsWith(p.prefix));
+  if (path === 'A') return { source: sources[0]!, key: keyIn(sources[0]!, name, name) };
+  const part = INTERNVL_PARTS.find((p) => name.startsWith(p.prefix));
   if (!part) return 'init';
   if (part.pathB === 'init') {
     const saved = sources.find((s) => s.role === 'projector');
-    return saved ? { source: saved, key: param.name } : 'init';
+    return saved ? { source: saved, key: name } : 'init';
   }
   const source = sources.find((s) => s.role === part.pathB)!;
-  return { source, key: keyIn(source, param.name, param.name.slice(part.prefix.length)) };
+  return { source, key: keyIn(source, name, name.slice(part.prefix.length)) };
 }
 
 /** A source with a layout names the key(s) itself; otherwise the original layout's key. */

@@ -61,7 +61,12 @@ export function program(): Command {
     .requiredOption('--out <dir>', 'artifact folder to write')
     .option('--seed <n>', 'seed for parameters that are initialised, not loaded', int('--seed'), 0)
     .addOption(new Option('--dtype <dtype>', 'stored parameter dtype').choices(['fp32', 'fp16', 'bf16']).default('fp32'))
-    .option('--opset <n>', 'ONNX opset', int('--opset'))
+    .option('--opset <n>', 'ONNX opset (17 to 24)', int('--opset'))
+    .addOption(new Option('--target <target>', 'portable: standard ONNX ops; gpu: ONNX Runtime fused ops').choices(['portable', 'gpu']).default('portable'))
+    .option('--fuse <list>', 'with --target gpu: none, all (default) or a comma list of fusions (gqa, vit-attention, gelu, skip-layernorm, rmsnorm)')
+    .addOption(new Option('--quant <scheme>', 'with --target gpu: weight-only quantisation of the LLM linears (MatMulNBits)').choices(['int4', 'int8']))
+    .addOption(new Option('--quant-block <n>', 'quantisation block size along K').choices(['16', '32', '64', '128', '256']).default('32'))
+    .option('--quant-zero-points', 'asymmetric quantisation with a zero point per block (default: symmetric)')
     .option('--img-context-token-id <id>', 'id of <IMG_CONTEXT> when the graph does not set it', int('--img-context-token-id'))
     .option('--downsample-ratio <r>', 'projector pixel-shuffle ratio (derived graphs)', positiveNumber('--downsample-ratio'))
     .addOption(new Option('--ps-version <v>', 'pixel shuffle version (derived graphs)').choices(['v1', 'v2']))
@@ -89,6 +94,9 @@ export function program(): Command {
         seed: o.seed,
         dtype: DTYPES[o.dtype],
         opset: o.opset,
+        target: o.target,
+        fuse: o.fuse,
+        quant: o.quant ? { bits: o.quant === 'int4' ? 4 : 8, blockSize: Number(o.quantBlock), symmetric: !o.quantZeroPoints } : undefined,
         imgContextTokenId: o.imgContextTokenId,
         downsampleRatio: o.downsampleRatio,
         psVersion: o.psVersion,

@@ -106,7 +106,9 @@ export class SplitSession {
   /** An empty cache for `batch` rows. */
   emptyCache(batch: number): KvPair[] {
     const { num_layers, num_kv_heads, head_dim } = this.pipeline.llm;
-    const empty = () => new this.ort.Tensor('float32', new Float32Array(0), [batch, num_kv_heads, 0, head_dim]);
+    // A --target gpu --dtype fp16 decoder keeps its cache in float16.
+    const fp16 = this.pipeline.graphs.decoder.inputs.find((i) => i.name.startsWith('past_key_values.'))?.dtype === 'float16';
+    const empty = () => (fp16 ? new this.ort.Tensor('float16', new Uint16Array(0), [batch, num_kv_heads, 0, head_dim]) : new this.ort.Tensor('float32', new Float32Array(0), [batch, num_kv_heads, 0, head_dim]));
     return Array.from({ length: num_layers }, () => ({ key: empty(), value: empty() }));
   }
 

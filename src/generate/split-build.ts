@@ -5,7 +5,7 @@
 import { existsSync } from 'node:fs';
 import * as nodePath from 'node:path';
 import { UserError } from '../errors.ts';
-import { compile } from '../compile.ts';
+import { compile, type CompileOptions } from '../compile.ts';
 import type { Graph } from '../ir/graph.ts';
 import type { Model } from '../dsl/model.ts';
 import type { BindPlan } from '../bind/plan.ts';
@@ -26,12 +26,16 @@ export interface SplitSources {
   /** Folder of the unified checkpoint's config.json (Path A). */
   configDir?: string | undefined;
   llmConfig?: Readonly<Record<string, unknown>> | undefined;
+  /** --target / --fuse / --quant, applied to every part as to the whole model. */
+  target?: CompileOptions['target'];
+  fuse?: CompileOptions['fuse'];
+  quant?: CompileOptions['quant'];
 }
 
 export async function writeSplit(out: string, model: Model, whole: Graph, plan: BindPlan, options: WriteOptions, src: SplitSources): Promise<Manifest> {
   if (!(model instanceof InternVLChatModel)) throw new UserError('--split needs an InternVL model (its graph has vision, embedding and decoder entry points)');
   const paramDtype = options.dtype;
-  const graphs = Object.fromEntries(SPLIT_ENTRIES.map((e) => [e, compile(model, { entry: e, opset: src.opset, paramDtype })])) as Record<SplitEntry, Graph>;
+  const graphs = Object.fromEntries(SPLIT_ENTRIES.map((e) => [e, compile(model, { entry: e, opset: src.opset, paramDtype, target: src.target, fuse: src.fuse, quant: src.quant })])) as Record<SplitEntry, Graph>;
   const tokenizerFiles = src.tokenizerDir ? COPIED_TOKENIZER_FILES.filter((f) => existsSync(nodePath.join(src.tokenizerDir!, f))) : [];
   const pipeline = pipelineConfig(model, graphs, {
     dataFile: SPLIT_DATA_FILE,

@@ -69,9 +69,27 @@ export type Init =
   | { kind: 'uniform'; bound: number }
   | { kind: 'trunc_normal'; std: number };
 
+/**
+ * A weight stored quantised for MatMulNBits (src/passes/quantize.ts): the parameter's own value
+ * holds the packed blocks; scales and zero points are companion initializers, filled at bind time.
+ */
+export interface ParamQuant {
+  bits: 4 | 8;
+  blockSize: number;
+  symmetric: boolean;
+  scales: Value;
+  zeroPoints: Value | undefined;
+}
+
 /** A weight. `name` is its module path, which is also its key in the unified checkpoint. */
 export class Param {
   trainable = true;
+  /** Set when the weight is stored quantised; its value then has the packed dtype and shape. */
+  quant: ParamQuant | undefined;
+  /** False for weights read other than as a Linear's (an embedding table, also when tied to lm_head). */
+  quantizable = true;
+  /** The name this parameter is bound from when it is not its own (a quantised copy of a tied weight). */
+  sourceName: string | undefined;
   readonly value: Value;
   private _name: string;
   constructor(
@@ -112,6 +130,18 @@ export interface Node {
   paddingIdx?: number;
 }
 
+/** A stored tensor: initializer name, element type and shape. */
+export interface StoredTensor {
+  name: string;
+  dtype: DType;
+  shape: number[];
+}
+
+/** How a graph stores one parameter (set by compile; see snapshotStorage). */
+export interface StoredParam extends StoredTensor {
+  quant: { bits: 4 | 8; blockSize: number; symmetric: boolean; scales: StoredTensor; zeroPoints: StoredTensor | undefined } | undefined;
+}
+
 export interface Graph {
   name: string;
   opset: number;
@@ -122,6 +152,8 @@ export interface Graph {
   params: Param[];
   /** Free-form metadata carried into the ONNX model (metadata_props). */
   metadata: Record<string, string>;
+  /** Parameter name -> how it is stored, fixed at the end of compile. */
+  stored?: Map<string, StoredParam>;
 }
 
 export function constValue(dtype: DType, shape: number[], data: TypedData): Value {

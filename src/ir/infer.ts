@@ -111,6 +111,16 @@ const RULES: Record<string, Rule> = {
     const axis = normAxis(a.int('axis') ?? 1, x.length + 1);
     setShape(n, [product(x.slice(0, axis)), product(x.slice(axis))]);
   },
+  // ONNX Runtime contrib ops (src/ops/contrib.generated.ts), emitted by the --target gpu fusions.
+  SimplifiedLayerNormalization: inferNormalization,
+  SkipSimplifiedLayerNormalization: inferNormalization,
+  SkipLayerNormalization: inferNormalization,
+  Gelu: (n) => setShape(n, req(n, 0).shape),
+  RMSNormalization: (n) => setShape(n, req(n, 0).shape),
+  MultiHeadAttention: inferAttention,
+  GroupQueryAttention: inferAttention,
+  RotaryEmbedding: (n) => setShape(n, req(n, 0).shape),
+  MatMulNBits: (n, a) => setShape(n, [...req(n, 0).shape.slice(0, -1), a.int('N')!]),
 };
 for (const op of UNARY) RULES[op] = (n) => setShape(n, req(n, 0).shape);
 for (const op of BROADCAST) {
@@ -297,6 +307,28 @@ function inferLayerNorm(n: Node, a: AttrReader): void {
     if (!fits) throw new Error(`${what} ${formatShape(p)} does not match the normalized dims ${formatShape(normalized)} of input ${formatShape(x)}`);
   }
   setShape(n, x);
+}
+
+/**
+ * (Skip)(Simplified)LayerNormalization: output and the residual sum (Skip*: input_skip_bias_sum)
+ * have the input's shape; mean / inv_std_var keep all but the last dim.
+ */
+function inferNormalization(n: Node): void {
+  const x = req(n, 0).shape;
+  const reduced = [...x.slice(0, -1), 1];
+  const skip = n.op.startsWith('Skip');
+  n.outputs.forEach((o, i) => (o.shape = i === 0 || (skip && i === 3) ? x : reduced));
+}
+
+/** MultiHeadAttention / GroupQueryAttention: [batch, seq, heads * v_head_size] (BSD query layout). */
+function inferAttention(n: Node, a: AttrReader): void {
+  const q = req(n, 0).shape;
+  const v = n.inputs[2]?.shape;
+  const heads = a.int('num_heads')!;
+  const kvHeads = a.int('kv_num_heads') ?? heads;
+  const headDim = n.op === 'GroupQueryAttention' && !n.inputs[1] ? dimDiv(q[2]!, heads + 2 * kvHeads) : dimDiv(q[2]!, heads);
+  const vHidden = v && v.length === 3 ? dimMul(dimDiv(v[2]!, kvHeads), heads) : dimMul(headDim, heads);
+  setShape(n, [q[0]!, q[1]!, vHidden]);
 }
 
 function inferReduce(n: Node, a: AttrReader): void {

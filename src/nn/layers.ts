@@ -100,6 +100,8 @@ export class Embedding extends Module {
   ) {
     super();
     this.weight = this.param([vocab, dim], { kind: 'normal', std: 0.02 });
+    // A Gather reads it, in every graph (a tied lm_head included): never stored quantised.
+    this.weight.quantizable = false;
   }
   forward(ids: Tensor): Tensor {
     const rows = op.Gather(this.weight.value, ids, { axis: 0 });

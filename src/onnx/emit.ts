@@ -4,11 +4,20 @@
  * depends on time or map order, so equal graphs encode to equal bytes.
  */
 import { DTYPES } from '../ir/dtype.ts';
-import type { Attr, ConstData, Graph, Node, Value } from '../ir/graph.ts';
+import type { Attr, ConstData, Graph, Node, StoredTensor, Value } from '../ir/graph.ts';
 import { collectConstants } from '../passes/naming.ts';
 import { onnx, type ModelProto, type NodeProto, type TensorProto, type ValueInfoProto } from './proto.ts';
 
 export const IR_VERSION = 8;
+
+/** The lowest IR version whose ONNX release defined `opset` (onnx.helper.VERSION_TABLE). */
+export function irVersionFor(opset: number): number {
+  if (opset <= 18) return IR_VERSION;
+  if (opset <= 20) return 9;
+  if (opset <= 22) return 10;
+  if (opset === 23) return 11;
+  return 12;
+}
 
 /** Where each parameter's bytes are in the external data file. */
 export interface ExternalWeights {
@@ -23,13 +32,13 @@ export interface EmitOptions {
 export function buildModelProto(graph: Graph, weights: ExternalWeights, options: EmitOptions): ModelProto {
   const constants = [...collectConstants(graph).entries()].sort(([a], [b]) => (a < b ? -1 : 1));
   // A parameter that is a graph input (train.onnx's trainable ones) is fed, not stored.
-  const stored = graph.params.filter((p) => !graph.inputs.includes(p.value));
-  const initializers = [...stored.map((p) => paramInitializer(p.name, p.shape, weights)), ...constants.map(([name, v]) => constInitializer(name, v.data!))];
+  const stored = storedTensors(graph).filter((t) => !graph.inputs.some((v) => v.name === t.name));
+  const initializers = [...stored.map((t) => paramInitializer(t.name, t.shape, weights)), ...constants.map(([name, v]) => constInitializer(name, v.data!))];
   return onnx.ModelProto.create({
-    irVersion: IR_VERSION,
+    irVersion: irVersionFor(graph.opset),
     producerName: 'vlmc',
     producerVersion: options.producerVersion,
-    opsetImport: [onnx.OperatorSetIdProto.create({ domain: '', version: graph.opset })],
+    opsetImport: opsetImports(graph),
     metadataProps: Object.keys(graph.metadata)
       .sort()
       .map((key) => onnx.StringStringEntryProto.create({ key, value: graph.metadata[key]! })),
@@ -40,6 +49,21 @@ export function buildModelProto(graph: Graph, weights: ExternalWeights, options:
       output: graph.outputs.map(valueInfo),
       initializer: initializers,
     }),
+  });
+}
+
+/** The default domain at the graph's opset, plus version 1 of each contrib domain a node uses. */
+function opsetImports(graph: Graph): InstanceType<typeof onnx.OperatorSetIdProto>[] {
+  const contrib = [...new Set(graph.nodes.map((n) => n.domain).filter((d) => d !== ''))].sort();
+  return [{ domain: '', version: graph.opset }, ...contrib.map((domain) => ({ domain, version: 1 }))].map((o) => onnx.OperatorSetIdProto.create(o));
+}
+
+/** Every parameter as the graph stores it (packed, with its scales and zero points, when quantised). */
+function storedTensors(graph: Graph): StoredTensor[] {
+  return graph.params.flatMap((p) => {
+    const s = graph.stored?.get(p.name);
+    if (!s) return [{ name: p.name, dtype: p.value.dtype, shape: p.shape }];
+    return [s, ...(s.quant ? [s.quant.scales, ...(s.quant.zeroPoints ? [s.quant.zeroPoints] : [])] : [])];
   });
 }
 

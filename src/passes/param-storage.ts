@@ -18,6 +18,7 @@ export function storeParamsAs(graph: Graph, dtype: ParamDType): void {
   const casts = new Map<Value, Value>();
   withBuilder(builder, () => {
     for (const p of graph.params) {
+      if (p.quant) continue; // stored packed; its kernel dequantises
       p.value.dtype = dtype;
       if (!consumers.has(p.value)) continue;
       const scope = p.name.split('.').slice(0, -1).join('.');

@@ -64,6 +64,13 @@ export async function openSession(artifactDir: string, providers: string[] = ['c
     // memory at session creation; unpacked, the weights stay mapped from the data file.
     return await InferenceSession.create(model, { executionProviders: providers, logSeverityLevel: 3, extra: { session: { disable_prepacking: '1' } } });
   } catch (e) {
+    const missing = /Could not find an implementation for (\S+)/.exec((e as Error).message);
+    if (missing) {
+      // A --target gpu artifact may use kernels only other execution providers have (bf16 on CPU).
+      const meta = existsSync(nodePath.join(artifactDir, MANIFEST_FILE)) ? readManifest(artifactDir).metadata : {};
+      const built = meta['vlmc.target'] ? ` (built with --target ${meta['vlmc.target']}${meta['vlmc.compute_dtype'] ? `, computing in ${meta['vlmc.compute_dtype']}` : ''})` : '';
+      throw new UserError(`${artifactDir}: execution provider ${providers.join(', ')} has no kernel for ${missing[1]}${built}; run it on an execution provider that has one (CUDA)`);
+    }
     // The file decoded and its external data checked out, so a model onnxruntime cannot load is a damaged input.
     throw new UserError(`${model}: onnxruntime cannot load the model (${(e as Error).message.split('\n')[0]})`);
   }

@@ -1,0 +1,147 @@
+/**
+ * The --target gpu fusion passes (src/passes/fusion): each is run alone on two tiny InternVLs
+ * (InternViT-300M style + Qwen2; InternViT-6B style + InternLM2) and must find its pattern, replace
+ * it (the decomposed ops gone, the fused op there) and leave the outputs unchanged on ONNX
+ * Runtime's CPU EP (1e-4 against the portable graph with the same seeded weights).
+ */
+import { describe, it, expect, beforeAll, afterAll } from 'vitest';
+import { existsSync } from 'node:fs';
+import * as path from 'node:path';
+import { build } from '../src/build.ts';
+import { compile } from '../src/compile.ts';
+import { loadGraphFile } from '../src/graph-file.ts';
+import { UserError } from '../src/errors.ts';
+import type { Graph } from '../src/ir/graph.ts';
+import { FUSION_NAMES, parseFuse } from '../src/passes/fusion/index.ts';
+import { openSession, run, type HostTensor } from '../src/runtime/run.ts';
+import { ROOT, tempDir, removeDir, maxAbsError, vlmc, hasOnnxChecker, onnxCheck } from './helpers.ts';
+
+const TOL = 1e-4;
+const GRAPHS = {
+  'vit300m-qwen2': path.join(ROOT, 'graphs/internvl-tiny.ts'),
+  'vit6b-internlm2': path.join(ROOT, 'test/graphs/internvl-6b-style-tiny.ts'),
+};
+
+/** 2 tiles of 56x56 (4 image tokens each) in an 18-token prompt; deterministic values. */
+function inputs(): Record<string, HostTensor> {
+  const pixels = Float32Array.from({ length: 2 * 3 * 56 * 56 }, (_, i) => Math.sin(i * 0.37) * 1.5);
+  const ids = [1, 2, 3, ...Array(8).fill(153), 4, 5, 6, 7, 8, 9, 10];
+  return {
+    pixel_values: { dtype: 'float32', shape: [2, 3, 56, 56], data: pixels },
+    input_ids: { dtype: 'int64', shape: [1, ids.length], data: BigInt64Array.from(ids, BigInt) },
+    image_flags: { dtype: 'int64', shape: [2], data: BigInt64Array.of(1n, 1n) },
+  };
+}
+
+async function forward(artifact: string): Promise<Record<string, HostTensor>> {
+  const session = await openSession(artifact);
+  try {
+    return await run(session, inputs());
+  } finally {
+    await session.release();
+  }
+}
+
+const ops = (g: Graph, op: string): number => g.nodes.filter((n) => n.op === op).length;
+
+/** What each fusion must leave behind: the fused op present, the decomposed pattern's marker op gone. */
+const EXPECT: Record<string, (g: Graph, portable: Graph, name: string) => void> = {
+  // The single graph has no KV cache: GQA fuses only the split decoder (test/split-gpu.test.ts).
+  gqa: (g) => expect(ops(g, 'GroupQueryAttention')).toBe(0),
+  'vit-attention': (g, p) => {
+    expect(ops(g, 'MultiHeadAttention')).toBe(2); // two ViT layers
+    expect(ops(g, 'Softmax')).toBe(ops(p, 'Softmax') - 2); // the LLM's stay
+  },
+  gelu: (g) => {
+    expect(ops(g, 'Gelu')).toBe(3); // two ViT MLPs and the projector
+    expect(ops(g, 'Erf')).toBe(0);
+  },
+  'skip-layernorm': (g, p, name) => {
+    // norm2 of each layer and norm1 of layer 1 follow a same-shape residual; layer 0's norm1 reads
+    // embeddings + a broadcast position embedding, and the projector's LayerNorm no residual. The
+    // 6B-style tower has RMSNorms instead.
+    const fused = name === 'vit300m-qwen2' ? 3 : 0;
+    expect(ops(g, 'SkipLayerNormalization')).toBe(fused);
+    expect(ops(g, 'LayerNormalization')).toBe(ops(p, 'LayerNormalization') - fused);
+  },
+  rmsnorm: (g, p) => {
+    const skip = ops(g, 'SkipSimplifiedLayerNormalization');
+    expect(skip).toBeGreaterThanOrEqual(4); // 2 LLM layers x 2 norms, minus the first, plus the final norm
+    // Only norms without a residual stay decomposed at opset 17.
+    expect(ops(g, 'ReduceMean')).toBe(ops(p, 'ReduceMean') - skip);
+  },
+};
+
+describe.each(Object.entries(GRAPHS))('fusions on %s', (name, graphFile) => {
+  let work: string;
+  let portable: Graph;
+  let reference: Record<string, HostTensor>;
+
+  beforeAll(async () => {
+    work = tempDir('vlmc-fusion-');
+    portable = (await build({ graph: graphFile, out: path.join(work, 'portable'), seed: 3 })).graph;
+    reference = await forward(path.join(work, 'portable'));
+  });
+  afterAll(() => removeDir(work));
+
+  it.each(FUSION_NAMES)('%s: found, replaced, numerics unchanged', async (fusion) => {
+    const out = path.join(work, fusion);
+    const { graph } = await build({ graph: graphFile, out, seed: 3, target: 'gpu', fuse: fusion });
+    EXPECT[fusion]!(graph, portable, name);
+    expect(graph.metadata['vlmc.fusions']).toMatch(new RegExp(`^${fusion}:\\d+$`));
+    const got = await forward(out);
+    for (const key of ['logits', 'vit_embeds']) {
+      expect(got[key]!.shape).toEqual(reference[key]!.shape);
+      expect(maxAbsError(got[key]!.data as Float32Array, reference[key]!.data as Float32Array), `${name} ${fusion} ${key}`).toBeLessThanOrEqual(TOL);
+    }
+  });
+
+  it.each([17, 23])('all fusions at opset %i: numerics unchanged, checker passes', async (opset) => {
+    const out = path.join(work, `all-${opset}`);
+    const { graph } = await build({ graph: graphFile, out, seed: 3, target: 'gpu', opset });
+    // From opset 23 the norms without a residual become RMSNormalization.
+    if (opset >= 23) expect(ops(graph, 'ReduceMean')).toBe(0);
+    const got = await forward(out);
+    for (const key of ['logits', 'vit_embeds']) {
+      expect(maxAbsError(got[key]!.data as Float32Array, reference[key]!.data as Float32Array), `${name} all ${key}`).toBeLessThanOrEqual(TOL);
+    }
+    // Debian's onnx 1.12 knows opsets up to 17; com.microsoft nodes are outside its registry and pass.
+    if (opset === 17 && hasOnnxChecker()) expect(onnxCheck(path.join(out, 'model.onnx'))).toEqual({ ok: true, message: '' });
+  });
+});
+
+describe('--fuse and --target', () => {
+  it('default to every fusion for gpu and none for portable', () => {
+    expect(parseFuse(undefined, 'gpu')).toEqual(FUSION_NAMES);
+    expect(parseFuse(undefined, 'portable')).toEqual([]);
+    expect(parseFuse('none', 'gpu')).toEqual([]);
+    expect(parseFuse('rmsnorm, gelu', 'gpu')).toEqual(['gelu', 'rmsnorm']);
+    expect(FUSION_NAMES).toEqual(['gqa', 'vit-attention', 'gelu', 'skip-layernorm', 'rmsnorm']);
+  });
+
+  it('reject unknown fusions and fusions without --target gpu', () => {
+    expect(() => parseFuse('gelu,flash', 'gpu')).toThrow(UserError);
+    expect(() => parseFuse('gelu,flash', 'gpu')).toThrow(/unknown fusion flash/);
+    expect(() => parseFuse('gelu', 'portable')).toThrow(/--fuse needs --target gpu/);
+  });
+
+  it('leave the portable graph as it was (no contrib op, no target metadata)', async () => {
+    const g = compile(await loadGraphFile(GRAPHS['vit300m-qwen2']));
+    expect(g.nodes.every((n) => n.domain === '')).toBe(true);
+    expect(g.metadata['vlmc.target']).toBeUndefined();
+  });
+
+  it('CLI: an unknown fusion exits 2 with one message and writes nothing', () => {
+    const work = tempDir();
+    try {
+      const out = path.join(work, 'a');
+      const r = vlmc(['build', GRAPHS['vit300m-qwen2'], '--out', out, '--target', 'gpu', '--fuse', 'flash']);
+      expect(r.status).toBe(2);
+      expect(r.stderr).toMatch(/--fuse: unknown fusion flash/);
+      expect(r.stderr.trim().split('\n')).toHaveLength(1);
+      expect(existsSync(out)).toBe(false);
+    } finally {
+      removeDir(work);
+    }
+  });
+});
