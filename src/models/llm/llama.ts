@@ -46,15 +46,15 @@ export class LlamaMLP extends Module {
   }
 }
 
-/** Mirrors LlamaDecoderLayer. */
+/** Mirrors LlamaDecoderLayer; `attention` lets a family that differs only there (Qwen3) reuse it. */
 export class LlamaDecoderLayer extends Module {
   readonly self_attn: LlamaAttention;
   readonly mlp: LlamaMLP;
   readonly input_layernorm: RMSNorm;
   readonly post_attention_layernorm: RMSNorm;
-  constructor(c: DecoderConfig) {
+  constructor(c: DecoderConfig, attention: LlamaAttention = new LlamaAttention(c)) {
     super();
-    this.self_attn = new LlamaAttention(c);
+    this.self_attn = attention;
     this.mlp = new LlamaMLP(c);
     this.input_layernorm = new RMSNorm(c.hidden, c.rmsNormEps);
     this.post_attention_layernorm = new RMSNorm(c.hidden, c.rmsNormEps);
@@ -64,15 +64,18 @@ export class LlamaDecoderLayer extends Module {
   }
 }
 
+/** Builds one decoder layer of a Llama-layout family. */
+export type LlamaLayerFactory = (c: DecoderConfig) => LlamaDecoderLayer;
+
 /** Mirrors LlamaModel. */
 export class LlamaModel extends Module {
   readonly embed_tokens: Embedding;
   readonly layers: ModuleList<LlamaDecoderLayer>;
   readonly norm: RMSNorm;
-  constructor(c: DecoderConfig) {
+  constructor(c: DecoderConfig, layer: LlamaLayerFactory = (cfg) => new LlamaDecoderLayer(cfg)) {
     super();
     this.embed_tokens = new Embedding(c.vocab, c.hidden, c.padTokenId);
-    this.layers = new ModuleList(Array.from({ length: c.layers }, () => new LlamaDecoderLayer(c)));
+    this.layers = new ModuleList(Array.from({ length: c.layers }, () => layer(c)));
     this.norm = new RMSNorm(c.hidden, c.rmsNormEps);
   }
 }
@@ -84,9 +87,10 @@ export class LlamaForCausalLM extends CausalLM {
   constructor(
     readonly config: DecoderConfig,
     readonly architecture = 'LlamaForCausalLM',
+    layer?: LlamaLayerFactory,
   ) {
     super();
-    this.model = new LlamaModel(config);
+    this.model = new LlamaModel(config, layer);
     this.lm_head = config.tieEmbeddings ? undefined : new Linear(config.hidden, config.vocab, { bias: false });
   }
   protected parts(): DecoderParts {
