@@ -6,8 +6,8 @@
 import { createHash } from 'node:crypto';
 import type { Init } from '../ir/graph.ts';
 
-/** mulberry32: small, fast, good enough for weight init. */
-function mulberry32(seed: number): () => number {
+/** mulberry32: small, fast, good enough for weight init and sampling. */
+export function mulberry32(seed: number): () => number {
   let a = seed >>> 0;
   return () => {
     a = (a + 0x6d2b79f5) >>> 0;

@@ -5,6 +5,7 @@
  * never sees its padding, so a batch gives each row what it would get alone.
  */
 import { UserError } from '../errors.ts';
+import { mulberry32 } from '../bind/init.ts';
 import type { HostTensor } from '../runtime/run.ts';
 import { SplitSession, allTiles, type SessionOptions } from './session.ts';
 
@@ -196,14 +197,4 @@ function sample(logits: Float32Array, temperature: number, topK: number, random:
   return order[order.length - 1]!;
 }
 
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 

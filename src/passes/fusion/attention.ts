@@ -8,19 +8,8 @@
  */
 import type { Graph, Node, Value } from '../../ir/graph.ts';
 import { MultiHeadAttentionSig } from '../../ops/contrib.generated.ts';
-import { Uses, detachedNode, intsAttr, producer, scalarConst, splice } from './rewrite.ts';
+import { BSHD_TO_BHSD, Uses, constInts, detachedNode, producer, scalarConst, splice, transposeOf } from './rewrite.ts';
 
-const BSHD_TO_BHSD = '0,2,1,3';
-
-function transposeOf(v: Value | undefined, perm: string): Node | undefined {
-  const t = producer(v, 'Transpose');
-  return t && (intsAttr(t, 'perm') ?? []).join() === perm ? t : undefined;
-}
-
-function constInts(v: Value | undefined): number[] | undefined {
-  const d = v?.data;
-  return d && d.dtype === 'int64' ? Array.from(d.data as BigInt64Array, Number) : undefined;
-}
 
 /** q of q4 = Reshape(q, [0, 0, heads, headDim]) with q [b, s, heads*headDim]. */
 function splitHeads(v: Value | undefined, heads: number, headDim: number): { q: Value; node: Node } | undefined {

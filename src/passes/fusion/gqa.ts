@@ -15,19 +15,8 @@ import { GroupQueryAttentionSig } from '../../ops/contrib.generated.ts';
 import { CastSig, ReduceSumSig, ReshapeSig, ShapeSig, SqueezeSig, SubSig } from '../../ops/onnx.generated.ts';
 import { DTYPES } from '../../ir/dtype.ts';
 import { i64 } from '../../dsl/constants.ts';
-import { Uses, detachedNode, intsAttr, producer, scalarConst, splice } from './rewrite.ts';
+import { BSHD_TO_BHSD, Uses, constInts, detachedNode, producer, scalarConst, splice, transposeOf } from './rewrite.ts';
 
-const BSHD_TO_BHSD = '0,2,1,3';
-
-function transposeOf(v: Value | undefined, perm: string): Node | undefined {
-  const t = producer(v, 'Transpose');
-  return t && (intsAttr(t, 'perm') ?? []).join() === perm ? t : undefined;
-}
-
-function constInts(v: Value | undefined): number[] | undefined {
-  const d = v?.data;
-  return d && d.dtype === 'int64' ? Array.from(d.data as BigInt64Array, Number) : undefined;
-}
 
 /** Concat([past, Transpose(x4, 0213)], axis 2) -> { past, x4 }. */
 function cacheConcat(v: Value | undefined): { past: Value; x4: Value; nodes: Node[] } | undefined {

@@ -38,6 +38,21 @@ export function intsAttr(node: Node, name: string): number[] | undefined {
   return node.attrs[name]?.value as number[] | undefined;
 }
 
+/** The permutation that takes [b, s, heads, d] to [b, heads, s, d] (and back). */
+export const BSHD_TO_BHSD = '0,2,1,3';
+
+/** The Transpose producing `v`, when its perm is `perm` (comma-joined). */
+export function transposeOf(v: Value | undefined, perm: string): Node | undefined {
+  const t = producer(v, 'Transpose');
+  return t && (intsAttr(t, 'perm') ?? []).join() === perm ? t : undefined;
+}
+
+/** The values of an int64 constant, or undefined. */
+export function constInts(v: Value | undefined): number[] | undefined {
+  const d = v?.data;
+  return d && d.dtype === 'int64' ? Array.from(d.data as BigInt64Array, Number) : undefined;
+}
+
 export function sameShape(a: Value, b: Value): boolean {
   return a.shape.length === b.shape.length && a.shape.every((d, i) => d === b.shape[i]);
 }
