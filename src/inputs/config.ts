@@ -7,6 +7,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import * as nodePath from 'node:path';
 import { UserError } from '../errors.ts';
+import { refuseNonRegularFile } from '../artifact/fs-errors.ts';
 import { getTemplate, type ConversationTemplate } from '../prompt/templates.ts';
 import { MANIFEST_FILE } from '../artifact/write.ts';
 
@@ -119,6 +120,7 @@ function artifactRecord(dir: string): RequestConfig['artifact'] {
 
 function readJson(file: string): Record<string, unknown> {
   let v: unknown;
+  refuseNonRegularFile(file, 'a JSON file');
   try {
     v = JSON.parse(readFileSync(file, 'utf8'));
   } catch (e) {

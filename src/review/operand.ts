@@ -7,6 +7,7 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import { extname, join, resolve } from 'node:path';
 import { compile, type CompileOptions } from '../compile.ts';
 import { UserError } from '../errors.ts';
+import { refuseNonRegularFile } from '../artifact/fs-errors.ts';
 import { loadGraphFile } from '../graph-file.ts';
 import { withTrainable } from './assemble.ts';
 import { summaryAtRevision } from './revision.ts';
@@ -66,6 +67,7 @@ export function summaryFromArtifact(dir: string, options: OperandOptions = {}): 
 /** `parameters[].name` / `parameters[].trainable` from a manifest; entries without a boolean are skipped. */
 export function manifestTrainable(file: string): Map<string, boolean> {
   let json: unknown;
+  refuseNonRegularFile(file, 'the artifact manifest');
   try {
     json = JSON.parse(readFileSync(file, 'utf8'));
   } catch (e) {

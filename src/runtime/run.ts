@@ -13,7 +13,7 @@ import type { Manifest } from '../artifact/manifest.ts';
 import { checkDataAgainstManifest, checkDeclaredInputs, checkInputValues, type DeclaredTensor } from './check-inputs.ts';
 import { checkExternalReferences } from '../review/onnx.ts';
 import { checkOutputPath, resultMetadata } from '../artifact/output-path.ts';
-import { explainFs } from '../artifact/fs-errors.ts';
+import { explainFs, refuseNonRegularFile } from '../artifact/fs-errors.ts';
 
 export interface HostTensor {
   dtype: 'float32' | 'int64';
@@ -35,6 +35,7 @@ function loadOrt(): Promise<typeof ort> {
 export function readManifest(artifactDir: string): Manifest {
   const file = nodePath.join(artifactDir, MANIFEST_FILE);
   if (!existsSync(file)) throw new UserError(`${artifactDir}: not a vlmc artifact (no ${MANIFEST_FILE})`);
+  refuseNonRegularFile(file, 'the artifact manifest');
   let m: Partial<Manifest> | null;
   try {
     m = JSON.parse(readFileSync(file, 'utf8')) as Partial<Manifest> | null;
@@ -50,6 +51,7 @@ export function readManifest(artifactDir: string): Manifest {
 export async function openSession(artifactDir: string, providers: string[] = ['cpu']): Promise<ort.InferenceSession> {
   const model = nodePath.join(artifactDir, MODEL_FILE);
   if (!existsSync(model)) throw new UserError(`${artifactDir}: not a vlmc artifact (no ${MODEL_FILE})`);
+  refuseNonRegularFile(model, 'the ONNX model');
   refuseStructureOnly(artifactDir);
   const { InferenceSession } = await loadOrt();
   // Parameters past select_layer are unused initializers by design; keep ORT quiet about them.
@@ -65,6 +67,7 @@ export async function openSession(artifactDir: string, providers: string[] = ['c
 function refuseStructureOnly(artifactDir: string): void {
   const file = nodePath.join(artifactDir, MANIFEST_FILE);
   if (!existsSync(file)) return;
+  refuseNonRegularFile(file, 'the artifact manifest');
   let structureOnly = false;
   try {
     structureOnly = (JSON.parse(readFileSync(file, 'utf8')) as Partial<Manifest> | null)?.build?.structure_only === true;

@@ -7,6 +7,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import * as nodePath from 'node:path';
 import { Tokenizer } from '@huggingface/tokenizers';
 import { UserError } from '../errors.ts';
+import { refuseNonRegularFile } from '../artifact/fs-errors.ts';
 import { StreamingDetokenizer } from './stream.ts';
 import { eosToken, type ConversationTemplate } from '../prompt/templates.ts';
 
@@ -193,6 +194,7 @@ function withLoadTimeAddedTokens(json: Record<string, unknown>, config: Record<s
 
 function readJsonObject(file: string): Record<string, unknown> {
   let parsed: unknown;
+  refuseNonRegularFile(file, 'a JSON file');
   try {
     parsed = JSON.parse(readFileSync(file, 'utf8'));
   } catch (e) {
