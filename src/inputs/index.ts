@@ -9,6 +9,7 @@ import { UserError } from '../errors.ts';
 import { encodeSafetensors, SafetensorsFile, type TensorToWrite } from '../checkpoint/safetensors.ts';
 import { writeFileAtomic } from '../artifact/atomic.ts';
 import { checkOutputPath, resultMetadata } from '../artifact/output-path.ts';
+import { refuseNonRegularFile } from '../artifact/fs-errors.ts';
 import { explainFs } from '../artifact/fs-errors.ts';
 import { buildQuery, IMG_CONTEXT_TOKEN, IMAGE_PLACEHOLDER, type History } from '../prompt/query.ts';
 import { eosToken } from '../prompt/templates.ts';
@@ -228,6 +229,7 @@ function idsAndMask(rows: number[][], padId: number): { input_ids: HostTensorI64
 /** A `--history` file: a JSON array of [question, answer] pairs, as chat() keeps its history. */
 export function readHistoryFile(file: string): History {
   let v: unknown;
+  refuseNonRegularFile(file, 'a JSON history file');
   try {
     v = JSON.parse(readFileSync(file, 'utf8'));
   } catch (e) {

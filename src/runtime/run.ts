@@ -4,7 +4,7 @@
  */
 import * as nodePath from 'node:path';
 import { existsSync, readFileSync, statSync } from 'node:fs';
-import { mkdir } from 'node:fs/promises';
+import { makeFolders } from '../artifact/atomic.ts';
 import type ort from 'onnxruntime-node';
 import { UserError } from '../errors.ts';
 import { SafetensorsFile, writeSafetensors, type TensorToWrite } from '../checkpoint/safetensors.ts';
@@ -130,7 +130,7 @@ export async function writeOutputs(file: string, outputs: Record<string, HostTen
     data: new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength),
   }));
   await explainFs(file, async () => {
-    await mkdir(nodePath.dirname(nodePath.resolve(file)), { recursive: true });
+    await makeFolders(nodePath.dirname(nodePath.resolve(file)));
     await writeSafetensors(file, tensors, resultMetadata('outputs'));
   });
 }
