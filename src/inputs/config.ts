@@ -7,6 +7,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import * as nodePath from 'node:path';
 import { UserError } from '../errors.ts';
+import { MAX_TILES } from '../preprocess/tiling.ts';
 import { refuseNonRegularFile } from '../artifact/fs-errors.ts';
 import { getTemplate, type ConversationTemplate } from '../prompt/templates.ts';
 import { MANIFEST_FILE } from '../artifact/write.ts';
@@ -65,8 +66,7 @@ function fromInternVLConfig(dir: string, file: string, o: { template?: string })
     patchSize,
     downsampleRatio,
     tokensPerTile: Math.trunc(Math.floor(imageSize / patchSize) ** 2 * downsampleRatio ** 2),
-    minDynamicPatch: positiveInt(cfg['min_dynamic_patch'] ?? 1, 'min_dynamic_patch', file),
-    maxDynamicPatch: dynamic ? positiveInt(cfg['max_dynamic_patch'] ?? 6, 'max_dynamic_patch', file) : 1,
+    ...dynamicPatches(cfg['min_dynamic_patch'] ?? 1, dynamic ? (cfg['max_dynamic_patch'] ?? 6) : 1, '', file),
     useThumbnail: dynamic && cfg['use_thumbnail'] === true,
     vocabSize: llm && typeof llm['vocab_size'] === 'number' ? llm['vocab_size'] : undefined,
     padTokenId: llm && typeof llm['pad_token_id'] === 'number' ? llm['pad_token_id'] : undefined,
@@ -89,8 +89,7 @@ function fromPipeline(dir: string, file: string, o: { template?: string }): Requ
     patchSize: 0,
     downsampleRatio: positive(image['downsample_ratio'] ?? 0.5, 'image.downsample_ratio', file),
     tokensPerTile,
-    minDynamicPatch: positiveInt(image['min_dynamic_patch'] ?? 1, 'image.min_dynamic_patch', file),
-    maxDynamicPatch: positiveInt(image['max_dynamic_patch'] ?? 6, 'image.max_dynamic_patch', file),
+    ...dynamicPatches(image['min_dynamic_patch'] ?? 1, image['max_dynamic_patch'] ?? 6, 'image.', file),
     useThumbnail: image['use_thumbnail'] === true,
     vocabSize: typeof llm['vocab_size'] === 'number' ? llm['vocab_size'] : undefined,
     padTokenId: typeof p['pad_token_id'] === 'number' ? p['pad_token_id'] : undefined,
@@ -140,6 +139,15 @@ function objectField(cfg: Record<string, unknown>, key: string, file: string): R
 function positive(v: unknown, what: string, file: string): number {
   if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0) throw new UserError(`${file}: '${what}' must be a positive number (got ${JSON.stringify(v)})`);
   return v;
+}
+
+/** `min_dynamic_patch` / `max_dynamic_patch`: whole numbers, min <= max <= MAX_TILES. */
+function dynamicPatches(min: unknown, max: unknown, prefix: string, file: string): { minDynamicPatch: number; maxDynamicPatch: number } {
+  const minDynamicPatch = positiveInt(min, `${prefix}min_dynamic_patch`, file);
+  const maxDynamicPatch = positiveInt(max, `${prefix}max_dynamic_patch`, file);
+  if (maxDynamicPatch > MAX_TILES) throw new UserError(`${file}: '${prefix}max_dynamic_patch' must be at most ${MAX_TILES} (got ${maxDynamicPatch})`);
+  if (minDynamicPatch > maxDynamicPatch) throw new UserError(`${file}: '${prefix}min_dynamic_patch' (${minDynamicPatch}) is greater than '${prefix}max_dynamic_patch' (${maxDynamicPatch})`);
+  return { minDynamicPatch, maxDynamicPatch };
 }
 
 function positiveInt(v: unknown, what: string, file: string): number {

@@ -16,6 +16,7 @@ import { eosToken } from '../prompt/templates.ts';
 import { loadTokenizer, type TextTokenizer } from '../tokenizer/index.ts';
 import { readRequestConfig, type RequestConfig } from './config.ts';
 import { preprocessImage, type PreprocessedImage, type PreprocessOptions } from '../preprocess/index.ts';
+import { MAX_TILES } from '../preprocess/tiling.ts';
 
 export { readRequestConfig, type RequestConfig } from './config.ts';
 
@@ -161,6 +162,9 @@ function crossCheckArtifact(config: RequestConfig, imgContextTokenId: number, di
 
 async function preprocessAll(images: readonly string[], config: RequestConfig, o: InputsOptions): Promise<PreprocessedImage[]> {
   if (images.length === 0) return [];
+  if (o.maxNum !== undefined && (o.maxNum > MAX_TILES || o.maxNum < config.minDynamicPatch)) {
+    throw new UserError(`--max-num ${o.maxNum}: must be from ${config.file}'s min_dynamic_patch (${config.minDynamicPatch}) to ${MAX_TILES}`);
+  }
   const preprocess = o.preprocess ?? preprocessImage;
   const out: PreprocessedImage[] = [];
   for (const file of images) {
