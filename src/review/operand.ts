@@ -73,7 +73,8 @@ export function manifestTrainable(file: string): Map<string, boolean> {
   } catch (e) {
     throw new UserError(`${file}: not valid JSON (${(e as Error).message})`);
   }
-  const params = (json as { parameters?: unknown } | null)?.parameters;
+  if (typeof json !== 'object' || json === null || Array.isArray(json)) throw new UserError(`${file}: not a vlmc manifest (must hold a JSON object; got ${json === null ? 'null' : Array.isArray(json) ? 'an array' : typeof json})`);
+  const params = (json as { parameters?: unknown }).parameters;
   if (params === undefined) return new Map();
   if (!Array.isArray(params)) throw new UserError(`${file}: 'parameters' must be a list`);
   const out = new Map<string, boolean>();
