@@ -8,7 +8,7 @@ import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, symli
 import { execFileSync } from 'node:child_process';
 import * as path from 'node:path';
 import { exportHF } from '../src/export/hf.ts';
-import { readManifest } from '../src/runtime/run.ts';
+import { readManifest, runArtifact } from '../src/runtime/run.ts';
 import { summaryFromArtifact, manifestTrainable } from '../src/review/operand.ts';
 import { checkLocks } from '../src/review/lock.ts';
 import { Checkpoint } from '../src/checkpoint/checkpoint.ts';
@@ -17,7 +17,7 @@ import { preprocessImage } from '../src/preprocess/index.ts';
 import { writeFileAtomic } from '../src/artifact/atomic.ts';
 import { build } from '../src/build.ts';
 import { FIXTURES, removeDir, tempDir } from './helpers.ts';
-import { QWEN, editedCheckpoint, expectUserError, type Json } from './validation-helpers.ts';
+import { QWEN, editedCheckpoint, expectUserError, f32Bytes, noise, writeInputs, type Json } from './validation-helpers.ts';
 
 const work = tempDir('vlmc-campaign-');
 afterAll(() => removeDir(work));
@@ -205,6 +205,16 @@ describe('smaller refusals', () => {
       expect(existsSync(out)).toBe(false);
     }
     await expectUserError(build({ weights: UNIFIED, out: fresh('glob'), ignoreUnexpected: ['vision*'] }), "--ignore-unexpected 'vision*'");
+  });
+
+  it('vlmc run refuses NaN pixel values (every logit would be NaN, silently)', async () => {
+    const inputs = fresh('nan.safetensors');
+    const pixels = noise(2 * 3 * 56 * 56, 3);
+    pixels[17] = Number.NaN;
+    await writeInputs(inputs, { tiles: 2, size: 56, tokensPerTile: 4, contextId: 153, override: { pixel_values: { name: 'pixel_values', dtype: 'F32', shape: [2, 3, 56, 56], data: f32Bytes(pixels) } } });
+    const out = fresh('nan-out.safetensors');
+    await expectUserError(runArtifact(await builtArtifact(), inputs, out), inputs, "input 'pixel_values' holds NaN at flat position 17");
+    expect(existsSync(out)).toBe(false);
   });
 
   it('vlmc diff refuses an artifact manifest that is null or an array', async () => {

@@ -10,7 +10,7 @@ import { UserError } from '../errors.ts';
 import { SafetensorsFile, writeSafetensors, type TensorToWrite } from '../checkpoint/safetensors.ts';
 import { DATA_FILE, MANIFEST_FILE, MODEL_FILE } from '../artifact/write.ts';
 import type { Manifest } from '../artifact/manifest.ts';
-import { checkDataAgainstManifest, checkDeclaredInputs, checkInputValues, type DeclaredTensor } from './check-inputs.ts';
+import { checkDataAgainstManifest, checkDeclaredInputs, checkFiniteFloats, checkInputValues, type DeclaredTensor } from './check-inputs.ts';
 import { checkExternalReferences } from '../review/onnx.ts';
 import { checkOutputPath, resultMetadata } from '../artifact/output-path.ts';
 import { explainFs, refuseNonRegularFile } from '../artifact/fs-errors.ts';
@@ -166,6 +166,7 @@ export async function runArtifact(artifactDir: string, inputsFile: string, outFi
   const inputs = await readInputs(inputsFile, manifest.inputs.map((i) => i.name), (declared) => checkDeclaredInputs(inputsFile, manifest, declared));
   checkInputValues(inputsFile, manifest, inputs.input_ids?.data as BigInt64Array | undefined, inputs.image_flags?.data as BigInt64Array | undefined);
   checkImageTokenCount(manifest, inputs, inputsFile);
+  checkFiniteFloats(inputsFile, inputs);
   const session = await openSession(artifactDir);
   try {
     const outputs = await run(session, inputs);
