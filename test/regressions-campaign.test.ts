@@ -185,6 +185,13 @@ describe('vlmc inputs bounds the tiling before searching grids', () => {
     expect(ok.inputs.pixel_values.shape).toEqual([7, 3, 56, 56]); // 47x31 -> 3x2 grid + thumbnail
   });
 
+  it("a tokenizer.json whose 'added_tokens' is not a list is refused, not repaired from tokenizer_config.json", async () => {
+    const dir = requestFolder();
+    const file = path.join(dir, 'tokenizer.json');
+    writeFileSync(file, JSON.stringify({ ...(JSON.parse(readFileSync(file, 'utf8')) as Json), added_tokens: 'x' }));
+    await expectUserError(buildInputs({ checkpoint: dir, prompts: ['x'] }), file, "'added_tokens' must be a list");
+  });
+
   it('a damaged JPEG is one line, not libvips repeating itself', async () => {
     const jpeg = fresh('damaged.jpg');
     writeFileSync(jpeg, readFileSync(path.join(FIXTURES, 'preprocess/images/jpeg420_q90_800x600.jpg')).subarray(0, 200));

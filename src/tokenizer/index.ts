@@ -153,6 +153,9 @@ export function loadTokenizer(dir: string): TextTokenizer {
     throw new UserError(`${dir}: no ${TOKENIZER_FILE}; vlmc reads the checkpoint's tokenizer from it${slow}`);
   }
   const json = readJsonObject(file);
+  // The tokenizers library refuses these; filling them in would hide a damaged file.
+  if (json['added_tokens'] !== undefined && !Array.isArray(json['added_tokens'])) throw new UserError(`${file}: 'added_tokens' must be a list of token objects (got ${JSON.stringify(json['added_tokens'])?.slice(0, 40)})`);
+  if (!isObject(json['model'])) throw new UserError(`${file}: 'model' must be an object (the tokenizer's vocabulary and merges); the file is damaged or not a tokenizer.json`);
   const configFile = nodePath.join(dir, TOKENIZER_CONFIG_FILE);
   const config = existsSync(configFile) ? readJsonObject(configFile) : {};
   const addedFile = nodePath.join(dir, 'added_tokens.json');
