@@ -16,6 +16,7 @@ import { buildInputs, readHistoryFile } from '../src/inputs/index.ts';
 import { preprocessImage } from '../src/preprocess/index.ts';
 import { writeFileAtomic } from '../src/artifact/atomic.ts';
 import { build } from '../src/build.ts';
+import { loadGraphFile } from '../src/graph-file.ts';
 import { FIXTURES, removeDir, tempDir } from './helpers.ts';
 import { QWEN, editedCheckpoint, expectUserError, f32Bytes, noise, writeInputs, type Json } from './validation-helpers.ts';
 
@@ -222,6 +223,13 @@ describe('smaller refusals', () => {
     const out = fresh('nan-out.safetensors');
     await expectUserError(runArtifact(await builtArtifact(), inputs, out), inputs, "input 'pixel_values' holds NaN at flat position 17");
     expect(existsSync(out)).toBe(false);
+  });
+
+  it('a graph file with a syntax error is one line naming file, line and column', async () => {
+    const graph = fresh('syntax.ts');
+    writeFileSync(graph, 'export default (((;\n');
+    const message = await expectUserError(loadGraphFile(graph), `${graph}: could not load the graph file`, `${graph}:1:`);
+    expect(message).not.toContain('\n');
   });
 
   it('vlmc diff refuses an artifact manifest that is null or an array', async () => {
