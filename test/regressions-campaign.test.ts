@@ -179,6 +179,11 @@ describe('vlmc inputs bounds the tiling before searching grids', () => {
     await expectUserError(buildInputs({ checkpoint: dir, prompts: ['x'], images: [IMAGE] }), 'config.json', "'min_dynamic_patch' (20) is greater than 'max_dynamic_patch' (2)");
   });
 
+  it("use_thumbnail: 'yes' is an error naming the field, not a silent false", async () => {
+    const dir = requestFolder((c) => void (c.use_thumbnail = 'yes'));
+    await expectUserError(buildInputs({ checkpoint: dir, prompts: ['x'], images: [IMAGE] }), 'config.json', "'use_thumbnail' must be true or false (got \"yes\")");
+  });
+
   it('--max-num beyond the bound names the flag', async () => {
     const dir = requestFolder();
     await expectUserError(buildInputs({ checkpoint: dir, prompts: ['x'], images: [IMAGE], maxNum: 1_000_000_000 }), '--max-num 1000000000', 'to 256');

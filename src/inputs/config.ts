@@ -57,7 +57,7 @@ function fromInternVLConfig(dir: string, file: string, o: { template?: string })
   const patchSize = positiveInt(vision?.['patch_size'], 'vision_config.patch_size', file);
   const downsampleRatio = positive(cfg['downsample_ratio'] ?? 0.5, 'downsample_ratio', file);
   const template = templateOf(cfg, file, o);
-  const dynamic = cfg['dynamic_image_size'] !== false;
+  const dynamic = optionalBool(cfg, 'dynamic_image_size', true, file);
   return {
     file,
     template,
@@ -67,7 +67,7 @@ function fromInternVLConfig(dir: string, file: string, o: { template?: string })
     downsampleRatio,
     tokensPerTile: Math.trunc(Math.floor(imageSize / patchSize) ** 2 * downsampleRatio ** 2),
     ...dynamicPatches(cfg['min_dynamic_patch'] ?? 1, dynamic ? (cfg['max_dynamic_patch'] ?? 6) : 1, '', file),
-    useThumbnail: dynamic && cfg['use_thumbnail'] === true,
+    useThumbnail: dynamic && optionalBool(cfg, 'use_thumbnail', false, file),
     vocabSize: llm && typeof llm['vocab_size'] === 'number' ? llm['vocab_size'] : undefined,
     padTokenId: llm && typeof llm['pad_token_id'] === 'number' ? llm['pad_token_id'] : undefined,
     artifact: artifactRecord(dir),
@@ -138,6 +138,14 @@ function objectField(cfg: Record<string, unknown>, key: string, file: string): R
 
 function positive(v: unknown, what: string, file: string): number {
   if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0) throw new UserError(`${file}: '${what}' must be a positive number (got ${JSON.stringify(v)})`);
+  return v;
+}
+
+/** A true/false field; any other value ("yes", 1) would silently change the tiling. */
+function optionalBool(cfg: Record<string, unknown>, key: string, fallback: boolean, file: string): boolean {
+  const v = cfg[key];
+  if (v === undefined || v === null) return fallback;
+  if (typeof v !== 'boolean') throw new UserError(`${file}: '${key}' must be true or false (got ${JSON.stringify(v)})`);
   return v;
 }
 
