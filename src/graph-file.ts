@@ -13,7 +13,9 @@ export async function loadGraphFile(file: string): Promise<Model> {
     mod = (await import(pathToFileURL(abs).href)) as { default?: unknown };
   } catch (e) {
     if (e instanceof UserError) throw e;
-    throw new UserError(`${file}: could not load the graph file: ${(e as Error).message}`);
+    // One line: esbuild puts its 'file:line:col: ERROR ...' on a line of its own.
+    const message = String((e as Error)?.message ?? e).split('\n').map((l) => l.trim()).filter(Boolean).join(' ');
+    throw new UserError(`${file}: could not load the graph file: ${message}`);
   }
   const model = mod.default;
   if (!isModel(model)) throw new UserError(`${file}: the default export must be a model, e.g. \`export default internvl({...})\``);

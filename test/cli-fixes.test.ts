@@ -96,7 +96,7 @@ describe('one glob language', () => {
     expect(pathGlob('**.bias').test('mlp1.0.bias')).toBe(true);
     expect(pathGlob('language_model.model.layers.0-1.mlp').test('language_model.model.layers.1.mlp.up_proj.weight')).toBe(true);
     expect(pathGlob('language_model.model.layers.0-1.mlp').test('language_model.model.layers.2.mlp.up_proj.weight')).toBe(false);
-    expect(pathGlob('mlp*').test('mlp1.0.bias')).toBe(false); // no partial-segment wildcards
+    expect(() => pathGlob('mlp*', '--allow-missing')).toThrow(/--allow-missing 'mlp\*'.*mixes '\*'/); // no partial-segment wildcards: refused, never a silent no-match
   });
 });
 

@@ -17,7 +17,7 @@ export const TEMP_MARK = '.vlmc-temp';
 
 export async function withTempSibling<T>(target: string, fill: (tmpDir: string) => Promise<T>): Promise<T> {
   const abs = nodePath.resolve(target);
-  await explainFs(nodePath.dirname(abs), () => mkdir(nodePath.dirname(abs), { recursive: true }));
+  await explainFs(nodePath.dirname(abs), () => makeFolders(nodePath.dirname(abs)));
   removeStaleSiblings(abs);
   const tmp = `${abs}.tmp-${process.pid}-${Date.now().toString(36)}`;
   await explainFs(target, () => mkdir(tmp));
@@ -33,6 +33,20 @@ export async function withTempSibling<T>(target: string, fill: (tmpDir: string) 
     throw writeError(e, target);
   } finally {
     release();
+  }
+}
+
+/**
+ * `mkdir -p`, one level at a time. Node's `mkdir(..., { recursive: true })` never returns where
+ * mkdir fails with ENOENT under an existing parent (procfs, sysfs: `--out /proc/x/y`).
+ */
+export async function makeFolders(dir: string): Promise<void> {
+  const missing: string[] = [];
+  for (let d = nodePath.resolve(dir); !existsSync(d) && nodePath.dirname(d) !== d; d = nodePath.dirname(d)) missing.unshift(d);
+  for (const d of missing) {
+    await mkdir(d).catch((e: NodeJS.ErrnoException) => {
+      if (e.code !== 'EEXIST') throw e;
+    });
   }
 }
 
@@ -64,7 +78,7 @@ async function replaceDir(tmp: string, target: string): Promise<void> {
 /** Write one file atomically (temp sibling + rename). */
 export async function writeFileAtomic(path: string, data: string | Uint8Array): Promise<void> {
   const abs = nodePath.resolve(path);
-  await explainFs(nodePath.dirname(abs), () => mkdir(nodePath.dirname(abs), { recursive: true }));
+  await explainFs(nodePath.dirname(abs), () => makeFolders(nodePath.dirname(abs)));
   const tmp = `${abs}.tmp-${process.pid}-${Date.now().toString(36)}`;
   const release = cleanupOnSignal(tmp);
   try {

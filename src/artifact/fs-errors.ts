@@ -3,6 +3,7 @@
  * file belongs, a name too long... are the user's to fix, so they exit 2 with the path and what is
  * wrong in words, never as a raw `ENOENT`/`EISDIR`/`EROFS` or an internal error.
  */
+import { statSync, type Stats } from 'node:fs';
 import { UserError } from '../errors.ts';
 
 const DESCRIPTIONS: Record<string, string> = {
@@ -56,4 +57,21 @@ export async function explainFs<T>(path: string, f: () => Promise<T>): Promise<T
   } catch (e) {
     throw fileSystemUserError(e, path) ?? e;
   }
+}
+
+/**
+ * Refuses a path that exists but is not a regular file (a FIFO, socket, device or folder), before
+ * anyone opens it: opening a FIFO for reading waits for a writer forever. A missing path is left
+ * to the caller, whose own message says what was expected there.
+ */
+export function refuseNonRegularFile(path: string, what: string): void {
+  let info: Stats;
+  try {
+    info = statSync(path);
+  } catch {
+    return;
+  }
+  if (info.isFile()) return;
+  const kind = info.isDirectory() ? 'a folder' : info.isFIFO() ? 'a FIFO' : 'a socket or device';
+  throw new UserError(`${path}: is ${kind}, not a regular file; ${what} is expected there`);
 }

@@ -170,7 +170,8 @@ function parentProblem(abs: string): string | undefined {
 // ---------------------------------------------------------------------------------------------
 // Outputs and inputs apart
 
-function checkAgainstInputs(path: string, label: string, check: OutputCheck): void {
+/** Refuses an output that is an input, lies inside an input folder, or contains an input (by real path). */
+export function checkAgainstInputs(path: string, label: string, check: Pick<OutputCheck, 'inputs'>): void {
   const out = realish(path);
   for (const input of check.inputs ?? []) {
     if (input === undefined || input === '') continue;

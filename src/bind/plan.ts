@@ -4,7 +4,7 @@
  * unexpected key, shape mismatch and dtype problem is reported together, naming file and key.
  */
 import * as nodePath from 'node:path';
-import { CheckpointError } from '../errors.ts';
+import { CheckpointError, UserError } from '../errors.ts';
 import type { Param } from '../ir/graph.ts';
 import type { Checkpoint } from '../checkpoint/checkpoint.ts';
 import { isFloatStDType } from '../tensor/convert.ts';
@@ -86,7 +86,7 @@ function unifiedKey(source: WeightSource, key: string): string {
 export function planBinding(params: Param[], path: BuildPath, sources: WeightSource[], options: BindOptions = {}): BindPlan {
   const problems: string[] = [];
   const used = new Map<WeightSource, Set<string>>(sources.map((s) => [s, new Set()]));
-  const allowMissing = (options.allowMissing ?? []).map(pathGlob);
+  const allowMissing = (options.allowMissing ?? []).map((g) => pathGlob(g, '--allow-missing'));
   const bound: BoundParam[] = params.map((param) => {
     const where = locate(param, path, sources);
     if (where === 'init') return { param, origin: { kind: 'init' } };
@@ -139,7 +139,7 @@ function bindConcat(param: Param, source: WeightSource, keys: string[], used: Se
 }
 
 function unexpectedKeys(sources: WeightSource[], used: Map<WeightSource, Set<string>>, path: BuildPath, ignore: string[]): string[] {
-  const ignored = ignore.map(pathGlob);
+  const ignored = ignore.map((g) => pathGlob(g, '--ignore-unexpected'));
   const out: string[] = [];
   for (const source of sources) {
     const usedKeys = used.get(source)!;
@@ -165,6 +165,11 @@ function sameShape(a: readonly number[], b: readonly number[]): boolean {
  * A `--allow-missing` / `--ignore-unexpected` glob as a test on keys: the freeze-rule language
  * (src/dsl/freeze.ts), so every glob in vlmc means the same.
  */
-export function pathGlob(glob: string): { test(key: string): boolean } {
+export function pathGlob(glob: string, flag = 'glob'): { test(key: string): boolean } {
+  // The language has no partial-segment wildcards; `mlp*` would silently match nothing.
+  const bad = glob.split('.').find((s) => s === '' || (s.includes('*') && s !== '*' && s !== '**'));
+  if (bad !== undefined) {
+    throw new UserError(`${flag} '${glob}': ${bad === '' ? 'empty segment' : `segment '${bad}' mixes '*' with other characters`}; segments are names, '*' (one segment), '**' (any number) or a range such as 0-3`);
+  }
   return { test: (key) => pathPatternMatches(glob, key) };
 }

@@ -6,7 +6,7 @@
  * key is in its shard, no key lives in two shards), so a later bind step can trust `entry(key)`.
  */
 import { createHash } from 'node:crypto';
-import { readFile, stat } from 'node:fs/promises';
+import { lstat, readFile, readlink, stat } from 'node:fs/promises';
 import * as nodePath from 'node:path';
 import { CheckpointError } from '../errors.ts';
 import { firstDuplicateKey } from './json-duplicates.ts';
@@ -253,9 +253,17 @@ async function readBytes(path: string): Promise<Buffer> {
   }
 }
 
+/**
+ * Whether `path` is a regular file (symbolic links followed). Nothing there is false; anything else
+ * there (a folder, a FIFO, a link resolving nowhere) is an error naming it, never "missing".
+ */
 async function isFile(path: string): Promise<boolean> {
   const info = await stat(path).catch(() => undefined);
-  return info?.isFile() ?? false;
+  if (info?.isFile()) return true;
+  const link = await lstat(path).catch(() => undefined);
+  if (!info && !link) return false;
+  if (!info) throw new CheckpointError(`${path}: a symbolic link to ${await readlink(path).catch(() => '?')}, which does not exist`);
+  throw new CheckpointError(`${path}: is ${info.isDirectory() ? 'a folder' : info.isFIFO() ? 'a FIFO' : 'a socket or device'}, not a regular file`);
 }
 
 function isInside(root: string, candidate: string): boolean {

@@ -5,6 +5,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import * as nodePath from 'node:path';
 import { CheckpointError } from '../errors.ts';
+import { refuseNonRegularFile } from '../artifact/fs-errors.ts';
 
 export const IMG_CONTEXT_TOKEN = '<IMG_CONTEXT>';
 
@@ -64,6 +65,7 @@ function idFromTokenizerConfig(dir: string, token: string): number | undefined {
 
 function readJsonObjectIfPresent(path: string): Record<string, unknown> | undefined {
   if (!existsSync(path)) return undefined;
+  refuseNonRegularFile(path, 'a JSON file');
   let parsed: unknown;
   try {
     parsed = JSON.parse(readFileSync(path, 'utf8'));

@@ -13,6 +13,7 @@ import { UserError } from '../errors.ts';
 import { Checkpoint } from '../checkpoint/checkpoint.ts';
 import { findSpecialTokenId } from '../checkpoint/tokens.ts';
 import { withTempSibling } from '../artifact/atomic.ts';
+import { checkOutputPath, CHECKPOINT_MARK } from '../artifact/output-path.ts';
 import { assignPaths, collectParams } from '../dsl/module.ts';
 import { planBinding } from '../bind/plan.ts';
 import { internvlFromConfig } from '../models/from-config.ts';
@@ -39,6 +40,8 @@ export interface ExportResult {
 const TOKENIZER_FILES = ['tokenizer.json', 'tokenizer_config.json', 'added_tokens.json', 'special_tokens_map.json', 'vocab.json', 'merges.txt', 'tokenizer.model', 'generation_config.json'];
 
 export async function exportHF(o: ExportOptions): Promise<ExportResult> {
+  // Before any work: the output may only be new or an earlier export (it carries vlmc's checkpoint mark).
+  checkOutputPath(o.out, { kind: 'checkpoint', flag: '--out', inputs: [o.checkpoint] });
   const ckpt = await Checkpoint.open(o.checkpoint);
   try {
     const where = nodePath.join(ckpt.dir, 'config.json');
@@ -60,6 +63,7 @@ export async function exportHF(o: ExportOptions): Promise<ExportResult> {
       return keys.map((name, part) => ({ name, source: key, dtype: entry.dtype, shape: keys.length === 1 ? [...entry.shape] : [rows, ...entry.shape.slice(1)], part }));
     });
     await withTempSibling(o.out, async (tmp) => {
+      await writeFile(nodePath.join(tmp, CHECKPOINT_MARK), 'a checkpoint written by vlmc export\n');
       await writeFile(nodePath.join(tmp, 'config.json'), `${JSON.stringify(hfConfigJson(model, imageTokenId), null, 2)}\n`);
       await writeWeights(nodePath.join(tmp, 'model.safetensors'), ckpt, tensors);
       for (const f of TOKENIZER_FILES) if (existsSync(nodePath.join(ckpt.dir, f))) await copyFile(nodePath.join(ckpt.dir, f), nodePath.join(tmp, f));

@@ -3,6 +3,7 @@
  * stdout as text (or ids, when the artifact has no tokenizer.json), optionally every step's tokens
  * and logits to a safetensors file, or a JSON summary.
  */
+import { checkOutputPath } from '../artifact/output-path.ts';
 import { existsSync } from 'node:fs';
 import * as nodePath from 'node:path';
 import { UserError } from '../errors.ts';
@@ -24,6 +25,7 @@ export interface GenerateCommand extends GenerateOptions {
 
 export async function generateCommand(c: GenerateCommand): Promise<void> {
   readPipeline(c.artifact); // a clear error before anything loads
+  if (c.out) checkOutputPath(c.out, { kind: 'result', content: 'outputs', flag: '--out', inputs: [c.artifact, c.inputs, ...(c.image ?? [])] });
   const inputs = await resolveInputs(c);
   const write = c.write ?? ((s: string) => process.stdout.write(s));
   const session = await SplitSession.open(c.artifact, c);

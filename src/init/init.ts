@@ -4,6 +4,7 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import * as nodePath from 'node:path';
 import { UserError } from '../errors.ts';
+import { refuseNonRegularFile } from '../artifact/fs-errors.ts';
 import { writeFileAtomic } from '../artifact/atomic.ts';
 import { checkOutputPath } from '../artifact/output-path.ts';
 import { checkpointName } from './name.ts';
@@ -27,6 +28,7 @@ export interface InitOptions extends ProjectorOptions {
 async function readConfig(dir: string): Promise<Record<string, unknown>> {
   const file = nodePath.join(dir, 'config.json');
   if (!existsSync(file)) throw new UserError(`${file}: missing; a checkpoint folder needs config.json`);
+  refuseNonRegularFile(file, 'a JSON file');
   let parsed: unknown;
   try {
     parsed = JSON.parse(await readFile(file, 'utf8'));

@@ -7,6 +7,8 @@
 import { existsSync, readFileSync } from 'node:fs';
 import * as nodePath from 'node:path';
 import { UserError } from '../errors.ts';
+import { MAX_TILES } from '../preprocess/tiling.ts';
+import { refuseNonRegularFile } from '../artifact/fs-errors.ts';
 import { getTemplate, type ConversationTemplate } from '../prompt/templates.ts';
 import { MANIFEST_FILE } from '../artifact/write.ts';
 
@@ -55,7 +57,7 @@ function fromInternVLConfig(dir: string, file: string, o: { template?: string })
   const patchSize = positiveInt(vision?.['patch_size'], 'vision_config.patch_size', file);
   const downsampleRatio = positive(cfg['downsample_ratio'] ?? 0.5, 'downsample_ratio', file);
   const template = templateOf(cfg, file, o);
-  const dynamic = cfg['dynamic_image_size'] !== false;
+  const dynamic = optionalBool(cfg, 'dynamic_image_size', true, file);
   return {
     file,
     template,
@@ -64,9 +66,8 @@ function fromInternVLConfig(dir: string, file: string, o: { template?: string })
     patchSize,
     downsampleRatio,
     tokensPerTile: Math.trunc(Math.floor(imageSize / patchSize) ** 2 * downsampleRatio ** 2),
-    minDynamicPatch: positiveInt(cfg['min_dynamic_patch'] ?? 1, 'min_dynamic_patch', file),
-    maxDynamicPatch: dynamic ? positiveInt(cfg['max_dynamic_patch'] ?? 6, 'max_dynamic_patch', file) : 1,
-    useThumbnail: dynamic && cfg['use_thumbnail'] === true,
+    ...dynamicPatches(cfg['min_dynamic_patch'] ?? 1, dynamic ? (cfg['max_dynamic_patch'] ?? 6) : 1, '', file),
+    useThumbnail: dynamic && optionalBool(cfg, 'use_thumbnail', false, file),
     vocabSize: llm && typeof llm['vocab_size'] === 'number' ? llm['vocab_size'] : undefined,
     padTokenId: llm && typeof llm['pad_token_id'] === 'number' ? llm['pad_token_id'] : undefined,
     artifact: artifactRecord(dir),
@@ -88,8 +89,7 @@ function fromPipeline(dir: string, file: string, o: { template?: string }): Requ
     patchSize: 0,
     downsampleRatio: positive(image['downsample_ratio'] ?? 0.5, 'image.downsample_ratio', file),
     tokensPerTile,
-    minDynamicPatch: positiveInt(image['min_dynamic_patch'] ?? 1, 'image.min_dynamic_patch', file),
-    maxDynamicPatch: positiveInt(image['max_dynamic_patch'] ?? 6, 'image.max_dynamic_patch', file),
+    ...dynamicPatches(image['min_dynamic_patch'] ?? 1, image['max_dynamic_patch'] ?? 6, 'image.', file),
     useThumbnail: image['use_thumbnail'] === true,
     vocabSize: typeof llm['vocab_size'] === 'number' ? llm['vocab_size'] : undefined,
     padTokenId: typeof p['pad_token_id'] === 'number' ? p['pad_token_id'] : undefined,
@@ -119,6 +119,7 @@ function artifactRecord(dir: string): RequestConfig['artifact'] {
 
 function readJson(file: string): Record<string, unknown> {
   let v: unknown;
+  refuseNonRegularFile(file, 'a JSON file');
   try {
     v = JSON.parse(readFileSync(file, 'utf8'));
   } catch (e) {
@@ -138,6 +139,23 @@ function objectField(cfg: Record<string, unknown>, key: string, file: string): R
 function positive(v: unknown, what: string, file: string): number {
   if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0) throw new UserError(`${file}: '${what}' must be a positive number (got ${JSON.stringify(v)})`);
   return v;
+}
+
+/** A true/false field; any other value ("yes", 1) would silently change the tiling. */
+function optionalBool(cfg: Record<string, unknown>, key: string, fallback: boolean, file: string): boolean {
+  const v = cfg[key];
+  if (v === undefined || v === null) return fallback;
+  if (typeof v !== 'boolean') throw new UserError(`${file}: '${key}' must be true or false (got ${JSON.stringify(v)})`);
+  return v;
+}
+
+/** `min_dynamic_patch` / `max_dynamic_patch`: whole numbers, min <= max <= MAX_TILES. */
+function dynamicPatches(min: unknown, max: unknown, prefix: string, file: string): { minDynamicPatch: number; maxDynamicPatch: number } {
+  const minDynamicPatch = positiveInt(min, `${prefix}min_dynamic_patch`, file);
+  const maxDynamicPatch = positiveInt(max, `${prefix}max_dynamic_patch`, file);
+  if (maxDynamicPatch > MAX_TILES) throw new UserError(`${file}: '${prefix}max_dynamic_patch' must be at most ${MAX_TILES} (got ${maxDynamicPatch})`);
+  if (minDynamicPatch > maxDynamicPatch) throw new UserError(`${file}: '${prefix}min_dynamic_patch' (${minDynamicPatch}) is greater than '${prefix}max_dynamic_patch' (${maxDynamicPatch})`);
+  return { minDynamicPatch, maxDynamicPatch };
 }
 
 function positiveInt(v: unknown, what: string, file: string): number {

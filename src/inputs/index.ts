@@ -9,12 +9,14 @@ import { UserError } from '../errors.ts';
 import { encodeSafetensors, SafetensorsFile, type TensorToWrite } from '../checkpoint/safetensors.ts';
 import { writeFileAtomic } from '../artifact/atomic.ts';
 import { checkOutputPath, resultMetadata } from '../artifact/output-path.ts';
+import { refuseNonRegularFile } from '../artifact/fs-errors.ts';
 import { explainFs } from '../artifact/fs-errors.ts';
 import { buildQuery, IMG_CONTEXT_TOKEN, IMAGE_PLACEHOLDER, type History } from '../prompt/query.ts';
 import { eosToken } from '../prompt/templates.ts';
 import { loadTokenizer, type TextTokenizer } from '../tokenizer/index.ts';
 import { readRequestConfig, type RequestConfig } from './config.ts';
 import { preprocessImage, type PreprocessedImage, type PreprocessOptions } from '../preprocess/index.ts';
+import { MAX_TILES } from '../preprocess/tiling.ts';
 
 export { readRequestConfig, type RequestConfig } from './config.ts';
 
@@ -160,6 +162,9 @@ function crossCheckArtifact(config: RequestConfig, imgContextTokenId: number, di
 
 async function preprocessAll(images: readonly string[], config: RequestConfig, o: InputsOptions): Promise<PreprocessedImage[]> {
   if (images.length === 0) return [];
+  if (o.maxNum !== undefined && (o.maxNum > MAX_TILES || o.maxNum < config.minDynamicPatch)) {
+    throw new UserError(`--max-num ${o.maxNum}: must be from ${config.file}'s min_dynamic_patch (${config.minDynamicPatch}) to ${MAX_TILES}`);
+  }
   const preprocess = o.preprocess ?? preprocessImage;
   const out: PreprocessedImage[] = [];
   for (const file of images) {
@@ -228,6 +233,7 @@ function idsAndMask(rows: number[][], padId: number): { input_ids: HostTensorI64
 /** A `--history` file: a JSON array of [question, answer] pairs, as chat() keeps its history. */
 export function readHistoryFile(file: string): History {
   let v: unknown;
+  refuseNonRegularFile(file, 'a JSON history file');
   try {
     v = JSON.parse(readFileSync(file, 'utf8'));
   } catch (e) {

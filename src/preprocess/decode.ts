@@ -22,6 +22,7 @@
 import { readFile } from 'node:fs/promises';
 import type { Sharp, SharpOptions } from 'sharp';
 import { UserError } from '../errors.ts';
+import { refuseNonRegularFile } from '../artifact/fs-errors.ts';
 import { gifTransparentColour } from './gif.ts';
 
 export interface RgbImage {
@@ -44,6 +45,7 @@ export async function decodeRgb(file: string): Promise<RgbImage> {
 }
 
 async function readImageFile(file: string): Promise<Buffer> {
+  refuseNonRegularFile(file, 'a PNG or JPEG file');
   try {
     return await readFile(file);
   } catch (err) {
@@ -156,6 +158,7 @@ function cmykToRgb({ width, height, channels, data }: RawBands): RgbImage {
   return { width, height, rgb };
 }
 
+/** The first line only: libvips repeats its complaint once per decode attempt. */
 function errorMessage(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
+  return (err instanceof Error ? err.message : String(err)).split('\n')[0]!.trim();
 }

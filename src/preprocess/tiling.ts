@@ -87,12 +87,19 @@ export function planTiles(width: number, height: number, options: TilingOptions)
 }
 
 /** Options with defaults applied, checked (the official code would silently fall back to 1x1). */
+/**
+ * Most tiles per image: far above released configs (12 to 40), low enough that a typo such as
+ * `max_dynamic_patch: 1e9` is a message instead of a grid search that never ends.
+ */
+export const MAX_TILES = 256;
+
 export function resolveTiling(options: TilingOptions): Required<TilingOptions> {
   const resolved = { imageSize: options.imageSize, minNum: options.minNum ?? 1, maxNum: options.maxNum ?? 12, useThumbnail: options.useThumbnail ?? true };
   for (const key of ['imageSize', 'minNum', 'maxNum'] as const) {
     const v = resolved[key];
     if (!Number.isInteger(v) || v < 1) throw new UserError(`preprocess: ${key} must be a positive integer, got ${v}`);
   }
+  if (resolved.maxNum > MAX_TILES) throw new UserError(`preprocess: maxNum must be at most ${MAX_TILES}, got ${resolved.maxNum}`);
   if (resolved.minNum > resolved.maxNum) {
     throw new UserError(`preprocess: minNum (${resolved.minNum}) is greater than maxNum (${resolved.maxNum})`);
   }

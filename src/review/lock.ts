@@ -6,6 +6,8 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { writeFileAtomic } from '../artifact/atomic.ts';
 import { checkOutputPath } from '../artifact/output-path.ts';
+import { refuseNonRegularFile } from '../artifact/fs-errors.ts';
+import { UserError } from '../errors.ts';
 import { loadGraphSummary } from './operand.ts';
 import type { GraphSummary, IoEntry, ModuleEntry, ParamEntry } from './types.ts';
 
@@ -70,7 +72,10 @@ export async function checkLocks(graphFiles: readonly string[]): Promise<{ stale
   const stale: string[] = [];
   const missing: string[] = [];
   for (const graphFile of graphFiles) {
+    // A mistyped graph path is bad input (exit 2), not a lock to write (exit 1).
+    if (!existsSync(graphFile)) throw new UserError(`${graphFile}: graph file not found`);
     const path = lockPathFor(graphFile);
+    refuseNonRegularFile(path, 'a vlmc lock file');
     if (!existsSync(path)) {
       missing.push(path);
       continue;

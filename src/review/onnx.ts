@@ -6,6 +6,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { UserError } from '../errors.ts';
+import { refuseNonRegularFile } from '../artifact/fs-errors.ts';
 import { DTYPES } from '../ir/dtype.ts';
 import type * as P from 'onnx-proto';
 import { onnx, type ModelProto } from '../onnx/proto.ts';
@@ -95,6 +96,7 @@ export function summaryFromOnnxFile(file: string, options: OnnxSummaryOptions = 
 
 function decodeModel(file: string): ModelProto {
   let bytes: Buffer;
+  refuseNonRegularFile(file, 'an ONNX model');
   try {
     bytes = readFileSync(file);
   } catch (e) {

@@ -7,6 +7,7 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import { extname, join, resolve } from 'node:path';
 import { compile, type CompileOptions } from '../compile.ts';
 import { UserError } from '../errors.ts';
+import { refuseNonRegularFile } from '../artifact/fs-errors.ts';
 import { loadGraphFile } from '../graph-file.ts';
 import { withTrainable } from './assemble.ts';
 import { summaryAtRevision } from './revision.ts';
@@ -66,12 +67,14 @@ export function summaryFromArtifact(dir: string, options: OperandOptions = {}): 
 /** `parameters[].name` / `parameters[].trainable` from a manifest; entries without a boolean are skipped. */
 export function manifestTrainable(file: string): Map<string, boolean> {
   let json: unknown;
+  refuseNonRegularFile(file, 'the artifact manifest');
   try {
     json = JSON.parse(readFileSync(file, 'utf8'));
   } catch (e) {
     throw new UserError(`${file}: not valid JSON (${(e as Error).message})`);
   }
-  const params = (json as { parameters?: unknown } | null)?.parameters;
+  if (typeof json !== 'object' || json === null || Array.isArray(json)) throw new UserError(`${file}: not a vlmc manifest (must hold a JSON object; got ${json === null ? 'null' : Array.isArray(json) ? 'an array' : typeof json})`);
+  const params = (json as { parameters?: unknown }).parameters;
   if (params === undefined) return new Map();
   if (!Array.isArray(params)) throw new UserError(`${file}: 'parameters' must be a list`);
   const out = new Map<string, boolean>();

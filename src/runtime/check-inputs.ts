@@ -88,6 +88,17 @@ export function checkInputValues(file: string, manifest: Manifest, ids: BigInt64
   }
 }
 
+/** Float inputs (pixel_values) must be finite: one NaN makes every logit NaN, silently. */
+export function checkFiniteFloats(file: string, inputs: Readonly<Record<string, { dtype: string; data: ArrayLike<number> | ArrayLike<bigint> }>>): void {
+  for (const [name, t] of Object.entries(inputs)) {
+    if (t.dtype !== 'float32') continue;
+    const data = t.data as ArrayLike<number>;
+    for (let i = 0; i < data.length; i++) {
+      if (!Number.isFinite(data[i])) throw new UserError(`${file}: input '${name}' holds ${data[i]} at flat position ${i}; values must be finite numbers`);
+    }
+  }
+}
+
 /** The vocabulary size: the last dim of the logits output, when static. */
 function vocabOf(manifest: Manifest): number | undefined {
   const logits = manifest.outputs.find((o) => o.name === 'logits');

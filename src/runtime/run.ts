@@ -4,16 +4,16 @@
  */
 import * as nodePath from 'node:path';
 import { existsSync, readFileSync, statSync } from 'node:fs';
-import { mkdir } from 'node:fs/promises';
+import { makeFolders } from '../artifact/atomic.ts';
 import type ort from 'onnxruntime-node';
 import { UserError } from '../errors.ts';
 import { SafetensorsFile, writeSafetensors, type TensorToWrite } from '../checkpoint/safetensors.ts';
 import { DATA_FILE, MANIFEST_FILE, MODEL_FILE } from '../artifact/write.ts';
 import type { Manifest } from '../artifact/manifest.ts';
-import { checkDataAgainstManifest, checkDeclaredInputs, checkInputValues, type DeclaredTensor } from './check-inputs.ts';
+import { checkDataAgainstManifest, checkDeclaredInputs, checkFiniteFloats, checkInputValues, type DeclaredTensor } from './check-inputs.ts';
 import { checkExternalReferences } from '../review/onnx.ts';
 import { checkOutputPath, resultMetadata } from '../artifact/output-path.ts';
-import { explainFs } from '../artifact/fs-errors.ts';
+import { explainFs, refuseNonRegularFile } from '../artifact/fs-errors.ts';
 
 export interface HostTensor {
   dtype: 'float32' | 'int64';
@@ -35,6 +35,7 @@ export function loadOrt(): Promise<typeof ort> {
 export function readManifest(artifactDir: string): Manifest {
   const file = nodePath.join(artifactDir, MANIFEST_FILE);
   if (!existsSync(file)) throw new UserError(`${artifactDir}: not a vlmc artifact (no ${MANIFEST_FILE})`);
+  refuseNonRegularFile(file, 'the artifact manifest');
   let m: Partial<Manifest> | null;
   try {
     m = JSON.parse(readFileSync(file, 'utf8')) as Partial<Manifest> | null;
@@ -56,6 +57,7 @@ export async function openSession(artifactDir: string, providers: string[] = ['c
   const model = nodePath.join(artifactDir, file);
   if (!existsSync(nodePath.join(artifactDir, MODEL_FILE))) throw new UserError(`${artifactDir}: not a vlmc artifact (no ${MODEL_FILE})`);
   if (!existsSync(model)) throw new UserError(`${artifactDir}: has no ${file}${graph === 'train' || graph === 'optimizer' ? ' (build it with vlmc build --train)' : ''}`);
+  refuseNonRegularFile(model, 'the ONNX model');
   refuseStructureOnly(artifactDir);
   const { InferenceSession } = await loadOrt();
   // Parameters past select_layer are unused initializers by design; keep ORT quiet about them.
@@ -80,6 +82,7 @@ export async function openSession(artifactDir: string, providers: string[] = ['c
 function refuseStructureOnly(artifactDir: string): void {
   const file = nodePath.join(artifactDir, MANIFEST_FILE);
   if (!existsSync(file)) return;
+  refuseNonRegularFile(file, 'the artifact manifest');
   let structureOnly = false;
   try {
     structureOnly = (JSON.parse(readFileSync(file, 'utf8')) as Partial<Manifest> | null)?.build?.structure_only === true;
@@ -148,7 +151,7 @@ export async function writeOutputs(file: string, outputs: Record<string, HostTen
     data: new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength),
   }));
   await explainFs(file, async () => {
-    await mkdir(nodePath.dirname(nodePath.resolve(file)), { recursive: true });
+    await makeFolders(nodePath.dirname(nodePath.resolve(file)));
     await writeSafetensors(file, tensors, resultMetadata('outputs'));
   });
 }
@@ -180,6 +183,7 @@ async function runSplitArtifact(artifactDir: string, manifest: Manifest, inputsF
   const inputs = await readInputs(inputsFile, manifest.inputs.map((i) => i.name), (declared) => checkDeclaredInputs(inputsFile, manifest, declared));
   checkInputValues(inputsFile, manifest, inputs.input_ids?.data as BigInt64Array | undefined, inputs.image_flags?.data as BigInt64Array | undefined);
   checkImageTokenCount(manifest, inputs, inputsFile);
+  checkFiniteFloats(inputsFile, inputs);
   const { runSplit } = await import('../generate/session.ts');
   const outputs = await runSplit(artifactDir, inputs);
   await writeOutputs(outFile, outputs);
@@ -202,6 +206,7 @@ export async function runArtifact(artifactDir: string, inputsFile: string, outFi
     ? await readInputs(inputsFile)
     : await readInputs(inputsFile, [...manifest.inputs.map((i) => i.name), ...extra], (declared) => checkDeclaredInputs(inputsFile, manifest, declared));
   if (!modelInputs) {
+    checkFiniteFloats(inputsFile, inputs);
     checkInputValues(inputsFile, manifest, inputs.input_ids?.data as BigInt64Array | undefined, inputs.image_flags?.data as BigInt64Array | undefined);
     checkImageTokenCount(manifest, inputs, inputsFile);
   }

@@ -7,6 +7,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import * as nodePath from 'node:path';
 import { Tokenizer } from '@huggingface/tokenizers';
 import { UserError } from '../errors.ts';
+import { refuseNonRegularFile } from '../artifact/fs-errors.ts';
 import { StreamingDetokenizer } from './stream.ts';
 import { eosToken, type ConversationTemplate } from '../prompt/templates.ts';
 
@@ -152,6 +153,9 @@ export function loadTokenizer(dir: string): TextTokenizer {
     throw new UserError(`${dir}: no ${TOKENIZER_FILE}; vlmc reads the checkpoint's tokenizer from it${slow}`);
   }
   const json = readJsonObject(file);
+  // The tokenizers library refuses these; filling them in would hide a damaged file.
+  if (json['added_tokens'] !== undefined && !Array.isArray(json['added_tokens'])) throw new UserError(`${file}: 'added_tokens' must be a list of token objects (got ${JSON.stringify(json['added_tokens'])?.slice(0, 40)})`);
+  if (!isObject(json['model'])) throw new UserError(`${file}: 'model' must be an object (the tokenizer's vocabulary and merges); the file is damaged or not a tokenizer.json`);
   const configFile = nodePath.join(dir, TOKENIZER_CONFIG_FILE);
   const config = existsSync(configFile) ? readJsonObject(configFile) : {};
   const addedFile = nodePath.join(dir, 'added_tokens.json');
@@ -193,6 +197,7 @@ function withLoadTimeAddedTokens(json: Record<string, unknown>, config: Record<s
 
 function readJsonObject(file: string): Record<string, unknown> {
   let parsed: unknown;
+  refuseNonRegularFile(file, 'a JSON file');
   try {
     parsed = JSON.parse(readFileSync(file, 'utf8'));
   } catch (e) {

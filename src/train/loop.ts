@@ -5,6 +5,7 @@
  * every parameter, config.json, tokenizer files) that `vlmc build --weights` takes, plus the
  * optimizer state and step (optimizer.safetensors, trainer_state.json) to resume from.
  */
+import { checkAgainstInputs } from '../artifact/output-path.ts';
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { writeFile, copyFile } from 'node:fs/promises';
 import { readBound, readRange } from './weights.ts';
@@ -162,6 +163,7 @@ function checkOptions(o: TrainOptions): void {
   positiveInt(o.saveEvery, '--save-every');
   if (!(o.lr > 0)) throw new UserError(`--lr must be positive (got ${o.lr})`);
   if (!existsSync(o.data)) throw new UserError(`${o.data}: training data not found`);
+  checkAgainstInputs(o.out, `--out ${o.out}`, { inputs: [o.artifact, o.data, o.imageRoot] });
   checkRunFolder(o.out);
 }
 
