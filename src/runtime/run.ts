@@ -64,7 +64,10 @@ export async function openSession(artifactDir: string, providers: string[] = ['c
   try {
     // No weight prepacking: ORT's repacked copy of every weight cost seconds and a second copy in
     // memory at session creation; unpacked, the weights stay mapped from the data file.
-    return await InferenceSession.create(model, { executionProviders: providers, logSeverityLevel: 3, extra: { session: { disable_prepacking: '1' } } });
+    // Quantised weights (MatMulNBits) keep it: their kernel needs the repacked blocks to be fast.
+    const { hasQuantisedWeights } = await import('../generate/session.ts');
+    const prepack = hasQuantisedWeights(artifactDir);
+    return await InferenceSession.create(model, { executionProviders: providers, logSeverityLevel: 3, ...(prepack ? {} : { extra: { session: { disable_prepacking: '1' } } }) });
   } catch (e) {
     const missing = /Could not find an implementation for (\S+)/.exec((e as Error).message);
     if (missing) {
