@@ -4,6 +4,7 @@
  */
 import * as nodePath from 'node:path';
 import { UserError } from './errors.ts';
+import { checkpointName } from './init/name.ts';
 import type { ParamDType } from './ir/dtype.ts';
 import type { Graph } from './ir/graph.ts';
 import { Checkpoint } from './checkpoint/checkpoint.ts';
@@ -211,7 +212,7 @@ async function resolveModel(o: BuildOptions, path: BuildPath, sources: WeightSou
   if (model instanceof InternVLChatModel) {
     if (o.graph && derived) checkAgainstConfig(model, derived, configNames(path, sources));
     setContextTokenId(model, o, path, sources, derived);
-    if (!o.graph) model.options.name = derivedName(o);
+    if (!o.graph) model.options.name = derivedName(o, path, sources);
   }
   return model;
 }
@@ -243,8 +244,10 @@ function setContextTokenId(model: InternVLChatModel, o: BuildOptions, path: Buil
 
 
 /** A derived graph is named after its checkpoint, so the output does not depend on --out. */
-function derivedName(o: BuildOptions): string {
-  return nodePath.basename(nodePath.resolve((o.weights ?? o.llm)!));
+function derivedName(o: BuildOptions, path: BuildPath, sources: WeightSource[]): string {
+  // The checkpoint's own name, as vlmc init names graph files (config `_name_or_path`, else the folder above generic names).
+  const source = path === 'A' ? sources[0] : sources.find((s) => s.role === 'llm');
+  return source ? checkpointName(source.checkpoint.dir, source.checkpoint.config) : nodePath.basename(nodePath.resolve((o.weights ?? o.llm)!));
 }
 
 const configFile = (s: WeightSource): string => nodePath.join(s.checkpoint.dir, 'config.json');
