@@ -244,3 +244,16 @@ describe('smaller refusals', () => {
     }
   });
 });
+
+describe('vlmc init --out', () => {
+  it('refuses a graph file name that is not TypeScript (.ts / .mts) and writes nothing', async () => {
+    const { init } = await import('../src/init/init.ts');
+    const { existsSync, mkdtempSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const pathMod = await import('node:path');
+    const dir = mkdtempSync(pathMod.join(tmpdir(), 'vlmc-init-ext-'));
+    const out = pathMod.join(dir, 'x.json');
+    await expect(init({ from: pathMod.join(FIXTURES, 'qwen2-tiny/unified'), out })).rejects.toThrow(/x\.json: a graph file is TypeScript; give a path ending in \.ts/);
+    expect(existsSync(out)).toBe(false);
+  });
+});
