@@ -126,7 +126,7 @@ describe('fuzz (seeded, bounded)', () => {
         const out = fresh('out');
         const r = await contract(() => build({ weights: dir, out }), ['config.json', dir]);
         // vlmc init validates with the same code: it writes a graph file exactly when the config builds.
-        const graphFile = fresh('graph.ts');
+        const graphFile = `${fresh('graph')}.ts`;
         const g = await contract(() => init({ from: dir, out: graphFile }), ['config.json', dir]);
         if (r.ok) expect(g.ok).toBe(true);
         if (!g.ok) expect(r.ok || existsSync(graphFile)).toBe(false);
