@@ -7,7 +7,6 @@ import { internlm2 } from './internlm2.ts';
 import { llama, qwen2 } from './llama.ts';
 import { phi3 } from './phi3.ts';
 import { QWEN3_DEFAULT_HEAD_DIM, qwen3 } from './qwen3.ts';
-import { withLegacyRope } from './rope-parameters.ts';
 
 export interface LLMFamily {
   /** Name used in graph files (`qwen2({...})`). */
@@ -61,8 +60,7 @@ export function architectureOf(hf: HFConfig, where: string): string {
 }
 
 /** The LLM described by a Hugging Face config.json. */
-export function llmFromHF(saved: HFConfig, where: string): CausalLM {
-  const hf = withLegacyRope(saved);
+export function llmFromHF(hf: HFConfig, where: string): CausalLM {
   const family = llmFamily(architectureOf(hf, where), where);
   family.check?.(hf, where);
   const base = decoderConfigFromHF(hf, where);
