@@ -38,7 +38,7 @@ import { Linear, linear } from '../src/nn/layers.ts';
 import * as op from '../src/ops/index.ts';
 import { buildModelProto, encodeModel } from '../src/onnx/emit.ts';
 import { SPLIT_DATA_FILE } from '../src/artifact/write.ts';
-import { writeSafetensors } from '../src/checkpoint/safetensors.ts';
+import { writeSafetensors } from '../src/checkpoint/safetensors-write.ts';
 import type { InternVLChatModel } from '../src/models/internvl.ts';
 import type { Manifest } from '../src/artifact/manifest.ts';
 import { VLMC_VERSION } from '../src/version.ts';

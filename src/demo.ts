@@ -6,7 +6,7 @@
 import { createHash } from 'node:crypto';
 import * as nodePath from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { writeSafetensors } from './checkpoint/safetensors.ts';
+import { writeSafetensors } from './checkpoint/safetensors-write.ts';
 import { writeFile } from 'node:fs/promises';
 import { writeFileAtomic, withTempSibling } from './artifact/atomic.ts';
 import { checkOutputPath, CHECKPOINT_MARK } from './artifact/output-path.ts';

@@ -6,7 +6,8 @@ import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { cpSync, existsSync, readFileSync, writeFileSync, readdirSync } from 'node:fs';
 import * as path from 'node:path';
 import { FIXTURES, fixtureCases, maxAbsError, removeDir, tempDir, vlmc } from './helpers.ts';
-import { SafetensorsFile, writeSafetensors } from '../src/checkpoint/safetensors.ts';
+import { SafetensorsFile } from '../src/checkpoint/safetensors.ts';
+import { writeSafetensors } from '../src/checkpoint/safetensors-write.ts';
 import { f16ToF32 } from '../src/tensor/convert.ts';
 import type { Manifest, ManifestParameter } from '../src/artifact/manifest.ts';
 

@@ -7,7 +7,8 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Checkpoint } from '../src/checkpoint/checkpoint.ts';
-import { SafetensorsFile, writeSafetensors, type TensorToWrite } from '../src/checkpoint/safetensors.ts';
+import { SafetensorsFile } from '../src/checkpoint/safetensors.ts';
+import { writeSafetensors, type TensorToWrite } from '../src/checkpoint/safetensors-write.ts';
 import { CheckpointError } from '../src/errors.ts';
 
 let tmp: string;

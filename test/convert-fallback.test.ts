@@ -9,7 +9,8 @@ import { spawnSync } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { FIXTURES, ROOT, removeDir, tempDir } from './helpers.ts';
-import { SafetensorsFile, writeSafetensors, type TensorToWrite } from '../src/checkpoint/safetensors.ts';
+import { SafetensorsFile } from '../src/checkpoint/safetensors.ts';
+import { writeSafetensors, type TensorToWrite } from '../src/checkpoint/safetensors-write.ts';
 
 const FIXTURE = path.join(FIXTURES, 'qwen2-tiny', 'unified');
 const work = tempDir('vlmc-fallback-');

@@ -5,7 +5,8 @@
  */
 import { afterAll, describe, expect, it } from 'vitest';
 import * as path from 'node:path';
-import { SafetensorsFile, writeSafetensors } from '../src/checkpoint/safetensors.ts';
+import { SafetensorsFile } from '../src/checkpoint/safetensors.ts';
+import { writeSafetensors } from '../src/checkpoint/safetensors-write.ts';
 import { readPipeline } from '../src/generate/pipeline.ts';
 import { FIXTURES, maxAbsError, removeDir, tempDir, vlmc } from './helpers.ts';
 

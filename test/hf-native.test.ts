@@ -10,7 +10,8 @@ import { describe, it, expect, beforeAll, afterAll, onTestFinished } from 'vites
 import { mkdirSync, readFileSync, writeFileSync, copyFileSync, existsSync, rmSync } from 'node:fs';
 import * as path from 'node:path';
 import { FIXTURES, ROOT, maxAbsError, tempDir, removeDir, vlmc } from './helpers.ts';
-import { SafetensorsFile, writeSafetensors, type TensorToWrite } from '../src/checkpoint/safetensors.ts';
+import { SafetensorsFile } from '../src/checkpoint/safetensors.ts';
+import { writeSafetensors, type TensorToWrite } from '../src/checkpoint/safetensors-write.ts';
 import { f32ToBf16 } from '../src/tensor/convert.ts';
 import { build } from '../src/build.ts';
 import { openSession, run, type HostTensor } from '../src/runtime/run.ts';

@@ -244,7 +244,7 @@ describe('defect 8: the safetensors reader follows the reference library', () =>
   async function sharded(dir: string, names: [string, string]): Promise<Record<string, string>> {
     const st = await SafetensorsFile.open(path.join(QWEN, 'unified', 'model.safetensors'));
     const keys = st.keys();
-    const { writeSafetensors } = await import('../src/checkpoint/safetensors.ts');
+    const { writeSafetensors } = await import('../src/checkpoint/safetensors-write.ts');
     const map: Record<string, string> = {};
     const parts: [string[], string][] = [[keys.slice(0, 10), 'model-00001-of-00002.safetensors'], [keys.slice(10), 'model-00002-of-00002.safetensors']];
     for (const [i, [subset, file]] of parts.entries()) {

@@ -5,7 +5,8 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Checkpoint } from '../src/checkpoint/checkpoint.ts';
-import { SafetensorsFile, writeSafetensors } from '../src/checkpoint/safetensors.ts';
+import { SafetensorsFile } from '../src/checkpoint/safetensors.ts';
+import { writeSafetensors } from '../src/checkpoint/safetensors-write.ts';
 import { findSpecialTokenId } from '../src/checkpoint/tokens.ts';
 import {
   alignChunkBytes,

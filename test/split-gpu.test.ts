@@ -100,7 +100,7 @@ describe('split --target gpu: GroupQueryAttention decoder', () => {
     const b = (a: ArrayBufferView) => new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
     const row0 = [1, 2, 153, 153, 153, 153, 5, 6, 7, 8, 9, 10, 0, 0]; // 1 tile, 12 tokens + 2 pad
     const row1 = [1, 153, 153, 153, 153, 153, 153, 153, 153, 3, 4, 5, 6, 7]; // 2 tiles, 14 tokens
-    const { writeSafetensors } = await import('../src/checkpoint/safetensors.ts');
+    const { writeSafetensors } = await import('../src/checkpoint/safetensors-write.ts');
     await writeSafetensors(inputs, [
       { name: 'pixel_values', dtype: 'F32', shape: [3, 3, 56, 56], data: b(Float32Array.from({ length: 3 * 3 * 56 * 56 }, (_, i) => Math.sin(i * 0.37) * 1.5)) },
       { name: 'input_ids', dtype: 'I64', shape: [2, 14], data: b(BigInt64Array.from([...row0, ...row1], BigInt)) },

@@ -3,7 +3,7 @@ import { cpSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { expect } from 'vitest';
 import { UserError } from '../src/errors.ts';
-import { writeSafetensors, type TensorToWrite } from '../src/checkpoint/safetensors.ts';
+import { writeSafetensors, type TensorToWrite } from '../src/checkpoint/safetensors-write.ts';
 import { FIXTURES } from './helpers.ts';
 
 export const QWEN = path.join(FIXTURES, 'qwen2-tiny');

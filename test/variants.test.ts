@@ -14,7 +14,7 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { build } from '../src/build.ts';
 import { openSession, run, type HostTensor } from '../src/runtime/run.ts';
-import { writeSafetensors, type TensorToWrite } from '../src/checkpoint/safetensors.ts';
+import { writeSafetensors, type TensorToWrite } from '../src/checkpoint/safetensors-write.ts';
 import { f32ToBf16 } from '../src/tensor/convert.ts';
 import { internvlFromConfig } from '../src/models/from-config.ts';
 import { assignPaths, collectParams } from '../src/dsl/module.ts';

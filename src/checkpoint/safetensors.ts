@@ -1,13 +1,13 @@
 /**
- * Safetensors reading and writing (https://huggingface.co/docs/safetensors: 8-byte little-endian
- * header length, a JSON header, then a data section addressed by per-tensor offsets).
+ * Safetensors reading (https://huggingface.co/docs/safetensors: 8-byte little-endian header length,
+ * a JSON header, then a data section addressed by per-tensor offsets); writing is in
+ * safetensors-write.ts.
  *
  * `open` reads only the header and validates it strictly, so later reads can trust every entry;
  * tensor data is streamed through a FileHandle in element-aligned chunks because checkpoints run
  * to many GB and must never sit whole in the JS heap.
  */
-import { open as openFile, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
-import { randomBytes } from 'node:crypto';
+import { open as openFile, stat, type FileHandle } from 'node:fs/promises';
 import { CheckpointError } from '../errors.ts';
 import { elementCount } from '../ir/dims.ts';
 import { firstDuplicateKey } from './json-duplicates.ts';
@@ -70,18 +70,11 @@ export class ChunkBuffers {
   }
 }
 
-export interface TensorToWrite {
-  name: string;
-  dtype: StDType;
-  shape: readonly number[];
-  data: Uint8Array;
-}
-
 export const DEFAULT_CHUNK_BYTES = 16 * 1024 * 1024;
 /** Same cap the reference implementation uses; a larger header is corrupt or hostile. */
 export const MAX_HEADER_BYTES = 100 * 1024 * 1024;
 
-const METADATA_KEY = '__metadata__';
+export const METADATA_KEY = '__metadata__';
 const ENTRY_FIELDS = ['dtype', 'shape', 'data_offsets'] as const;
 
 export class SafetensorsFile {
@@ -372,95 +365,6 @@ function checkContiguous(ranges: { key: string; begin: number; end: number }[], 
 }
 
 // ---------------------------------------------------------------------------------------------
-// Writing
-
-/**
- * Writes a spec-conformant safetensors file with deterministic bytes: keys sorted, tensors laid
- * out in key order, header padded with spaces so the data section starts 8-byte aligned. Written
- * to a temporary sibling and renamed, so readers never see a partial file.
- */
-export async function writeSafetensors(
-  path: string,
-  tensors: readonly TensorToWrite[],
-  metadata?: Readonly<Record<string, string>>,
-): Promise<void> {
-  const sorted = [...tensors].sort((a, b) => compareStrings(a.name, b.name));
-  checkTensorsToWrite(sorted);
-  const header = encodeHeader(sorted, metadata);
-  const prefix = new Uint8Array(8);
-  new DataView(prefix.buffer).setBigUint64(0, BigInt(header.byteLength), true);
-
-  const tempPath = `${path}.${process.pid}-${randomBytes(4).toString('hex')}.tmp`;
-  const handle = await openFile(tempPath, 'wx');
-  try {
-    let position = 0;
-    for (const part of [prefix, header, ...sorted.map((t) => t.data)]) {
-      await writeExactly(handle, part, position);
-      position += part.byteLength;
-    }
-    await handle.datasync();
-    await handle.close();
-    await rename(tempPath, path);
-  } catch (err) {
-    await handle.close().catch(() => {});
-    await unlink(tempPath).catch(() => {});
-    throw err;
-  }
-}
-
-/** The bytes `writeSafetensors` would write, in memory (for small files written through writeFileAtomic). */
-export function encodeSafetensors(tensors: readonly TensorToWrite[], metadata?: Readonly<Record<string, string>>): Uint8Array {
-  const sorted = [...tensors].sort((a, b) => compareStrings(a.name, b.name));
-  checkTensorsToWrite(sorted);
-  const header = encodeHeader(sorted, metadata);
-  const out = new Uint8Array(8 + header.byteLength + sorted.reduce((n, t) => n + t.data.byteLength, 0));
-  new DataView(out.buffer).setBigUint64(0, BigInt(header.byteLength), true);
-  out.set(header, 8);
-  let at = 8 + header.byteLength;
-  for (const t of sorted) {
-    out.set(t.data, at);
-    at += t.data.byteLength;
-  }
-  return out;
-}
-
-function checkTensorsToWrite(tensors: readonly TensorToWrite[]): void {
-  for (let i = 0; i < tensors.length; i++) {
-    const { name, dtype, shape, data } = tensors[i]!;
-    if (name === METADATA_KEY) throw new Error(`tensor name "${METADATA_KEY}" is reserved`);
-    if (i > 0 && tensors[i - 1]!.name === name) throw new Error(`duplicate tensor name "${name}"`);
-    if (!isStDType(dtype)) throw new Error(`tensor "${name}": unknown dtype "${dtype}"`);
-    if (shape.some((d) => !isNonNegativeSafeInteger(d))) throw new Error(`tensor "${name}": invalid shape [${shape.join(',')}]`);
-    const needed = elementCount(shape) * stDTypeSize(dtype);
-    if (data.byteLength !== needed) {
-      throw new Error(`tensor "${name}": ${data.byteLength} bytes given but shape [${shape.join(',')}] x ${dtype} needs ${needed}`);
-    }
-  }
-}
-
-/** Header JSON built by hand: JSON.stringify would hoist integer-like keys out of sorted order. */
-function encodeHeader(sorted: readonly TensorToWrite[], metadata?: Readonly<Record<string, string>>): Uint8Array {
-  const members: string[] = [];
-  if (metadata && Object.keys(metadata).length > 0) {
-    const pairs = Object.keys(metadata)
-      .sort(compareStrings)
-      .map((k) => `${JSON.stringify(k)}:${JSON.stringify(metadata[k])}`);
-    members.push(`${JSON.stringify(METADATA_KEY)}:{${pairs.join(',')}}`);
-  }
-  let offset = 0;
-  for (const t of sorted) {
-    const end = offset + t.data.byteLength;
-    const entry = `{"dtype":${JSON.stringify(t.dtype)},"shape":${JSON.stringify(t.shape)},"data_offsets":[${offset},${end}]}`;
-    members.push(`${JSON.stringify(t.name)}:${entry}`);
-    offset = end;
-  }
-  const json = new TextEncoder().encode(`{${members.join(',')}}`);
-  const padded = new Uint8Array(Math.ceil(json.byteLength / 8) * 8).fill(0x20);
-  padded.set(json);
-  return padded;
-}
-
-// ---------------------------------------------------------------------------------------------
 // Helpers
 
 function freshBuffer(_index: number, length: number): Uint8Array {
@@ -486,19 +390,11 @@ async function readExactly(handle: FileHandle, into: Uint8Array, position: numbe
   }
 }
 
-async function writeExactly(handle: FileHandle, data: Uint8Array, position: number): Promise<void> {
-  let written = 0;
-  while (written < data.byteLength) {
-    const { bytesWritten } = await handle.write(data, written, data.byteLength - written, position + written);
-    written += bytesWritten;
-  }
-}
-
 function isPlainObject(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
-function isNonNegativeSafeInteger(value: unknown): value is number {
+export function isNonNegativeSafeInteger(value: unknown): value is number {
   return typeof value === 'number' && Number.isSafeInteger(value) && value >= 0;
 }
 
@@ -506,11 +402,6 @@ function describeJson(value: unknown): string {
   if (value === null) return 'null';
   if (Array.isArray(value)) return 'an array';
   return typeof value === 'object' ? 'an object' : `${typeof value} ${JSON.stringify(value)}`;
-}
-
-/** Code-unit order, spelled out so sorting never depends on locale. */
-function compareStrings(a: string, b: string): number {
-  return a < b ? -1 : a > b ? 1 : 0;
 }
 
 export function errorText(err: unknown): string {

@@ -6,7 +6,8 @@
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import * as nodePath from 'node:path';
 import { UserError } from '../errors.ts';
-import { encodeSafetensors, SafetensorsFile, type TensorToWrite } from '../checkpoint/safetensors.ts';
+import { SafetensorsFile } from '../checkpoint/safetensors.ts';
+import { encodeSafetensors, type TensorToWrite } from '../checkpoint/safetensors-write.ts';
 import { writeFileAtomic } from '../artifact/atomic.ts';
 import { checkOutputPath, resultMetadata } from '../artifact/output-path.ts';
 import { refuseNonRegularFile } from '../artifact/fs-errors.ts';

@@ -13,7 +13,7 @@ import { writeRandomCheckpoint } from '../../src/demo.ts';
 import { build } from '../../src/build.ts';
 import { llmConfigJson } from '../../src/models/to-config.ts';
 import { Checkpoint } from '../../src/checkpoint/checkpoint.ts';
-import { writeSafetensors } from '../../src/checkpoint/safetensors.ts';
+import { writeSafetensors } from '../../src/checkpoint/safetensors-write.ts';
 import { initialValues } from '../../src/bind/init.ts';
 
 const base = { hidden: 64, heads: 4, kvHeads: 2, layers: 2, intermediate: 128, vocab: 200, rmsNormEps: 1e-6, maxPositions: 64 };
