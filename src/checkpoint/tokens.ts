@@ -2,10 +2,10 @@
  * Special-token ids from a checkpoint folder's tokenizer files, without loading a tokenizer:
  * the image-context placeholder id is all the compiled graph needs from them.
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { readJsonObject } from './json-file.ts';
+import { existsSync } from 'node:fs';
 import * as nodePath from 'node:path';
 import { CheckpointError } from '../errors.ts';
-import { refuseNonRegularFile } from '../artifact/fs-errors.ts';
 
 export const IMG_CONTEXT_TOKEN = '<IMG_CONTEXT>';
 
@@ -64,16 +64,7 @@ function idFromTokenizerConfig(dir: string, token: string): number | undefined {
 }
 
 function readJsonObjectIfPresent(path: string): Record<string, unknown> | undefined {
-  if (!existsSync(path)) return undefined;
-  refuseNonRegularFile(path, 'a JSON file');
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(readFileSync(path, 'utf8'));
-  } catch (err) {
-    throw new CheckpointError(`${path}: not valid JSON (${err instanceof Error ? err.message : String(err)})`);
-  }
-  if (!isObject(parsed)) throw new CheckpointError(`${path}: must contain a JSON object`);
-  return parsed;
+  return existsSync(path) ? readJsonObject(path, CheckpointError) : undefined;
 }
 
 function isObject(value: unknown): value is Record<string, unknown> {

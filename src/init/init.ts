@@ -1,10 +1,10 @@
 /** `vlmc init --from <checkpoint>` / `--vision <dir> --llm <dir>`: a graph file for a checkpoint. */
+import { readJsonObject } from '../checkpoint/json-file.ts';
 import { existsSync } from 'node:fs';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import * as nodePath from 'node:path';
 import { UserError } from '../errors.ts';
-import { refuseNonRegularFile } from '../artifact/fs-errors.ts';
 import { writeFileAtomic } from '../artifact/atomic.ts';
 import { checkOutputPath } from '../artifact/output-path.ts';
 import { checkpointName } from './name.ts';
@@ -28,17 +28,7 @@ export interface InitOptions extends ProjectorOptions {
 async function readConfig(dir: string): Promise<Record<string, unknown>> {
   const file = nodePath.join(dir, 'config.json');
   if (!existsSync(file)) throw new UserError(`${file}: missing; a checkpoint folder needs config.json`);
-  refuseNonRegularFile(file, 'a JSON file');
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(await readFile(file, 'utf8'));
-  } catch (e) {
-    throw new UserError(`${file}: not valid JSON (${(e as Error).message})`);
-  }
-  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
-    throw new UserError(`${file}: must contain a JSON object (got ${parsed === null ? 'null' : Array.isArray(parsed) ? 'an array' : typeof parsed})`);
-  }
-  return parsed as Record<string, unknown>;
+  return readJsonObject(file);
 }
 
 async function modelFor(o: InitOptions): Promise<{ model: InternVLChatModel; source: string; tokenDir: string; config: Record<string, unknown>; hfNative?: boolean }> {

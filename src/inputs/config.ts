@@ -4,11 +4,11 @@
  * config.json (or a split artifact's pipeline.json, which records the same facts), or a folder
  * holding just config.json and the tokenizer files.
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { readJsonObject } from '../checkpoint/json-file.ts';
+import { existsSync } from 'node:fs';
 import * as nodePath from 'node:path';
 import { UserError } from '../errors.ts';
 import { MAX_TILES } from '../preprocess/tiling.ts';
-import { refuseNonRegularFile } from '../artifact/fs-errors.ts';
 import { getTemplate, type ConversationTemplate } from '../prompt/templates.ts';
 import { MANIFEST_FILE } from '../artifact/write.ts';
 
@@ -50,7 +50,7 @@ export function readRequestConfig(dir: string, o: { template?: string } = {}): R
 }
 
 function fromInternVLConfig(dir: string, file: string, o: { template?: string }): RequestConfig {
-  const cfg = readJson(file);
+  const cfg = readJsonObject(file);
   const vision = objectField(cfg, 'vision_config', file);
   const llm = objectField(cfg, 'llm_config', file);
   const imageSize = positiveInt(cfg['force_image_size'] ?? vision?.['image_size'], 'force_image_size (or vision_config.image_size)', file);
@@ -76,7 +76,7 @@ function fromInternVLConfig(dir: string, file: string, o: { template?: string })
 
 /** A split artifact without config.json: its pipeline.json records the same facts (InternVLChatConfig's defaults where it is silent). */
 function fromPipeline(dir: string, file: string, o: { template?: string }): RequestConfig {
-  const p = readJson(file);
+  const p = readJsonObject(file);
   const image = objectField(p, 'image', file) ?? {};
   const llm = objectField(p, 'llm', file) ?? {};
   const template = templateOf(p, file, o);
@@ -112,21 +112,9 @@ function systemMessageOf(cfg: Record<string, unknown>, file: string): string | u
 function artifactRecord(dir: string): RequestConfig['artifact'] {
   const file = nodePath.join(dir, MANIFEST_FILE);
   if (!existsSync(file)) return undefined;
-  const meta = objectField(readJson(file), 'metadata', file) ?? {};
+  const meta = objectField(readJsonObject(file), 'metadata', file) ?? {};
   const int = (k: string) => (typeof meta[k] === 'string' && /^\d+$/.test(meta[k] as string) ? Number(meta[k]) : undefined);
   return { tokensPerTile: int('vlmc.tokens_per_tile'), imgContextTokenId: int('vlmc.img_context_token_id') };
-}
-
-function readJson(file: string): Record<string, unknown> {
-  let v: unknown;
-  refuseNonRegularFile(file, 'a JSON file');
-  try {
-    v = JSON.parse(readFileSync(file, 'utf8'));
-  } catch (e) {
-    throw new UserError(`${file}: not valid JSON (${e instanceof Error ? e.message : String(e)})`);
-  }
-  if (!isObject(v)) throw new UserError(`${file}: must contain a JSON object`);
-  return v;
 }
 
 function objectField(cfg: Record<string, unknown>, key: string, file: string): Record<string, unknown> | undefined {

@@ -3,11 +3,11 @@
  * Hugging Face tokenizers' own format), with BOS/EOS the way the checkpoint's tokenizer adds them,
  * decoding with or without special tokens, and the ids of InternVL's image tokens.
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { readJsonObject } from '../checkpoint/json-file.ts';
+import { existsSync } from 'node:fs';
 import * as nodePath from 'node:path';
 import { Tokenizer } from '@huggingface/tokenizers';
 import { UserError } from '../errors.ts';
-import { refuseNonRegularFile } from '../artifact/fs-errors.ts';
 import { StreamingDetokenizer } from './stream.ts';
 import { eosToken, type ConversationTemplate } from '../prompt/templates.ts';
 
@@ -193,18 +193,6 @@ function withLoadTimeAddedTokens(json: Record<string, unknown>, config: Record<s
     if (typeof id === 'number' && Number.isSafeInteger(id) && id >= 0) add({ id, content, single_word: false, lstrip: false, rstrip: false, normalized: true, special: false });
   }
   return extra.length === 0 ? json : { ...json, added_tokens: [...existing, ...extra] };
-}
-
-function readJsonObject(file: string): Record<string, unknown> {
-  let parsed: unknown;
-  refuseNonRegularFile(file, 'a JSON file');
-  try {
-    parsed = JSON.parse(readFileSync(file, 'utf8'));
-  } catch (e) {
-    throw new UserError(`${file}: not valid JSON (${e instanceof Error ? e.message : String(e)})`);
-  }
-  if (!isObject(parsed)) throw new UserError(`${file}: must contain a JSON object`);
-  return parsed;
 }
 
 function isObject(v: unknown): v is Record<string, unknown> {
