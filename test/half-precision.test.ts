@@ -6,22 +6,12 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import * as path from 'node:path';
 import { readFileSync } from 'node:fs';
-import { FIXTURES, fixtureCases, maxAbsError, tempDir, removeDir, vlmc, hasOnnxChecker, onnxCheck } from './helpers.ts';
-import { SafetensorsFile } from '../src/checkpoint/safetensors.ts';
+import { FIXTURES, fixtureCases, hasOnnxChecker, maxAbsError, onnxCheck, readFloats, removeDir, tempDir, vlmc } from './helpers.ts';
 import { compile } from '../src/compile.ts';
 import { loadGraphFile } from '../src/graph-file.ts';
 
 /** fp16 on the fixtures (|logits| about 5): measured 0.016 (qwen2-tiny); int4 adds its own error. */
 const FP16_LOGIT_TOL = 0.05;
-
-async function read(file: string, key: string): Promise<Float32Array> {
-  const st = await SafetensorsFile.open(file);
-  try {
-    return await st.readAsFloat32(st.entry(key));
-  } finally {
-    await st.close();
-  }
-}
 
 describe('the half-precision pass', () => {
   it.each(['float16', 'bfloat16'] as const)('%s: fp32 edges, half parameters and activations, fp32 rotary angles', async (dtype) => {
@@ -64,7 +54,7 @@ describe.each(fixtureCases())('fixture %s, --target gpu half precision', (name) 
     expect(runIt(out).status).toBe(0);
     const tol = extra.includes('int4') ? 4 : FP16_LOGIT_TOL;
     for (const key of ['logits', 'vit_embeds']) {
-      expect(maxAbsError(await read(`${out}.safetensors`, key), await read(path.join(work, 'fp32.safetensors'), key)), key).toBeLessThanOrEqual(tol);
+      expect(maxAbsError(await readFloats(`${out}.safetensors`, key), await readFloats(path.join(work, 'fp32.safetensors'), key)), key).toBeLessThanOrEqual(tol);
     }
   });
 

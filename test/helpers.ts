@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { spawnSync } from 'node:child_process';
+import { SafetensorsFile } from '../src/checkpoint/safetensors.ts';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 /** The shared reference fixtures; VLMC_FIXTURES points elsewhere (the suite's own test of a missing folder uses it). */
@@ -56,4 +57,14 @@ export function hasOnnxChecker(): boolean {
 export function onnxCheck(model: string): { ok: boolean; message: string } {
   const r = spawnSync(ONNX_PYTHON, ['-c', 'import onnx,sys; onnx.checker.check_model(sys.argv[1], full_check=True)', model], { encoding: 'utf8' });
   return { ok: r.status === 0, message: r.stderr };
+}
+
+/** One tensor of a safetensors file as float32 (F32 / F16 / BF16). */
+export async function readFloats(file: string, key: string): Promise<Float32Array> {
+  const st = await SafetensorsFile.open(file);
+  try {
+    return await st.readAsFloat32(st.entry(key));
+  } finally {
+    await st.close();
+  }
 }

@@ -8,19 +8,10 @@ import * as path from 'node:path';
 import { SafetensorsFile } from '../src/checkpoint/safetensors.ts';
 import { writeSafetensors } from '../src/checkpoint/safetensors-write.ts';
 import { readPipeline } from '../src/generate/pipeline.ts';
-import { FIXTURES, maxAbsError, removeDir, tempDir, vlmc } from './helpers.ts';
+import { FIXTURES, maxAbsError, readFloats, removeDir, tempDir, vlmc } from './helpers.ts';
 
 const work = tempDir('vlmc-hf-split-');
 afterAll(() => removeDir(work));
-
-async function floats(file: string, key: string): Promise<Float32Array> {
-  const st = await SafetensorsFile.open(file);
-  try {
-    return await st.readAsFloat32(st.entry(key));
-  } finally {
-    await st.close();
-  }
-}
 
 describe('HF-native split artifact (qwen2-tiny exported with vlmc export --layout hf)', () => {
   const hf = path.join(work, 'hf');
@@ -42,8 +33,8 @@ describe('HF-native split artifact (qwen2-tiny exported with vlmc export --layou
     await writeSafetensors(inputs, tensors);
     const out = path.join(work, 'out.safetensors');
     expect(vlmc(['run', split, '--inputs', inputs, '--out', out]).status).toBe(0);
-    const expected = await floats(path.join(FIXTURES, 'qwen2-tiny/expected.safetensors'), 'logits');
-    expect(maxAbsError(await floats(out, 'logits'), expected)).toBeLessThan(1e-4);
+    const expected = await readFloats(path.join(FIXTURES, 'qwen2-tiny/expected.safetensors'), 'logits');
+    expect(maxAbsError(await readFloats(out, 'logits'), expected)).toBeLessThan(1e-4);
   });
 
   it('generates from inputs without image_flags', () => {

@@ -4,19 +4,9 @@
  */
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import * as path from 'node:path';
-import { FIXTURES, fixtureCases, maxAbsError, tempDir, removeDir, vlmc } from './helpers.ts';
-import { SafetensorsFile } from '../src/checkpoint/safetensors.ts';
+import { FIXTURES, fixtureCases, maxAbsError, readFloats, removeDir, tempDir, vlmc } from './helpers.ts';
 
 const TOL = 1e-4;
-
-async function read(file: string, key: string): Promise<Float32Array> {
-  const st = await SafetensorsFile.open(file);
-  try {
-    return await st.readAsFloat32(st.entry(key));
-  } finally {
-    await st.close();
-  }
-}
 
 describe.each(fixtureCases())('fixture %s, --target gpu', (name) => {
   const fx = path.join(FIXTURES, name);
@@ -36,8 +26,8 @@ describe.each(fixtureCases())('fixture %s, --target gpu', (name) => {
   afterAll(() => removeDir(work));
 
   it.each(['logits', 'vit_embeds'])('%s: fused equals portable and the reference within 1e-4', async (key) => {
-    const fused = await read(path.join(work, 'gpu.safetensors'), key);
-    expect(maxAbsError(fused, await read(path.join(work, 'portable.safetensors'), key))).toBeLessThanOrEqual(TOL);
-    expect(maxAbsError(fused, await read(path.join(fx, 'expected.safetensors'), key))).toBeLessThanOrEqual(TOL);
+    const fused = await readFloats(path.join(work, 'gpu.safetensors'), key);
+    expect(maxAbsError(fused, await readFloats(path.join(work, 'portable.safetensors'), key))).toBeLessThanOrEqual(TOL);
+    expect(maxAbsError(fused, await readFloats(path.join(fx, 'expected.safetensors'), key))).toBeLessThanOrEqual(TOL);
   });
 });
