@@ -3,9 +3,7 @@
  * forward (vision, embedding, decoder with a KV cache) on host tensors.
  */
 import * as nodePath from 'node:path';
-import { existsSync, readFileSync } from 'node:fs';
-import type { Manifest } from '../artifact/manifest.ts';
-import { MANIFEST_FILE } from '../artifact/write.ts';
+import { hasQuantisedWeights } from '../artifact/manifest.ts';
 import type ort from 'onnxruntime-node';
 import { UserError } from '../errors.ts';
 import { loadOrt, type HostTensor } from '../runtime/run.ts';
@@ -131,22 +129,6 @@ export class SplitSession {
     const out = await this.sessions.decoder.run(feeds);
     const present = past.map((_, i) => ({ key: out[`present.${i}.key`]!, value: out[`present.${i}.value`]! }));
     return { logits: out.logits!, present };
-  }
-}
-
-/**
- * MatMulNBits (--quant) repacks its blocks into the kernel's layout at session creation; without
- * that it dequantises on every call (0.94 s instead of 0.04 s a decode step on the 1B shape), so
- * quantised artifacts keep prepacking. Plain float weights go without (see src/runtime/run.ts).
- */
-export function hasQuantisedWeights(dir: string): boolean {
-  const file = nodePath.join(dir, MANIFEST_FILE);
-  if (!existsSync(file)) return false;
-  try {
-    const manifest = JSON.parse(readFileSync(file, 'utf8')) as Partial<Manifest> | null;
-    return manifest?.parameters?.some((p) => p.quant !== undefined) === true;
-  } catch {
-    return false;
   }
 }
 

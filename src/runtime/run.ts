@@ -10,7 +10,7 @@ import { UserError } from '../errors.ts';
 import { SafetensorsFile } from '../checkpoint/safetensors.ts';
 import { writeSafetensors, type TensorToWrite } from '../checkpoint/safetensors-write.ts';
 import { DATA_FILE, MANIFEST_FILE, MODEL_FILE } from '../artifact/write.ts';
-import type { Manifest } from '../artifact/manifest.ts';
+import { peekManifest, storesQuantisedWeights, type Manifest } from '../artifact/manifest.ts';
 import { checkDataAgainstManifest, checkDeclaredInputs, checkFiniteFloats, checkInputValues, type DeclaredTensor } from './check-inputs.ts';
 import { checkExternalReferences } from '../review/onnx.ts';
 import { checkOutputPath, resultMetadata } from '../artifact/output-path.ts';
@@ -59,21 +59,21 @@ export async function openSession(artifactDir: string, providers: string[] = ['c
   if (!existsSync(nodePath.join(artifactDir, MODEL_FILE))) throw new UserError(`${artifactDir}: not a vlmc artifact (no ${MODEL_FILE})`);
   if (!existsSync(model)) throw new UserError(`${artifactDir}: has no ${file}${graph === 'train' || graph === 'optimizer' ? ' (build it with vlmc build --train)' : ''}`);
   refuseNonRegularFile(model, 'the ONNX model');
-  refuseStructureOnly(artifactDir);
+  const manifest = peekManifest(artifactDir);
+  refuseStructureOnly(artifactDir, manifest);
   const { InferenceSession } = await loadOrt();
   // Parameters past select_layer are unused initializers by design; keep ORT quiet about them.
   try {
     // No weight prepacking: ORT's repacked copy of every weight cost seconds and a second copy in
     // memory at session creation; unpacked, the weights stay mapped from the data file.
     // Quantised weights (MatMulNBits) keep it: their kernel needs the repacked blocks to be fast.
-    const { hasQuantisedWeights } = await import('../generate/session.ts');
-    const prepack = hasQuantisedWeights(artifactDir);
+    const prepack = storesQuantisedWeights(manifest);
     return await InferenceSession.create(model, { executionProviders: providers, logSeverityLevel: 3, ...(prepack ? {} : { extra: { session: { disable_prepacking: '1' } } }) });
   } catch (e) {
     const missing = /Could not find an implementation for (\S+)/.exec((e as Error).message);
     if (missing) {
       // A --target gpu artifact may use kernels only other execution providers have (bf16 on CPU).
-      const meta = existsSync(nodePath.join(artifactDir, MANIFEST_FILE)) ? readManifest(artifactDir).metadata : {};
+      const meta = manifest?.metadata ?? {};
       const built = meta['vlmc.target'] ? ` (built with --target ${meta['vlmc.target']}${meta['vlmc.compute_dtype'] ? `, computing in ${meta['vlmc.compute_dtype']}` : ''})` : '';
       throw new UserError(`${artifactDir}: execution provider ${providers.join(', ')} has no kernel for ${missing[1]}${built}; run it on an execution provider that has one (CUDA)`);
     }
@@ -83,17 +83,8 @@ export async function openSession(artifactDir: string, providers: string[] = ['c
 }
 
 /** A structure-only artifact (built without weights or `--init random`) holds no values to run. */
-function refuseStructureOnly(artifactDir: string): void {
-  const file = nodePath.join(artifactDir, MANIFEST_FILE);
-  if (!existsSync(file)) return;
-  refuseNonRegularFile(file, 'the artifact manifest');
-  let structureOnly = false;
-  try {
-    structureOnly = (JSON.parse(readFileSync(file, 'utf8')) as Partial<Manifest> | null)?.build?.structure_only === true;
-  } catch {
-    return; // a damaged manifest is for the artifact checks to report
-  }
-  if (structureOnly) {
+function refuseStructureOnly(artifactDir: string, manifest: Partial<Manifest> | undefined): void {
+  if (manifest?.build?.structure_only === true) {
     throw new UserError(`${artifactDir}: a structure-only artifact (built without weights), it has no values to run; rebuild it with --weights <dir>, --vision <dir> --llm <dir>, or --init random`);
   }
 }
