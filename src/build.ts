@@ -121,6 +121,8 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
   const o = { ...normalizeImageSize(options), dtype: storedDtype(options.dtype) };
   const path = buildPath(o);
   checkFlagsAgainstGraph(o);
+  // Training graphs belong to the single-graph artifact; a split one would drop them unannounced.
+  if (o.train && o.split) throw new UserError('--train and --split: training graphs are written beside model.onnx; build the training artifact and the split artifact separately');
   checkOutputPath(o.out, { kind: 'artifact', flag: '--out', inputs: [o.graph, o.weights, o.vision, o.llm, o.projector] });
   const sources = await openSources(o, path);
   try {

@@ -257,3 +257,15 @@ describe('vlmc init --out', () => {
     expect(existsSync(out)).toBe(false);
   });
 });
+
+describe('vlmc build --train --split', () => {
+  it('is refused before anything is built (the split artifact has no place for training graphs)', async () => {
+    const { build } = await import('../src/build.ts');
+    const { existsSync, mkdtempSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const pathMod = await import('node:path');
+    const out = pathMod.join(mkdtempSync(pathMod.join(tmpdir(), 'vlmc-train-split-')), 'art');
+    await expect(build({ weights: pathMod.join(FIXTURES, 'qwen2-tiny/unified'), out, split: true, train: true })).rejects.toThrow(/--train and --split/);
+    expect(existsSync(out)).toBe(false);
+  });
+});
