@@ -17,7 +17,7 @@ import { preprocessImage } from '../src/preprocess/index.ts';
 import { writeFileAtomic } from '../src/artifact/atomic.ts';
 import { build } from '../src/build.ts';
 import { loadGraphFile } from '../src/graph-file.ts';
-import { FIXTURES, removeDir, tempDir } from './helpers.ts';
+import { FIXTURES, ROOT, removeDir, tempDir } from './helpers.ts';
 import { QWEN, editedCheckpoint, expectUserError, f32Bytes, noise, writeInputs, type Json } from './validation-helpers.ts';
 
 const work = tempDir('vlmc-campaign-');
@@ -267,5 +267,19 @@ describe('vlmc build --train --split', () => {
     const out = pathMod.join(mkdtempSync(pathMod.join(tmpdir(), 'vlmc-train-split-')), 'art');
     await expect(build({ weights: pathMod.join(FIXTURES, 'qwen2-tiny/unified'), out, split: true, train: true })).rejects.toThrow(/--train and --split/);
     expect(existsSync(out)).toBe(false);
+  });
+});
+
+describe('vlmc build <graph> --split without weights', () => {
+  it('is structure-only like the single-graph build, and generate refuses it', async () => {
+    const { build } = await import('../src/build.ts');
+    const { generateCommand } = await import('../src/generate/cli.ts');
+    const { mkdtempSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const pathMod = await import('node:path');
+    const out = pathMod.join(mkdtempSync(pathMod.join(tmpdir(), 'vlmc-split-structure-')), 'split');
+    const { manifest } = await build({ graph: pathMod.join(ROOT, 'graphs/internvl-tiny.ts'), out, split: true });
+    expect(manifest.build.structure_only).toBe(true);
+    await expect(generateCommand({ artifact: out, inputs: pathMod.join(FIXTURES, 'qwen2-tiny/gen_inputs.safetensors'), maxNewTokens: 1, write: () => {} })).rejects.toThrow(/structure-only artifact/);
   });
 });

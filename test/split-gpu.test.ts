@@ -112,7 +112,7 @@ describe('split --target gpu: GroupQueryAttention decoder', () => {
 
   const buildAndGenerate = async (label: string, extra: string[]) => {
     const out = path.join(work, label);
-    const r = vlmc(['build', graph, '--out', out, '--split', '--quiet', '--seed', '3', ...extra]);
+    const r = vlmc(['build', graph, '--out', out, '--split', '--quiet', '--init', 'random', '--seed', '3', ...extra]);
     expect(r.stderr).toBe('');
     expect(r.status).toBe(0);
     const g = vlmc(['generate', out, '--inputs', inputs, '--max-new-tokens', '6', '--ignore-eos', '--out', `${out}.gen.safetensors`]);

@@ -108,33 +108,39 @@ export interface SplitExtras {
  * describes `whole`, as for a single-graph artifact. Atomic like writeArtifact.
  */
 export async function writeSplitArtifact(outDir: string, whole: Graph, parts: SplitPart[], plan: BindPlan, options: WriteOptions, extras: SplitExtras): Promise<Manifest> {
-  return withTempSibling(outDir, async (tmp) => {
-    const { entries, params } = await writeData(nodePath.join(tmp, SPLIT_DATA_FILE), plan, options);
-    for (const part of parts) {
-      const proto = buildModelProto(part.graph, { location: SPLIT_DATA_FILE, entries }, { producerVersion: VLMC_VERSION });
-      await writeFile(nodePath.join(tmp, part.file), encodeModel(proto));
-    }
-    for (const [name, text] of Object.entries(extras.files)) await writeFile(nodePath.join(tmp, name), text);
-    // Copied as plain files (a read-only source keeps no read-only copy here).
-    for (const [name, from] of Object.entries(extras.copies)) await writeFile(nodePath.join(tmp, name), await readFile(from));
-    const manifest = buildManifest(whole, plan, options.dtype, params);
-    await writeFile(nodePath.join(tmp, MANIFEST_FILE), manifestJson(manifest));
-    return manifest;
-  });
+  const files: { name: string; bytes: Uint8Array | string }[] = Object.entries(extras.files).map(([name, bytes]) => ({ name, bytes }));
+  // Copied as plain files (a read-only source keeps no read-only copy here).
+  for (const [name, from] of Object.entries(extras.copies)) files.push({ name, bytes: await readFile(from) });
+  return writeArtifactFolder(outDir, { dataFile: SPLIT_DATA_FILE, graphs: parts, described: whole, files }, plan, options);
 }
 
 export async function writeArtifact(outDir: string, graph: Graph, plan: BindPlan, options: WriteOptions): Promise<Manifest> {
+  const graphs = [{ file: MODEL_FILE, graph }, ...(options.extraGraphs ?? [])];
+  return writeArtifactFolder(outDir, { dataFile: DATA_FILE, graphs, described: graph, files: options.extraFiles ?? [], manifestExtras: options.manifestExtras }, plan, options);
+}
+
+/** What goes into an artifact folder besides the weights. */
+interface FolderLayout {
+  /** The one external-data file every graph's initializers point into. */
+  dataFile: string;
+  graphs: { file: string; graph: Graph }[];
+  /** The graph the manifest describes (the whole model). */
+  described: Graph;
+  files: { name: string; bytes: Uint8Array | string }[];
+  manifestExtras?: Partial<Manifest>;
+}
+
+/** The weights streamed once into `dataFile` (or only laid out, structure-only), then graphs, files and manifest; atomic. */
+async function writeArtifactFolder(outDir: string, layout: FolderLayout, plan: BindPlan, options: WriteOptions): Promise<Manifest> {
   return withTempSibling(outDir, async (tmp) => {
     const write = options.structureOnly ? layOutData : writeData;
-    const { entries, params } = await write(nodePath.join(tmp, DATA_FILE), plan, options);
-    const proto = buildModelProto(graph, { location: DATA_FILE, entries }, { producerVersion: VLMC_VERSION });
-    await writeFile(nodePath.join(tmp, MODEL_FILE), encodeModel(proto));
-    for (const extra of options.extraGraphs ?? []) {
-      const extraProto = buildModelProto(extra.graph, { location: DATA_FILE, entries }, { producerVersion: VLMC_VERSION });
-      await writeFile(nodePath.join(tmp, extra.file), encodeModel(extraProto));
+    const { entries, params } = await write(nodePath.join(tmp, layout.dataFile), plan, options);
+    for (const { file, graph } of layout.graphs) {
+      const proto = buildModelProto(graph, { location: layout.dataFile, entries }, { producerVersion: VLMC_VERSION });
+      await writeFile(nodePath.join(tmp, file), encodeModel(proto));
     }
-    for (const f of options.extraFiles ?? []) await writeFile(nodePath.join(tmp, f.name), f.bytes);
-    const manifest = { ...buildManifest(graph, plan, options.dtype, params), ...options.manifestExtras };
+    for (const f of layout.files) await writeFile(nodePath.join(tmp, f.name), f.bytes);
+    const manifest = { ...buildManifest(layout.described, plan, options.dtype, params), ...layout.manifestExtras };
     if (options.structureOnly) manifest.build.structure_only = true;
     await writeFile(nodePath.join(tmp, MANIFEST_FILE), manifestJson(manifest));
     return manifest;

@@ -3,10 +3,10 @@
  * forward (vision, embedding, decoder with a KV cache) on host tensors.
  */
 import * as nodePath from 'node:path';
-import { hasQuantisedWeights } from '../artifact/manifest.ts';
+import { hasQuantisedWeights, peekManifest } from '../artifact/manifest.ts';
 import type ort from 'onnxruntime-node';
 import { UserError } from '../errors.ts';
-import { loadOrt, type HostTensor } from '../runtime/run.ts';
+import { loadOrt, refuseStructureOnly, type HostTensor } from '../runtime/run.ts';
 import { readPipeline, SPLIT_ENTRIES, type Pipeline, type SplitEntry } from './pipeline.ts';
 
 export type ExecutionProvider = 'cpu' | 'cuda';
@@ -35,6 +35,7 @@ export class SplitSession {
 
   static async open(dir: string, o: SessionOptions = {}): Promise<SplitSession> {
     const pipeline = readPipeline(dir);
+    refuseStructureOnly(dir, peekManifest(dir));
     const runtime = await loadOrt();
     const providers = await executionProviders(runtime, o.ep ?? 'cpu');
     // ORT would also log a failed provider load itself; the UserError below says it once.

@@ -83,7 +83,7 @@ export async function openSession(artifactDir: string, providers: string[] = ['c
 }
 
 /** A structure-only artifact (built without weights or `--init random`) holds no values to run. */
-function refuseStructureOnly(artifactDir: string, manifest: Partial<Manifest> | undefined): void {
+export function refuseStructureOnly(artifactDir: string, manifest: Partial<Manifest> | undefined): void {
   if (manifest?.build?.structure_only === true) {
     throw new UserError(`${artifactDir}: a structure-only artifact (built without weights), it has no values to run; rebuild it with --weights <dir>, --vision <dir> --llm <dir>, or --init random`);
   }
