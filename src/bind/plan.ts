@@ -5,7 +5,7 @@
  */
 import * as nodePath from 'node:path';
 import { CheckpointError, UserError } from '../errors.ts';
-import type { Param } from '../ir/graph.ts';
+import type { GraphParam } from '../ir/graph.ts';
 import type { Checkpoint } from '../checkpoint/checkpoint.ts';
 import { isFloatStDType } from '../tensor/convert.ts';
 import { IGNORABLE_KEYS, INTERNVL_PARTS, TIED_DUPLICATES } from '../models/internvl.names.ts';
@@ -31,7 +31,7 @@ export type ParamOrigin =
   | { kind: 'init' };
 
 export interface BoundParam {
-  param: Param;
+  param: GraphParam;
   origin: ParamOrigin;
 }
 
@@ -55,7 +55,7 @@ export interface BindOptions {
 }
 
 /** Where a parameter is looked up, per path. */
-function locate(param: Param, path: BuildPath, sources: WeightSource[]): { source: WeightSource; key: KeySource } | 'init' {
+function locate(param: GraphParam, path: BuildPath, sources: WeightSource[]): { source: WeightSource; key: KeySource } | 'init' {
   // A copy of another parameter (a tied lm_head stored quantised) binds from that one's key.
   const name = param.sourceName ?? param.name;
   if (path === 'none') return 'init';
@@ -83,7 +83,7 @@ function unifiedKey(source: WeightSource, key: string): string {
   return part ? part.prefix + key : key;
 }
 
-export function planBinding(params: Param[], path: BuildPath, sources: WeightSource[], options: BindOptions = {}): BindPlan {
+export function planBinding(params: GraphParam[], path: BuildPath, sources: WeightSource[], options: BindOptions = {}): BindPlan {
   const problems: string[] = [];
   const used = new Map<WeightSource, Set<string>>(sources.map((s) => [s, new Set()]));
   const allowMissing = (options.allowMissing ?? []).map((g) => pathGlob(g, '--allow-missing'));
@@ -115,7 +115,7 @@ export function planBinding(params: Param[], path: BuildPath, sources: WeightSou
 }
 
 /** Parts concatenated along axis 0: each must be there, agree on the trailing dims, and sum to the rows. */
-function bindConcat(param: Param, source: WeightSource, keys: string[], used: Set<string>, problems: string[], allowMissing: { test(name: string): boolean }[]): BoundParam {
+function bindConcat(param: GraphParam, source: WeightSource, keys: string[], used: Set<string>, problems: string[], allowMissing: { test(name: string): boolean }[]): BoundParam {
   const ckpt = source.checkpoint;
   const absent = keys.filter((k) => !ckpt.has(k));
   // Parts that are there are expected even when a sibling is missing: only the missing ones are reported.

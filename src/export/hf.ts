@@ -15,6 +15,7 @@ import { findSpecialTokenId } from '../checkpoint/tokens.ts';
 import { withTempSibling } from '../artifact/atomic.ts';
 import { checkOutputPath, CHECKPOINT_MARK } from '../artifact/output-path.ts';
 import { assignPaths, collectParams } from '../dsl/module.ts';
+import { GraphParam } from '../ir/graph.ts';
 import { planBinding } from '../bind/plan.ts';
 import { internvlFromConfig } from '../models/from-config.ts';
 import { HF_QK_NORM_EPS, isHFInternVLConfig } from '../models/from-hf-config.ts';
@@ -52,7 +53,7 @@ export async function exportHF(o: ExportOptions): Promise<ExportResult> {
     refuseWhatDiffers(model, where);
     assignPaths(model);
     // The same strict check as a build: every parameter present, nothing unexpected.
-    const plan = planBinding(collectParams(model), 'A', [{ role: 'unified', checkpoint: ckpt }]);
+    const plan = planBinding(collectParams(model).map((p) => new GraphParam(p)), 'A', [{ role: 'unified', checkpoint: ckpt }]);
     const spelling = o.spelling ?? 'transformers-4';
     const layout = new KeyLayout(`hf:${spelling}`, HF_SPELLINGS[spelling]);
     const tensors = plan.params.flatMap(({ param, origin }) => {

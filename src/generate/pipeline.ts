@@ -91,13 +91,14 @@ export function pipelineConfig(model: InternVLChatModel, graphs: Record<SplitEnt
   const pad = ids(llm['pad_token_id'])[0] ?? c.padTokenId;
   return {
     format: PIPELINE_FORMAT,
-    model: model.options.name,
+    model: graphs.embedding.metadata['vlmc.model'] ?? model.options.name,
     data_file: facts.dataFile,
     graphs: { vision: graphEntry('vision'), embedding: graphEntry('embedding'), decoder: graphEntry('decoder') },
     image: {
       size: model.options.imageSize,
       tokens_per_tile: model.tokensPerTile,
-      img_context_token_id: model.options.imgContextTokenId!,
+      // As the embedding graph splices it (the model's own id, or the one the build found).
+      img_context_token_id: Number(graphs.embedding.metadata['vlmc.img_context_token_id']),
       downsample_ratio: model.options.downsampleRatio,
       ...optional('max_dynamic_patch', cfg['max_dynamic_patch'], 'number'),
       ...optional('min_dynamic_patch', cfg['min_dynamic_patch'], 'number'),

@@ -4,7 +4,7 @@
  */
 import { GraphError } from '../errors.ts';
 import type { DType } from './dtype.ts';
-import { Value, type Attr, type AttrType, type Node, type Site } from './graph.ts';
+import { ACTIVE_BUILDER, GraphParam, Value, type Attr, type AttrType, type Node, type Param, type Site } from './graph.ts';
 import type { OpSignature } from '../ops/signature.ts';
 import { inferNode } from './infer.ts';
 import { formatSite } from './site.ts';
@@ -16,9 +16,19 @@ interface Scope {
 
 let nextNodeId = 1;
 
+/**
+ * Facts decided at build time that a model's forward reads while it is traced, for what the model
+ * leaves open (never stored on the model): the `<IMG_CONTEXT>` id from a flag or the tokenizer files.
+ */
+export interface TraceFacts {
+  imgContextTokenId?: number | undefined;
+}
+
 export class GraphBuilder {
   readonly nodes: Node[] = [];
   private readonly scopes: Scope[] = [{ path: '', site: undefined }];
+  /** This graph's own holding of each model parameter it reads (made on first read). */
+  private readonly params = new Map<Param, GraphParam>();
 
   /**
    * @param structureOnly the graph is traced for its structure (locks, diffs, counts), not to be run:
@@ -27,7 +37,15 @@ export class GraphBuilder {
   constructor(
     readonly opset: number,
     readonly structureOnly = false,
+    readonly facts: TraceFacts = {},
   ) {}
+
+  /** The graph's own GraphParam for a model parameter. */
+  graphParam(p: Param): GraphParam {
+    let held = this.params.get(p);
+    if (!held) this.params.set(p, (held = new GraphParam(p)));
+    return held;
+  }
 
   get scope(): Scope {
     return this.scopes[this.scopes.length - 1]!;
@@ -150,7 +168,7 @@ function toAttrs(sig: OpSignature, attrs: Record<string, unknown>, fail: (m: str
  * The graph being traced lives on globalThis, not in this module: a graph file that imports the zoo
  * from another copy of vlmc than the one compiling it still emits into the same graph.
  */
-const ACTIVE = Symbol.for('vlmc.activeGraphBuilder');
+const ACTIVE = ACTIVE_BUILDER;
 const state = globalThis as { [ACTIVE]?: GraphBuilder };
 
 export function activeBuilder(): GraphBuilder {

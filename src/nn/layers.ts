@@ -99,9 +99,8 @@ export class Embedding extends Module {
     readonly paddingIdx?: number,
   ) {
     super();
-    this.weight = this.param([vocab, dim], { kind: 'normal', std: 0.02 });
     // A Gather reads it, in every graph (a tied lm_head included): never stored quantised.
-    this.weight.quantizable = false;
+    this.weight = this.param([vocab, dim], { kind: 'normal', std: 0.02 }, 'float32', 'embedding');
   }
   forward(ids: Tensor): Tensor {
     const rows = op.Gather(this.weight.value, ids, { axis: 0 });
