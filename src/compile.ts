@@ -85,9 +85,8 @@ function contextOf(model: Model | undefined, options: CompileOptions): PassConte
 
 /** The passes that apply, once each has had its say on the options. */
 function passesFor(ctx: PassContext): Pass[] {
-  const passes = PASSES.filter((p) => p.applies(ctx));
-  for (const p of passes) p.refuse?.(ctx);
-  return passes;
+  for (const p of PASSES) p.refuse?.(ctx);
+  return PASSES.filter((p) => p.applies(ctx));
 }
 
 /**

@@ -43,7 +43,10 @@ export interface PassContext {
 export interface Pass {
   name: string;
   applies(ctx: PassContext): boolean;
-  /** Throws a UserError naming the flags when this pass cannot serve the options. */
+  /**
+   * Throws a UserError naming the flags when the options ask this pass for what it cannot serve.
+   * Asked of every pass, applying or not: a flag whose pass does not apply is refused here too.
+   */
   refuse?(ctx: PassContext): void;
   run(graph: Graph, ctx: PassContext): void;
 }
@@ -51,6 +54,18 @@ export interface Pass {
 const targetOf = (ctx: PassContext): Target => ctx.options.target ?? 'portable';
 const dtypeOf = (ctx: PassContext): ParamDType => ctx.options.paramDtype ?? 'float32';
 const isTraining = (ctx: PassContext): boolean => ctx.entry === TRAIN_ENTRY;
+
+/** What every graph ends with, those made without tracing a model (optimizer.onnx) too: built at the op builders' opset, moved to the asked one, named, checked. */
+export const FINISHING_PASSES: readonly Pass[] = [
+  { name: 'retarget-opset', applies: () => true, run: (g) => retargetOpset(g) },
+  { name: 'name', applies: () => true, run: (g) => nameGraph(g) },
+  { name: 'check-opset', applies: () => true, run: (g) => checkOpset(g) },
+];
+
+/** The finishing passes over a graph built directly (no model, no options). */
+export function finishGraph(graph: Graph): void {
+  for (const p of FINISHING_PASSES) p.run(graph, undefined as unknown as PassContext);
+}
 
 export const PASSES: readonly Pass[] = [
   { name: 'fold-shapes', applies: () => true, run: (g) => foldShapes(g) },
@@ -71,6 +86,7 @@ export const PASSES: readonly Pass[] = [
     name: 'differentiate',
     applies: isTraining,
     refuse: (ctx) => {
+      if (!isTraining(ctx)) return;
       if (targetOf(ctx) !== 'portable') throw new UserError(`train.onnx with --target ${targetOf(ctx)}: the fused ops have no gradient rules; the training graph is portable (--target applies to model.onnx)`);
       if (ctx.options.quant) throw new UserError('--train with --quant: train.onnx reads the float weights that --quant stores packed; build the training artifact without --quant');
     },
@@ -95,7 +111,7 @@ export const PASSES: readonly Pass[] = [
     name: 'quantize',
     applies: (ctx) => ctx.options.quant !== undefined,
     refuse: (ctx) => {
-      if (targetOf(ctx) !== 'gpu') throw new UserError('--quant needs --target gpu: MatMulNBits is an ONNX Runtime contrib op');
+      if (ctx.options.quant && targetOf(ctx) !== 'gpu') throw new UserError('--quant needs --target gpu: MatMulNBits is an ONNX Runtime contrib op');
     },
     run: (g, ctx) => {
       const q = ctx.options.quant!;
@@ -115,12 +131,10 @@ export const PASSES: readonly Pass[] = [
       g.metadata['vlmc.compute_dtype'] = dtype;
     },
   },
-  { name: 'retarget-opset', applies: () => true, run: (g) => retargetOpset(g) },
   {
     name: 'store-params',
     applies: (ctx) => targetOf(ctx) !== 'gpu' && dtypeOf(ctx) !== 'float32',
     run: (g, ctx) => storeParamsAs(g, dtypeOf(ctx)),
   },
-  { name: 'name', applies: () => true, run: (g) => nameGraph(g) },
-  { name: 'check-opset', applies: () => true, run: (g) => checkOpset(g) },
+  ...FINISHING_PASSES,
 ];
