@@ -31,7 +31,8 @@ export { Checkpoint } from './checkpoint/checkpoint.ts';
 // The pipeline: load a graph, compile, bind, run.
 export { loadGraphFile } from './graph-file.ts';
 export { build, type BuildOptions, type BuildResult } from './build.ts';
-export { openSession, run, runArtifact, readInputs, writeOutputs, readManifest, checkImageTokenCount, type HostTensor } from './runtime/run.ts';
+export { openSession, run, runArtifact, readInputs, writeOutputs, readManifest, type HostTensor } from './runtime/run.ts';
+export { checkImageTokenCount } from './runtime/check-inputs.ts';
 export { init, type InitOptions } from './init/init.ts';
 export { exportHF, hfConfigJson, type ExportOptions, type ExportResult } from './export/hf.ts';
 export { demo, writeRandomCheckpoint } from './demo.ts';

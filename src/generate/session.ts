@@ -6,7 +6,8 @@ import * as nodePath from 'node:path';
 import { hasQuantisedWeights, peekManifest } from '../artifact/manifest.ts';
 import type ort from 'onnxruntime-node';
 import { UserError } from '../errors.ts';
-import { loadOrt, refuseStructureOnly, type HostTensor } from '../runtime/run.ts';
+import { loadOrt, refuseStructureOnly, sessionLoadError, type HostTensor } from '../runtime/run.ts';
+import { checkSplitFiles } from './split-files.ts';
 import { readPipeline, SPLIT_ENTRIES, type Pipeline, type SplitEntry } from './pipeline.ts';
 
 export type ExecutionProvider = 'cpu' | 'cuda';
@@ -35,7 +36,9 @@ export class SplitSession {
 
   static async open(dir: string, o: SessionOptions = {}): Promise<SplitSession> {
     const pipeline = readPipeline(dir);
-    refuseStructureOnly(dir, peekManifest(dir));
+    const manifest = peekManifest(dir);
+    refuseStructureOnly(dir, manifest);
+    checkSplitFiles(dir, pipeline, manifest);
     const runtime = await loadOrt();
     const providers = await executionProviders(runtime, o.ep ?? 'cpu');
     // ORT would also log a failed provider load itself; the UserError below says it once.
@@ -51,7 +54,8 @@ export class SplitSession {
       for (const s of Object.values(sessions)) await s.release();
       // An execution provider that is listed but not installed fails here, inside ORT.
       if (o.ep && o.ep !== 'cpu') throw new UserError(`--ep ${o.ep}: onnxruntime-node could not use it (${(err as Error).message.split('\n')[0]}); install its ${o.ep} provider libraries or use --ep cpu`);
-      throw err;
+      const failed = SPLIT_ENTRIES.find((e) => !sessions[e]) ?? 'decoder';
+      throw sessionLoadError(dir, nodePath.join(dir, pipeline.graphs[failed].file), manifest, providers, err);
     }
     return new SplitSession(dir, pipeline, runtime, sessions as Record<SplitEntry, ort.InferenceSession>);
   }

@@ -11,7 +11,7 @@ import { SafetensorsFile } from '../checkpoint/safetensors.ts';
 import { writeSafetensors, type TensorToWrite } from '../checkpoint/safetensors-write.ts';
 import { DATA_FILE, MANIFEST_FILE, MODEL_FILE } from '../artifact/write.ts';
 import { peekManifest, storesQuantisedWeights, type Manifest } from '../artifact/manifest.ts';
-import { checkDataAgainstManifest, checkDeclaredInputs, checkFiniteFloats, checkInputValues, type DeclaredTensor } from './check-inputs.ts';
+import { checkDataAgainstManifest, checkDeclaredInputs, checkForwardInputs, forwardInputNames, type DeclaredTensor } from './check-inputs.ts';
 import { checkExternalReferences } from '../review/onnx.ts';
 import { checkOutputPath, resultMetadata } from '../artifact/output-path.ts';
 import { explainFs, refuseNonRegularFile } from '../artifact/fs-errors.ts';
@@ -70,16 +70,23 @@ export async function openSession(artifactDir: string, providers: string[] = ['c
     const prepack = storesQuantisedWeights(manifest);
     return await InferenceSession.create(model, { executionProviders: providers, logSeverityLevel: 3, ...(prepack ? {} : { extra: { session: { disable_prepacking: '1' } } }) });
   } catch (e) {
-    const missing = /Could not find an implementation for (\S+)/.exec((e as Error).message);
-    if (missing) {
-      // A --target gpu artifact may use kernels only other execution providers have (bf16 on CPU).
-      const meta = manifest?.metadata ?? {};
-      const built = meta['vlmc.target'] ? ` (built with --target ${meta['vlmc.target']}${meta['vlmc.compute_dtype'] ? `, computing in ${meta['vlmc.compute_dtype']}` : ''})` : '';
-      throw new UserError(`${artifactDir}: execution provider ${providers.join(', ')} has no kernel for ${missing[1]}${built}; run it on an execution provider that has one (CUDA)`);
-    }
-    // The file decoded and its external data checked out, so a model onnxruntime cannot load is a damaged input.
-    throw new UserError(`${model}: onnxruntime cannot load the model (${(e as Error).message.split('\n')[0]})`);
+    throw sessionLoadError(artifactDir, model, manifest, providers, e);
   }
+}
+
+/**
+ * Why onnxruntime could not load one of an artifact's graphs, as the exit-2 message it is: a kernel
+ * the execution provider lacks (a --target gpu artifact computing in bf16 on CPU), else a damaged
+ * file (its external data was checked before, so the graph itself is at fault).
+ */
+export function sessionLoadError(artifactDir: string, model: string, manifest: Partial<Manifest> | undefined, providers: string[], e: unknown): UserError {
+  const missing = /Could not find an implementation for (\S+)/.exec((e as Error).message);
+  if (missing) {
+    const meta = manifest?.metadata ?? {};
+    const built = meta['vlmc.target'] ? ` (built with --target ${meta['vlmc.target']}${meta['vlmc.compute_dtype'] ? `, computing in ${meta['vlmc.compute_dtype']}` : ''})` : '';
+    return new UserError(`${artifactDir}: execution provider ${providers.join(', ')} has no kernel for ${missing[1]}${built}; run it on an execution provider that has one (CUDA)`);
+  }
+  return new UserError(`${model}: onnxruntime cannot load the model (${(e as Error).message.split('\n')[0]}); the artifact is damaged, rebuild it`);
 }
 
 /** A structure-only artifact (built without weights or `--init random`) holds no values to run. */
@@ -151,34 +158,17 @@ export async function writeOutputs(file: string, outputs: Record<string, HostTen
   });
 }
 
-/**
- * A graph without image_flags (transformers' InternVL) uses every tile, so the `<IMG_CONTEXT>`
- * tokens must number tiles x tokens per tile exactly, as transformers requires; otherwise the splice
- * would silently drop or repeat image features.
- */
-export function checkImageTokenCount(manifest: Manifest, inputs: Record<string, HostTensor>, where: string): void {
-  if (manifest.inputs.some((i) => i.name === 'image_flags')) return;
-  const id = Number(manifest.metadata['vlmc.img_context_token_id']);
-  const perTile = Number(manifest.metadata['vlmc.tokens_per_tile']);
-  const ids = inputs['input_ids'];
-  const pixels = inputs['pixel_values'];
-  if (!ids || !pixels || !Number.isFinite(perTile) || manifest.metadata['vlmc.img_context_token_id'] === '') return;
-  const want = BigInt(id);
-  let count = 0;
-  for (const v of ids.data as BigInt64Array) if (v === want) count++;
-  const tiles = pixels.shape[0] ?? 0;
-  if (count !== tiles * perTile) {
-    throw new UserError(`${where}: input_ids hold ${count} <IMG_CONTEXT> tokens (id ${id}), but pixel_values has ${tiles} tile${tiles === 1 ? '' : 's'} x ${perTile} tokens = ${tiles * perTile}; this graph uses every tile (no image_flags)`);
-  }
+/** Graphs built before vlmc's ViT took zero tiles fail inside onnxruntime on a text-only request without a blank tile. */
+function zeroTilesError(artifactDir: string, inputsFile: string, inputs: Record<string, HostTensor>, e: unknown): unknown {
+  if (inputs['pixel_values']?.shape[0] !== 0) return e;
+  return new UserError(`${inputsFile}: input 'pixel_values' has no tiles, which ${artifactDir} cannot run (built by an earlier vlmc: ${(e as Error).message.split('\n')[0]}); rebuild it, or give one blank tile with image_flags 0`);
 }
 
 /** `vlmc run` on a split artifact: vision, embedding, then one decoder prefill with full logits. */
 async function runSplitArtifact(artifactDir: string, manifest: Manifest, inputsFile: string, outFile: string, graph: string): Promise<Record<string, HostTensor>> {
   if (graph !== 'model') throw new UserError(`--graph ${graph}: ${artifactDir} is a split artifact (vision, embedding, decoder); build with --train, without --split, for training graphs`);
-  const inputs = await readInputs(inputsFile, manifest.inputs.map((i) => i.name), (declared) => checkDeclaredInputs(inputsFile, manifest, declared));
-  checkInputValues(inputsFile, manifest, inputs.input_ids?.data as BigInt64Array | undefined, inputs.image_flags?.data as BigInt64Array | undefined);
-  checkImageTokenCount(manifest, inputs, inputsFile);
-  checkFiniteFloats(inputsFile, inputs);
+  const read = await readInputs(inputsFile, forwardInputNames(manifest), (declared) => checkDeclaredInputs(inputsFile, manifest, declared));
+  const inputs = checkForwardInputs(inputsFile, manifest, read);
   const { runSplit } = await import('../generate/session.ts');
   const outputs = await runSplit(artifactDir, inputs);
   await writeOutputs(outFile, outputs);
@@ -199,12 +189,7 @@ export async function runArtifact(artifactDir: string, inputsFile: string, outFi
   const extra = graph === 'train' ? ['labels', ...(manifest.train?.trainable.map((t) => t.name) ?? [])] : [];
   const inputs = modelInputs
     ? await readInputs(inputsFile)
-    : await readInputs(inputsFile, [...manifest.inputs.map((i) => i.name), ...extra], (declared) => checkDeclaredInputs(inputsFile, manifest, declared));
-  if (!modelInputs) {
-    checkFiniteFloats(inputsFile, inputs);
-    checkInputValues(inputsFile, manifest, inputs.input_ids?.data as BigInt64Array | undefined, inputs.image_flags?.data as BigInt64Array | undefined);
-    checkImageTokenCount(manifest, inputs, inputsFile);
-  }
+    : checkForwardInputs(inputsFile, manifest, await readInputs(inputsFile, [...forwardInputNames(manifest), ...extra], (declared) => checkDeclaredInputs(inputsFile, manifest, declared)));
   const session = await openSession(artifactDir, ['cpu'], graph);
   try {
     if (graph === 'train') {
@@ -212,7 +197,9 @@ export async function runArtifact(artifactDir: string, inputsFile: string, outFi
       const { boundTrainableWeights } = await import('../train/weights.ts');
       Object.assign(inputs, await boundTrainableWeights(artifactDir, manifest, session.inputNames.filter((n) => !(n in inputs))));
     }
-    const outputs = await run(session, inputs);
+    const outputs = await run(session, inputs).catch((e: unknown) => {
+      throw zeroTilesError(artifactDir, inputsFile, inputs, e);
+    });
     await writeOutputs(outFile, outputs);
     return outputs;
   } finally {
