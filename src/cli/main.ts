@@ -32,6 +32,14 @@ function positiveNumber(name: string) {
   };
 }
 
+function nonNegativeNumber(name: string) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (v.trim() === '' || !Number.isFinite(n) || n < 0) throw new UserError(`${name} must be a number >= 0 (got '${v}')`);
+    return n;
+  };
+}
+
 const collect = (v: string, prev: string[] = []) => [...prev, v];
 
 function collectRule(action: 'freeze' | 'unfreeze', into: { action: 'freeze' | 'unfreeze'; pattern: string }[]) {
@@ -65,8 +73,8 @@ export function program(): Command {
     .addOption(new Option('--target <target>', 'portable: standard ONNX ops; gpu: ONNX Runtime fused ops').choices(['portable', 'gpu']).default('portable'))
     .option('--fuse <list>', 'with --target gpu: none, all (default) or a comma list of fusions (gqa, vit-attention, gelu, skip-layernorm, rmsnorm)')
     .addOption(new Option('--quant <scheme>', 'with --target gpu: weight-only quantisation of the LLM linears (MatMulNBits)').choices(['int4', 'int8']))
-    .addOption(new Option('--quant-block <n>', 'quantisation block size along K').choices(['16', '32', '64', '128', '256']).default('32'))
-    .option('--quant-zero-points', 'asymmetric quantisation with a zero point per block (default: symmetric)')
+    .addOption(new Option('--quant-block <n>', 'with --quant: quantisation block size along K (default 32)').choices(['16', '32', '64', '128', '256']))
+    .option('--quant-zero-points', 'with --quant: asymmetric quantisation with a zero point per block (default: symmetric)')
     .option('--img-context-token-id <id>', 'id of <IMG_CONTEXT> when the graph does not set it', int('--img-context-token-id'))
     .option('--downsample-ratio <r>', 'projector pixel-shuffle ratio (derived graphs)', positiveNumber('--downsample-ratio'))
     .addOption(new Option('--ps-version <v>', 'pixel shuffle version (derived graphs)').choices(['v1', 'v2']))
@@ -82,6 +90,8 @@ export function program(): Command {
     .option('--unfreeze <glob>', 'unfreeze parameters matching the glob (after --preset, in command-line order with --freeze); repeatable', collectRule('unfreeze', freezeRules))
     .option('--split', 'write vision.onnx, embedding.onnx and decoder.onnx (KV cache) with pipeline.json and the tokenizer files, for vlmc generate')
     .action(async (graph: string | undefined, o) => {
+      const quantOnly = [o.quantBlock !== undefined && '--quant-block', o.quantZeroPoints && '--quant-zero-points'].filter(Boolean);
+      if (!o.quant && quantOnly.length > 0) throw new UserError(`${quantOnly.join(' and ')} ${quantOnly.length === 1 ? 'shapes' : 'shape'} --quant int4|int8, which was not given: add it, or drop the flag`);
       const { build } = await import('../build.ts');
       const progress = progressBar('binding', Boolean(o.quiet));
       const { manifest } = await build({
@@ -96,7 +106,7 @@ export function program(): Command {
         opset: o.opset,
         target: o.target,
         fuse: o.fuse,
-        quant: o.quant ? { bits: o.quant === 'int4' ? 4 : 8, blockSize: Number(o.quantBlock), symmetric: !o.quantZeroPoints } : undefined,
+        quant: o.quant ? { bits: o.quant === 'int4' ? 4 : 8, blockSize: Number(o.quantBlock ?? 32), symmetric: !o.quantZeroPoints } : undefined,
         imgContextTokenId: o.imgContextTokenId,
         downsampleRatio: o.downsampleRatio,
         psVersion: o.psVersion,
@@ -110,11 +120,11 @@ export function program(): Command {
         preset: o.preset,
         rules: freezeRules,
         split: Boolean(o.split),
+        onWarning: (m) => process.stderr.write(`vlmc: warning: ${m}\n`),
       });
       progress?.finish();
-      const c = manifest.counts;
-      const kind = manifest.build.structure_only ? ', structure only (no weights; `vlmc run` needs --weights or --init random)' : '';
-      console.log(`${o.out}: ${manifest.parameters.length} tensors, ${c.total.toLocaleString('en-US')} parameters (${c.trainable.toLocaleString('en-US')} trainable), path ${manifest.build.path}, ${manifest.build.dtype}${kind}`);
+      const { buildSummary } = await import('./build-summary.ts');
+      for (const line of buildSummary(o.out, manifest)) console.log(line);
       if (manifest.train) {
         const { pruningLine } = await import('../train/artifact.ts');
         console.log(pruningLine(manifest.train));
@@ -142,15 +152,15 @@ export function program(): Command {
     .requiredOption('--steps <n>', 'optimizer steps', int('--steps'))
     .requiredOption('--out <dir>', 'where checkpoints go (checkpoint-<step>/, trainer_state.json)')
     .option('--lr <x>', 'learning rate', positiveNumber('--lr'), 1e-4)
-    .option('--weight-decay <x>', 'AdamW weight decay', Number, 0)
-    .option('--beta1 <x>', 'AdamW beta1', Number, 0.9)
-    .option('--beta2 <x>', 'AdamW beta2', Number, 0.999)
-    .option('--eps <x>', 'AdamW eps', Number, 1e-8)
+    .option('--weight-decay <x>', 'AdamW weight decay (>= 0)', nonNegativeNumber('--weight-decay'), 0)
+    .option('--beta1 <x>', 'AdamW beta1 (0 <= beta1 < 1)', nonNegativeNumber('--beta1'), 0.9)
+    .option('--beta2 <x>', 'AdamW beta2 (0 <= beta2 < 1)', nonNegativeNumber('--beta2'), 0.999)
+    .option('--eps <x>', 'AdamW eps (>= 0)', nonNegativeNumber('--eps'), 1e-8)
     .option('--grad-accum <n>', 'micro-batches per step (gradients averaged)', int('--grad-accum'), 1)
     .option('--batch-size <n>', 'samples per micro-batch', int('--batch-size'), 1)
     .option('--save-every <n>', 'checkpoint every N steps (and after the last)', int('--save-every'))
     .option('--image-root <dir>', 'folder image names are relative to (default: the jsonl\'s)')
-    .option('--resume', 'continue from the last checkpoint in --out')
+    .option('--resume', 'continue from the last checkpoint in --out (an earlier run\'s folder is refused without it)')
     .option('--quiet', 'no progress output')
     .action(async (artifact: string, o) => {
       const { train } = await import('../train/loop.ts');
@@ -182,16 +192,21 @@ export function program(): Command {
 
   cli
     .command('generate')
-    .description('generate text with a split artifact (vlmc build --split): greedy decoding with the KV cache, streamed to stdout')
+    .description('generate text with a split artifact (vlmc build --split) and the KV cache, streamed to stdout: greedy, or sampled with --temperature; a prompt needs no image')
     .argument('<artifact>', 'split artifact folder')
-    .option('--inputs <file>', 'safetensors with pixel_values, input_ids, image_flags and optionally attention_mask (right padding)')
-    .option('--image <file>', 'image file (with --prompt); repeatable', collect)
-    .option('--prompt <text>', 'the question (with --image)')
-    .option('--max-new-tokens <n>', 'tokens to generate at most', int('--max-new-tokens'), 32)
+    .option('--inputs <file>', 'safetensors with pixel_values, input_ids, and optionally image_flags (default: every tile counts) and attention_mask (right padding)')
+    .option('--image <file>', 'image file (PNG, JPEG, WebP, GIF); repeatable: with one --prompt all belong to it, with several one per prompt', collect)
+    .option('--prompt <text>', 'the question (an image is optional); repeatable, one batch row each', collect)
+    .option('--history <file>', 'JSON array of earlier [question, answer] turns (one prompt only)')
+    .option('--max-num <n>', 'max tiles per image (default: max_dynamic_patch of config.json)', int('--max-num'))
+    .option('--no-thumbnail', 'no thumbnail tile (default: use_thumbnail of config.json)')
+    .option('--system-message <text>', 'system message (default: config.json system_message, else the template\'s)')
+    .option('--template <name>', 'conversation template (default: template of config.json)')
+    .option('--max-new-tokens <n>', 'tokens to generate at most, per row (stops earlier at the model\'s context length)', int('--max-new-tokens'), 32)
     .option('--ignore-eos', 'do not stop at eos')
-    .option('--temperature <t>', 'sample at this temperature (default 0: greedy)', Number)
-    .option('--top-k <k>', 'sample from the k most likely tokens', int('--top-k'))
-    .option('--seed <n>', 'sampling seed', int('--seed'))
+    .option('--temperature <t>', 'sample at this temperature (default 0: greedy)', nonNegativeNumber('--temperature'))
+    .option('--top-k <k>', 'with --temperature: sample from the k most likely tokens', int('--top-k'))
+    .option('--seed <n>', 'with --temperature: sampling seed (default 0)', int('--seed'))
     .option('--out <file>', 'safetensors to write tokens I64 [batch, N] and logits F32 [batch, N, vocab] to')
     .option('--json', 'print one JSON object (steps, tokens, text) instead of streaming')
     .addOption(new Option('--ep <provider>', 'onnxruntime execution provider').choices(['cpu', 'cuda']).default('cpu'))
@@ -202,6 +217,7 @@ export function program(): Command {
         inputs: o.inputs,
         image: o.image,
         prompt: o.prompt,
+        request: { history: o.history, maxNum: o.maxNum, useThumbnail: o.thumbnail === false ? false : undefined, systemMessage: o.systemMessage, template: o.template },
         out: o.out,
         json: Boolean(o.json),
         maxNewTokens: o.maxNewTokens,
@@ -210,6 +226,7 @@ export function program(): Command {
         topK: o.topK,
         seed: o.seed,
         ep: o.ep,
+        onNotice: (m) => process.stderr.write(`vlmc: ${m}\n`),
       });
     });
 
