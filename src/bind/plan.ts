@@ -76,7 +76,7 @@ function keyIn(source: WeightSource, name: string, original: string): KeySource 
 }
 
 /** The unified-layout key a source key stands for (for Path B reports). */
-function unifiedKey(source: WeightSource, key: string): string {
+export function unifiedKey(source: WeightSource, key: string): string {
   if (source.layout) return source.layout.nameFor(key) ?? key;
   if (source.role === 'projector') return key;
   const part = INTERNVL_PARTS.find((p) => p.pathB === source.role);

@@ -72,9 +72,10 @@ export async function init(o: InitOptions): Promise<string> {
   if (!/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(name)) throw new UserError(`--name '${name}' must be letters, digits, '.', '_' or '-'`);
   const out = o.out ?? nodePath.join('graphs', `${name}.ts`);
   const inputs = [o.from, o.vision, o.llm];
-  checkOutputPath(out, { kind: 'graph', force: o.force, inputs });
-  // The file is TypeScript that vlmc build loads by its extension.
+  // The file is TypeScript that vlmc build loads by its extension; checked first, as asking for
+  // --force on a file whose name is then refused is a dead end.
   if (!/\.m?ts$/.test(out)) throw new UserError(`--out ${out}: a graph file is TypeScript; give a path ending in .ts (or .mts)`);
+  checkOutputPath(out, { kind: 'graph', force: o.force, inputs });
   const { lockPathFor, lockText, loadGraphSummary } = await import('../review/index.ts');
   const lock = lockPathFor(out);
   checkOutputPath(lock, { kind: 'lock', inputs });
