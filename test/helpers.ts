@@ -68,3 +68,18 @@ export async function readFloats(file: string, key: string): Promise<Float32Arra
     await st.close();
   }
 }
+
+/**
+ * stderr that holds only `vlmc: warning:` lines, each matching one of `expected` (a build of a
+ * fixture, which has no tokenizer.json, warns that generate / train will lack one), and at least one each.
+ */
+export function expectOnlyWarnings(stderr: string, ...expected: RegExp[]): void {
+  const lines = stderr.split('\n').filter((l) => l !== '');
+  for (const l of lines) {
+    if (!l.startsWith('vlmc: warning: ') || !expected.some((re) => re.test(l))) throw new Error(`unexpected stderr line: ${l}`);
+  }
+  for (const re of expected) if (!lines.some((l) => re.test(l))) throw new Error(`no warning matching ${re} in: ${stderr}`);
+}
+
+/** The warning a split or training build of a checkpoint without tokenizer.json gives. */
+export const NO_TOKENIZER = /has no tokenizer\.json/;
