@@ -145,3 +145,30 @@ describe('--fuse and --target', () => {
     }
   });
 });
+
+describe('issue 16: the --target gpu build says which fusions applied to which graph, and how often', () => {
+  const work = tempDir('vlmc-fusion-summary-');
+  afterAll(() => removeDir(work));
+  const unified = path.join(ROOT, '../shared/fixtures/qwen2-tiny/unified');
+
+  it('single graph and split artifact: counts per graph as the graphs record them, and why GQA applied 0 times', async () => {
+    const single = vlmc(['build', '--weights', unified, '--out', path.join(work, 'single'), '--target', 'gpu', '--quiet']);
+    expect(single.status).toBe(0);
+    expect(single.stdout.split('\n')[1]).toBe("fusions (--target gpu): vit-attention 2, gelu 3, skip-layernorm 3, rmsnorm 4; applied 0 times: gqa (it fuses the split decoder's attention with its KV cache: build with --split)");
+    const split = vlmc(['build', '--weights', unified, '--out', path.join(work, 'split'), '--split', '--target', 'gpu', '--quiet']);
+    expect(split.status).toBe(0);
+    expect(split.stdout.split('\n')[1]).toBe('fusions (--target gpu): vision.onnx vit-attention 2, gelu 3, skip-layernorm 3; decoder.onnx rmsnorm 3; applied 0 times: gqa (GroupQueryAttention needs a head_dim that is a multiple of 8; this model\'s is 12)');
+    // The counts are the graphs' own metadata.
+    const { fusionCounts } = await import('../src/cli/build-summary.ts');
+    expect(Object.fromEntries(fusionCounts(path.join(work, 'split')).map((g) => [g.file, Object.fromEntries(g.counts)]))).toEqual({
+      'vision.onnx': { gqa: 0, 'vit-attention': 2, gelu: 3, 'skip-layernorm': 3, rmsnorm: 0 },
+      'embedding.onnx': { gqa: 0, 'vit-attention': 0, gelu: 0, 'skip-layernorm': 0, rmsnorm: 0 },
+      'decoder.onnx': { gqa: 0, 'vit-attention': 0, gelu: 0, 'skip-layernorm': 0, rmsnorm: 3 },
+    });
+    // A model whose head_dim is a multiple of 8 gets GroupQueryAttention in its decoder.
+    const gqa = vlmc(['build', path.join(ROOT, 'test/graphs/internvl-gqa-tiny.ts'), '--init', 'random', '--out', path.join(work, 'gqa'), '--split', '--target', 'gpu', '--quiet']);
+    expect(gqa.stdout.split('\n')[1]).toMatch(/decoder\.onnx gqa [1-9]/);
+    const portable = vlmc(['build', '--weights', unified, '--out', path.join(work, 'portable'), '--quiet']);
+    expect(portable.stdout.trim().split('\n')).toHaveLength(1);
+  });
+});
