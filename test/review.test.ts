@@ -523,3 +523,36 @@ describe('diff operands', () => {
     expect(existsSync(path.join(ROOT, 'graphs'))).toBe(true);
   });
 });
+
+describe('issue 16: vlmc diff takes split artifact folders, graph by graph', () => {
+  const work = tempDir('vlmc-diff-split-');
+  afterAll(() => removeDir(work));
+  const unified = path.join(ROOT, '../shared/fixtures/qwen2-tiny/unified');
+
+  it('identical: no output, exit 0; changed: each differing graph, exit 1; against a single graph: exit 2', async () => {
+    const { build } = await import('../src/build.ts');
+    const { vlmc } = await import('./helpers.ts');
+    const a = path.join(work, 'a');
+    const same = path.join(work, 'same');
+    const half = path.join(work, 'fp16');
+    const single = path.join(work, 'single');
+    await build({ weights: unified, out: a, split: true });
+    await build({ weights: unified, out: same, split: true });
+    await build({ weights: unified, out: half, split: true, dtype: 'fp16' });
+    await build({ weights: unified, out: single });
+    const eq = vlmc(['diff', a, same]);
+    expect([eq.status, eq.stdout, eq.stderr]).toEqual([0, '', '']);
+    expect(vlmc(['diff', a, same, '--format', 'json']).stdout).toBe('{}\n');
+    const d = vlmc(['diff', a, half]);
+    expect(d.status).toBe(1);
+    for (const g of ['vision.onnx', 'embedding.onnx', 'decoder.onnx']) expect(d.stdout).toContain(`vlmc diff: ${a} ${g} -> ${half} ${g}`);
+    expect(d.stdout).toMatch(/float32 -> float16/);
+    const json = JSON.parse(vlmc(['diff', a, half, '--format', 'json']).stdout);
+    expect(Object.keys(json).sort()).toEqual(['decoder.onnx', 'embedding.onnx', 'vision.onnx']);
+    const mixed = vlmc(['diff', a, single]);
+    expect(mixed.status).toBe(2);
+    expect(mixed.stderr).toBe(`vlmc: ${a} is a split artifact (vision, embedding, decoder) and ${single} is not; compare two split artifacts, or one of its .onnx files with ${single}\n`);
+    // One graph of a split artifact against the single graph still compares as any .onnx file.
+    expect(vlmc(['diff', path.join(a, 'decoder.onnx'), path.join(single, 'model.onnx')]).status).toBe(1);
+  });
+});

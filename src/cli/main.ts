@@ -278,20 +278,26 @@ export function program(): Command {
 
   cli
     .command('diff')
-    .description('compare two graphs: graph files, REV:path, artifact folders or .onnx files (exit 0 same, 1 different)')
+    .description('compare two graphs: graph files, REV:path, artifact folders (split ones graph by graph) or .onnx files (exit 0 same, 1 different)')
     .argument('<a>', 'graph file, git revision of one (HEAD~1:graphs/x.ts), artifact folder, or .onnx file')
     .argument('<b>', 'the same kinds')
     .addOption(new Option('--format <format>', 'output format').choices(['text', 'markdown', 'json']).default('text'))
     .option('--nodes', 'include node-level detail')
     .option('--weights', 'compare tensor hashes (reads the weights)')
     .action(async (a: string, b: string, o) => {
-      const { diffExitCode, diffSummaries, renderJson, renderMarkdown, renderText, resolveOperand } = await import('../review/index.ts');
-      const left = await resolveOperand(a, { weights: Boolean(o.weights) });
-      const right = await resolveOperand(b, { weights: Boolean(o.weights) });
-      const d = diffSummaries(left.summary, right.summary, { nodes: Boolean(o.nodes), labels: [a, b] });
-      const render = { text: renderText, markdown: renderMarkdown, json: renderJson }[o.format as 'text' | 'markdown' | 'json'];
-      process.stdout.write(render(d));
-      process.exitCode = diffExitCode(d);
+      const { diffExitCode, diffSummaries, renderJson, renderMarkdown, renderText, resolveOperandGraphs, pairGraphs } = await import('../review/index.ts');
+      const left = await resolveOperandGraphs(a, { weights: Boolean(o.weights) });
+      const right = await resolveOperandGraphs(b, { weights: Boolean(o.weights) });
+      // A split artifact is compared graph by graph; each graph's diff carries its file in the labels.
+      const diffs = pairGraphs(left, right, [a, b]).map(([l, r]) => ({ graph: l.graph, d: diffSummaries(l.summary, r.summary, { nodes: Boolean(o.nodes), labels: [l.label, r.label] }) }));
+      const changed = diffs.filter(({ d }) => diffExitCode(d) !== 0);
+      if (o.format === 'json' && diffs.length > 1) {
+        process.stdout.write(changed.length === 0 ? '{}\n' : `${JSON.stringify(Object.fromEntries(changed.map(({ graph, d }) => [graph, JSON.parse(renderJson(d))])), null, 2)}\n`);
+      } else {
+        const render = { text: renderText, markdown: renderMarkdown, json: renderJson }[o.format as 'text' | 'markdown' | 'json'];
+        process.stdout.write(diffs.length === 1 ? render(diffs[0]!.d) : changed.map(({ d }) => render(d)).join('\n'));
+      }
+      process.exitCode = changed.length > 0 ? 1 : 0;
     });
 
   cli

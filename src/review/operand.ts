@@ -1,7 +1,8 @@
 /**
  * What `vlmc diff A B` may compare: a graph file (`graphs/x.ts`), a graph file at a git revision
- * (`HEAD~1:graphs/x.ts`), an artifact folder (`model.onnx` + `manifest.json`), or any `.onnx` file.
- * Each resolves to a `GraphSummary`.
+ * (`HEAD~1:graphs/x.ts`), an artifact folder (`model.onnx` + `manifest.json`), a split artifact
+ * folder (`vision.onnx`, `embedding.onnx`, `decoder.onnx` per `pipeline.json`), or any `.onnx`
+ * file. Each resolves to a `GraphSummary` per graph: one, or a split artifact's three.
  */
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { extname, join, resolve } from 'node:path';
@@ -45,6 +46,65 @@ export async function resolveOperand(spec: string, options: OperandOptions = {})
   const git = /^([^:]+):(.+)$/.exec(spec);
   if (git) return { label: spec, kind: 'git', summary: await summaryAtRevision(git[1]!, git[2]!, cwd, (f) => loadGraphSummary(f)) };
   throw new UserError(`${spec}: no such file or folder (expected a graph file, an .onnx file, an artifact folder or REV:path)`);
+}
+
+/** One graph of an operand: `graph` is the split artifact's file (`vision.onnx`, ...), or undefined for a single graph. */
+export interface OperandGraph extends ResolvedOperand {
+  graph?: string;
+}
+
+/**
+ * An operand's graphs: a split artifact folder gives its three (compared graph by graph), anything
+ * else the one resolveOperand gives.
+ */
+export async function resolveOperandGraphs(spec: string, options: OperandOptions = {}): Promise<OperandGraph[]> {
+  const dir = resolve(options.cwd ?? process.cwd(), spec);
+  const files = existsSync(dir) && statSync(dir).isDirectory() ? splitGraphFiles(dir) : undefined;
+  if (!files) return [await resolveOperand(spec, options)];
+  const trainable = existsSync(join(dir, 'manifest.json')) ? manifestTrainable(join(dir, 'manifest.json')) : undefined;
+  return files.map((graph) => {
+    const summary = summaryFromOnnxFile(join(dir, graph), options);
+    return { label: `${spec} ${graph}`, kind: 'artifact' as const, graph, summary: trainable ? withTrainable(summary, trainable) : summary };
+  });
+}
+
+/** The graph files a split artifact's pipeline.json names, or undefined when the folder is not one. */
+function splitGraphFiles(dir: string): string[] | undefined {
+  const file = join(dir, 'pipeline.json');
+  if (!existsSync(file)) return undefined;
+  refuseNonRegularFile(file, "the split artifact's pipeline.json");
+  let graphs: unknown;
+  try {
+    graphs = (JSON.parse(readFileSync(file, 'utf8')) as { graphs?: unknown })?.graphs;
+  } catch (e) {
+    throw new UserError(`${file}: not valid JSON (${(e as Error).message})`);
+  }
+  const entries = typeof graphs === 'object' && graphs !== null ? Object.values(graphs as Record<string, { file?: unknown }>) : [];
+  const files = entries.map((g) => g?.file);
+  if (files.length === 0 || !files.every((f): f is string => typeof f === 'string' && f.endsWith('.onnx') && !f.includes('/'))) {
+    throw new UserError(`${file}: 'graphs' must name each graph's .onnx file in the folder`);
+  }
+  return files;
+}
+
+/**
+ * The pairs `vlmc diff` compares: the one graph of each side, or a split artifact's graphs matched
+ * by file name. A split artifact against a single graph is refused (compare one of its .onnx files).
+ */
+export function pairGraphs(a: OperandGraph[], b: OperandGraph[], labels: [string, string]): [OperandGraph, OperandGraph][] {
+  const split = (x: OperandGraph[]) => x.some((g) => g.graph !== undefined);
+  if (split(a) !== split(b)) {
+    const [s, other] = split(a) ? labels : [labels[1], labels[0]];
+    throw new UserError(`${s} is a split artifact (vision, embedding, decoder) and ${other} is not; compare two split artifacts, or one of its .onnx files with ${other}`);
+  }
+  if (!split(a)) return [[a[0]!, b[0]!]];
+  const names = [...new Set([...a, ...b].map((g) => g.graph!))];
+  return names.map((name) => {
+    const left = a.find((g) => g.graph === name);
+    const right = b.find((g) => g.graph === name);
+    if (!left || !right) throw new UserError(`${left ? labels[1] : labels[0]} has no ${name}; split artifacts compare graph by graph`);
+    return [left, right];
+  });
 }
 
 /**
