@@ -14,7 +14,7 @@ import { UserError } from '../src/errors.ts';
 import type { Graph } from '../src/ir/graph.ts';
 import { FUSION_NAMES, parseFuse } from '../src/passes/fusion/index.ts';
 import { openSession, run, type HostTensor } from '../src/runtime/run.ts';
-import { ROOT, tempDir, removeDir, maxAbsError, vlmc, hasOnnxChecker, onnxCheck } from './helpers.ts';
+import { FIXTURES, ROOT, tempDir, removeDir, maxAbsError, vlmc, hasOnnxChecker, onnxCheck } from './helpers.ts';
 
 const TOL = 1e-4;
 const GRAPHS = {
@@ -149,7 +149,7 @@ describe('--fuse and --target', () => {
 describe('issue 16: the --target gpu build says which fusions applied to which graph, and how often', () => {
   const work = tempDir('vlmc-fusion-summary-');
   afterAll(() => removeDir(work));
-  const unified = path.join(ROOT, '../shared/fixtures/qwen2-tiny/unified');
+  const unified = path.join(FIXTURES, 'qwen2-tiny/unified');
 
   it('single graph and split artifact: counts per graph as the graphs record them, and why GQA applied 0 times', async () => {
     const single = vlmc(['build', '--weights', unified, '--out', path.join(work, 'single'), '--target', 'gpu', '--quiet']);

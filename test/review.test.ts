@@ -31,7 +31,7 @@ import {
   type GraphSummary,
 } from '../src/review/index.ts';
 import { buildModules } from '../src/review/tree.ts';
-import { ROOT, removeDir, tempDir } from './helpers.ts';
+import { FIXTURES, ROOT, removeDir, tempDir, vlmc } from './helpers.ts';
 
 // ---------------------------------------------------------------------------------------------
 // Graphs: the tiny InternVL and one-change variants of it.
@@ -527,11 +527,10 @@ describe('diff operands', () => {
 describe('issue 16: vlmc diff takes split artifact folders, graph by graph', () => {
   const work = tempDir('vlmc-diff-split-');
   afterAll(() => removeDir(work));
-  const unified = path.join(ROOT, '../shared/fixtures/qwen2-tiny/unified');
+  const unified = path.join(FIXTURES, 'qwen2-tiny/unified');
 
   it('identical: no output, exit 0; changed: each differing graph, exit 1; against a single graph: exit 2', async () => {
     const { build } = await import('../src/build.ts');
-    const { vlmc } = await import('./helpers.ts');
     const a = path.join(work, 'a');
     const same = path.join(work, 'same');
     const half = path.join(work, 'fp16');
