@@ -9,7 +9,8 @@ export { i64, i64Scalar, f32, f32Scalar } from './dsl/constants.ts';
 export * as op from './ops/index.ts';
 export * as nn from './nn/index.ts';
 
-export { internViT, internViT300M, internViT6B, InternVisionModel, type InternViTConfig } from './models/internvit.ts';
+export { internViT, internViT300M, internViT6B, InternVisionModel } from './models/internvit.ts';
+export type { InternViTConfig } from './models/internvit-config.ts';
 export { internvl, InternVLChatModel, type InternVLOptions, type ProjectorModule } from './models/internvl.ts';
 export { Projector, pixelShuffle, type ProjectorConfig, type PsVersion } from './models/projector.ts';
 export { llama, qwen2, LlamaForCausalLM } from './models/llm/llama.ts';
