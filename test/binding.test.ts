@@ -9,7 +9,7 @@ import { FIXTURES, fixtureCases, maxAbsError, removeDir, tempDir, vlmc } from '.
 import { SafetensorsFile } from '../src/checkpoint/safetensors.ts';
 import { writeSafetensors } from '../src/checkpoint/safetensors-write.ts';
 import { f16ToF32 } from '../src/tensor/convert.ts';
-import type { Manifest, ManifestParameter } from '../src/artifact/manifest.ts';
+import type { Manifest, ManifestParameter } from '../src/artifact/format.ts';
 
 const work = tempDir();
 afterAll(() => removeDir(work));

@@ -13,7 +13,7 @@ import { loadGraphFile } from '../src/graph-file.ts';
 import { UserError } from '../src/errors.ts';
 import type { Graph } from '../src/ir/graph.ts';
 import { FUSION_NAMES, parseFuse } from '../src/passes/fusion/index.ts';
-import { openSession, run, type HostTensor } from '../src/runtime/run.ts';
+import { openSession, run, type HostTensor } from '../src/runtime/session.ts';
 import { ROOT, tempDir, removeDir, maxAbsError, vlmc, hasOnnxChecker, onnxCheck } from './helpers.ts';
 
 const TOL = 1e-4;

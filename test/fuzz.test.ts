@@ -15,9 +15,10 @@ import { Checkpoint } from '../src/checkpoint/checkpoint.ts';
 import { SafetensorsFile } from '../src/checkpoint/safetensors.ts';
 import { writeSafetensors } from '../src/checkpoint/safetensors-write.ts';
 import { UserError } from '../src/errors.ts';
-import { runArtifact, openSession } from '../src/runtime/run.ts';
+import { runArtifact } from '../src/run.ts';
+import { openSession } from '../src/runtime/session.ts';
 import { summaryFromOnnxFile } from '../src/review/index.ts';
-import { checkExternalReferences } from '../src/review/onnx.ts';
+import { checkExternalReferences } from '../src/onnx/read.ts';
 import { removeDir, tempDir, vlmc } from './helpers.ts';
 import { QWEN, i64Bytes, writeInputs, type Json } from './validation-helpers.ts';
 

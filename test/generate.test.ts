@@ -237,7 +237,7 @@ describe('a batch where one row stops early', () => {
     const artifact = path.join(work, 'split');
     expect(vlmc(['build', '--weights', path.join(fx, 'unified'), '--out', artifact, '--split', '--quiet']).status).toBe(0);
     const { generateFromArtifact } = await import('../src/generate/generate.ts');
-    const { readInputs } = await import('../src/runtime/run.ts');
+    const { readInputs } = await import('../src/runtime/tensor-files.ts');
     const want = await readTensor(path.join(fx, 'generation.safetensors'), 'tokens');
     const [batch, n] = want.shape as [number, number];
     expect(batch).toBe(2);

@@ -14,13 +14,13 @@ import { SafetensorsFile } from '../src/checkpoint/safetensors.ts';
 import { writeSafetensors, type TensorToWrite } from '../src/checkpoint/safetensors-write.ts';
 import { f32ToBf16 } from '../src/tensor/convert.ts';
 import { build } from '../src/build.ts';
-import { openSession, run, type HostTensor } from '../src/runtime/run.ts';
+import { openSession, run, type HostTensor } from '../src/runtime/session.ts';
 import { internvlFromConfig, visionFromHF } from '../src/models/from-config.ts';
 import { hfDefaultImageTokenId } from '../src/models/from-hf-config.ts';
 import { llmFromHF } from '../src/models/llm/index.ts';
 import { assignPaths, collectParams } from '../src/dsl/module.ts';
 import { findSpecialTokenId } from '../src/checkpoint/tokens.ts';
-import type { Manifest } from '../src/artifact/manifest.ts';
+import type { Manifest } from '../src/artifact/format.ts';
 import { internvlReference, type Weights } from './reference/internvl-reference.ts';
 
 type Json = Record<string, unknown>;

@@ -7,9 +7,9 @@ import { spawnSync } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { FIXTURES, ROOT, removeDir, tempDir, vlmc } from './helpers.ts';
-import { checkOutputPath, isInside, realish } from '../src/artifact/output-path.ts';
-import { TEMP_MARK, removeStaleSiblings, withTempSibling } from '../src/artifact/atomic.ts';
-import { fileSystemUserError } from '../src/artifact/fs-errors.ts';
+import { checkOutputPath, isInside, realish } from '../src/fs/output-path.ts';
+import { TEMP_MARK, removeStaleSiblings, withTempSibling } from '../src/fs/atomic.ts';
+import { fileSystemUserError } from '../src/fs/errors.ts';
 import { UserError } from '../src/errors.ts';
 
 const work = tempDir('vlmc-outpaths-');
@@ -249,7 +249,7 @@ describe('temporary folders', () => {
     for (const signal of ['SIGINT', 'SIGTERM'] as const) {
       const target = path.join(work, `sig-${signal}`, 'art');
       const script = [
-        `import { withTempSibling } from ${JSON.stringify(path.join(ROOT, 'src/artifact/atomic.ts'))};`,
+        `import { withTempSibling } from ${JSON.stringify(path.join(ROOT, 'src/fs/atomic.ts'))};`,
         `await withTempSibling(${JSON.stringify(target)}, async (tmp) => {`,
         `  process.kill(process.pid, '${signal}');`,
         '  await new Promise((r) => setTimeout(r, 5000));',

@@ -8,7 +8,8 @@ import { cpSync, existsSync, mkdirSync, readFileSync, rmSync, symlinkSync, renam
 import { execFileSync } from 'node:child_process';
 import * as path from 'node:path';
 import { build } from '../src/build.ts';
-import { runArtifact, readManifest } from '../src/runtime/run.ts';
+import { runArtifact } from '../src/run.ts';
+import { readManifest } from '../src/artifact/format.ts';
 import { init } from '../src/init/init.ts';
 import { compile } from '../src/compile.ts';
 import { Checkpoint } from '../src/checkpoint/checkpoint.ts';

@@ -5,7 +5,7 @@
  */
 import { afterAll, describe, expect, it } from 'vitest';
 import * as path from 'node:path';
-import { hasQuantisedWeights } from '../src/artifact/manifest.ts';
+import { hasQuantisedWeights } from '../src/artifact/format.ts';
 import { FIXTURES, removeDir, tempDir, vlmc } from './helpers.ts';
 
 const work = tempDir('vlmc-prepack-');

@@ -13,7 +13,7 @@ import { SafetensorsFile } from '../src/checkpoint/safetensors.ts';
 import { encodeSample, readJsonl } from '../src/train/data.ts';
 import { readRequestConfig } from '../src/inputs/config.ts';
 import { loadTokenizer } from '../src/tokenizer/index.ts';
-import type { Manifest } from '../src/artifact/manifest.ts';
+import type { Manifest } from '../src/artifact/format.ts';
 import { TEMPLATES } from '../src/prompt/templates.ts';
 
 const fx = path.join(FIXTURES, 'qwen2-tiny');

@@ -9,7 +9,7 @@ import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { FIXTURES, fixtureCases, tempDir, removeDir, vlmc } from './helpers.ts';
 import { SafetensorsFile } from '../src/checkpoint/safetensors.ts';
-import type { Manifest } from '../src/artifact/manifest.ts';
+import type { Manifest } from '../src/artifact/format.ts';
 
 const PRESETS = ['stage1', 'stage2', 'full'] as const;
 

@@ -8,7 +8,7 @@
  */
 import { Command, CommanderError, Option } from 'commander';
 import { UserError } from '../errors.ts';
-import { fileSystemUserError } from '../artifact/fs-errors.ts';
+import { fileSystemUserError } from '../fs/errors.ts';
 import { existsSync, readdirSync } from 'node:fs';
 import * as nodePath from 'node:path';
 import { progressBar } from './progress.ts';
@@ -129,7 +129,7 @@ export function program(): Command {
     .requiredOption('--out <file>', 'safetensors to write the outputs to')
     .addOption(new Option('--graph <graph>', 'which graph: model.onnx, train.onnx (loss and grad.*; trainable values default to the bound weights) or optimizer.onnx').choices(['model', 'train', 'optimizer']).default('model'))
     .action(async (artifact: string, o) => {
-      const { runArtifact } = await import('../runtime/run.ts');
+      const { runArtifact } = await import('../run.ts');
       const outputs = await runArtifact(artifact, o.inputs, o.out, o.graph);
       for (const [name, t] of Object.entries(outputs)) console.log(`${name} ${t.dtype}[${t.shape.join(', ')}]`);
     });

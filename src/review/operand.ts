@@ -3,11 +3,11 @@
  * (`HEAD~1:graphs/x.ts`), an artifact folder (`model.onnx` + `manifest.json`), or any `.onnx` file.
  * Each resolves to a `GraphSummary`.
  */
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { extname, join, resolve } from 'node:path';
 import { compile, type CompileOptions } from '../compile.ts';
 import { UserError } from '../errors.ts';
-import { refuseNonRegularFile } from '../artifact/fs-errors.ts';
+import { MANIFEST_FILE, MODEL_FILE, readManifestObject } from '../artifact/format.ts';
 import { loadGraphFile } from '../graph-file.ts';
 import { withTrainable } from './assemble.ts';
 import { summaryAtRevision } from './revision.ts';
@@ -57,24 +57,16 @@ export async function loadGraphSummary(file: string, options: CompileOptions = {
 
 /** An artifact folder: `model.onnx`, with freeze states from `manifest.json` when present. */
 export function summaryFromArtifact(dir: string, options: OperandOptions = {}): GraphSummary {
-  const model = join(dir, 'model.onnx');
-  if (!existsSync(model)) throw new UserError(`${dir}: not an artifact folder (no model.onnx)`);
+  const model = join(dir, MODEL_FILE);
+  if (!existsSync(model)) throw new UserError(`${dir}: not an artifact folder (no ${MODEL_FILE})`);
   const summary = summaryFromOnnxFile(model, options);
-  const manifest = join(dir, 'manifest.json');
+  const manifest = join(dir, MANIFEST_FILE);
   return existsSync(manifest) ? withTrainable(summary, manifestTrainable(manifest)) : summary;
 }
 
 /** `parameters[].name` / `parameters[].trainable` from a manifest; entries without a boolean are skipped. */
 export function manifestTrainable(file: string): Map<string, boolean> {
-  let json: unknown;
-  refuseNonRegularFile(file, 'the artifact manifest');
-  try {
-    json = JSON.parse(readFileSync(file, 'utf8'));
-  } catch (e) {
-    throw new UserError(`${file}: not valid JSON (${(e as Error).message})`);
-  }
-  if (typeof json !== 'object' || json === null || Array.isArray(json)) throw new UserError(`${file}: not a vlmc manifest (must hold a JSON object; got ${json === null ? 'null' : Array.isArray(json) ? 'an array' : typeof json})`);
-  const params = (json as { parameters?: unknown }).parameters;
+  const params = readManifestObject(file).parameters;
   if (params === undefined) return new Map();
   if (!Array.isArray(params)) throw new UserError(`${file}: 'parameters' must be a list`);
   const out = new Map<string, boolean>();
