@@ -1,8 +1,10 @@
 /** The acceptance interface of the CLI: exit codes, messages that name the problem, metadata. */
 import { describe, it, expect, afterAll } from 'vitest';
-import { cpSync, existsSync, readFileSync, writeFileSync, rmSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, readFileSync, writeFileSync, rmSync } from 'node:fs';
 import * as path from 'node:path';
-import { FIXTURES, tempDir, removeDir, vlmc, vlmcInProcess } from './helpers.ts';
+import { FIXTURES, ROOT, tempDir, removeDir, vlmc, vlmcInProcess } from './helpers.ts';
+import { runCli } from '../src/cli/main.ts';
+import { VLMC_VERSION } from '../src/version.ts';
 
 const work = tempDir();
 afterAll(() => removeDir(work));
@@ -85,5 +87,24 @@ describe('vlmc CLI', () => {
       expect(r.status).toBe(2);
       expect(r.stderr).toContain('<IMG_CONTEXT> token id is unknown');
     });
+  });
+});
+
+describe('runCli: the CLI inside a process', () => {
+  it('leaves process.exitCode and the working folder as they were, and one call does not reach the next', async () => {
+    const dir = path.join(work, 'run-cli');
+    mkdirSync(dir);
+    const graph = path.join(dir, 'g.ts');
+    cpSync(path.join(ROOT, 'graphs', 'internvl-tiny.ts'), graph);
+    const before = { exitCode: process.exitCode, cwd: process.cwd() };
+    const stale = await runCli(['lock', '--check', graph], { cwd: dir });
+    expect(stale).toEqual({ status: 1, stdout: `missing  ${path.join(dir, 'g.graph.lock')}\nrun \`npx vlmc lock\` and commit the result\n`, stderr: '' });
+    const bad = await runCli(['build', '--weights', path.join(dir, 'nope'), '--out', path.join(dir, 'a')], { cwd: dir });
+    expect(bad.status).toBe(2);
+    expect(bad.stdout).toBe('');
+    expect(bad.stderr).toMatch(/^vlmc: .*nope/);
+    expect({ exitCode: process.exitCode, cwd: process.cwd() }).toEqual(before);
+    const version = await runCli(['--version']);
+    expect(version).toEqual({ status: 0, stdout: `${VLMC_VERSION}\n`, stderr: '' });
   });
 });
