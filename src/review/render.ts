@@ -1,10 +1,12 @@
 /**
- * Renderers for a `GraphDiff`: plain text (terminal), Markdown (a pull-request comment: short
- * sections inline, long ones folded in <details>), JSON (machines). Sections come in reviewer
+ * Renderers for a `GraphDiff`: plain text (terminal), Markdown (a pull-request comment: a Mermaid
+ * diagram of the changed modules, short sections inline, long ones folded in <details>), JSON
+ * (machines). Sections come in reviewer
  * order and are left out when empty; repeated per-layer changes fold into one indexed line
  * (`layers.{0..79}.mlp.up_proj.weight`).
  */
 import { isEmptyDiff } from './empty.ts';
+import { mermaidDiagram } from './mermaid.ts';
 import { comparePaths, depthOf } from './tree.ts';
 import type { CountChange, Counts, GraphDiff, IoChange, IoEntry, OpChange, ParamGroup } from './types.ts';
 
@@ -105,7 +107,7 @@ function indexPattern(names: readonly string[]): string {
 }
 
 /** [0,1,2,3,7] -> "0..3,7". */
-function indexSet(values: number[]): string {
+export function indexSet(values: number[]): string {
   const sorted = [...values].sort((x, y) => x - y);
   const parts: string[] = [];
   for (let i = 0; i < sorted.length; ) {
@@ -264,6 +266,7 @@ export function renderMarkdown(d: GraphDiff): string {
   const facts = headline(d);
   if (facts.length) out.push(`**Summary:** ${facts.join(', ')}.`, '');
   const section = (title: string, body: string[]) => body.length && out.push(`#### ${title}`, '', ...body, '');
+  section('Changed modules', mermaidDiagram(d));
 
   section('I/O signature', d.io.length ? table(['change', 'name', 'before', 'after'], d.io.map((c) => [c.change, `${c.kind} ${code(c.name)}`, ioCell(c, 'before'), ioCell(c, 'after')])) : []);
   section('Opset', d.opset.map((c) => `- ${code(c.key)}: ${c.before ?? '(none)'} → ${c.after ?? '(none)'}`));
