@@ -104,11 +104,11 @@ export function summaryFromArtifact(dir: string, options: OperandOptions = {}, m
 /** The folder's manifest.json, or undefined when there is none. */
 function readArtifactManifest(dir: string): Partial<Manifest> | undefined {
   const file = join(dir, 'manifest.json');
-  return existsSync(file) ? readManifest(file) : undefined;
+  return existsSync(file) ? readManifestJson(file) : undefined;
 }
 
 /** A manifest file as a JSON object; refused when it is not a regular file, not JSON or not an object. */
-export function readManifest(file: string): Partial<Manifest> {
+export function readManifestJson(file: string): Partial<Manifest> {
   let json: unknown;
   refuseNonRegularFile(file, 'the artifact manifest');
   try {
@@ -124,7 +124,7 @@ export function readManifest(file: string): Partial<Manifest> {
 
 /** `parameters[].name` / `parameters[].trainable` from a manifest; entries without a boolean are skipped. */
 export function manifestTrainable(file: string): Map<string, boolean> {
-  return trainableOf(readManifest(file), file);
+  return trainableOf(readManifestJson(file), file);
 }
 
 function trainableOf(manifest: Partial<Manifest>, file: string): Map<string, boolean> {

@@ -346,6 +346,7 @@ function instance(node: ViewNode, from: string, to: string, index: string, patte
   const out: ViewNode = { ...node, path: to + node.path.slice(from.length), params: node.params * n, tensors: node.tensors * n, bytes: node.bytes * n, repeat: (node.repeat ?? 1) * n };
   if (node.trainable !== undefined) out.trainable = node.trainable * n;
   if (node.changed !== undefined) out.changed = node.changed * n;
+  if (node.backward !== undefined) out.backward = node.backward * n;
   if (node.keys) out.keys = node.keys.map((k) => replaceIndex(k, index, pattern));
   if (node.marks) out.marks = node.marks.map((m) => (m.other === undefined ? m : { ...m, other: replaceIndex(m.other, index, pattern) }));
   if (node.children) out.children = node.children.map((c) => instance(c, from, to, index, pattern, n));

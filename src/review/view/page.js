@@ -61,6 +61,7 @@
   }
 
   function hueOf(path) {
+    if (path === '') return 220;
     var top = path.split('.')[0];
     if (Object.prototype.hasOwnProperty.call(ROLES, top)) return ROLES[top];
     var h = 0;
@@ -163,7 +164,7 @@
   }
 
   function draw(panel, frag, node, x, y, w, h, depth) {
-    var chain = chainFrom(node);
+    var chain = depth === 0 ? [node] : chainFrom(node);
     var shown = chain[chain.length - 1];
     var cell = el('div', cellClass(panel, chain, depth));
     cell.dataset.i = String(panel.cells.push({ head: node, node: shown }) - 1);
@@ -195,7 +196,8 @@
     if (node.quant) cls.push('q');
     if (node.used === false) cls.push('unused');
     if (node.grad) cls.push('g');
-    if (node.backward) cls.push('bw');
+    // A parameter's own module tells whether the backward pass runs through it.
+    if (node.backward || (!node.children && (panel.parents.get(node) || {}).backward)) cls.push('bw');
     var marks = marksOf(chain);
     marks.forEach(function (m) { if (cls.indexOf('m-' + m.kind) < 0) cls.push('m-' + m.kind); });
     if (node.changed && !marks.length) cls.push('chg');
@@ -349,7 +351,7 @@
 
   function countsLine(v) {
     var t = v.trainable === undefined ? 'trainable unknown' : count(v.trainable) + ' trainable (' + percent(v.trainable, v.total) + ')';
-    return count(v.total) + ' parameters · ' + t + ' · ' + count(v.tensors) + ' tensors · ' + bytes(v.bytes);
+    return count(v.total) + ' parameters · ' + t + ' · ' + count(v.tensors) + (v.tensors === 1 ? ' tensor · ' : ' tensors · ') + bytes(v.bytes);
   }
 
   function facts(text) {
