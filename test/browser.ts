@@ -15,7 +15,7 @@ export const CHROMIUM = process.env.VLMC_CHROMIUM ?? '/usr/bin/chromium';
 export const missingChromium = (file: string): string =>
   `the browser tests need Chromium at ${file}: install it with \`apt-get install -y chromium\` (Debian/Ubuntu), or set VLMC_CHROMIUM to a Chromium or Chrome executable`;
 
-/** Where the tests keep their screenshots (git-ignored); VLMC_UPDATE_DOCS_IMAGES=1 also copies them to docs/img. */
+/** Where the tests keep their screenshots (git-ignored); VLMC_UPDATE_DOCS_IMAGES=1 also copies the README's to docs/img. */
 export const SCREENSHOTS = path.join(ROOT, 'test-results', 'screenshots');
 
 export async function launchChromium(file = CHROMIUM): Promise<Browser> {
@@ -31,8 +31,8 @@ export interface Tab {
   requests: string[];
   /** Loads a local page and waits until its script has drawn it; returns the milliseconds that took. */
   open(file: string): Promise<number>;
-  /** Saves a screenshot as `<name>.png` under SCREENSHOTS (and docs/img when asked to). */
-  screenshot(name: string): Promise<string>;
+  /** Saves a screenshot as `<name>.png` under SCREENSHOTS; `docs`: one the README shows (docs/img). */
+  screenshot(name: string, options?: { docs?: boolean }): Promise<string>;
 }
 
 export async function openTab(browser: Browser, viewport = { width: 1280, height: 760 }): Promise<Tab> {
@@ -50,11 +50,11 @@ export async function openTab(browser: Browser, viewport = { width: 1280, height
       await page.waitForSelector('html[data-rendered]', { timeout: 10_000 });
       return Date.now() - start;
     },
-    async screenshot(name) {
+    async screenshot(name, options = {}) {
       mkdirSync(SCREENSHOTS, { recursive: true });
       const file = path.join(SCREENSHOTS, `${name}.png`);
       await page.screenshot({ path: file as `${string}.png` });
-      if (process.env.VLMC_UPDATE_DOCS_IMAGES === '1') copyFileSync(file, path.join(ROOT, 'docs', 'img', `${name}.png`));
+      if (options.docs && process.env.VLMC_UPDATE_DOCS_IMAGES === '1') copyFileSync(file, path.join(ROOT, 'docs', 'img', `${name}.png`));
       return file;
     },
   };

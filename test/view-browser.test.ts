@@ -13,7 +13,7 @@ import type { Browser } from 'puppeteer-core';
 import { build } from '../src/build.ts';
 import type { Manifest } from '../src/artifact/manifest.ts';
 import { diffSummaries, renderText, resolveOperand } from '../src/review/index.ts';
-import { diffPage, diffView, writeView, type View } from '../src/review/view/index.ts';
+import { buildView, diffPage, diffView, viewPage, writeView, type View } from '../src/review/view/index.ts';
 import { writeFileAtomic } from '../src/artifact/atomic.ts';
 import { FIXTURES, ROOT, removeDir, tempDir } from './helpers.ts';
 import { launchChromium, missingChromium, openTab, type Tab } from './browser.ts';
@@ -32,12 +32,13 @@ beforeAll(async () => {
   await build({ weights: unified, out: dirs.split, split: true });
   await build({ weights: unified, out: dirs.train, train: true, preset: 'stage1' });
   await build({ weights: unified, out: dirs.int4, target: 'gpu', quant: { bits: 4, blockSize: 32, symmetric: true } });
-  for (const kind of ['single', 'split', 'train'] as const) {
-    pages[kind] = path.join(work, `${kind}.html`);
-    await writeView(dirs[kind], pages[kind]);
-  }
-  pages.checkpoint = path.join(work, 'checkpoint.html');
-  await writeView(unified, pages.checkpoint);
+  // Labelled as a user would name them, so the screenshots do not show temporary folders.
+  const page = async (file: string, spec: string, label: string, cwd?: string) => {
+    await writeFileAtomic(file, viewPage(buildView({ ...(await resolveOperand(spec, { cwd })), label })));
+    return file;
+  };
+  for (const kind of ['single', 'split', 'train'] as const) pages[kind] = await page(path.join(work, `${kind}.html`), dirs[kind], `out/qwen2-tiny-${kind}`);
+  pages.checkpoint = await page(path.join(work, 'checkpoint.html'), unified, 'qwen2-tiny/unified');
   pages.large = path.join(work, 'large.html');
   await writeView('graphs/internvl2_5-78b.ts', pages.large, { cwd: ROOT });
   const a = await resolveOperand(dirs.single);
@@ -144,7 +145,7 @@ describe('vlmc view in Chromium', () => {
 
   it('a training artifact: what the gradient graph covers beside the model', async () => {
     await tab.open(pages.train);
-    await tab.screenshot('view-train');
+    await tab.screenshot('view-train', { docs: true });
     const m = manifestOf(dirs.train);
     expect((await drawnTotals()).map((d) => [d.panel, d.params, d.trainable])).toEqual([
       ['model', m.counts.total, m.counts.trainable],
@@ -179,7 +180,7 @@ describe('vlmc view in Chromium', () => {
     expect((await drawnTotals())[0]).toMatchObject({ params: data.total, inside: data.total, trainable: data.trainable, insideTrainable: data.trainable });
     expect(await tab.page.$('.cell[data-path="language_model.model.layers.{0..79}"]')).not.toBeNull();
     expectClean(pages.large);
-    await tab.screenshot('view-internvl2_5-78b');
+    await tab.screenshot('view-internvl2_5-78b', { docs: true });
   });
 });
 
@@ -198,7 +199,7 @@ describe('vlmc diff --format html in Chromium', () => {
     await tab.page.mouse.move(at.x, at.y);
     await tab.page.waitForSelector('#tip.on');
     expect(await tab.page.$eval('#tip', (e) => e.textContent)).toContain('stored float32 → float32 as int4-symmetric, block 32');
-    await tab.screenshot('diff');
+    await tab.screenshot('diff', { docs: true });
     const layer = (await (await tab.page.$('.panel[data-panel="a"] .cell[data-path="language_model.model"]'))!.boundingBox())!;
     await tab.page.mouse.click(layer.x + 8, layer.y + 6);
     expect((await drawnTotals()).map((d) => d.focus)).toEqual(['language_model.model', 'language_model.model']);
