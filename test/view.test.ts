@@ -104,6 +104,13 @@ describe('the view of each operand kind: the manifest\'s counts and keys', () =>
     // The decoder reads the tied table again as its lm_head.
     expect(vision!.params + decoder!.params).toBe(v.total);
     expect(decoder!.params).toBe(find(v.root, 'language_model').params);
+    // As a diff operand it is the model its graphs make: the same parameters as the single graph.
+    const split = await resolveOperand(artifacts.split);
+    const single = await resolveOperand(artifacts.single);
+    const d = diffSummaries(single.summary, split.summary);
+    expect([d.params, d.freeze, d.counts.filter((c) => c.changed)]).toEqual([{ renamed: [], added: [], removed: [], reshaped: [], retyped: [] }, [], []]);
+    expect(d.io.map((c) => `${c.change} ${c.name}`)).toContain('added decoder/past_key_values.0.key');
+    expect(descendants(diffView(single, split, d).b.root).filter((n) => n.marks)).toEqual([]);
   });
 
   it('a checkpoint folder: the graph vlmc build derives, and the keys each parameter is read from', async () => {
