@@ -13,6 +13,7 @@ import { internvlFromConfig } from '../models/from-config.ts';
 import { HF_LM_HEAD_KEYS, hfDefaultImageTokenId, internvlFromHFConfig, isHFInternVLConfig } from '../models/from-hf-config.ts';
 import { findSpecialTokenId } from '../checkpoint/tokens.ts';
 import { hfLayout } from '../models/internvl.hf.names.ts';
+import { INTERNVL_BINDING, originalLayout } from '../models/internvl.names.ts';
 import { checkpointName } from '../init/name.ts';
 import { summaryFromGraph } from './summary.ts';
 import type { GraphSummary } from './types.ts';
@@ -23,13 +24,13 @@ export async function summaryFromCheckpoint(dir: string): Promise<{ summary: Gra
     const config = { ...checkpoint.config };
     const where = nodePath.join(dir, 'config.json');
     const hfNative = isHFInternVLConfig(config);
-    const model = hfNative ? internvlFromHFConfig(config, where, {}, { hasLmHead: HF_LM_HEAD_KEYS.some((k) => checkpoint.has(k)) }) : internvlFromConfig(config, where);
-    model.options.name = checkpointName(dir, checkpoint.config);
+    const named = { name: checkpointName(dir, checkpoint.config) };
+    const model = hfNative ? internvlFromHFConfig(config, where, named, { hasLmHead: HF_LM_HEAD_KEYS.some((k) => checkpoint.has(k)) }) : internvlFromConfig(config, where, named);
     // As the build finds it: the config (HF-native), the tokenizer files, transformers' default.
-    model.options.imgContextTokenId ??= findSpecialTokenId(dir) ?? (hfNative ? hfDefaultImageTokenId(model) : undefined);
-    const graph = compile(model, { structureOnly: true });
-    const source = { role: 'unified' as const, checkpoint, ...(hfNative ? { layout: hfLayout(checkpoint.keys()) } : {}) };
-    const plan = planBinding(graph.params, 'A', [source], { graphFrom: where });
+    const imgContextTokenId = model.options.imgContextTokenId ?? findSpecialTokenId(dir) ?? (hfNative ? hfDefaultImageTokenId(model) : undefined);
+    const graph = compile(model, { structureOnly: true, facts: { imgContextTokenId } });
+    const source = { role: 'unified' as const, checkpoint, layout: hfNative ? hfLayout(checkpoint.keys()) : originalLayout('unified') };
+    const plan = planBinding(graph.params, 'A', [source], { ...INTERNVL_BINDING, graphFrom: where });
     return { summary: summaryFromGraph(graph), keys: new Map(plan.params.map((b) => [b.param.name, keysOf(b)])) };
   } finally {
     await checkpoint.close();
