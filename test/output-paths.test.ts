@@ -209,6 +209,22 @@ describe('vlmc init --out and vlmc lock', () => {
   });
 });
 
+describe('vlmc view --out and vlmc diff --format html --out', () => {
+  it('a page replaces only a page of its own kind; anything else, and the input, is refused', () => {
+    const view = path.join(work, 'view.html');
+    const graph = path.join(ROOT, 'graphs', 'internvl-tiny.ts');
+    expect(vlmc(['view', graph, '--out', view]).status).toBe(0);
+    const mine = path.join(work, 'mine.html');
+    writeFileSync(mine, '<!DOCTYPE html>\n<p>mine</p>\n');
+    expectRefused(vlmc(['view', graph, '--out', mine]), `--out ${mine}`, 'not a page `vlmc view` wrote');
+    expect(readFileSync(mine, 'utf8')).toBe('<!DOCTYPE html>\n<p>mine</p>\n');
+    expect(() => checkOutputPath(view, { kind: 'view' })).not.toThrow();
+    expect(() => checkOutputPath(view, { kind: 'diff', flag: '--out' })).toThrow(`--out ${view}: is a file, not a page \`vlmc diff\` wrote`);
+    expect(() => checkOutputPath(work, { kind: 'view' })).toThrow('is a folder');
+    expect(() => checkOutputPath(graph, { kind: 'view', inputs: [graph] })).toThrow('is the input');
+  });
+});
+
 describe('temporary folders', () => {
   it('stale marked temp folders of dead processes go; unmarked ones and live ones stay', () => {
     const target = path.join(work, 'sweep', 'art');

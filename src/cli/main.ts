@@ -277,20 +277,43 @@ export function program(io: CliIO = { stdout: process.stdout, stderr: process.st
 
   cli
     .command('diff')
-    .description('compare two graphs: graph files, REV:path, artifact folders or .onnx files (exit 0 same, 1 different)')
-    .argument('<a>', 'graph file, git revision of one (HEAD~1:graphs/x.ts), artifact folder, or .onnx file')
+    .description('compare two graphs: graph files, REV:path, artifact folders (single, split, --train), checkpoint folders or .onnx files (exit 0 same, 1 different)')
+    .argument('<a>', 'graph file, git revision of one (HEAD~1:graphs/x.ts), artifact folder, checkpoint folder, or .onnx file')
     .argument('<b>', 'the same kinds')
-    .addOption(new Option('--format <format>', 'output format').choices(['text', 'markdown', 'json']).default('text'))
+    .addOption(new Option('--format <format>', 'output format: text, markdown (a PR comment, with a Mermaid diagram), json, or html (both pictures with the changes marked)').choices(['text', 'markdown', 'json', 'html']).default('text'))
+    .option('--out <file>', 'with --format html: the page to write (default: standard output)')
     .option('--nodes', 'include node-level detail')
     .option('--weights', 'compare tensor hashes (reads the weights)')
     .action(async (a: string, b: string, o) => {
       const { diffExitCode, diffSummaries, renderJson, renderMarkdown, renderText, resolveOperand } = await import('../review/index.ts');
+      if (o.out !== undefined && o.format !== 'html') throw new UserError(`--out writes the page of --format html; redirect the ${o.format} output instead`);
+      const { checkOutputPath } = await import('../fs/output-path.ts');
+      if (o.out !== undefined) checkOutputPath(o.out, { kind: 'diff', flag: '--out', inputs: [a, b] });
       const left = await resolveOperand(a, { weights: Boolean(o.weights) });
       const right = await resolveOperand(b, { weights: Boolean(o.weights) });
       const d = diffSummaries(left.summary, right.summary, { nodes: Boolean(o.nodes), labels: [a, b] });
-      const render = { text: renderText, markdown: renderMarkdown, json: renderJson }[o.format as 'text' | 'markdown' | 'json'];
-      io.stdout.write(render(d));
       invocation.exitCode = diffExitCode(d);
+      if (o.format !== 'html') {
+        const render = { text: renderText, markdown: renderMarkdown, json: renderJson }[o.format as 'text' | 'markdown' | 'json'];
+        io.stdout.write(render(d));
+        return;
+      }
+      const { diffPage, diffView } = await import('../review/view/index.ts');
+      const page = diffPage(diffView(left, right, d), renderText(d));
+      if (o.out === undefined) io.stdout.write(page);
+      else await (await import('../fs/atomic.ts')).writeFileAtomic(o.out, page);
+    });
+
+  cli
+    .command('view')
+    .description('draw a model as one self-contained HTML page: its module tree as a zoomable treemap sized by parameter count')
+    .argument('<model>', 'graph file, artifact folder (single, split or --train), checkpoint folder, .onnx file, or REV:graph')
+    .requiredOption('--out <file>', 'the HTML page to write')
+    .action(async (model: string, o) => {
+      const { writeView } = await import('../review/view/index.ts');
+      const view = await writeView(model, o.out);
+      const trainable = view.trainable === undefined ? 'freeze state unknown' : `${view.trainable.toLocaleString('en-US')} trainable`;
+      say(`${o.out}: ${view.total.toLocaleString('en-US')} parameters (${trainable}), ${view.tensors} tensors, ${view.panels.length} panel${view.panels.length === 1 ? '' : 's'}`);
     });
 
   cli

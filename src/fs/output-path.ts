@@ -5,7 +5,8 @@
  * - a missing path is fine (missing parent folders are created);
  * - an existing path must be an earlier vlmc output of the same kind: an artifact folder holding
  *   only artifact files and a vlmc manifest, a result file vlmc wrote (safetensors whose
- *   `__metadata__` names vlmc and the same content), a lock file, or (with `--force`) a graph file;
+ *   `__metadata__` names vlmc and the same content), a lock file, an HTML page of the same kind
+ *   (`vlmc view`, `vlmc diff --format html`), or (with `--force`) a graph file;
  * - anything else (a user's folder, a plain file, a link, a checkout) is refused, naming what is
  *   there; and the output may not be, lie inside, or contain any input (compared by real path, so
  *   symbolic links cannot hide it).
@@ -17,7 +18,7 @@ import { UserError } from '../errors.ts';
 import { ARTIFACT_FILES, isVlmcManifest, MANIFEST_FILE } from '../artifact/format.ts';
 
 /** The kinds of output vlmc writes; each may only replace its own kind. */
-export type OutputKind = 'artifact' | 'result' | 'graph' | 'lock' | 'checkpoint';
+export type OutputKind = 'artifact' | 'result' | 'graph' | 'lock' | 'checkpoint' | 'view' | 'diff';
 
 export interface OutputCheck {
   kind: OutputKind;
@@ -45,6 +46,9 @@ export const CHECKPOINT_MARK = '.vlmc-checkpoint';
 /** How every lock file vlmc writes begins, whatever its version. */
 const LOCK_MARK = '# vlmc graph lock';
 
+/** How the HTML pages vlmc writes begin: `vlmc view` and `vlmc diff --format html`, each replacing only its own. */
+export const PAGE_MARKS = { view: '<!DOCTYPE html>\n<!-- vlmc view', diff: '<!DOCTYPE html>\n<!-- vlmc diff' } as const;
+
 /** Throws a `UserError` unless `path` may be written as `check.kind`; touches nothing. */
 export function checkOutputPath(path: string, check: OutputCheck): void {
   const label = check.flag ? `${check.flag} ${path}` : path;
@@ -69,6 +73,9 @@ function existingProblem(abs: string, check: OutputCheck): string | undefined {
       return st.isFile() ? resultProblem(abs, check.content) : `${describe(abs, st)} where a result file would go; give a new path`;
     case 'lock':
       return st.isFile() && readHead(abs, LOCK_MARK.length) === LOCK_MARK ? undefined : `${describe(abs, st)}, not a vlmc lock file; move it away first`;
+    case 'view':
+    case 'diff':
+      return st.isFile() && readHead(abs, PAGE_MARKS[check.kind].length) === PAGE_MARKS[check.kind] ? undefined : `${describe(abs, st)}, not a page \`vlmc ${check.kind}\` wrote; give a new path`;
     case 'graph':
       if (!st.isFile()) return `${describe(abs, st)} where a graph file would go; give a new path`;
       return check.force ? undefined : 'exists; pass --force to overwrite it';
