@@ -12,8 +12,8 @@ import { writeSafetensors, type TensorToWrite } from './checkpoint/safetensors-w
 import { existsSync, lstatSync, readdirSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { deflateSync } from 'node:zlib';
-import { makeFolders, writeFileAtomic, withTempSibling } from './artifact/atomic.ts';
-import { checkOutputPath, CHECKPOINT_MARK } from './artifact/output-path.ts';
+import { makeFolders, writeFileAtomic, withTempSibling } from './fs/atomic.ts';
+import { checkOutputPath, CHECKPOINT_MARK } from './fs/output-path.ts';
 import { assignPaths, collectParams } from './dsl/module.ts';
 import { initialValues } from './bind/init.ts';
 import { elementCount } from './ir/dims.ts';
@@ -22,7 +22,7 @@ import { WRITTEN_TEMPLATE, internvlConfigJson, llmConfigJson, visionConfigJson }
 import { tinyTokenizerFiles } from './tokenizer/tiny.ts';
 import { loadGraphFile } from './graph-file.ts';
 import { build } from './build.ts';
-import { openSession, run, type HostTensor } from './runtime/run.ts';
+import { openSession, run, type HostTensor } from './runtime/session.ts';
 import { UserError } from './errors.ts';
 
 export const DEFAULT_GRAPH = nodePath.join(nodePath.dirname(fileURLToPath(import.meta.url)), '..', 'graphs', 'internvl-tiny.ts');

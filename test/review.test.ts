@@ -341,6 +341,40 @@ describe('renderers', () => {
     expect(md).toContain('| `(root)` | 95,024 | 94,832 | -192 | 8,800 | 8,800 | 0 |');
   });
 
+  /** The ```mermaid block's lines, each checked to be a node, an edge or a class definition, every edge between defined nodes. */
+  function mermaidLines(md: string): string[] {
+    const block = /\n```mermaid\n([\s\S]*?)\n```\n/.exec(md);
+    expect(block, 'a mermaid block').not.toBeNull();
+    const lines = block![1]!.split('\n');
+    expect(lines[0]).toBe('flowchart LR');
+    const defined = new Set<string>();
+    for (const line of lines.slice(1)) {
+      const node = /^  (\w+)\["([^"]*)"\](?::::(\w+))?$/.exec(line);
+      const edge = /^  (\w+) (?:-->|-\.->\|renamed\|) (\w+)$/.exec(line);
+      const style = /^  classDef (\w+) fill:#[0-9a-f]{6},stroke:#[0-9a-f]{6},color:#[0-9a-f]{6}$/.exec(line);
+      expect(node ?? edge ?? style, line).not.toBeNull();
+      if (node) defined.add(node[1]!);
+      if (edge) expect([defined.has(edge[1]!), defined.has(edge[2]!)], line).toEqual([true, true]);
+    }
+    return lines;
+  }
+
+  it('Markdown: a Mermaid diagram of the changed modules first, per-layer repeats folded', () => {
+    const md = renderMarkdown(diffOf({ llm: { intermediate: 128 }, train: preset('full') }));
+    expect(md.indexOf('#### Changed modules')).toBeLessThan(md.indexOf('#### Parameters'));
+    const lines = mermaidLines(md);
+    expect(lines).toContain('  root["internvl-tiny"]');
+    expect(lines.filter((l) => l.includes('["language_model'))).toEqual(['  m0["language_model<br/>frozen → trainable: 26 tensors, 58,800 params"]:::freeze']);
+    expect(lines).toContain('  m1["model.layers.{0,1}.mlp.down_proj ×2<br/>weight [48,96] → [48,128]"]:::changed');
+    expect(lines).toContain('  m0 --> m1');
+  });
+
+  it('Markdown: a rename is an edge from the old name to the new one; no diagram without parameter changes', () => {
+    const lines = mermaidLines(renderMarkdown(diffSummaries(summarize(), reprefix(summarize(), 'mlp1', 'projector'))));
+    expect(lines).toEqual(expect.arrayContaining(['  m0["projector<br/>renamed"]:::renamed', '  m0from["mlp1"]:::removed', '  m0from -.->|renamed| m0']));
+    expect(renderMarkdown(diffOf({ selectLayer: -2 }))).not.toContain('```mermaid');
+  });
+
   it('Markdown: I/O first', () => {
     const md = renderMarkdown(diffOf({ downsampleRatio: 0.25 }));
     expect(md.indexOf('#### I/O signature')).toBeLessThan(md.indexOf('#### Parameters'));
@@ -524,34 +558,3 @@ describe('diff operands', () => {
   });
 });
 
-describe('issue 16: vlmc diff takes split artifact folders, graph by graph', () => {
-  const work = tempDir('vlmc-diff-split-');
-  afterAll(() => removeDir(work));
-  const unified = path.join(FIXTURES, 'qwen2-tiny/unified');
-
-  it('identical: no output, exit 0; changed: each differing graph, exit 1; against a single graph: exit 2', async () => {
-    const { build } = await import('../src/build.ts');
-    const a = path.join(work, 'a');
-    const same = path.join(work, 'same');
-    const half = path.join(work, 'fp16');
-    const single = path.join(work, 'single');
-    await build({ weights: unified, out: a, split: true });
-    await build({ weights: unified, out: same, split: true });
-    await build({ weights: unified, out: half, split: true, dtype: 'fp16' });
-    await build({ weights: unified, out: single });
-    const eq = vlmc(['diff', a, same]);
-    expect([eq.status, eq.stdout, eq.stderr]).toEqual([0, '', '']);
-    expect(vlmc(['diff', a, same, '--format', 'json']).stdout).toBe('{}\n');
-    const d = vlmc(['diff', a, half]);
-    expect(d.status).toBe(1);
-    for (const g of ['vision.onnx', 'embedding.onnx', 'decoder.onnx']) expect(d.stdout).toContain(`vlmc diff: ${a} ${g} -> ${half} ${g}`);
-    expect(d.stdout).toMatch(/float32 -> float16/);
-    const json = JSON.parse(vlmc(['diff', a, half, '--format', 'json']).stdout);
-    expect(Object.keys(json).sort()).toEqual(['decoder.onnx', 'embedding.onnx', 'vision.onnx']);
-    const mixed = vlmc(['diff', a, single]);
-    expect(mixed.status).toBe(2);
-    expect(mixed.stderr).toBe(`vlmc: ${a} is a split artifact (vision, embedding, decoder) and ${single} is not; compare two split artifacts, or one of its .onnx files with ${single}\n`);
-    // One graph of a split artifact against the single graph still compares as any .onnx file.
-    expect(vlmc(['diff', path.join(a, 'decoder.onnx'), path.join(single, 'model.onnx')]).status).toBe(1);
-  });
-});

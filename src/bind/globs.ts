@@ -5,7 +5,7 @@
  */
 import { UserError } from '../errors.ts';
 import type { GraphParam } from '../ir/graph.ts';
-import { pathGlob, unifiedKey, type BuildPath, type WeightSource } from './plan.ts';
+import { graphNameOf, pathGlob, type BuildPath, type WeightSource } from './plan.ts';
 
 export function checkGlobsMatch(params: readonly GraphParam[], path: BuildPath, sources: readonly WeightSource[], o: { allowMissing?: string[]; ignoreUnexpected?: string[] }): void {
   for (const glob of o.allowMissing ?? []) {
@@ -14,7 +14,7 @@ export function checkGlobsMatch(params: readonly GraphParam[], path: BuildPath, 
   }
   for (const glob of o.ignoreUnexpected ?? []) {
     const re = pathGlob(glob, '--ignore-unexpected');
-    const keys = sources.flatMap((s) => s.checkpoint.keys().flatMap((k) => [k, path === 'A' && !s.layout ? k : unifiedKey(s, k)]));
+    const keys = sources.flatMap((s) => s.checkpoint.keys().flatMap((k) => [k, graphNameOf(s, k)]));
     if (path === 'none') throw new UserError(`--ignore-unexpected '${glob}': there is no checkpoint (give --weights, or --vision and --llm)`);
     if (!keys.some((k) => re.test(k))) throw new UserError(`--ignore-unexpected '${glob}' matches no key of the checkpoint${sources.length > 1 ? 's' : ''} (${sources.map((s) => s.checkpoint.dir).join(', ')})`);
   }

@@ -5,7 +5,7 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import * as nodePath from 'node:path';
-import type { Manifest, ManifestParameter } from '../artifact/manifest.ts';
+import type { Manifest, ManifestParameter } from '../artifact/format.ts';
 import { onnx } from '../onnx/proto.ts';
 
 const n = (v: number): string => v.toLocaleString('en-US');

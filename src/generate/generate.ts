@@ -6,9 +6,10 @@
  */
 import { UserError } from '../errors.ts';
 import { mulberry32 } from '../bind/init.ts';
-import { readManifest, type HostTensor } from '../runtime/run.ts';
+import type { HostTensor, SessionOptions } from '../runtime/session.ts';
 import { checkAttentionMask, checkForwardInputs } from '../runtime/check-inputs.ts';
-import { SplitSession, allTiles, type SessionOptions } from './session.ts';
+import { readManifest } from '../artifact/format.ts';
+import { SplitSession, allTiles } from './session.ts';
 
 export interface GenerateInputs {
   pixel_values: HostTensor;

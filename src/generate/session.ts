@@ -2,26 +2,11 @@
  * A split artifact opened in onnxruntime-node: one session per graph, and the three steps of a
  * forward (vision, embedding, decoder with a KV cache) on host tensors.
  */
-import * as nodePath from 'node:path';
-import { hasQuantisedWeights, peekManifest } from '../artifact/manifest.ts';
 import type ort from 'onnxruntime-node';
 import { UserError } from '../errors.ts';
-import { loadOrt, refuseStructureOnly, sessionLoadError, type HostTensor } from '../runtime/run.ts';
-import { checkSplitFiles } from './split-files.ts';
+import { openSplitSessions, toHost, type HostTensor, type SessionOptions } from '../runtime/session.ts';
 import { readPipeline, SPLIT_ENTRIES, type Pipeline, type SplitEntry } from './pipeline.ts';
-
-export type ExecutionProvider = 'cpu' | 'cuda';
-
-export interface SessionOptions {
-  /** Execution provider; `cuda` only where this onnxruntime-node build has it. */
-  ep?: ExecutionProvider;
-  /**
-   * Let ORT repack every weight for its GEMM kernels at session creation. Off by default: the
-   * repacked copy costs seconds and a second copy of the weights in memory, while the unpacked
-   * weights stay memory-mapped from the data file (see docs/performance.md, Inference).
-   */
-  prepackWeights?: boolean;
-}
+import { checkSplitFiles } from './split-files.ts';
 
 /** The cache of one layer: [batch, kv_heads, past, head_dim]. */
 export type KvPair = { key: ort.Tensor; value: ort.Tensor };
@@ -36,28 +21,10 @@ export class SplitSession {
 
   static async open(dir: string, o: SessionOptions = {}): Promise<SplitSession> {
     const pipeline = readPipeline(dir);
-    const manifest = peekManifest(dir);
-    refuseStructureOnly(dir, manifest);
-    checkSplitFiles(dir, pipeline, manifest);
-    const runtime = await loadOrt();
-    const providers = await executionProviders(runtime, o.ep ?? 'cpu');
-    // ORT would also log a failed provider load itself; the UserError below says it once.
-    if (o.ep && o.ep !== 'cpu') runtime.env.logLevel = 'fatal';
-    const sessions: Partial<Record<SplitEntry, ort.InferenceSession>> = {};
-    const options = sessionOptions(providers, { ...o, prepackWeights: o.prepackWeights ?? hasQuantisedWeights(dir) });
-    try {
-      // One at a time: together they would only compete for the same cores and disk.
-      for (const e of SPLIT_ENTRIES) {
-        sessions[e] = await runtime.InferenceSession.create(nodePath.join(dir, pipeline.graphs[e].file), options);
-      }
-    } catch (err) {
-      for (const s of Object.values(sessions)) await s.release();
-      // An execution provider that is listed but not installed fails here, inside ORT.
-      if (o.ep && o.ep !== 'cpu') throw new UserError(`--ep ${o.ep}: onnxruntime-node could not use it (${(err as Error).message.split('\n')[0]}); install its ${o.ep} provider libraries or use --ep cpu`);
-      const failed = SPLIT_ENTRIES.find((e) => !sessions[e]) ?? 'decoder';
-      throw sessionLoadError(dir, nodePath.join(dir, pipeline.graphs[failed].file), manifest, providers, err);
-    }
-    return new SplitSession(dir, pipeline, runtime, sessions as Record<SplitEntry, ort.InferenceSession>);
+    checkSplitFiles(dir, pipeline);
+    const files = Object.fromEntries(SPLIT_ENTRIES.map((e) => [e, pipeline.graphs[e].file])) as Record<SplitEntry, string>;
+    const { runtime, sessions } = await openSplitSessions(dir, files, o);
+    return new SplitSession(dir, pipeline, runtime, sessions);
   }
 
   async release(): Promise<void> {
@@ -135,28 +102,6 @@ export class SplitSession {
     const present = past.map((_, i) => ({ key: out[`present.${i}.key`]!, value: out[`present.${i}.value`]! }));
     return { logits: out.logits!, present };
   }
-}
-
-function sessionOptions(providers: string[], o: SessionOptions): import('onnxruntime-node').InferenceSession.SessionOptions {
-  return {
-    executionProviders: providers,
-    logSeverityLevel: 3,
-    ...(o.prepackWeights ? {} : { extra: { session: { disable_prepacking: '1' } } }),
-  };
-}
-
-async function executionProviders(runtime: typeof import('onnxruntime-node'), ep: ExecutionProvider): Promise<string[]> {
-  if (ep === 'cpu') return ['cpu'];
-  const available = runtime.listSupportedBackends().map((b) => b.name);
-  if (!available.includes(ep)) {
-    throw new UserError(`--ep ${ep}: this onnxruntime-node build has no ${ep} execution provider (it has: ${available.join(', ')}); install onnxruntime-node with CUDA support (npm's onnxruntime-node ships CUDA on linux x64 only) or use --ep cpu`);
-  }
-  return [ep, 'cpu'];
-}
-
-/** A host tensor's copy of an ORT tensor. */
-export function toHost(t: ort.Tensor): HostTensor {
-  return { dtype: t.type as HostTensor['dtype'], shape: [...t.dims], data: t.data as Float32Array | BigInt64Array };
 }
 
 /**

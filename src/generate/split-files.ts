@@ -7,12 +7,12 @@
 import { existsSync, statSync } from 'node:fs';
 import * as nodePath from 'node:path';
 import { UserError } from '../errors.ts';
-import type { Manifest } from '../artifact/manifest.ts';
+import { peekManifest, type Manifest } from '../artifact/format.ts';
 import { checkDataAgainstManifest } from '../runtime/check-inputs.ts';
-import { checkExternalReferences } from '../review/onnx.ts';
+import { checkExternalReferences } from '../onnx/read.ts';
 import { SPLIT_ENTRIES, type Pipeline } from './pipeline.ts';
 
-export function checkSplitFiles(dir: string, pipeline: Pipeline, manifest: Partial<Manifest> | undefined): void {
+export function checkSplitFiles(dir: string, pipeline: Pipeline, manifest: Partial<Manifest> | undefined = peekManifest(dir)): void {
   const dataFile = nodePath.join(dir, pipeline.data_file);
   if (!existsSync(dataFile)) throw new UserError(`${dataFile}: missing; the split artifact is damaged, rebuild it`);
   if (manifest?.parameters) checkDataAgainstManifest(dataFile, statSync(dataFile).size, manifest as Manifest);

@@ -5,15 +5,9 @@
  * InternVL graphs the token ids, the image flags and the `<IMG_CONTEXT>` count.
  */
 import { UserError } from '../errors.ts';
-import type { Manifest, ManifestIO } from '../artifact/manifest.ts';
+import type { Manifest, ManifestIO } from '../artifact/format.ts';
 import type { StDType } from '../tensor/convert.ts';
-
-/** A tensor read from an inputs file (run.ts's HostTensor). */
-export interface InputTensor {
-  dtype: 'float32' | 'int64';
-  shape: number[];
-  data: Float32Array | BigInt64Array;
-}
+import type { HostTensor } from './session.ts';
 
 /** What the inputs file declares for one tensor, before its bytes are read. */
 export interface DeclaredTensor {
@@ -62,7 +56,7 @@ export function checkDeclaredInputs(file: string, manifest: Manifest, declared: 
  * without image_flags (transformers' InternVL) uses every tile it is given, so tiles an inputs file
  * flags 0 (the blank tile of a text-only request) are left out, as a graph with flags leaves them out.
  */
-export function checkForwardInputs(file: string, manifest: Manifest, inputs: Readonly<Record<string, InputTensor>>): Record<string, InputTensor> {
+export function checkForwardInputs(file: string, manifest: Manifest, inputs: Readonly<Record<string, HostTensor>>): Record<string, HostTensor> {
   checkFiniteFloats(file, inputs);
   const flags = inputs['image_flags']?.data as BigInt64Array | undefined;
   checkInputValues(file, manifest, inputs['input_ids']?.data as BigInt64Array | undefined, flags);
@@ -72,7 +66,7 @@ export function checkForwardInputs(file: string, manifest: Manifest, inputs: Rea
 }
 
 /** Inputs for a graph without image_flags: only the flagged tiles, and no image_flags. */
-function tilesTheGraphSees(inputs: Readonly<Record<string, InputTensor>>): Record<string, InputTensor> {
+function tilesTheGraphSees(inputs: Readonly<Record<string, HostTensor>>): Record<string, HostTensor> {
   const { image_flags: flags, ...rest } = inputs;
   const pixels = inputs['pixel_values'];
   if (!flags || !pixels) return rest;
@@ -88,7 +82,7 @@ function tilesTheGraphSees(inputs: Readonly<Record<string, InputTensor>>): Recor
  * attention_mask of `vlmc generate`: I64 [batch, seq] like input_ids, ones then zeros in every row
  * (right padding, at least one token). Returns each row's length.
  */
-export function checkAttentionMask(file: string, mask: InputTensor | undefined, batch: number, seq: number): number[] {
+export function checkAttentionMask(file: string, mask: HostTensor | undefined, batch: number, seq: number): number[] {
   if (!mask) return new Array<number>(batch).fill(seq);
   if (mask.dtype !== 'int64' || mask.shape.length !== 2 || mask.shape[0] !== batch || mask.shape[1] !== seq) {
     throw new UserError(`${file}: input 'attention_mask' is ${mask.dtype === 'int64' ? 'I64' : 'a float'} [${mask.shape.join(', ')}]; it must be I64 [${batch}, ${seq}] like input_ids`);
@@ -165,7 +159,7 @@ export function checkInputValues(file: string, manifest: Manifest, ids: BigInt64
  * tokens must number tiles x tokens per tile exactly, as transformers requires; otherwise the splice
  * would silently drop or repeat image features.
  */
-export function checkImageTokenCount(manifest: Manifest, inputs: Readonly<Record<string, InputTensor>>, where: string): void {
+export function checkImageTokenCount(manifest: Manifest, inputs: Readonly<Record<string, HostTensor>>, where: string): void {
   if (takesFlags(manifest)) return;
   const id = Number(manifest.metadata['vlmc.img_context_token_id']);
   const perTile = Number(manifest.metadata['vlmc.tokens_per_tile']);
@@ -207,3 +201,4 @@ export function checkDataAgainstManifest(dataFile: string, dataSize: number, man
     }
   }
 }
+
