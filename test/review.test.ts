@@ -31,7 +31,7 @@ import {
   type GraphSummary,
 } from '../src/review/index.ts';
 import { buildModules } from '../src/review/tree.ts';
-import { FIXTURES, ROOT, removeDir, tempDir, vlmc } from './helpers.ts';
+import { ROOT, removeDir, tempDir } from './helpers.ts';
 
 // ---------------------------------------------------------------------------------------------
 // Graphs: the tiny InternVL and one-change variants of it.
