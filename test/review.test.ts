@@ -557,4 +557,3 @@ describe('diff operands', () => {
     expect(existsSync(path.join(ROOT, 'graphs'))).toBe(true);
   });
 });
-
