@@ -19,7 +19,7 @@ import { runArtifact } from '../src/run.ts';
 import { openSession } from '../src/runtime/session.ts';
 import { summaryFromOnnxFile } from '../src/review/index.ts';
 import { checkExternalReferences } from '../src/onnx/read.ts';
-import { removeDir, tempDir, vlmcInProcess } from './helpers.ts';
+import { removeDir, tempDir, vlmcInProcess, demoCheckpoint } from './helpers.ts';
 import { QWEN, i64Bytes, writeInputs, type Json } from './validation-helpers.ts';
 
 // Fixed so `npm test` is deterministic; VLMC_FUZZ_SEED explores other cases.
@@ -286,10 +286,7 @@ describe('fuzz (seeded, bounded): issue 16, split artifacts, generate --inputs a
   let trainArtifact: string;
   let request: string;
   beforeAll(async () => {
-    const { writeRandomCheckpoint, DEFAULT_GRAPH } = await import('../src/demo.ts');
-    const { loadGraphFile } = await import('../src/graph-file.ts');
-    const ckpt = fresh('demo-ckpt');
-    await writeRandomCheckpoint((await loadGraphFile(DEFAULT_GRAPH)) as never, ckpt, 0);
+    const ckpt = await demoCheckpoint(fresh('demo-ckpt'));
     split = fresh('split');
     await build({ weights: ckpt, out: split, split: true });
     trainArtifact = fresh('train');

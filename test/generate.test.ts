@@ -7,7 +7,7 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { copyFileSync, cpSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
-import { FIXTURES, fixtureCases, maxAbsError, tempDir, removeDir, vlmc, vlmcInProcess, hasOnnxChecker, onnxCheck, NO_TOKENIZER, expectOnlyWarnings } from './helpers.ts';
+import { FIXTURES, fixtureCases, maxAbsError, tempDir, removeDir, vlmc, vlmcInProcess, hasOnnxChecker, onnxCheck, NO_TOKENIZER, expectOnlyWarnings, demoCheckpoint } from './helpers.ts';
 import { SafetensorsFile } from '../src/checkpoint/safetensors.ts';
 
 const TOL = 1e-4;
@@ -291,11 +291,8 @@ describe('issue 16: generate and split artifacts keep run\'s contracts (the demo
   let request: string;
   beforeAll(async () => {
     work = tempDir('vlmc-i16-gen-');
-    const { writeRandomCheckpoint, DEFAULT_GRAPH } = await import('../src/demo.ts');
-    const { loadGraphFile } = await import('../src/graph-file.ts');
     const { build } = await import('../src/build.ts');
-    ckpt = path.join(work, 'ckpt');
-    await writeRandomCheckpoint((await loadGraphFile(DEFAULT_GRAPH)) as never, ckpt, 0);
+    ckpt = await demoCheckpoint(path.join(work, 'ckpt'));
     split = path.join(work, 'split');
     await build({ weights: ckpt, out: split, split: true });
     image = path.join(work, 'cat.png');
@@ -459,10 +456,7 @@ describe('issue 16: build --split / --train check what generate and train will n
   let ckpt: string;
   beforeAll(async () => {
     work = tempDir('vlmc-i16-needs-');
-    const { writeRandomCheckpoint, DEFAULT_GRAPH } = await import('../src/demo.ts');
-    const { loadGraphFile } = await import('../src/graph-file.ts');
-    ckpt = path.join(work, 'ckpt');
-    await writeRandomCheckpoint((await loadGraphFile(DEFAULT_GRAPH)) as never, ckpt, 0);
+    ckpt = await demoCheckpoint(path.join(work, 'ckpt'));
   });
   afterAll(() => removeDir(work));
 

@@ -93,3 +93,14 @@ export function expectOnlyWarnings(stderr: string, ...expected: RegExp[]): void 
 
 /** The warning a split or training build of a checkpoint without tokenizer.json gives. */
 export const NO_TOKENIZER = /has no tokenizer\.json/;
+
+/** The checkpoint `npm start` writes (random weights, tiny tokenizer, Hermes-2 template), at `dir`. */
+export async function demoCheckpoint(dir: string): Promise<string> {
+  const { writeRandomCheckpoint, DEFAULT_GRAPH } = await import('../src/demo.ts');
+  const { loadGraphFile } = await import('../src/graph-file.ts');
+  const { InternVLChatModel } = await import('../src/models/internvl.ts');
+  const model = await loadGraphFile(DEFAULT_GRAPH);
+  if (!(model instanceof InternVLChatModel)) throw new Error(`${DEFAULT_GRAPH}: not an InternVL model`);
+  await writeRandomCheckpoint(model, dir, 0);
+  return dir;
+}

@@ -40,6 +40,26 @@ function nonNegativeNumber(name: string) {
   };
 }
 
+/**
+ * How `vlmc inputs` and `vlmc generate` build a request from images and questions: the same flags,
+ * meaning the same (src/inputs).
+ */
+function withRequestOptions(command: Command): Command {
+  return command
+    .option('--image <file>', 'image file (PNG, JPEG, WebP, GIF); repeatable: with one --prompt all belong to it, with several one per prompt', collect)
+    .option('--history <file>', 'JSON array of earlier [question, answer] turns (one prompt only)')
+    .option('--max-num <n>', 'max tiles per image (default: max_dynamic_patch of config.json)', int('--max-num'))
+    .option('--no-thumbnail', 'no thumbnail tile (default: use_thumbnail of config.json)')
+    .option('--system-message <text>', 'system message (default: config.json system_message, else the template\'s)')
+    .option('--template <name>', 'conversation template (default: template of config.json)');
+}
+
+/** withRequestOptions' values; --max-num below 1 is refused here, for both commands. */
+function requestOptionsOf(o: { history?: string; maxNum?: number; thumbnail?: boolean; systemMessage?: string; template?: string }) {
+  if (o.maxNum !== undefined && o.maxNum < 1) throw new UserError(`--max-num must be at least 1 (got ${o.maxNum})`);
+  return { history: o.history, maxNum: o.maxNum, useThumbnail: o.thumbnail === false ? false : undefined, systemMessage: o.systemMessage, template: o.template };
+}
+
 const collect = (v: string, prev: string[] = []) => [...prev, v];
 
 function collectRule(action: 'freeze' | 'unfreeze', into: { action: 'freeze' | 'unfreeze'; pattern: string }[]) {
@@ -205,18 +225,13 @@ export function program(io: CliIO = { stdout: process.stdout, stderr: process.st
       }
     });
 
-  cli
+  const generateCommand = cli
     .command('generate')
     .description('generate text with a split artifact (vlmc build --split) and the KV cache, streamed to stdout: greedy, or sampled with --temperature; a prompt needs no image')
     .argument('<artifact>', 'split artifact folder')
     .option('--inputs <file>', 'safetensors with pixel_values, input_ids, and optionally image_flags (default: every tile counts) and attention_mask (right padding)')
-    .option('--image <file>', 'image file (PNG, JPEG, WebP, GIF); repeatable: with one --prompt all belong to it, with several one per prompt', collect)
-    .option('--prompt <text>', 'the question (an image is optional); repeatable, one batch row each', collect)
-    .option('--history <file>', 'JSON array of earlier [question, answer] turns (one prompt only)')
-    .option('--max-num <n>', 'max tiles per image (default: max_dynamic_patch of config.json)', int('--max-num'))
-    .option('--no-thumbnail', 'no thumbnail tile (default: use_thumbnail of config.json)')
-    .option('--system-message <text>', 'system message (default: config.json system_message, else the template\'s)')
-    .option('--template <name>', 'conversation template (default: template of config.json)')
+    .option('--prompt <text>', 'the question (an image is optional); repeatable, one batch row each', collect);
+  withRequestOptions(generateCommand)
     .option('--max-new-tokens <n>', 'tokens to generate at most, per row (stops earlier at the model\'s context length)', int('--max-new-tokens'), 32)
     .option('--ignore-eos', 'do not stop at eos')
     .option('--temperature <t>', 'sample at this temperature (default 0: greedy)', nonNegativeNumber('--temperature'))
@@ -232,7 +247,7 @@ export function program(io: CliIO = { stdout: process.stdout, stderr: process.st
         inputs: o.inputs,
         image: o.image,
         prompt: o.prompt,
-        request: { history: o.history, maxNum: o.maxNum, useThumbnail: o.thumbnail === false ? false : undefined, systemMessage: o.systemMessage, template: o.template },
+        request: requestOptionsOf(o),
         out: o.out,
         json: Boolean(o.json),
         maxNewTokens: o.maxNewTokens,
@@ -333,32 +348,17 @@ export function program(io: CliIO = { stdout: process.stdout, stderr: process.st
       say(`${o.out}: ${view.total.toLocaleString('en-US')} parameters (${trainable}), ${view.tensors} tensors, ${view.panels.length} panel${view.panels.length === 1 ? '' : 's'}`);
     });
 
-  cli
+  const inputsCommand = cli
     .command('inputs')
     .description('image(s) + question -> the tensors vlmc run / generate take (InternVL preprocessing, template, tokenizer)')
     .requiredOption('--checkpoint <dir>', 'checkpoint folder, artifact, or a folder with config.json and the tokenizer files')
-    .option('--image <file>', 'image file (PNG, JPEG); repeatable', collect)
-    .requiredOption('--prompt <text>', 'the question; repeatable (one batch row each, right-padded)', collect)
-    .option('--history <file>', 'JSON array of earlier [question, answer] turns')
-    .option('--max-num <n>', 'max tiles per image (default: max_dynamic_patch of config.json)', int('--max-num'))
-    .option('--no-thumbnail', 'no thumbnail tile (default: use_thumbnail of config.json)')
-    .option('--system-message <text>', 'system message (default: config.json system_message, else the template\'s)')
-    .option('--template <name>', 'conversation template (default: template of config.json)')
+    .requiredOption('--prompt <text>', 'the question; repeatable (one batch row each, right-padded)', collect);
+  withRequestOptions(inputsCommand)
     .requiredOption('--out <file>', 'safetensors file to write')
     .action(async (o) => {
       const { readHistoryFile, writeInputs } = await import('../inputs/index.ts');
-      if (o.maxNum !== undefined && o.maxNum < 1) throw new UserError(`--max-num must be at least 1 (got ${o.maxNum})`);
-      const r = await writeInputs({
-        checkpoint: o.checkpoint,
-        images: o.image,
-        prompts: o.prompt,
-        history: o.history === undefined ? undefined : readHistoryFile(o.history),
-        maxNum: o.maxNum,
-        useThumbnail: o.thumbnail === false ? false : undefined,
-        systemMessage: o.systemMessage,
-        template: o.template,
-        out: o.out,
-      });
+      const { history, ...request } = requestOptionsOf(o);
+      const r = await writeInputs({ checkpoint: o.checkpoint, images: o.image, prompts: o.prompt, history: history === undefined ? undefined : readHistoryFile(history), ...request, out: o.out });
       const [rows, seq] = r.inputs.input_ids.shape;
       say(`${o.out}: input_ids [${rows}, ${seq}], pixel_values [${r.inputs.pixel_values.shape.join(', ')}], template ${r.config.template.name}, eos ${r.eosTokenId}`);
       for (const im of r.images) say(`  ${im.file}: ${im.width}x${im.height} -> ${im.grid[0]}x${im.grid[1]} grid, ${im.tiles} tiles`);
