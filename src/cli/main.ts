@@ -41,6 +41,11 @@ function collectRule(action: 'freeze' | 'unfreeze', into: { action: 'freeze' | '
   };
 }
 
+/** --ep: the onnxruntime execution provider (src/runtime/providers.ts; docs/cli.md says what each needs). */
+function executionProviderOption(): Option {
+  return new Option('--ep <provider>', 'onnxruntime execution provider: cpu, cuda (its libraries installed) or webgpu (a Vulkan GPU driver)').choices(['cpu', 'cuda', 'webgpu']).default('cpu');
+}
+
 export function program(): Command {
   // --freeze / --unfreeze in the order given: the last rule matching a parameter decides.
   const freezeRules: { action: 'freeze' | 'unfreeze'; pattern: string }[] = [];
@@ -128,9 +133,10 @@ export function program(): Command {
     .requiredOption('--inputs <file>', 'safetensors with pixel_values, input_ids, image_flags')
     .requiredOption('--out <file>', 'safetensors to write the outputs to')
     .addOption(new Option('--graph <graph>', 'which graph: model.onnx, train.onnx (loss and grad.*; trainable values default to the bound weights) or optimizer.onnx').choices(['model', 'train', 'optimizer']).default('model'))
+    .addOption(executionProviderOption())
     .action(async (artifact: string, o) => {
       const { runArtifact } = await import('../runtime/run.ts');
-      const outputs = await runArtifact(artifact, o.inputs, o.out, o.graph);
+      const outputs = await runArtifact(artifact, o.inputs, o.out, o.graph, o.ep);
       for (const [name, t] of Object.entries(outputs)) console.log(`${name} ${t.dtype}[${t.shape.join(', ')}]`);
     });
 
@@ -194,7 +200,7 @@ export function program(): Command {
     .option('--seed <n>', 'sampling seed', int('--seed'))
     .option('--out <file>', 'safetensors to write tokens I64 [batch, N] and logits F32 [batch, N, vocab] to')
     .option('--json', 'print one JSON object (steps, tokens, text) instead of streaming')
-    .addOption(new Option('--ep <provider>', 'onnxruntime execution provider').choices(['cpu', 'cuda']).default('cpu'))
+    .addOption(executionProviderOption())
     .action(async (artifact: string, o) => {
       const { generateCommand } = await import('../generate/cli.ts');
       await generateCommand({

@@ -1,6 +1,6 @@
 /**
- * Running an artifact with onnxruntime-node (CPU here; the CUDA provider where installed):
- * safetensors in, safetensors out.
+ * Running an artifact with onnxruntime-node (the CPU by default; CUDA or WebGPU with --ep, see
+ * providers.ts): safetensors in, safetensors out.
  */
 import * as nodePath from 'node:path';
 import { existsSync, readFileSync, statSync } from 'node:fs';
@@ -15,6 +15,7 @@ import { checkDataAgainstManifest, checkDeclaredInputs, checkFiniteFloats, check
 import { checkExternalReferences } from '../review/onnx.ts';
 import { checkOutputPath, resultMetadata } from '../artifact/output-path.ts';
 import { explainFs, refuseNonRegularFile } from '../artifact/fs-errors.ts';
+import { providerFailure, providerList, runOnDevice, sessionOptionsFor, type ExecutionProvider } from './providers.ts';
 
 export interface HostTensor {
   dtype: 'float32' | 'int64';
@@ -62,14 +63,15 @@ export async function openSession(artifactDir: string, providers: string[] = ['c
   const manifest = peekManifest(artifactDir);
   refuseStructureOnly(artifactDir, manifest);
   const { InferenceSession } = await loadOrt();
-  // Parameters past select_layer are unused initializers by design; keep ORT quiet about them.
   try {
     // No weight prepacking: ORT's repacked copy of every weight cost seconds and a second copy in
     // memory at session creation; unpacked, the weights stay mapped from the data file.
     // Quantised weights (MatMulNBits) keep it: their kernel needs the repacked blocks to be fast.
     const prepack = storesQuantisedWeights(manifest);
-    return await InferenceSession.create(model, { executionProviders: providers, logSeverityLevel: 3, ...(prepack ? {} : { extra: { session: { disable_prepacking: '1' } } }) });
+    return await InferenceSession.create(model, sessionOptionsFor(providers, { prepackWeights: prepack, model }));
   } catch (e) {
+    const failure = providerFailure(providers, e);
+    if (failure) throw failure;
     const missing = /Could not find an implementation for (\S+)/.exec((e as Error).message);
     if (missing) {
       // A --target gpu artifact may use kernels only other execution providers have (bf16 on CPU).
@@ -92,7 +94,11 @@ export function refuseStructureOnly(artifactDir: string, manifest: Partial<Manif
 /** A session over an in-memory model (graphs without external data, e.g. an optimizer step). */
 export async function openSessionFromBytes(model: Uint8Array, providers: string[] = ['cpu']): Promise<ort.InferenceSession> {
   const { InferenceSession } = await loadOrt();
-  return InferenceSession.create(model, { executionProviders: providers, logSeverityLevel: 3 });
+  try {
+    return await InferenceSession.create(model, sessionOptionsFor(providers, { prepackWeights: true }));
+  } catch (e) {
+    throw providerFailure(providers, e) ?? e;
+  }
 }
 
 /** One forward pass; returns every graph output. */
@@ -104,7 +110,7 @@ export async function run(session: ort.InferenceSession, inputs: Record<string, 
     if (!t) throw new UserError(`missing input '${name}' (the graph takes ${session.inputNames.join(', ')})`);
     feeds[name] = new Tensor(t.dtype, t.data, feedShape(name, t.shape));
   }
-  const results = await session.run(feeds);
+  const results = await runOnDevice(session, feeds);
   const out: Record<string, HostTensor> = {};
   for (const name of session.outputNames) {
     const r = results[name]!;
@@ -173,24 +179,24 @@ export function checkImageTokenCount(manifest: Manifest, inputs: Record<string, 
 }
 
 /** `vlmc run` on a split artifact: vision, embedding, then one decoder prefill with full logits. */
-async function runSplitArtifact(artifactDir: string, manifest: Manifest, inputsFile: string, outFile: string, graph: string): Promise<Record<string, HostTensor>> {
+async function runSplitArtifact(artifactDir: string, manifest: Manifest, inputsFile: string, outFile: string, graph: string, ep: ExecutionProvider): Promise<Record<string, HostTensor>> {
   if (graph !== 'model') throw new UserError(`--graph ${graph}: ${artifactDir} is a split artifact (vision, embedding, decoder); build with --train, without --split, for training graphs`);
   const inputs = await readInputs(inputsFile, manifest.inputs.map((i) => i.name), (declared) => checkDeclaredInputs(inputsFile, manifest, declared));
   checkInputValues(inputsFile, manifest, inputs.input_ids?.data as BigInt64Array | undefined, inputs.image_flags?.data as BigInt64Array | undefined);
   checkImageTokenCount(manifest, inputs, inputsFile);
   checkFiniteFloats(inputsFile, inputs);
   const { runSplit } = await import('../generate/session.ts');
-  const outputs = await runSplit(artifactDir, inputs);
+  const outputs = await runSplit(artifactDir, inputs, { ep });
   await writeOutputs(outFile, outputs);
   return outputs;
 }
 
-/** `vlmc run`: artifact + inputs file -> outputs file. */
-export async function runArtifact(artifactDir: string, inputsFile: string, outFile: string, graph = 'model'): Promise<Record<string, HostTensor>> {
+/** `vlmc run`: artifact + inputs file -> outputs file, on the execution provider `ep`. */
+export async function runArtifact(artifactDir: string, inputsFile: string, outFile: string, graph = 'model', ep: ExecutionProvider = 'cpu'): Promise<Record<string, HostTensor>> {
   checkOutputPath(outFile, { kind: 'result', content: 'outputs', flag: '--out', inputs: [artifactDir, inputsFile] });
   const manifest = readManifest(artifactDir);
   const { isSplitArtifact } = await import('../generate/pipeline.ts');
-  if (isSplitArtifact(artifactDir)) return runSplitArtifact(artifactDir, manifest, inputsFile, outFile, graph);
+  if (isSplitArtifact(artifactDir)) return runSplitArtifact(artifactDir, manifest, inputsFile, outFile, graph, ep);
   const dataFile = nodePath.join(artifactDir, DATA_FILE);
   if (existsSync(dataFile)) checkDataAgainstManifest(dataFile, statSync(dataFile).size, manifest);
   checkExternalReferences(nodePath.join(artifactDir, MODEL_FILE));
@@ -205,7 +211,7 @@ export async function runArtifact(artifactDir: string, inputsFile: string, outFi
     checkInputValues(inputsFile, manifest, inputs.input_ids?.data as BigInt64Array | undefined, inputs.image_flags?.data as BigInt64Array | undefined);
     checkImageTokenCount(manifest, inputs, inputsFile);
   }
-  const session = await openSession(artifactDir, ['cpu'], graph);
+  const session = await openSession(artifactDir, providerList(await loadOrt(), ep), graph);
   try {
     if (graph === 'train') {
       // Trainable parameters not in the inputs file take their bound weights.
