@@ -158,6 +158,7 @@ export function program(): Command {
     .option('--image-root <dir>', 'folder image names are relative to (default: the jsonl\'s)')
     .option('--resume', 'continue from the last checkpoint in --out')
     .option('--quiet', 'no progress output')
+    .addOption(executionProviderOption())
     .action(async (artifact: string, o) => {
       const { train } = await import('../train/loop.ts');
       const tty = Boolean(process.stderr.isTTY) && !o.quiet;
@@ -176,6 +177,7 @@ export function program(): Command {
         saveEvery: o.saveEvery,
         resume: Boolean(o.resume),
         imageRoot: o.imageRoot,
+        ep: o.ep,
         onStep: (step, steps, loss) => {
           if (tty) process.stderr.write(`\rstep ${step}/${steps} loss ${loss.toFixed(4)}${step === steps ? '\n' : ''}`);
         },
