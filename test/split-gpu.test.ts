@@ -7,19 +7,7 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import * as path from 'node:path';
 import { readFileSync } from 'node:fs';
-import { FIXTURES, fixtureCases, maxAbsError, tempDir, removeDir, vlmc, hasOnnxChecker, onnxCheck } from './helpers.ts';
-import { SafetensorsFile } from '../src/checkpoint/safetensors.ts';
-
-async function generation(file: string): Promise<{ tokens: number[]; logits: Float32Array }> {
-  const st = await SafetensorsFile.open(file);
-  try {
-    const bytes = await st.readAll(st.entry('tokens'));
-    const tokens = Array.from(new BigInt64Array(bytes.slice().buffer), Number);
-    return { tokens, logits: await st.readAsFloat32(st.entry('logits')) };
-  } finally {
-    await st.close();
-  }
-}
+import { FIXTURES, fixtureCases, maxAbsError, tempDir, removeDir, vlmc, hasOnnxChecker, onnxCheck, readGeneration as generation } from './helpers.ts';
 
 describe.each(fixtureCases())('fixture %s, split --target gpu', (name) => {
   const fx = path.join(FIXTURES, name);

@@ -425,7 +425,8 @@ function compare(o: Options, variant: string, r: VariantReport): Pick<VariantRep
   const reference = logitsFile(o, 'portable', 'cpu');
   if (variant !== 'portable' && existsSync(reference)) {
     const want = readLogits(reference);
-    out.vs_portable_cpu = Object.fromEntries(o.eps.filter(ok).map((ep) => [ep, logitsParity(readLogits(logitsFile(o, variant, ep)), want)]));
+    const portable = JSON.parse(readFileSync(nodePath.join(o.work, 'portable-cpu.json'), 'utf8')) as ChildResult;
+    out.vs_portable_cpu = Object.fromEntries(o.eps.filter(ok).map((ep) => [ep, { ...logitsParity(readLogits(logitsFile(o, variant, ep)), want), ...tokensParity(tokens(ep), portable.tokens) }]));
   }
   return out;
 }

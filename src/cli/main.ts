@@ -41,7 +41,7 @@ function collectRule(action: 'freeze' | 'unfreeze', into: { action: 'freeze' | '
   };
 }
 
-/** --ep: the onnxruntime execution provider (src/runtime/providers.ts; docs/cli.md says what each needs). */
+/** --ep: the onnxruntime execution provider (EXECUTION_PROVIDERS in src/runtime/providers.ts, not imported: it loads the ONNX protobuf classes; docs/cli.md says what each needs). */
 function executionProviderOption(): Option {
   return new Option('--ep <provider>', 'onnxruntime execution provider: cpu, cuda (its libraries installed) or webgpu (a Vulkan GPU driver)').choices(['cpu', 'cuda', 'webgpu']).default('cpu');
 }

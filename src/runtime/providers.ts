@@ -28,15 +28,6 @@ export type ExecutionProvider = (typeof EXECUTION_PROVIDERS)[number];
 type Ort = typeof ort;
 type OrtSessionOptions = ort.InferenceSession.SessionOptions;
 
-export function isExecutionProvider(value: unknown): value is ExecutionProvider {
-  return typeof value === 'string' && (EXECUTION_PROVIDERS as readonly string[]).includes(value);
-}
-
-export function parseExecutionProvider(value: string, flag = '--ep'): ExecutionProvider {
-  if (!isExecutionProvider(value)) throw new UserError(`${flag} must be one of ${EXECUTION_PROVIDERS.join(', ')} (got '${value}')`);
-  return value;
-}
-
 /**
  * The provider list of a session: the chosen one first, the CPU for the nodes it has no kernel
  * for (ONNX Runtime also keeps shape arithmetic there on purpose).
