@@ -71,6 +71,13 @@ describe.each(fixtureCases())('fixture %s, split --target gpu', (name) => {
   it('bf16: builds and passes the checker (run on CUDA only)', () => {
     checkGraphs(build('bf16', ['--dtype', 'bf16']));
   });
+
+  it('defect: vlmc run on a bf16 split artifact was an internal error (exit 1); now exit 2 naming the missing CPU kernel', () => {
+    const artifact = build('bf16-run', ['--dtype', 'bf16']);
+    const r = vlmc(['run', artifact, '--inputs', path.join(fx, 'inputs.safetensors'), '--out', path.join(work, 'bf16.safetensors')]);
+    expect(r.status).toBe(2);
+    expect(r.stderr).toMatch(new RegExp(`^vlmc: ${artifact}: execution provider cpu has no kernel for \\w+\\(\\d+\\) \\(built with --target gpu, computing in bfloat16\\); run it on an execution provider that has one \\(CUDA\\)\\n$`));
+  });
 });
 
 /**

@@ -160,13 +160,20 @@ describe.skipIf(!SWIFTSHADER_ICD).each(SWIFTSHADER_ICD ? fixtureCases() : [])('f
   });
 });
 
-describe.skipIf(!SWIFTSHADER_ICD)('fixture qwen2-tiny on WebGPU (SwiftShader): the training graph', () => {
+describe.skipIf(!SWIFTSHADER_ICD)('fixture qwen2-tiny on WebGPU (SwiftShader): bf16, the training graph', () => {
   const fx = path.join(FIXTURES, 'qwen2-tiny');
   let work: string;
   beforeAll(() => {
     work = tempDir();
   });
   afterAll(() => removeDir(work));
+
+  it('bf16 (no WebGPU or CPU kernels): exit 2 naming the op and the build', () => {
+    const artifact = build(fx, path.join(work, 'bf16'), ['--split', '--target', 'gpu', '--dtype', 'bf16']);
+    const r = vlmcWithEnv(swiftshaderEnv(), ['run', artifact, '--inputs', path.join(fx, 'inputs.safetensors'), '--out', path.join(work, 'bf16.safetensors'), '--ep', 'webgpu']);
+    expect(r.status).toBe(2);
+    expect(r.stderr).toBe(`vlmc: ${artifact}: execution provider webgpu, cpu has no kernel for Expand (built with --target gpu, computing in bfloat16); run it on an execution provider that has one (CUDA)\n`);
+  });
 
   it('train.onnx runs on WebGPU (so vlmc train --ep webgpu does): every gradient within 1e-3 of the largest reference value', async () => {
     const artifact = build(fx, path.join(work, 'train'), ['--train', '--preset', 'full']);

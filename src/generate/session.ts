@@ -3,10 +3,10 @@
  * forward (vision, embedding, decoder with a KV cache) on host tensors.
  */
 import * as nodePath from 'node:path';
-import { hasQuantisedWeights, peekManifest } from '../artifact/manifest.ts';
+import { peekManifest, storesQuantisedWeights } from '../artifact/manifest.ts';
 import type ort from 'onnxruntime-node';
 import { UserError } from '../errors.ts';
-import { loadOrt, refuseStructureOnly, type HostTensor } from '../runtime/run.ts';
+import { loadOrt, noKernelFailure, refuseStructureOnly, type HostTensor } from '../runtime/run.ts';
 import { DeviceTensors, providerFailure, providerList, runOnDevice, sessionOptionsFor, type ExecutionProvider } from '../runtime/providers.ts';
 import { readPipeline, SPLIT_ENTRIES, type Pipeline, type SplitEntry } from './pipeline.ts';
 
@@ -41,11 +41,12 @@ export class SplitSession {
 
   static async open(dir: string, o: SessionOptions = {}): Promise<SplitSession> {
     const pipeline = readPipeline(dir);
-    refuseStructureOnly(dir, peekManifest(dir));
+    const manifest = peekManifest(dir);
+    refuseStructureOnly(dir, manifest);
     const runtime = await loadOrt();
     const providers = providerList(runtime, o.ep ?? 'cpu');
     const sessions: Partial<Record<SplitEntry, ort.InferenceSession>> = {};
-    const prepackWeights = o.prepackWeights ?? hasQuantisedWeights(dir);
+    const prepackWeights = o.prepackWeights ?? storesQuantisedWeights(manifest);
     // The cache a decoder step returns is the next step's input: it need not visit the host.
     const cacheOutputs = pipeline.graphs.decoder.outputs.map((v) => v.name).filter((n) => n.startsWith('present.'));
     try {
@@ -57,7 +58,7 @@ export class SplitSession {
     } catch (err) {
       for (const s of Object.values(sessions)) await s.release();
       // An execution provider that is listed but cannot run here fails inside ORT.
-      const failure = providerFailure(providers, err);
+      const failure = providerFailure(providers, err) ?? noKernelFailure(dir, providers, err, manifest);
       if (failure) throw failure;
       if (o.ep && o.ep !== 'cpu') throw new UserError(`--ep ${o.ep}: onnxruntime-node could not use it (${(err as Error).message.split('\n')[0]}); install its ${o.ep} provider libraries or use --ep cpu`);
       throw err;

@@ -72,16 +72,26 @@ export async function openSession(artifactDir: string, providers: string[] = ['c
   } catch (e) {
     const failure = providerFailure(providers, e);
     if (failure) throw failure;
-    const missing = /Could not find an implementation for (\S+)/.exec((e as Error).message);
-    if (missing) {
-      // A --target gpu artifact may use kernels only other execution providers have (bf16 on CPU).
-      const meta = manifest?.metadata ?? {};
-      const built = meta['vlmc.target'] ? ` (built with --target ${meta['vlmc.target']}${meta['vlmc.compute_dtype'] ? `, computing in ${meta['vlmc.compute_dtype']}` : ''})` : '';
-      throw new UserError(`${artifactDir}: execution provider ${providers.join(', ')} has no kernel for ${missing[1]}${built}; run it on an execution provider that has one (CUDA)`);
-    }
+    const noKernel = noKernelFailure(artifactDir, providers, e, manifest);
+    if (noKernel) throw noKernel;
     // The file decoded and its external data checked out, so a model onnxruntime cannot load is a damaged input.
     throw new UserError(`${model}: onnxruntime cannot load the model (${(e as Error).message.split('\n')[0]})`);
   }
+}
+
+/**
+ * A session-creation failure because no provider in `providers` has a kernel for one of the graph's
+ * nodes (a --target gpu artifact may use kernels only other providers have: bf16 on the CPU or on
+ * WebGPU), as a UserError naming the op; undefined for any other failure.
+ */
+export function noKernelFailure(artifactDir: string, providers: readonly string[], err: unknown, manifest: Partial<Manifest> | undefined): UserError | undefined {
+  const message = (err as Error)?.message ?? '';
+  // The CPU alone says so; with another provider first, ORT fails when it places the node.
+  const op = /Could not find an implementation for (\S+)/.exec(message)?.[1] ?? /Provider type for (\S+) node with name '[^']*' is not set/.exec(message)?.[1];
+  if (!op) return undefined;
+  const meta = manifest?.metadata ?? {};
+  const built = meta['vlmc.target'] ? ` (built with --target ${meta['vlmc.target']}${meta['vlmc.compute_dtype'] ? `, computing in ${meta['vlmc.compute_dtype']}` : ''})` : '';
+  return new UserError(`${artifactDir}: execution provider ${providers.join(', ')} has no kernel for ${op}${built}; run it on an execution provider that has one (CUDA)`);
 }
 
 /** A structure-only artifact (built without weights or `--init random`) holds no values to run. */
