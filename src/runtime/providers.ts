@@ -85,6 +85,9 @@ export function cpuOnlyNodes(modelFile: string): string[] {
 export function providerFailure(providers: readonly string[], err: unknown): UserError | undefined {
   const ep = providers[0];
   const message = (err as Error)?.message ?? String(err);
+  // ORT may already run f16 kernels while it creates a session (weights transposed at load).
+  const device = deviceRunFailure(err);
+  if (device) return device;
   if (ep === 'webgpu' && /Failed to get a WebGPU adapter|RequestAdapter/i.test(message)) {
     return new UserError(
       '--ep webgpu: ONNX Runtime found no WebGPU adapter (Dawn needs the Vulkan loader libvulkan.so.1 and a Vulkan driver with a device: ' +
