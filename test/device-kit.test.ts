@@ -26,7 +26,7 @@ interface Cell {
 
 describe('device kit: run.sh on the tiny shape, CPU half (WebGPU half: no adapter)', () => {
   let work: string;
-  let report: { vulkan: { icd_files: string[]; icd_source: string }; webgpu: { adapter: boolean; reason: string }; variants: Record<string, { cpu: Cell; webgpu: Cell; vs_portable_cpu?: { cpu: { max_abs: number; greedy_tokens_equal: boolean } }; decode_weight_bytes: number }> };
+  let report: { kit: { commit: string }; vulkan: { icd_files: string[]; icd_source: string }; webgpu: { adapter: boolean; reason: string }; variants: Record<string, { cpu: Cell; webgpu: Cell; vs_portable_cpu?: { cpu: { max_abs: number; greedy_tokens_equal: boolean } }; decode_weight_bytes: number }> };
   let stderr: string;
 
   beforeAll(async () => {
@@ -46,6 +46,7 @@ describe('device kit: run.sh on the tiny shape, CPU half (WebGPU half: no adapte
   afterAll(() => removeDir(work));
 
   it('carries its own Node, the bundled vlmc and onnxruntime-node, and runs from a fresh folder', () => {
+    expect(report.kit.commit).toMatch(/^[0-9a-f]{40}$/);
     for (const f of ['bin/node', 'app/vlmc.mjs', 'app/kit.mjs', 'lib/libvulkan.so.1', 'node_modules/onnxruntime-node/bin/napi-v6/linux/x64/libonnxruntime.so.1']) expect(existsSync(path.join(work, 'run', f)), f).toBe(true);
     expect(statSync(path.join(work, 'run', 'result.json')).size).toBeGreaterThan(0);
     expect(stderr).toContain('[kit] report:');
@@ -59,7 +60,7 @@ describe('device kit: run.sh on the tiny shape, CPU half (WebGPU half: no adapte
   it('with no adapter, every WebGPU cell says so and the CPU half still runs', () => {
     expect(report.webgpu.adapter).toBe(false);
     expect(report.webgpu.reason).toMatch(/^--ep webgpu: ONNX Runtime found no WebGPU adapter/);
-    expect(Object.keys(report.variants)).toEqual(['portable', 'fp32', 'fp16', 'int4']);
+    expect(Object.keys(report.variants)).toEqual(['portable', 'fp32', 'int4', 'fp16']);
     for (const v of Object.values(report.variants)) expect(v.webgpu).toEqual({ skipped: report.webgpu.reason });
   });
 

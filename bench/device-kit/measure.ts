@@ -2,7 +2,7 @@
  * The device kit's measurement (bench/device-kit/README.md): a random-weight model of a given shape,
  * its split artifact in each variant, each measured on each execution provider in its own process.
  *
- *   measure [--shape internvl2-1b|tiny] [--eps cpu,webgpu] [--variants portable,fp32,fp16,int4]
+ *   measure [--shape internvl2-1b|tiny] [--eps cpu,webgpu] [--variants portable,fp32,int4,fp16]
  *           [--steps N] [--prompt-tokens N] [--work DIR] [--out FILE] [--vlmc CLI] [--budget-s S] [--keep]
  *   child --artifact DIR --ep cpu|webgpu --inputs FILE --steps N --result FILE --logits FILE
  *
@@ -34,10 +34,13 @@ const SHAPES: Record<string, () => InternVLChatModel> = { 'internvl2-1b': intern
 const VARIANTS: Record<string, string[]> = {
   portable: [],
   fp32: ['--target', 'gpu'],
-  fp16: ['--target', 'gpu', '--dtype', 'fp16'],
   int4: ['--target', 'gpu', '--quant', 'int4'],
+  // Last: on a CPU without fp16 arithmetic its CPU half is the slowest run.
+  fp16: ['--target', 'gpu', '--dtype', 'fp16'],
 };
 const EPS = ['cpu', 'webgpu'] as const;
+/** One process may take at most this long (an fp16 graph on a CPU without fp16 arithmetic can take minutes). */
+const CHILD_SECONDS = 150;
 type Ep = (typeof EPS)[number];
 const NO_ADAPTER = /no WebGPU adapter/;
 
@@ -98,7 +101,7 @@ function parseOptions(argv: string[]): Options {
     work: nodePath.resolve(flagValue(argv, '--work') ?? nodePath.join('out', 'device-kit-run')),
     out: flagValue(argv, '--out'),
     vlmc: nodePath.resolve(flagValue(argv, '--vlmc') ?? defaultVlmc()),
-    budgetSeconds: positiveInt(flagValue(argv, '--budget-s'), '--budget-s', 450),
+    budgetSeconds: positiveInt(flagValue(argv, '--budget-s'), '--budget-s', 420),
     keep: argv.includes('--keep'),
   };
 }
@@ -284,19 +287,28 @@ function gpuMemorySampler(): { stop: () => number | undefined } {
   };
 }
 
-async function runChild(o: Options, artifact: string, ep: Ep, inputs: string, tag: string): Promise<ChildOutcome> {
+async function runChild(o: Options, artifact: string, ep: Ep, inputs: string, tag: string, seconds: number): Promise<ChildOutcome> {
   const result = nodePath.join(o.work, `${tag}-${ep}.json`);
   const logits = logitsFile(o, tag, ep);
   const args = [...process.execArgv, process.argv[1]!, 'child', '--artifact', artifact, '--ep', ep, '--inputs', inputs, '--steps', String(o.steps), '--result', result, '--logits', logits];
   const gpu = ep === 'webgpu' ? gpuMemorySampler() : undefined;
   const t = now();
-  const r = await new Promise<{ status: number | null; stderr: string }>((resolve) => {
+  const r = await new Promise<{ status: number | null; stderr: string; timedOut: boolean }>((resolve) => {
     const p = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe'] });
     let stderr = '';
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      p.kill('SIGKILL');
+    }, seconds * 1000);
     p.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
-    p.on('close', (status) => resolve({ status, stderr }));
+    p.on('close', (status) => {
+      clearTimeout(timer);
+      resolve({ status, stderr, timedOut });
+    });
   });
   const gpuMemory = gpu?.stop();
+  if (r.timedOut) return { refused: `stopped after ${Math.round(seconds)} s (the kit's limit for one run)` };
   const lastLine = r.stderr.trimEnd().split('\n').at(-1) ?? '';
   if (r.status === 2) return { refused: lastLine.replace(/^vlmc: /, '') };
   if (r.status !== 0 || !existsSync(result)) return { error: `exit ${r.status}: ${r.stderr.trimEnd().split('\n').slice(-5).join(' | ')}` };
@@ -387,11 +399,13 @@ async function measureAll(o: Options): Promise<Record<string, unknown>> {
     const { dir, seconds } = buildVariant(o, checkpoint, variant);
     progress(`${variant}: built in ${seconds.toFixed(1)} s`);
     const report: VariantReport = { build_s: round(seconds), decode_weight_bytes: decodeWeightBytes(dir) };
-    for (const ep of o.eps) {
+    // WebGPU first: on a GPU machine its numbers are the point, should the time budget run out.
+    for (const ep of [...o.eps].sort((a, b) => Number(b === 'webgpu') - Number(a === 'webgpu'))) {
+      const left = o.budgetSeconds - (now() - started);
       if (ep === 'webgpu' && webgpuRefusal) report[ep] = { skipped: webgpuRefusal };
-      else if (now() - started > o.budgetSeconds) report[ep] = { skipped: `time budget (${o.budgetSeconds} s) spent` };
+      else if (left <= 0) report[ep] = { skipped: `time budget (${o.budgetSeconds} s) spent` };
       else {
-        const outcome = await runChild(o, dir, ep, inputs, variant);
+        const outcome = await runChild(o, dir, ep, inputs, variant, Math.min(CHILD_SECONDS, left + 30));
         if (ep === 'webgpu' && outcome.refused && NO_ADAPTER.test(outcome.refused)) webgpuRefusal = outcome.refused;
         report[ep] = cell(outcome);
         progress(`${variant} on ${ep}: ${outcome.result ? `prefill ${outcome.result.prefill_s} s, decode ${outcome.result.decode_ms} ms/token` : (outcome.refused ?? outcome.error)}`);
@@ -402,7 +416,7 @@ async function measureAll(o: Options): Promise<Record<string, unknown>> {
     if (!o.keep) rmSync(dir, { recursive: true, force: true });
   }
   return {
-    kit: { vlmc: VLMC_VERSION, onnxruntime_node: ortVersion(), date: new Date().toISOString() },
+    kit: { vlmc: VLMC_VERSION, commit: vlmcCommit(), onnxruntime_node: ortVersion(), date: new Date().toISOString() },
     machine: machineInfo(),
     vulkan: vulkanInfo(),
     webgpu: webgpuRefusal ? { adapter: false, reason: webgpuRefusal } : { adapter: o.eps.includes('webgpu') ? true : 'not measured' },
@@ -429,6 +443,18 @@ function compare(o: Options, variant: string, r: VariantReport): Pick<VariantRep
     out.vs_portable_cpu = Object.fromEntries(o.eps.filter(ok).map((ep) => [ep, { ...logitsParity(readLogits(logitsFile(o, variant, ep)), want), ...tokensParity(tokens(ep), portable.tokens) }]));
   }
   return out;
+}
+
+/** The kit's package.json records the commit it was built from; from source, ask git. */
+function vlmcCommit(): string {
+  try {
+    const kit = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { vlmc_commit?: string };
+    if (kit.vlmc_commit) return kit.vlmc_commit;
+  } catch {
+    // not in a kit
+  }
+  const git = spawnSync('git', ['rev-parse', 'HEAD'], { cwd: nodePath.dirname(fileURLToPath(import.meta.url)), encoding: 'utf8' });
+  return git.status === 0 ? git.stdout.trim() : 'unknown';
 }
 
 function ortVersion(): string {

@@ -3,7 +3,7 @@
 # Needs nothing but this folder, a Linux x64 system (glibc >= 2.28, libstdc++ from GCC >= 6) and,
 # for the WebGPU half, the GPU's Vulkan driver. Usage:
 #
-#   ./run.sh [--shape internvl2-1b|tiny] [--eps cpu,webgpu] [--variants portable,fp32,fp16,int4]
+#   ./run.sh [--shape internvl2-1b|tiny] [--eps cpu,webgpu] [--variants portable,fp32,int4,fp16]
 #            [--steps N] [--prompt-tokens N] [--budget-s S] [--keep]
 #
 # It unpacks into a fresh folder under /tmp (VLMC_KIT_WORK overrides), makes a random-weight model
