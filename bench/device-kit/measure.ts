@@ -27,6 +27,7 @@ import { initialValues, mulberry32 } from '../../src/bind/init.ts';
 import { UserError } from '../../src/errors.ts';
 import type { InternVLChatModel } from '../../src/models/internvl.ts';
 import { internvl2OneB, internvlTinyShape } from '../shapes.ts';
+import { median, peakRssMiB } from '../process-stats.ts';
 import { VLMC_VERSION } from '../../src/version.ts';
 
 const SHAPES: Record<string, () => InternVLChatModel> = { 'internvl2-1b': internvl2OneB, tiny: internvlTinyShape };
@@ -174,16 +175,6 @@ export interface ChildResult {
   tokens: number[];
   kv_cache: string;
   peak_rss_mib: number;
-}
-
-function peakRssMiB(): number {
-  const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync('/proc/self/status', 'utf8'));
-  return m ? Number(m[1]) / 1024 : process.resourceUsage().maxRSS / 1024;
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)]!;
 }
 
 async function measureChild(o: ChildOptions): Promise<ChildResult> {
