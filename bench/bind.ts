@@ -32,7 +32,7 @@ import { assignPaths, collectParams, InternVLChatModel } from '../src/index.ts';
 import { internvl2OneB } from './shapes.ts';
 import { loadGraphFile } from '../src/graph-file.ts';
 import { internvlConfigJson } from '../src/models/to-config.ts';
-import { withTempSibling } from '../src/artifact/atomic.ts';
+import { withTempSibling } from '../src/fs/atomic.ts';
 
 const ROOT = nodePath.resolve(nodePath.dirname(fileURLToPath(import.meta.url)), '..');
 const BENCH_DIR = nodePath.join(ROOT, 'out', 'bench');

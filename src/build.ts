@@ -9,19 +9,21 @@ import type { ParamDType } from './ir/dtype.ts';
 import type { Graph } from './ir/graph.ts';
 import { Checkpoint } from './checkpoint/checkpoint.ts';
 import { checkContextTokenId, findSpecialTokenId } from './checkpoint/tokens.ts';
-import { compile } from './compile.ts';
+import { checkCompileOptions, compile, TRAIN_ENTRY, type CompileOptions } from './compile.ts';
+import type { TraceFacts } from './ir/builder.ts';
 import { loadGraphFile } from './graph-file.ts';
 import { InternVLChatModel } from './models/internvl.ts';
 import { PROJECTOR_FLAGS, internvlFromConfig, internvlFromParts, pickProjectorOptions, type ProjectorOptions } from './models/from-config.ts';
 import { HF_LM_HEAD_KEYS, hfDefaultImageTokenId, internvlFromHFConfig, isHFInternVLConfig, isHFVisionConfig } from './models/from-hf-config.ts';
 import { hfLayout, hfVisionLayout } from './models/internvl.hf.names.ts';
+import { INTERNVL_BINDING, originalLayout, type SourceRole } from './models/internvl.names.ts';
 import { planBinding, type BuildPath, type WeightSource } from './bind/plan.ts';
 import { checkAgainstConfig } from './bind/config-check.ts';
 import { writeArtifact, type ExtraGraph } from './artifact/write.ts';
-import { checkOutputPath } from './artifact/output-path.ts';
+import { checkOutputPath } from './fs/output-path.ts';
 import { freeze, preset, unfreeze, type FreezeRule } from './dsl/freeze.ts';
 import type { TrainGraph } from './train/compile-train.ts';
-import type { Manifest } from './artifact/manifest.ts';
+import type { Manifest } from './artifact/format.ts';
 import type { Model } from './dsl/model.ts';
 import type { Target } from './passes/fusion/index.ts';
 import type { QuantScheme } from './quant/blockwise.ts';
@@ -87,20 +89,20 @@ function cliFreezeRules(o: BuildOptions): FreezeRule[] {
   ];
 }
 
-/** train.onnx and optimizer.onnx for the model's freeze rules, and their manifest section. */
-async function trainingGraphs(model: Model, o: BuildOptions, path: BuildPath, sources: WeightSource[]): Promise<{ graphs: ExtraGraph[]; files: { name: string; bytes: Uint8Array | string }[]; manifest: Partial<Manifest>; train: TrainGraph }> {
+/** train.onnx and optimizer.onnx for the model's and the build's freeze rules, and their manifest section. */
+async function trainingGraphs(model: Model, compileOptions: CompileOptions, path: BuildPath, sources: WeightSource[]): Promise<{ graphs: ExtraGraph[]; files: { name: string; bytes: Uint8Array | string }[]; manifest: Partial<Manifest>; train: TrainGraph }> {
   const { compileTrain } = await import('./train/compile-train.ts');
   const { compileOptimizer } = await import('./train/optimizer.ts');
   const { trainManifest, trainingFiles, TRAIN_FILE, OPTIMIZER_FILE } = await import('./train/artifact.ts');
-  const train = compileTrain(model, { opset: o.opset, paramDtype: storedDtype(o.dtype) });
-  const optimizer = compileOptimizer(train.trainable, { opset: o.opset });
+  const train = compileTrain(model, compileOptions);
+  const optimizer = compileOptimizer(train.trainable, { opset: compileOptions.opset });
   return {
     graphs: [
       { file: TRAIN_FILE, graph: train.graph },
       { file: OPTIMIZER_FILE, graph: optimizer },
     ],
     files: trainingFiles(model, path === 'none' ? undefined : sources[0]!.role === 'unified' ? sources[0]!.checkpoint.dir : undefined, sources.find((s) => s.role === 'llm' || s.role === 'unified')?.checkpoint.dir),
-    manifest: { train: trainManifest(train, model.train) },
+    manifest: { train: trainManifest(train, [...model.train, ...(compileOptions.rules ?? [])]) },
     train,
   };
 }
@@ -126,22 +128,27 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
   checkOutputPath(o.out, { kind: 'artifact', flag: '--out', inputs: [o.graph, o.weights, o.vision, o.llm, o.projector] });
   const sources = await openSources(o, path);
   try {
-    const model = await resolveModel(o, path, sources);
-    model.train = [...model.train, ...cliFreezeRules(o)];
-    const graph = compile(model, { opset: o.opset, paramDtype: o.dtype, target: o.target, fuse: o.fuse, quant: o.quant });
-    const training = o.train ? await trainingGraphs(model, o, path, sources) : undefined;
-    const plan = planBinding(graph.params, path, sources, { seed: o.seed ?? 0, allowMissing: o.allowMissing, ignoreUnexpected: o.ignoreUnexpected, graphFrom: o.graph ?? sources.filter((s) => s.role !== 'projector').map(configFile).join(' + ') });
+    const { model, facts } = await resolveModel(o, path, sources);
+    // Everything decided here travels in the options; the model is never written to.
+    const common: CompileOptions = { opset: o.opset, paramDtype: o.dtype, rules: cliFreezeRules(o), facts };
+    const forward: CompileOptions = { ...common, target: o.target, fuse: o.fuse, quant: o.quant };
+    // train.onnx is portable; --quant is passed so the training pass can refuse it (it would read packed weights).
+    const training: CompileOptions = { ...common, quant: o.quant };
+    checkCompileOptions(forward);
+    if (o.train) checkCompileOptions({ ...training, entry: TRAIN_ENTRY });
+    const graph = compile(model, forward);
+    const trained = o.train ? await trainingGraphs(model, training, path, sources) : undefined;
+    const plan = planBinding(graph.params, path, sources, { ...INTERNVL_BINDING, seed: o.seed ?? 0, allowMissing: o.allowMissing, ignoreUnexpected: o.ignoreUnexpected, graphFrom: o.graph ?? sources.filter((s) => s.role !== 'projector').map(configFile).join(' + ') });
     const structureOnly = path === 'none' && o.init !== 'random';
     const transform = quantTransformFor(graph);
     if (o.split) {
       const { writeSplit } = await import('./generate/split-build.ts');
       const writeOptions = { dtype: o.dtype, structureOnly, onProgress: o.onProgress, transform } as const;
-      const targetOptions = { target: o.target, fuse: o.fuse, quant: o.quant };
-      const manifest = await writeSplit(o.out, model, graph, plan, writeOptions, { opset: o.opset, tokenizerDir: tokenizerDir(path, sources), config: path === 'A' ? sources[0]?.checkpoint.config : undefined, configDir: path === 'A' ? sources[0]?.checkpoint.dir : undefined, llmConfig: llmConfigOf(path, sources), ...targetOptions });
+      const manifest = await writeSplit(o.out, model, graph, plan, writeOptions, { compile: forward, tokenizerDir: tokenizerDir(path, sources), config: path === 'A' ? sources[0]?.checkpoint.config : undefined, configDir: path === 'A' ? sources[0]?.checkpoint.dir : undefined, llmConfig: llmConfigOf(path, sources) });
       return { manifest, graph, model };
     }
-    const manifest = await writeArtifact(o.out, graph, plan, { dtype: o.dtype, structureOnly, onProgress: o.onProgress, transform, extraGraphs: training?.graphs, extraFiles: training?.files, manifestExtras: training?.manifest });
-    return { manifest, graph, model, train: training?.train };
+    const manifest = await writeArtifact(o.out, graph, plan, { dtype: o.dtype, structureOnly, onProgress: o.onProgress, transform, extraGraphs: trained?.graphs, extraFiles: trained?.files, manifestExtras: trained?.manifest });
+    return { manifest, graph, model, train: trained?.train };
   } finally {
     for (const s of sources) await s.checkpoint.close();
   }
@@ -162,13 +169,12 @@ function buildPath(o: BuildOptions): BuildPath {
 }
 
 async function openSources(o: BuildOptions, path: BuildPath): Promise<WeightSource[]> {
-  if (path === 'A') return [withLayout({ role: 'unified', checkpoint: await Checkpoint.open(o.weights!) })];
+  if (path === 'A') return [sourceOf('unified', await Checkpoint.open(o.weights!))];
   if (path === 'B') {
-    const vision = await Checkpoint.open(o.vision!);
-    const opened: WeightSource[] = [withLayout({ role: 'vision', checkpoint: vision })];
+    const opened: WeightSource[] = [sourceOf('vision', await Checkpoint.open(o.vision!))];
     try {
-      opened.push({ role: 'llm', checkpoint: await Checkpoint.open(o.llm!) });
-      if (o.projector) opened.push({ role: 'projector', checkpoint: await Checkpoint.openFile(o.projector) });
+      opened.push(sourceOf('llm', await Checkpoint.open(o.llm!)));
+      if (o.projector) opened.push(sourceOf('projector', await Checkpoint.openFile(o.projector)));
       return opened;
     } catch (e) {
       for (const s of opened) await s.checkpoint.close();
@@ -199,51 +205,49 @@ function checkFlagsAgainstGraph(o: BuildOptions): void {
   throw new UserError(`${flags} ${given.length === 1 ? 'applies' : 'apply'} to derived graphs only; ${o.graph} sets ${given.join(', ')} itself: drop the flag or change the graph file`);
 }
 
-/** A checkpoint in the Hugging Face-native layout (its config.json says so) is read through its name map. */
-function withLayout(source: WeightSource): WeightSource {
-  const cfg = source.checkpoint.config;
-  if (source.role === 'unified' && isHFInternVLConfig(cfg)) return { ...source, layout: hfLayout(source.checkpoint.keys()) };
-  if (source.role === 'vision' && isHFVisionConfig(cfg)) return { ...source, layout: hfVisionLayout() };
-  return source;
+/** A checkpoint read through its layout: the Hugging Face-native name map where its config.json says so, else the original one. */
+function sourceOf(role: SourceRole, checkpoint: Checkpoint): WeightSource {
+  const cfg = checkpoint.config;
+  if (role === 'unified' && isHFInternVLConfig(cfg)) return { role, checkpoint, layout: hfLayout(checkpoint.keys()) };
+  if (role === 'vision' && isHFVisionConfig(cfg)) return { role, checkpoint, layout: hfVisionLayout() };
+  return { role, checkpoint, layout: originalLayout(role) };
 }
 
-/** The graph file's model (checked against the configs), or the model the configs describe. */
-async function resolveModel(o: BuildOptions, path: BuildPath, sources: WeightSource[]): Promise<Model> {
+/**
+ * The graph file's model (checked against the configs), or the model the configs describe, and the
+ * facts the build decides for it (the <IMG_CONTEXT> id). Neither model is changed afterwards.
+ */
+async function resolveModel(o: BuildOptions, path: BuildPath, sources: WeightSource[]): Promise<{ model: Model; facts: TraceFacts }> {
   const derived = deriveFromConfigs(o, path, sources);
   const model = o.graph ? await loadGraphFile(o.graph) : derived!;
-  if (model instanceof InternVLChatModel) {
-    if (o.graph && derived) checkAgainstConfig(model, derived, configNames(path, sources));
-    setContextTokenId(model, o, path, sources, derived);
-    if (!o.graph) model.options.name = derivedName(o, path, sources);
-  }
-  return model;
+  if (!(model instanceof InternVLChatModel)) return { model, facts: {} };
+  if (o.graph && derived) checkAgainstConfig(model, derived, configNames(path, sources));
+  return { model, facts: { imgContextTokenId: contextTokenId(model, o, path, sources, derived) } };
 }
 
 /** The <IMG_CONTEXT> id from the graph, else the flag, else the tokenizer files; checked against the vocabulary. */
-function setContextTokenId(model: InternVLChatModel, o: BuildOptions, path: BuildPath, sources: WeightSource[], derived: InternVLChatModel | undefined): void {
-  let source: string;
-  if (model.options.imgContextTokenId !== undefined) {
-    if (o.imgContextTokenId !== undefined && o.imgContextTokenId !== model.options.imgContextTokenId) {
-      throw new UserError(`--img-context-token-id ${o.imgContextTokenId}: ${o.graph} sets imgContextTokenId ${model.options.imgContextTokenId} itself; drop the flag or change the graph file`);
-    }
-    source = `${o.graph ?? 'the graph'}: imgContextTokenId`;
-  } else if (o.imgContextTokenId !== undefined) {
-    model.options.imgContextTokenId = o.imgContextTokenId;
-    source = '--img-context-token-id (imgContextTokenId)';
-  } else if (derived?.options.imgContextTokenId !== undefined) {
-    // An HF-native config names it (image_token_id).
-    model.options.imgContextTokenId = derived.options.imgContextTokenId;
-    source = `${configFile(sources[0]!)}: image_token_id`;
-  } else {
-    const hfNative = path === 'A' && isHFInternVLConfig(sources[0]!.checkpoint.config);
-    const found = tokenizerContextId(path, sources) ?? (hfNative ? { id: hfDefaultImageTokenId(model), file: "transformers' default image_token_id" } : undefined);
-    if (found?.id === undefined) return;
-    model.options.imgContextTokenId = found.id;
-    source = found.file;
-  }
-  checkContextTokenId(model.options.imgContextTokenId, model.language_model.config.vocab, source);
+function contextTokenId(model: InternVLChatModel, o: BuildOptions, path: BuildPath, sources: WeightSource[], derived: InternVLChatModel | undefined): number | undefined {
+  const found = findContextTokenId(model, o, path, sources, derived);
+  if (found) checkContextTokenId(found.id, model.language_model.config.vocab, found.source);
+  return found?.id;
 }
 
+function findContextTokenId(model: InternVLChatModel, o: BuildOptions, path: BuildPath, sources: WeightSource[], derived: InternVLChatModel | undefined): { id: number; source: string } | undefined {
+  const own = model.options.imgContextTokenId;
+  if (own !== undefined) {
+    if (o.imgContextTokenId !== undefined && o.imgContextTokenId !== own) {
+      throw new UserError(`--img-context-token-id ${o.imgContextTokenId}: ${o.graph} sets imgContextTokenId ${own} itself; drop the flag or change the graph file`);
+    }
+    return { id: own, source: `${o.graph ?? 'the graph'}: imgContextTokenId` };
+  }
+  if (o.imgContextTokenId !== undefined) return { id: o.imgContextTokenId, source: '--img-context-token-id (imgContextTokenId)' };
+  // An HF-native config names it (image_token_id).
+  const fromConfig = derived?.options.imgContextTokenId;
+  if (fromConfig !== undefined) return { id: fromConfig, source: `${configFile(sources[0]!)}: image_token_id` };
+  const hfNative = path === 'A' && isHFInternVLConfig(sources[0]!.checkpoint.config);
+  const found = tokenizerContextId(path, sources) ?? (hfNative ? { id: hfDefaultImageTokenId(model), file: "transformers' default image_token_id" } : undefined);
+  return found?.id === undefined ? undefined : { id: found.id, source: found.file };
+}
 
 /** A derived graph is named after its checkpoint, so the output does not depend on --out. */
 function derivedName(o: BuildOptions, path: BuildPath, sources: WeightSource[]): string {
@@ -255,17 +259,19 @@ function derivedName(o: BuildOptions, path: BuildPath, sources: WeightSource[]):
 const configFile = (s: WeightSource): string => nodePath.join(s.checkpoint.dir, 'config.json');
 
 function deriveFromConfigs(o: BuildOptions, path: BuildPath, sources: WeightSource[]): InternVLChatModel | undefined {
+  // A graph file names itself; a derived one is named after its checkpoint.
+  const named = o.graph || path === 'none' ? {} : { name: derivedName(o, path, sources) };
   if (path === 'A') {
     const { checkpoint } = sources[0]!;
     if (isHFInternVLConfig(checkpoint.config)) {
       const hasLmHead = HF_LM_HEAD_KEYS.some((k) => checkpoint.has(k));
-      return internvlFromHFConfig({ ...checkpoint.config }, configFile(sources[0]!), pickProjectorOptions(o), { hasLmHead });
+      return internvlFromHFConfig({ ...checkpoint.config }, configFile(sources[0]!), { ...pickProjectorOptions(o), ...named }, { hasLmHead });
     }
-    return internvlFromConfig({ ...checkpoint.config }, configFile(sources[0]!), pickProjectorOptions(o));
+    return internvlFromConfig({ ...checkpoint.config }, configFile(sources[0]!), { ...pickProjectorOptions(o), ...named });
   }
   if (path === 'B') {
     const [vision, llm] = sources as [WeightSource, WeightSource];
-    return internvlFromParts({ ...vision.checkpoint.config }, configFile(vision), { ...llm.checkpoint.config }, configFile(llm), pickProjectorOptions(o));
+    return internvlFromParts({ ...vision.checkpoint.config }, configFile(vision), { ...llm.checkpoint.config }, configFile(llm), { ...pickProjectorOptions(o), ...named });
   }
   return undefined;
 }

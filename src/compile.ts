@@ -1,30 +1,34 @@
 /**
- * DSL -> IR: trace a model's forward into a graph, then run the passes that make it small,
- * checked and deterministic.
+ * The one compiler: every graph vlmc writes (the whole forward, the split vision / embedding /
+ * decoder graphs, train.onnx) is `trace(model, entry)` followed by one ordered list of passes.
+ * The model is never written to: tracing gives the graph its own parameters (src/ir/graph.ts
+ * GraphParam), facts decided at build time travel in the options, and each pass edits only the
+ * graph. A pass that cannot serve a combination of options refuses it before anything is traced.
+ *
+ *   trace ─ fold-shapes ─ dead-nodes ─ freeze ─ [prune-params] ─ [differentiate] ─ [fuse]
+ *         ─ [quantize] ─ [compute-in-half] ─ retarget-opset ─ [store-params] ─ name ─ check-opset
  */
-import { GraphBuilder, withBuilder } from './ir/builder.ts';
-import { Value, type Graph, type StoredParam } from './ir/graph.ts';
+import { activeBuilder, GraphBuilder, withBuilder, type TraceFacts } from './ir/builder.ts';
+import { Value, type Graph, type GraphParam } from './ir/graph.ts';
 import { resetFreshDims } from './ir/dims.ts';
 import { assignPaths, collectParams } from './dsl/module.ts';
-import { applyFreezeRules } from './dsl/freeze.ts';
-import { MODEL_ENTRY, type EntryPoint, type Model } from './dsl/model.ts';
-import { foldShapes } from './passes/fold-shapes.ts';
-import { removeDeadNodes, removeUnusedParams } from './passes/dead-nodes.ts';
-import { nameGraph } from './passes/naming.ts';
-import { checkOpset, retargetOpset } from './passes/opset.ts';
-import { storeParamsAs } from './passes/param-storage.ts';
+import type { FreezeRule } from './dsl/freeze.ts';
+import { MODEL_ENTRY, TRAIN_ENTRY, type EntryPoint, type Model } from './dsl/model.ts';
 import type { ParamDType } from './ir/dtype.ts';
-import { fuseGraph, parseFuse, type Target } from './passes/fusion/index.ts';
-import { quantizeLinears } from './passes/quantize.ts';
-import { computeInHalf } from './passes/half-precision.ts';
 import type { QuantScheme } from './quant/blockwise.ts';
 import { UserError } from './errors.ts';
+import { causalLmLoss } from './nn/loss.ts';
+import { PASSES, type Pass, type PassContext } from './passes/pipeline.ts';
+import type { Target } from './passes/fusion/index.ts';
+import type { DimSizes, PruningReport } from './passes/differentiate.ts';
 
+export { MODEL_ENTRY, TRAIN_ENTRY };
+export { GRAD_PREFIX, type PruningReport } from './passes/differentiate.ts';
 export const DEFAULT_OPSET = 17;
 
 export interface CompileOptions {
   opset?: number;
-  /** Element type parameters are stored in; the graph computes in fp32 either way. */
+  /** Element type parameters are stored in; the graph computes in fp32 either way (but see `target`). */
   paramDtype?: ParamDType;
   /** Trace for structure only (locks, diffs, counts): an unknown <IMG_CONTEXT> id becomes a placeholder. */
   structureOnly?: boolean;
@@ -34,95 +38,110 @@ export interface CompileOptions {
   fuse?: string;
   /** Weight-only quantisation of the LLM's linear layers (MatMulNBits; needs target gpu). */
   quant?: QuantScheme;
-  /** Which entry point to trace (`model`, the whole forward, by default; see Model.entryPoints). */
+  /** Which entry point to trace: `model` (the whole forward, default), `train`, or one of Model.entryPoints. */
   entry?: string;
+  /** Freeze rules applied after the model's own (the CLI's --preset / --freeze / --unfreeze). */
+  rules?: FreezeRule[];
+  /** Facts decided at build time that the trace reads (the <IMG_CONTEXT> id, the name). */
+  facts?: TraceFacts;
+  /** Sizes of the symbolic dims for the FLOP figures of train.onnx's pruning report. */
+  sizes?: DimSizes;
+}
+
+/** A compiled graph and what its passes reported. */
+export interface Compiled {
+  graph: Graph;
+  /** The parameters that train, in parameter order (train.onnx's `grad.*` outputs). */
+  trainable: GraphParam[];
+  /** train.onnx only: what pruning the backward by the freeze rules saved. */
+  pruning?: PruningReport;
+  /** --target gpu: how often each fusion applied. */
+  fusions?: Record<string, number>;
 }
 
 export function compile(model: Model, options: CompileOptions = {}): Graph {
-  const opset = options.opset ?? DEFAULT_OPSET;
-  resetFreshDims();
-  assignPaths(model);
-  const params = collectParams(model);
-  // A model object may be compiled again: undo what storage, quantisation or half passes set last time.
-  for (const p of params) {
-    p.value.dtype = 'float32';
-    p.value.shape = p.shape;
-    p.quant = undefined;
-  }
-  applyFreezeRules(params, model.train, model.aliases());
-  const entryName = options.entry ?? MODEL_ENTRY;
-  const entry = entryPoint(model, entryName);
-  const inputs = entry.inputs().map((spec) => {
-    const v = new Value('input', spec.dtype, spec.shape);
-    v.name = spec.name;
-    return v;
-  });
-  const builder = new GraphBuilder(opset, options.structureOnly ?? false);
-  const named = withBuilder(builder, () => builder.withScope('', model.site, () => entry.forward(...inputs)));
-  const outputs = Object.entries(named).map(([name, v]) => {
-    if (v.name !== undefined && v.kind !== 'node') throw new Error(`output '${name}' must be computed, not a ${v.kind}`);
-    v.name = name;
-    return v;
-  });
-  const metadata = entryName === MODEL_ENTRY ? model.metadata() : { ...model.metadata(), 'vlmc.entry': entryName };
-  const graph: Graph = { name: model.metadata()['vlmc.model'] ?? 'model', opset, inputs, outputs, nodes: builder.nodes, params, metadata };
-  foldShapes(graph);
-  removeDeadNodes(graph);
-  // The whole model keeps every parameter (it is the model); a part keeps the ones it uses.
-  if (entryName !== MODEL_ENTRY) removeUnusedParams(graph);
-  const target = options.target ?? 'portable';
-  const fusions = parseFuse(options.fuse, target);
-  if (target !== 'portable') {
-    const counts = fuseGraph(graph, fusions);
-    graph.metadata['vlmc.target'] = target;
-    graph.metadata['vlmc.fusions'] = Object.entries(counts).map(([n, c]) => `${n}:${c}`).join(',');
-  }
-  if (options.quant) {
-    if (target !== 'gpu') throw new UserError('--quant needs --target gpu: MatMulNBits is an ONNX Runtime contrib op');
-    const q = options.quant;
-    const count = quantizeLinears(graph, q);
-    graph.metadata['vlmc.quant'] = `int${q.bits} ${q.symmetric ? 'symmetric' : 'asymmetric'} block ${q.blockSize}: ${count} weights`;
-  }
-  const paramDtype = options.paramDtype ?? 'float32';
-  // The gpu target computes in a half storage dtype; the portable graph only stores in it.
-  if (target === 'gpu' && paramDtype !== 'float32') {
-    // The KV cache stays in the compute dtype between steps where onnxruntime-node can hold it.
-    const kvCache = (name: string) => paramDtype === 'float16' && /^(past_key_values|present)\./.test(name);
-    computeInHalf(graph, paramDtype, kvCache);
-    graph.metadata['vlmc.compute_dtype'] = paramDtype;
-  }
-  retargetOpset(graph);
-  if (target !== 'gpu') storeParamsAs(graph, paramDtype);
-  nameGraph(graph);
-  checkOpset(graph);
-  graph.stored = snapshotStorage(graph);
-  return graph;
+  return compileWithReport(model, options).graph;
+}
+
+export function compileWithReport(model: Model, options: CompileOptions = {}): Compiled {
+  const ctx = contextOf(model, options);
+  const passes = passesFor(ctx);
+  const graph = trace(model, ctx.entry, ctx.options);
+  for (const p of passes) p.run(graph, ctx);
+  return { graph, trainable: graph.params.filter((p) => p.trainable), ...ctx.report };
 }
 
 /**
- * How this graph stores each parameter, fixed now: Param objects are shared by every graph traced
- * from one model (the parts of a split artifact), and the next compile re-derives their state.
+ * Refuses, with one message naming the flags, options the passes cannot serve together; compile
+ * does the same, this lets a build refuse before it opens or reads anything.
  */
-function snapshotStorage(graph: Graph): Map<string, StoredParam> {
-  const info = (v: Value) => ({ name: v.name!, dtype: v.dtype, shape: [...v.shape] as number[] });
-  return new Map(
-    graph.params.map((p) => {
-      const q = p.quant;
-      const quant = q && { bits: q.bits, blockSize: q.blockSize, symmetric: q.symmetric, scales: info(q.scales), zeroPoints: q.zeroPoints && info(q.zeroPoints) };
-      return [p.name, { ...info(p.value), quant }];
-    }),
-  );
+export function checkCompileOptions(options: CompileOptions): void {
+  passesFor(contextOf(undefined, options));
+}
+
+function contextOf(model: Model | undefined, options: CompileOptions): PassContext {
+  return { model: model!, options: { ...options, opset: options.opset ?? DEFAULT_OPSET }, entry: options.entry ?? MODEL_ENTRY, report: {} };
+}
+
+/** The passes that apply, once each has had its say on the options. */
+function passesFor(ctx: PassContext): Pass[] {
+  for (const p of PASSES) p.refuse?.(ctx);
+  return PASSES.filter((p) => p.applies(ctx));
+}
+
+/**
+ * Runs the model's entry point under a fresh builder. Every parameter of the model gets this
+ * graph's GraphParam (in declaration order), read or not; the freeze pass decides which train.
+ */
+export function trace(model: Model, entryName: string, options: CompileOptions): Graph {
+  resetFreshDims();
+  assignPaths(model);
+  const entry = entryPoint(model, entryName);
+  const inputs = entry.inputs().map((spec) => named(new Value('input', spec.dtype, spec.shape), spec.name));
+  // Traced at the op builders' own opset; the retarget pass moves the graph to options.opset.
+  const builder = new GraphBuilder(DEFAULT_OPSET, options.structureOnly ?? false, options.facts ?? {});
+  const outputs = withBuilder(builder, () => {
+    const result = builder.withScope('', model.site, () => entry.forward(...inputs));
+    return Object.entries(result).map(([name, v]) => {
+      if (v.name !== undefined && v.kind !== 'node') throw new Error(`output '${name}' must be computed, not a ${v.kind}`);
+      return named(v, name);
+    });
+  });
+  const params = withBuilder(builder, () => collectParams(model).map((p) => builder.graphParam(p)));
+  const metadata = { ...model.metadata(options.facts) };
+  // train.onnx says what it is in `vlmc.graph` (the differentiate pass).
+  if (entryName !== MODEL_ENTRY && entryName !== TRAIN_ENTRY) metadata['vlmc.entry'] = entryName;
+  return { name: metadata['vlmc.model'] ?? 'model', opset: options.opset ?? DEFAULT_OPSET, inputs, outputs, nodes: builder.nodes, params, metadata };
 }
 
 function entryPoint(model: Model, name: string): EntryPoint {
   if (name === MODEL_ENTRY) return { inputs: () => model.inputs(), forward: (...xs) => model.forward(...xs) };
+  if (name === TRAIN_ENTRY) return trainingEntry(model);
   const entries = model.entryPoints();
-  const entry = entries[name];
-  if (!entry) throw new UserError(`the model has no entry point '${name}'; it has: ${[MODEL_ENTRY, ...Object.keys(entries)].join(', ')}`);
+  const entry = Object.hasOwn(entries, name) ? entries[name] : undefined;
+  if (!entry) throw new UserError(`the model has no entry point '${name}'; it has: ${entryPointNames(model).join(', ')}`);
   return entry;
+}
+
+/** The forward with a `labels` input, ending in the causal-LM loss (InternVL's forward with labels). */
+function trainingEntry(model: Model): EntryPoint {
+  return {
+    inputs: () => [...model.inputs(), { name: 'labels', dtype: 'int64', shape: ['batch', 'seq'] }],
+    forward: (...xs) => {
+      const labels = xs[xs.length - 1]!;
+      const { logits } = model.forward(...xs.slice(0, -1));
+      if (!logits) throw new UserError('the model has no `logits` output: there is nothing to train');
+      return { loss: activeBuilder().withScope('loss', undefined, () => causalLmLoss(logits, labels)) };
+    },
+  };
 }
 
 /** The entry points of a model, `model` first. */
 export function entryPointNames(model: Model): string[] {
   return [MODEL_ENTRY, ...Object.keys(model.entryPoints())];
+}
+
+function named(v: Value, name: string): Value {
+  v.name = name;
+  return v;
 }

@@ -19,7 +19,7 @@ import { buildModelProto, encodeModel } from '../src/onnx/emit.ts';
 import * as op from '../src/ops/index.ts';
 import { i64, i64Scalar, INT64_MAX } from '../src/dsl/constants.ts';
 import { DTYPES } from '../src/ir/dtype.ts';
-import { GRAD_RULES } from '../src/train/grad-rules/index.ts';
+import { GRAD_RULES } from '../src/passes/grad-rules/index.ts';
 
 const ort = ((ortNs as unknown as { default?: typeof ortNs }).default ?? ortNs) as typeof ortNs;
 

@@ -1,5 +1,5 @@
 /**
- * The webgpu capability profile (src/target/webgpu.ts): the fused target's graphs in fp32, fp16 and
+ * The webgpu capability profile (src/passes/webgpu-profile.ts): the fused target's graphs in fp32, fp16 and
  * int4 are inside it, bf16 is refused naming each op; and the table agrees with onnxruntime-node
  * 1.30 itself: with SwiftShader's adapter, every fused node of the fp32 and int4 graphs is placed on
  * the WebGPU provider (session creation only). fp16 cannot be placed there: SwiftShader has no f16
@@ -14,7 +14,7 @@ import { compile } from '../src/compile.ts';
 import { loadGraphFile } from '../src/graph-file.ts';
 import type { Graph } from '../src/ir/graph.ts';
 import type { CompileOptions } from '../src/compile.ts';
-import { WEBGPU_CONTRIB_OPS, checkWebgpuGraph, webgpuSupports } from '../src/target/webgpu.ts';
+import { WEBGPU_CONTRIB_OPS, checkWebgpuGraph, webgpuSupports } from '../src/passes/webgpu-profile.ts';
 import { ROOT, tempDir, removeDir, vlmc } from './helpers.ts';
 import { SWIFTSHADER_ICD, swiftshaderEnv } from './webgpu-env.ts';
 

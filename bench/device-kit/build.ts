@@ -20,7 +20,7 @@ import { tmpdir } from 'node:os';
 import * as nodePath from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build as esbuild } from 'esbuild';
-import { withTempSibling } from '../../src/artifact/atomic.ts';
+import { withTempSibling } from '../../src/fs/atomic.ts';
 import { UserError } from '../../src/errors.ts';
 import { VLMC_VERSION } from '../../src/version.ts';
 

@@ -179,7 +179,7 @@ export interface ChildResult {
 
 async function measureChild(o: ChildOptions): Promise<ChildResult> {
   const { SplitSession } = await import('../../src/generate/session.ts');
-  const { readInputs } = await import('../../src/runtime/run.ts');
+  const { readInputs } = await import('../../src/runtime/tensor-files.ts');
   const { argmax } = await import('../../src/generate/generate.ts');
   const inputs = await readInputs(o.inputs);
   let t = now();

@@ -12,7 +12,7 @@
 import { open, readFile, writeFile, type FileHandle } from 'node:fs/promises';
 import * as nodePath from 'node:path';
 import type { ParamDType } from '../ir/dtype.ts';
-import type { Graph, Param } from '../ir/graph.ts';
+import type { Graph, GraphParam } from '../ir/graph.ts';
 import type { DTYPES } from '../ir/dtype.ts';
 import { elementCount } from '../ir/dims.ts';
 import type { BindPlan, BoundParam } from '../bind/plan.ts';
@@ -20,14 +20,10 @@ import { initialValues } from '../bind/init.ts';
 import { ConvertArena, convertChunk, type FloatStDType } from '../tensor/convert.ts';
 import { ChunkBuffers } from '../checkpoint/safetensors.ts';
 import { buildModelProto, encodeModel, type ExternalWeights } from '../onnx/emit.ts';
-import { withTempSibling } from './atomic.ts';
+import { withTempSibling } from '../fs/atomic.ts';
 import { Sha256Worker } from './sha256-worker.ts';
-import { MANIFEST_FORMAT, manifestJson, type Manifest, type ManifestParameter } from './manifest.ts';
+import { DATA_FILE, MANIFEST_FILE, MANIFEST_FORMAT, MODEL_FILE, SPLIT_DATA_FILE, manifestJson, type Manifest, type ManifestParameter } from './format.ts';
 import { VLMC_VERSION } from '../version.ts';
-
-export const MODEL_FILE = 'model.onnx';
-export const DATA_FILE = 'model.onnx.data';
-export const MANIFEST_FILE = 'manifest.json';
 
 /**
  * Bytes read per chunk while binding. Small enough that a chunk stays in cache from read through
@@ -54,6 +50,8 @@ export interface ParamTransform {
   /** Stored element type and byte length of the transformed tensor. */
   dtype: keyof typeof DTYPES;
   length: number;
+  /** The tensors `finish` returns, in order, with their byte lengths (known before any value is read, so a layout needs no values). */
+  companions: { name: string; dtype: keyof typeof DTYPES; length: number }[];
   push(f32: Uint8Array): Uint8Array;
   finish(): { name: string; dtype: keyof typeof DTYPES; bytes: Uint8Array }[];
   /** Recorded in the parameter's manifest entry (`quant`). */
@@ -75,7 +73,7 @@ export interface WriteOptions {
    */
   structureOnly?: boolean;
   /** Transform for parameters that are not stored as plain `dtype` values (undefined: none). */
-  transform?: (param: Param) => ParamTransform | undefined;
+  transform?: (param: GraphParam) => ParamTransform | undefined;
   /** Called as bytes are written: (written, total). */
   onProgress?: (written: number, total: number) => void;
 }
@@ -84,9 +82,6 @@ export interface WriteOptions {
 function alignment(length: number): number {
   return length >= 65536 ? 4096 : 64;
 }
-
-/** The split artifact: graphs sharing one weights file (each parameter stored once). */
-export const SPLIT_DATA_FILE = 'weights.onnx.data';
 
 export interface SplitPart {
   /** File name in the artifact (`decoder.onnx`). */
@@ -147,37 +142,78 @@ async function writeArtifactFolder(outDir: string, layout: FolderLayout, plan: B
   });
 }
 
-/** The data file's layout without its values: offsets as `writeData` places them, a sparse file of that length. */
-async function layOutData(path: string, plan: BindPlan, options: WriteOptions): Promise<{ entries: ExternalWeights['entries']; params: ManifestParameter[] }> {
-  const { dtype } = options;
-  const entries: ExternalWeights['entries'] = new Map();
-  const params: ManifestParameter[] = [];
+/** Where one parameter (and its transform's companion tensors) goes in the data file. */
+interface Placement {
+  offset: number;
+  length: number;
+  dtype: keyof typeof DTYPES;
+  transform: ParamTransform | undefined;
+  companions: { name: string; dtype: keyof typeof DTYPES; offset: number; length: number }[];
+}
+
+/**
+ * The data file's layout: every parameter at an aligned offset in plan order, a transformed one
+ * (int4 / int8) at its packed length followed by its companions. Values play no part in it, so a
+ * structure-only artifact is laid out exactly as one with weights.
+ */
+function layOut(plan: BindPlan, options: WriteOptions): { placements: Placement[]; end: number } {
   let offset = 0;
-  for (const bound of plan.params) {
-    const length = elementCount(bound.param.shape) * BYTES[dtype];
-    offset = Math.ceil(offset / alignment(length)) * alignment(length);
-    entries.set(bound.param.name, { offset, length, dtype });
-    const { sha256: _none, ...param } = manifestParam(bound, dtype, '', offset, length, plan.seed);
-    params.push(param);
+  const align = (length: number) => (offset = Math.ceil(offset / alignment(length)) * alignment(length));
+  const placements = plan.params.map((bound): Placement => {
+    const transform = options.transform?.(bound.param);
+    const length = transform ? transform.length : elementCount(bound.param.shape) * BYTES[options.dtype];
+    const at = align(length);
     offset += length;
-  }
+    const companions = (transform?.companions ?? []).map((c) => {
+      const cAt = align(c.length);
+      offset += c.length;
+      return { name: c.name, dtype: c.dtype, offset: cAt, length: c.length };
+    });
+    return { offset: at, length, dtype: transform?.dtype ?? options.dtype, transform, companions };
+  });
+  return { placements, end: offset };
+}
+
+function entriesOf(plan: BindPlan, placements: Placement[]): ExternalWeights['entries'] {
+  const entries: ExternalWeights['entries'] = new Map();
+  plan.params.forEach((bound, i) => {
+    const p = placements[i]!;
+    entries.set(bound.param.name, { offset: p.offset, length: p.length, dtype: p.dtype });
+    for (const c of p.companions) entries.set(c.name, { offset: c.offset, length: c.length, dtype: c.dtype });
+  });
+  return entries;
+}
+
+/** The data file's layout without its values: a sparse file of that length, manifest entries without hashes. */
+async function layOutData(path: string, plan: BindPlan, options: WriteOptions): Promise<{ entries: ExternalWeights['entries']; params: ManifestParameter[] }> {
+  const { placements, end } = layOut(plan, options);
+  const params = plan.params.map((bound, i) => {
+    const p = placements[i]!;
+    const { sha256: _none, ...param } = manifestParam(bound, options.dtype, '', p.offset, p.length, plan.seed);
+    if (p.transform) param.quant = quantEntry(p.transform, p.companions);
+    return param;
+  });
   const data = await open(path, 'w');
   try {
-    await data.truncate(offset);
+    await data.truncate(end);
   } finally {
     await data.close();
   }
-  return { entries, params };
+  return { entries: entriesOf(plan, placements), params };
 }
 
-/** Streams every parameter into the data file, at aligned offsets; returns where each went and its manifest entry. */
+/** The manifest's `quant` section of a transformed parameter. */
+function quantEntry(transform: ParamTransform, tensors: { name: string; dtype: string; offset: number; length: number; sha256?: string }[]): ManifestParameter['quant'] {
+  return { ...transform.describe, packed_dtype: transform.dtype, tensors };
+}
+
+/** Streams every parameter into the data file at its place in the layout; returns where each went and its manifest entry. */
 async function writeData(path: string, plan: BindPlan, options: WriteOptions): Promise<{ entries: ExternalWeights['entries']; params: ManifestParameter[] }> {
   const { dtype } = options;
-  const entries: ExternalWeights['entries'] = new Map();
+  const { placements } = layOut(plan, options);
   const total = plan.params.reduce((n, b) => n + elementCount(b.param.shape) * BYTES[dtype], 0);
   const digests: Promise<string>[] = [];
-  const placed: { offset: number; length: number }[] = [];
-  const companions = new Map<string, { transform: ParamTransform; list: CompanionEntry[] }>();
+  const companionDigests: Promise<string>[][] = [];
   const arena = idleArenas.pop() ?? new ConvertArena();
   // The arena frees nothing until reset, so capacities are powers of two: a buffer grows a few times at most.
   const allocate = (bytes: number) => arena.alloc(Math.max(64 * 1024, 2 ** Math.ceil(Math.log2(bytes))));
@@ -185,7 +221,6 @@ async function writeData(path: string, plan: BindPlan, options: WriteOptions): P
   const data = await open(path, 'w');
   const sink = new ChunkSink(data, new Sha256Worker());
   try {
-    let offset = 0;
     let written = 0;
     let extraStream = plan.params.length;
     const progress = (n: number) => {
@@ -193,31 +228,28 @@ async function writeData(path: string, plan: BindPlan, options: WriteOptions): P
       options.onProgress?.(written, total);
     };
     for (const [stream, bound] of plan.params.entries()) {
-      const transform = options.transform?.(bound.param);
-      const length = transform ? transform.length : elementCount(bound.param.shape) * BYTES[dtype];
-      offset = Math.ceil(offset / alignment(length)) * alignment(length);
+      const { offset, transform, companions } = placements[stream]!;
       if (transform) await writeTransformed(sink, stream, buffers, offset, bound, plan.seed, transform, progress);
       else await writeParam(sink, stream, buffers, offset, bound, plan.seed, dtype, progress);
       digests.push(sink.digest(stream));
-      entries.set(bound.param.name, { offset, length, dtype: transform?.dtype ?? dtype });
-      placed.push({ offset, length });
-      offset += length;
-      if (transform) {
-        const { next, list } = await writeCompanions(sink, () => extraStream++, offset, transform, entries);
-        companions.set(bound.param.name, { transform, list });
-        offset = next;
-      }
+      companionDigests.push(transform ? await writeCompanions(sink, () => extraStream++, transform, companions) : []);
     }
     await sink.drain();
     const hashes = await Promise.all(digests);
-    const params = plan.params.map((b, i) => manifestParam(b, dtype, hashes[i]!, placed[i]!.offset, placed[i]!.length, plan.seed));
-    for (const p of params) {
-      const c = companions.get(p.name);
-      if (!c) continue;
-      const tensors = await Promise.all(c.list.map(async ({ sha256, ...e }) => ({ ...e, sha256: await sha256 })));
-      p.quant = { ...c.transform.describe, packed_dtype: c.transform.dtype, tensors };
-    }
-    return { entries, params };
+    return {
+      entries: entriesOf(plan, placements),
+      params: await Promise.all(
+        plan.params.map(async (b, i) => {
+          const p = placements[i]!;
+          const param = manifestParam(b, dtype, hashes[i]!, p.offset, p.length, plan.seed);
+          if (p.transform) {
+            const shas = await Promise.all(companionDigests[i]!);
+            param.quant = quantEntry(p.transform, p.companions.map((c, k) => ({ ...c, sha256: shas[k]! })));
+          }
+          return param;
+        }),
+      ),
+    };
   } finally {
     await sink.close();
     await data.close();
@@ -225,14 +257,6 @@ async function writeData(path: string, plan: BindPlan, options: WriteOptions): P
     arena.reset();
     idleArenas.push(arena);
   }
-}
-
-interface CompanionEntry {
-  name: string;
-  dtype: string;
-  offset: number;
-  length: number;
-  sha256: Promise<string>;
 }
 
 /** The transformed parameter's values: read as fp32 chunks, transformed, written and hashed. */
@@ -258,25 +282,19 @@ async function writeTransformed(
   if (pos - offset !== transform.length) throw new Error(`${bound.param.name}: transform wrote ${pos - offset} of ${transform.length} bytes`);
 }
 
-/** Writes the transform's companion tensors after the parameter; returns them and the next free offset. */
-async function writeCompanions(
-  sink: ChunkSink,
-  nextStream: () => number,
-  offset: number,
-  transform: ParamTransform,
-  entries: ExternalWeights['entries'],
-): Promise<{ next: number; list: CompanionEntry[] }> {
-  const list: CompanionEntry[] = [];
-  let at = offset;
-  for (const t of transform.finish()) {
+/** Writes the transform's companion tensors at their places in the layout; returns their digests. */
+async function writeCompanions(sink: ChunkSink, nextStream: () => number, transform: ParamTransform, placed: Placement['companions']): Promise<Promise<string>[]> {
+  const tensors = transform.finish();
+  if (tensors.length !== placed.length) throw new Error(`the transform returned ${tensors.length} companion tensors, its layout announced ${placed.length}`);
+  const digests: Promise<string>[] = [];
+  for (const [k, t] of tensors.entries()) {
+    const at = placed[k]!;
+    if (at.name !== t.name || at.length !== t.bytes.byteLength) throw new Error(`${t.name}: the transform returned a tensor its layout did not announce`);
     const stream = nextStream();
-    at = Math.ceil(at / alignment(t.bytes.byteLength)) * alignment(t.bytes.byteLength);
-    await sink.put(stream, t.bytes, at);
-    list.push({ name: t.name, dtype: t.dtype, offset: at, length: t.bytes.byteLength, sha256: sink.digest(stream) });
-    entries.set(t.name, { offset: at, length: t.bytes.byteLength, dtype: t.dtype });
-    at += t.bytes.byteLength;
+    await sink.put(stream, t.bytes, at.offset);
+    digests.push(sink.digest(stream));
   }
-  return { next: at, list };
+  return digests;
 }
 
 /**
@@ -441,11 +459,11 @@ function manifestParam(bound: BoundParam, dtype: ParamDType, sha256: string, off
     file: files.length === 1 ? files[0]! : files,
     key: own,
     dtype: dtypes.length === 1 ? dtypes[0]! : dtypes,
-    ...(origin.source.layout ? { layout: origin.source.layout.name } : {}),
+    ...(origin.source.layout.original ? {} : { layout: origin.source.layout.name }),
     ...(origin.kind === 'concat' ? { transform: CONCAT_TRANSFORM } : {}),
   };
   // A checkpoint in another layout is named by its own keys; the original layout's key is the name.
-  const key = origin.source.layout ? own : (param.sourceName ?? param.name);
+  const key = origin.source.layout.original ? (param.sourceName ?? param.name) : own;
   return { name: param.name, key, shape: [...param.shape], dtype, trainable: param.trainable, source, sha256, offset, length };
 }
 

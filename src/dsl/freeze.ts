@@ -10,7 +10,7 @@
  * official flag, really unfreezes the head: `lm_head`, InternLM2's `output`, or the tied embedding).
  */
 import { UserError } from '../errors.ts';
-import type { Param, Site } from '../ir/graph.ts';
+import type { GraphParam, Site } from '../ir/graph.ts';
 import { captureSite, formatSite } from '../ir/site.ts';
 
 export type FreezeRule = {
@@ -63,7 +63,7 @@ export function preset(name: string): FreezeRule[] {
 }
 
 /** Sets `trainable` on every parameter; a rule that matches nothing is an error (likely a typo). */
-export function applyFreezeRules(params: Param[], rules: FreezeRule[], aliases: Record<string, string>): void {
+export function applyFreezeRules(params: GraphParam[], rules: FreezeRule[], aliases: Record<string, string>): void {
   for (const p of params) p.trainable = true;
   const paths = params.map((p) => p.name.split('.'));
   for (const rule of rules) {

@@ -4,6 +4,7 @@
  */
 import type { DType } from '../ir/dtype.ts';
 import type { Dim } from '../ir/graph.ts';
+import type { TraceFacts } from '../ir/builder.ts';
 import { Module, type Tensor } from './module.ts';
 import type { FreezeRule } from './freeze.ts';
 
@@ -25,6 +26,8 @@ export interface EntryPoint {
 
 /** The entry point every model has: inputs() and forward(). */
 export const MODEL_ENTRY = 'model';
+/** The entry point every model with `logits` has: the forward with `labels`, ending in the loss (train.onnx). */
+export const TRAIN_ENTRY = 'train';
 
 export abstract class Model extends Module {
   /** Freeze rules, applied in order (see freeze.ts). Empty: everything trains. */
@@ -40,8 +43,11 @@ export abstract class Model extends Module {
   entryPoints(): Record<string, EntryPoint> {
     return {};
   }
-  /** Free-form facts carried into the artifact (e.g. the image-context token id). */
-  metadata(): Record<string, string> {
+  /**
+   * Free-form facts carried into the artifact (e.g. the image-context token id); `facts` are the
+   * ones the build decided (src/ir/builder.ts TraceFacts), for what the model leaves open.
+   */
+  metadata(_facts: TraceFacts = {}): Record<string, string> {
     return {};
   }
 }

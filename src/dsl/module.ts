@@ -3,7 +3,7 @@
  * a property's name is the next segment of its path, so the path of every parameter *is* its key in
  * the unified checkpoint (`language_model.model.layers.0.self_attn.q_proj.weight`).
  */
-import { Param, type Init, type Site, type Value } from '../ir/graph.ts';
+import { Param, type Init, type ParamRole, type Site, type Value } from '../ir/graph.ts';
 import type { ParamDType } from '../ir/dtype.ts';
 import { captureSite } from '../ir/site.ts';
 import { activeBuilder } from '../ir/builder.ts';
@@ -17,11 +17,11 @@ export abstract class Module {
   readonly site: Site = captureSite();
 
   /** Declare a parameter; its name is set from the property it is stored in. */
-  protected param(shape: number[], init: Init, dtype: ParamDType = 'float32'): Param {
+  protected param(shape: number[], init: Init, dtype: ParamDType = 'float32', role: ParamRole = 'weight'): Param {
     for (const d of shape) {
       if (!Number.isInteger(d) || d <= 0) throw new Error(`parameter shape [${shape.join(', ')}] must have positive integer dims`);
     }
-    return new Param('', shape, dtype, init);
+    return new Param('', [...shape], dtype, init, role);
   }
 
   /** Run `forward` inside this module's scope, so nodes and errors carry its path. */
@@ -54,7 +54,10 @@ export class ModuleList<T extends Module> extends Module {
 
 const SKIP = new Set(['path', 'site', 'items']);
 
-/** Names every module and parameter of the tree by its property path. */
+/**
+ * Names every module and parameter of the tree by its property path. The names follow from the
+ * tree alone, so naming it again (every compile does) changes nothing.
+ */
 export function assignPaths(root: Module, prefix = ''): void {
   root.path = prefix;
   const join = (name: string) => (prefix ? `${prefix}.${name}` : name);
@@ -62,7 +65,7 @@ export function assignPaths(root: Module, prefix = ''): void {
   for (const [name, value] of Object.entries(root)) {
     if (SKIP.has(name)) continue;
     if (value instanceof Module) assignPaths(value, join(name));
-    else if (value instanceof Param) value.name = join(name);
+    else if (value instanceof Param) value.nameOnce(join(name));
   }
 }
 

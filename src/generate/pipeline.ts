@@ -11,9 +11,8 @@ import type { Graph } from '../ir/graph.ts';
 import type { InternVLChatModel } from '../models/internvl.ts';
 import { headDimOf } from '../models/llm/decoder.ts';
 import type { RopeScaling } from '../nn/rotary.ts';
-import type { ManifestIO } from '../artifact/manifest.ts';
+import { PIPELINE_FILE, type ManifestIO } from '../artifact/format.ts';
 
-export const PIPELINE_FILE = 'pipeline.json';
 export const PIPELINE_FORMAT = 'vlmc-pipeline/1';
 
 /** The three graphs, in the order a forward runs them. */
@@ -91,13 +90,14 @@ export function pipelineConfig(model: InternVLChatModel, graphs: Record<SplitEnt
   const pad = ids(llm['pad_token_id'])[0] ?? c.padTokenId;
   return {
     format: PIPELINE_FORMAT,
-    model: model.options.name,
+    model: graphs.embedding.metadata['vlmc.model'] ?? model.options.name,
     data_file: facts.dataFile,
     graphs: { vision: graphEntry('vision'), embedding: graphEntry('embedding'), decoder: graphEntry('decoder') },
     image: {
       size: model.options.imageSize,
       tokens_per_tile: model.tokensPerTile,
-      img_context_token_id: model.options.imgContextTokenId!,
+      // As the embedding graph splices it (the model's own id, or the one the build found).
+      img_context_token_id: Number(graphs.embedding.metadata['vlmc.img_context_token_id']),
       downsample_ratio: model.options.downsampleRatio,
       ...optional('max_dynamic_patch', cfg['max_dynamic_patch'], 'number'),
       ...optional('min_dynamic_patch', cfg['min_dynamic_patch'], 'number'),
@@ -140,11 +140,6 @@ function optional<K extends string>(key: K, v: unknown, type: 'number' | 'boolea
 
 export function pipelineJson(p: Pipeline): string {
   return `${JSON.stringify(p, null, 2)}\n`;
-}
-
-/** Whether a folder is a split artifact. */
-export function isSplitArtifact(dir: string): boolean {
-  return existsSync(nodePath.join(dir, PIPELINE_FILE));
 }
 
 export function readPipeline(dir: string): Pipeline {

@@ -2,29 +2,11 @@
  * A split artifact opened in onnxruntime-node: one session per graph, and the three steps of a
  * forward (vision, embedding, decoder with a KV cache) on host tensors.
  */
-import * as nodePath from 'node:path';
-import { peekManifest, storesQuantisedWeights } from '../artifact/manifest.ts';
 import type ort from 'onnxruntime-node';
 import { UserError } from '../errors.ts';
-import { loadOrt, noKernelFailure, refuseStructureOnly, type HostTensor } from '../runtime/run.ts';
-import { DeviceTensors, providerFailure, providerList, runOnDevice, sessionOptionsFor, type ExecutionProvider } from '../runtime/providers.ts';
+import { openSplitSessions, toHost, type HostTensor, type SessionOptions } from '../runtime/session.ts';
+import { DeviceTensors, runOnDevice } from '../runtime/providers.ts';
 import { readPipeline, SPLIT_ENTRIES, type Pipeline, type SplitEntry } from './pipeline.ts';
-
-export type { ExecutionProvider } from '../runtime/providers.ts';
-
-export interface SessionOptions {
-  /**
-   * Execution provider; `cuda` where its libraries are installed, `webgpu` where Vulkan has a device
-   * (the decoder's KV cache then stays on the device between steps).
-   */
-  ep?: ExecutionProvider;
-  /**
-   * Let ORT repack every weight for its GEMM kernels at session creation. Off by default: the
-   * repacked copy costs seconds and a second copy of the weights in memory, while the unpacked
-   * weights stay memory-mapped from the data file (see docs/performance.md, Inference).
-   */
-  prepackWeights?: boolean;
-}
 
 /** The cache of one layer: [batch, kv_heads, past, head_dim]. */
 export type KvPair = { key: ort.Tensor; value: ort.Tensor };
@@ -41,29 +23,11 @@ export class SplitSession {
 
   static async open(dir: string, o: SessionOptions = {}): Promise<SplitSession> {
     const pipeline = readPipeline(dir);
-    const manifest = peekManifest(dir);
-    refuseStructureOnly(dir, manifest);
-    const runtime = await loadOrt();
-    const providers = providerList(runtime, o.ep ?? 'cpu');
-    const sessions: Partial<Record<SplitEntry, ort.InferenceSession>> = {};
-    const prepackWeights = o.prepackWeights ?? storesQuantisedWeights(manifest);
+    const files = Object.fromEntries(SPLIT_ENTRIES.map((e) => [e, pipeline.graphs[e].file])) as Record<SplitEntry, string>;
     // The cache a decoder step returns is the next step's input: it need not visit the host.
-    const cacheOutputs = pipeline.graphs.decoder.outputs.map((v) => v.name).filter((n) => n.startsWith('present.'));
-    try {
-      // One at a time: together they would only compete for the same cores and disk.
-      for (const e of SPLIT_ENTRIES) {
-        const model = nodePath.join(dir, pipeline.graphs[e].file);
-        sessions[e] = await runtime.InferenceSession.create(model, sessionOptionsFor(providers, { prepackWeights, model, deviceOutputs: e === 'decoder' ? cacheOutputs : [] }));
-      }
-    } catch (err) {
-      for (const s of Object.values(sessions)) await s.release();
-      // An execution provider that is listed but cannot run here fails inside ORT.
-      const failure = providerFailure(providers, err) ?? noKernelFailure(dir, providers, err, manifest);
-      if (failure) throw failure;
-      if (o.ep && o.ep !== 'cpu') throw new UserError(`--ep ${o.ep}: onnxruntime-node could not use it (${(err as Error).message.split('\n')[0]}); install its ${o.ep} provider libraries or use --ep cpu`);
-      throw err;
-    }
-    return new SplitSession(dir, pipeline, runtime, sessions as Record<SplitEntry, ort.InferenceSession>);
+    const cache = pipeline.graphs.decoder.outputs.map((v) => v.name).filter((n) => n.startsWith('present.'));
+    const { runtime, sessions } = await openSplitSessions(dir, files, o, { decoder: cache });
+    return new SplitSession(dir, pipeline, runtime, sessions);
   }
 
   async release(): Promise<void> {
@@ -147,11 +111,6 @@ export class SplitSession {
     this.onDevice.keep(present.flatMap((p) => [p.key, p.value]));
     return { logits: out.logits!, present };
   }
-}
-
-/** A host tensor's copy of an ORT tensor. */
-export function toHost(t: ort.Tensor): HostTensor {
-  return { dtype: t.type as HostTensor['dtype'], shape: [...t.dims], data: t.data as Float32Array | BigInt64Array };
 }
 
 /**

@@ -12,30 +12,26 @@ import type { BindPlan } from '../bind/plan.ts';
 import { InternVLChatModel } from '../models/internvl.ts';
 import { internvlConfigJson } from '../models/to-config.ts';
 import { CONFIG_FILE } from '../checkpoint/checkpoint.ts';
-import { SPLIT_DATA_FILE, writeSplitArtifact, type WriteOptions } from '../artifact/write.ts';
-import type { Manifest } from '../artifact/manifest.ts';
-import { PIPELINE_FILE, SPLIT_ENTRIES, pipelineConfig, pipelineJson, type SplitEntry } from './pipeline.ts';
+import { writeSplitArtifact, type WriteOptions } from '../artifact/write.ts';
+import { PIPELINE_FILE, SPLIT_DATA_FILE, type Manifest } from '../artifact/format.ts';
+import { SPLIT_ENTRIES, pipelineConfig, pipelineJson, type SplitEntry } from './pipeline.ts';
 
 /** Tokenizer files copied when the checkpoint has them. */
 export const COPIED_TOKENIZER_FILES = ['tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'added_tokens.json', 'tokenizer.model', 'vocab.json', 'merges.txt', 'generation_config.json'];
 
 export interface SplitSources {
-  opset?: number | undefined;
+  /** How every part is compiled: the whole model's options (opset, dtype, target, quantisation, rules, facts). */
+  compile: CompileOptions;
   tokenizerDir?: string | undefined;
   config?: Readonly<Record<string, unknown>> | undefined;
   /** Folder of the unified checkpoint's config.json (Path A). */
   configDir?: string | undefined;
   llmConfig?: Readonly<Record<string, unknown>> | undefined;
-  /** --target / --fuse / --quant, applied to every part as to the whole model. */
-  target?: CompileOptions['target'];
-  fuse?: CompileOptions['fuse'];
-  quant?: CompileOptions['quant'];
 }
 
 export async function writeSplit(out: string, model: Model, whole: Graph, plan: BindPlan, options: WriteOptions, src: SplitSources): Promise<Manifest> {
   if (!(model instanceof InternVLChatModel)) throw new UserError('--split needs an InternVL model (its graph has vision, embedding and decoder entry points)');
-  const paramDtype = options.dtype;
-  const graphs = Object.fromEntries(SPLIT_ENTRIES.map((e) => [e, compile(model, { entry: e, opset: src.opset, paramDtype, target: src.target, fuse: src.fuse, quant: src.quant })])) as Record<SplitEntry, Graph>;
+  const graphs = Object.fromEntries(SPLIT_ENTRIES.map((e) => [e, compile(model, { ...src.compile, entry: e })])) as Record<SplitEntry, Graph>;
   const tokenizerFiles = src.tokenizerDir ? COPIED_TOKENIZER_FILES.filter((f) => existsSync(nodePath.join(src.tokenizerDir!, f))) : [];
   const pipeline = pipelineConfig(model, graphs, {
     dataFile: SPLIT_DATA_FILE,

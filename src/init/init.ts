@@ -5,8 +5,8 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import * as nodePath from 'node:path';
 import { UserError } from '../errors.ts';
-import { writeFileAtomic } from '../artifact/atomic.ts';
-import { checkOutputPath } from '../artifact/output-path.ts';
+import { writeFileAtomic } from '../fs/atomic.ts';
+import { checkOutputPath } from '../fs/output-path.ts';
 import { checkpointName } from './name.ts';
 import { checkContextTokenId, findSpecialTokenId } from '../checkpoint/tokens.ts';
 import { compile } from '../compile.ts';
@@ -78,15 +78,14 @@ export async function init(o: InitOptions): Promise<string> {
   const { lockPathFor, lockText, loadGraphSummary } = await import('../review/index.ts');
   const lock = lockPathFor(out);
   checkOutputPath(lock, { kind: 'lock', inputs });
-  model.options.imgContextTokenId ??= o.imgContextTokenId ?? findSpecialTokenId(tokenDir) ?? (hfNative ? hfDefaultImageTokenId(model) : undefined);
-  const id = model.options.imgContextTokenId;
+  const id = model.options.imgContextTokenId ?? o.imgContextTokenId ?? findSpecialTokenId(tokenDir) ?? (hfNative ? hfDefaultImageTokenId(model) : undefined);
   if (id !== undefined) checkContextTokenId(id, model.language_model.config.vocab, o.imgContextTokenId !== undefined ? '--img-context-token-id' : `${tokenDir} (added_tokens.json / tokenizer_config.json)`);
   // The same checks as vlmc build, so a graph file is only written for a config that builds.
-  compile(model, { structureOnly: true });
+  compile(model, { structureOnly: true, facts: { imgContextTokenId: id } });
   // Loaded here, not at the top: graph-source.ts brings in ts-morph and TypeScript (about 0.4 s),
   // which every importer of the library (graph files import 'vlmc') would otherwise pay for.
   const { graphSource } = await import('./graph-source.ts');
-  const text = graphSource(model, { name, source });
+  const text = graphSource(model, { name, source, imgContextTokenId: id });
   const lockContent = lockText(await summaryOfSource(out, text, loadGraphSummary));
   await writeFileAtomic(out, text);
   await writeFileAtomic(lock, lockContent);

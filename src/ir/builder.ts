@@ -4,7 +4,7 @@
  */
 import { GraphError } from '../errors.ts';
 import type { DType } from './dtype.ts';
-import { Value, type Attr, type AttrType, type Node, type Site } from './graph.ts';
+import { ACTIVE_BUILDER, COMPOSITE_DOMAIN, GraphParam, Value, type Attr, type AttrType, type Node, type Param, type Site } from './graph.ts';
 import type { OpSignature } from '../ops/signature.ts';
 import { inferNode } from './infer.ts';
 import { formatSite } from './site.ts';
@@ -16,9 +16,19 @@ interface Scope {
 
 let nextNodeId = 1;
 
+/**
+ * Facts decided at build time that a model's forward reads while it is traced, for what the model
+ * leaves open (never stored on the model): the `<IMG_CONTEXT>` id from a flag or the tokenizer files.
+ */
+export interface TraceFacts {
+  imgContextTokenId?: number | undefined;
+}
+
 export class GraphBuilder {
   readonly nodes: Node[] = [];
   private readonly scopes: Scope[] = [{ path: '', site: undefined }];
+  /** This graph's own holding of each model parameter it reads (made on first read). */
+  private readonly params = new Map<Param, GraphParam>();
 
   /**
    * @param structureOnly the graph is traced for its structure (locks, diffs, counts), not to be run:
@@ -27,7 +37,15 @@ export class GraphBuilder {
   constructor(
     readonly opset: number,
     readonly structureOnly = false,
+    readonly facts: TraceFacts = {},
   ) {}
+
+  /** The graph's own GraphParam for a model parameter. */
+  graphParam(p: Param): GraphParam {
+    let held = this.params.get(p);
+    if (!held) this.params.set(p, (held = new GraphParam(p)));
+    return held;
+  }
 
   get scope(): Scope {
     return this.scopes[this.scopes.length - 1]!;
@@ -47,6 +65,19 @@ export class GraphBuilder {
     const where = formatSite(this.scope.site);
     const scope = this.scope.path || '<root>';
     return new GraphError(`${where ? `${where}: ` : ''}${scope}: ${message}`);
+  }
+
+  /**
+   * A composite op: `decompose` traces its standard-op form now (so its outputs are shape-checked
+   * and inferred like any other), and the nodes it emitted become the composite node's body.
+   */
+  composite(op: string, inputs: Value[], attrs: Record<string, unknown>, decompose: () => Value[]): Value[] {
+    const start = this.nodes.length;
+    const outputs = decompose();
+    const body = this.nodes.splice(start);
+    const node: Node = { id: nextNodeId++, op, domain: COMPOSITE_DOMAIN, since: 1, inputs, outputs, attrs: {}, scope: this.scope.path, name: '', composite: { attrs, body } };
+    this.nodes.push(node);
+    return outputs;
   }
 
   emit(sig: OpSignature, inputs: (Value | undefined)[], attrs: Record<string, unknown>, numOutputs?: number): Value[] {
@@ -150,7 +181,7 @@ function toAttrs(sig: OpSignature, attrs: Record<string, unknown>, fail: (m: str
  * The graph being traced lives on globalThis, not in this module: a graph file that imports the zoo
  * from another copy of vlmc than the one compiling it still emits into the same graph.
  */
-const ACTIVE = Symbol.for('vlmc.activeGraphBuilder');
+const ACTIVE = ACTIVE_BUILDER;
 const state = globalThis as { [ACTIVE]?: GraphBuilder };
 
 export function activeBuilder(): GraphBuilder {

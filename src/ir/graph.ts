@@ -44,7 +44,7 @@ export class Value {
   data: ConstData | undefined;
   /** Symbolic contents of a small 1-D integer tensor (shape arithmetic), when known. */
   sym: Dim[] | undefined;
-  param: Param | undefined;
+  param: GraphParam | undefined;
 
   constructor(
     readonly kind: ValueKind,
@@ -81,36 +81,87 @@ export interface ParamQuant {
   zeroPoints: Value | undefined;
 }
 
-/** A weight. `name` is its module path, which is also its key in the unified checkpoint. */
+/** What a parameter is read as: a weight any op may read, or an embedding table (read by Gather, never quantised). */
+export type ParamRole = 'weight' | 'embedding';
+
+/**
+ * A weight as the model declares it: its name (the module path, which is also its key in the
+ * unified checkpoint), shape, declared dtype, init and role. Immutable: every graph traced from the
+ * model holds the parameter through a `GraphParam` of its own, and passes edit only that.
+ */
 export class Param {
-  trainable = true;
-  /** Set when the weight is stored quantised; its value then has the packed dtype and shape. */
-  quant: ParamQuant | undefined;
-  /** False for weights read other than as a Linear's (an embedding table, also when tied to lm_head). */
-  quantizable = true;
-  /** The name this parameter is bound from when it is not its own (a quantised copy of a tied weight). */
-  sourceName: string | undefined;
-  readonly value: Value;
   private _name: string;
   constructor(
     name: string,
-    readonly shape: number[],
+    readonly shape: readonly number[],
     readonly dtype: ParamDType,
     readonly init: Init,
+    readonly role: ParamRole = 'weight',
   ) {
     this._name = name;
-    this.value = new Value('param', 'float32', shape);
-    this.value.param = this;
-    this.value.name = name;
   }
   get name(): string {
     return this._name;
   }
-  /** Renaming a parameter renames the graph value that carries it. */
-  set name(name: string) {
+  /**
+   * Named once, from its place in the module tree (src/dsl/module.ts assignPaths); naming the same
+   * tree again gives the same names, so a model's parameters never change after that.
+   */
+  nameOnce(name: string): void {
+    if (this._name !== '' && this._name !== name) {
+      throw new Error(`parameter '${this._name}' is also reachable as '${name}': a parameter belongs to one place in the module tree`);
+    }
     this._name = name;
+  }
+  /** The value that reads this parameter in the graph being traced (each graph has its own). */
+  get value(): Value {
+    return activeGraphParam(this).value;
+  }
+}
+
+/**
+ * How one graph holds one parameter: its own value (whose dtype and shape are the stored ones once
+ * the storage passes have run), quantisation, trainable flag and binding name. Made by tracing,
+ * edited by passes; the model's `Param` is never touched.
+ */
+export class GraphParam {
+  trainable = true;
+  /** Set when the weight is stored quantised; its value then has the packed dtype and shape. */
+  quant: ParamQuant | undefined;
+  /** False for weights read other than as a Linear's (an embedding table, also when tied to lm_head). */
+  quantizable: boolean;
+  readonly value: Value;
+  readonly shape: number[];
+  constructor(
+    readonly decl: Param,
+    readonly name: string = decl.name,
+    /** The name this parameter is bound from when it is not its own (a quantised copy of a tied weight). */
+    readonly sourceName: string | undefined = undefined,
+  ) {
+    this.shape = [...decl.shape];
+    this.quantizable = decl.role !== 'embedding';
+    this.value = new Value('param', 'float32', [...decl.shape]);
+    this.value.param = this;
     this.value.name = name;
   }
+  get init(): Init {
+    return this.decl.init;
+  }
+  get dtype(): ParamDType {
+    return this.decl.dtype;
+  }
+}
+
+/**
+ * The graph being traced, as src/ir/builder.ts registers it on globalThis (there, not in a module,
+ * so a graph file importing another copy of vlmc still traces into the same graph).
+ */
+export const ACTIVE_BUILDER = Symbol.for('vlmc.activeGraphBuilder');
+
+function activeGraphParam(p: Param): GraphParam {
+  const active = (globalThis as { [ACTIVE_BUILDER]?: { graphParam(p: Param): GraphParam } })[ACTIVE_BUILDER];
+  if (!active) throw new Error(`parameter '${p.name}' read outside a trace: ops can only be called inside compile()`);
+  return active.graphParam(p);
 }
 
 export interface Node {
@@ -128,7 +179,16 @@ export interface Node {
   name: string;
   /** A Gather that is an embedding lookup with torch's padding_idx: that row gets no gradient. */
   paddingIdx?: number;
+  /**
+   * A composite op (domain COMPOSITE_DOMAIN): its attributes, and its decomposition into standard
+   * ops traced when it was emitted (its outputs are this node's). A target's lowering table
+   * replaces it by a fused kernel where it has one; otherwise the body takes its place.
+   */
+  composite?: { attrs: Record<string, unknown>; body: Node[] };
 }
+
+/** The domain of composite ops: never emitted, always lowered or decomposed first (src/passes/lower.ts). */
+export const COMPOSITE_DOMAIN = 'vlmc.composite';
 
 /** A stored tensor: initializer name, element type and shape. */
 export interface StoredTensor {
@@ -137,23 +197,16 @@ export interface StoredTensor {
   shape: number[];
 }
 
-/** How a graph stores one parameter (set by compile; see snapshotStorage). */
-export interface StoredParam extends StoredTensor {
-  quant: { bits: 4 | 8; blockSize: number; symmetric: boolean; scales: StoredTensor; zeroPoints: StoredTensor | undefined } | undefined;
-}
-
 export interface Graph {
   name: string;
   opset: number;
   inputs: Value[];
   outputs: Value[];
   nodes: Node[];
-  /** Every parameter of the model, used by a node or not (e.g. ViT layers after select_layer). */
-  params: Param[];
+  /** This graph's parameters: every one of the model, used by a node or not (e.g. ViT layers after select_layer), for the whole model; the ones it reads for an entry point. */
+  params: GraphParam[];
   /** Free-form metadata carried into the ONNX model (metadata_props). */
   metadata: Record<string, string>;
-  /** Parameter name -> how it is stored, fixed at the end of compile. */
-  stored?: Map<string, StoredParam>;
 }
 
 export function constValue(dtype: DType, shape: number[], data: TypedData): Value {

@@ -8,7 +8,7 @@ import { fail, type Module, type Tensor } from '../dsl/module.ts';
 import { Model, type EntryPoint, type InputSpec } from '../dsl/model.ts';
 import type { FreezeRule } from '../dsl/freeze.ts';
 import * as op from '../ops/index.ts';
-import { activeBuilder } from '../ir/builder.ts';
+import { activeBuilder, type TraceFacts } from '../ir/builder.ts';
 import { f32, i64, i64Scalar } from '../dsl/constants.ts';
 import { reshape } from '../nn/layers.ts';
 import { DTYPES } from '../ir/dtype.ts';
@@ -175,9 +175,15 @@ export class InternVLChatModel extends Model {
     return this.mlp1.call(pixelShuffle(grid, this.options.downsampleRatio, this.options.psVersion));
   }
 
+  /** The `<IMG_CONTEXT>` id: the model's own, else the one the build found (a flag, the tokenizer files). */
+  contextTokenId(facts: TraceFacts = {}): number | undefined {
+    return this.options.imgContextTokenId ?? facts.imgContextTokenId;
+  }
+
   /** Replace `<IMG_CONTEXT>` embeddings, in row-major order, by the flagged tiles' tokens. */
   spliceImageTokens(textEmbeds: Tensor, inputIds: Tensor, vitEmbeds: Tensor, imageFlags: Tensor | undefined): Tensor {
-    const contextId = this.options.imgContextTokenId ?? (activeBuilder().structureOnly ? UNSET_TOKEN_ID : undefined);
+    const trace = activeBuilder();
+    const contextId = this.contextTokenId(trace.facts) ?? (trace.structureOnly ? UNSET_TOKEN_ID : undefined);
     if (contextId === undefined) fail('the <IMG_CONTEXT> token id is unknown: set imgContextTokenId in the graph, pass --img-context-token-id, or build with a checkpoint whose tokenizer files name it');
     const hidden = this.language_model.config.hidden;
     const kept = imageFlags ? op.Compress(vitEmbeds, op.Equal(imageFlags, i64Scalar(1)), { axis: 0 }) : vitEmbeds;
@@ -191,11 +197,11 @@ export class InternVLChatModel extends Model {
     return op.Where(op.Unsqueeze(isImage, i64([-1])), imageEmbeds, textEmbeds);
   }
 
-  override metadata(): Record<string, string> {
+  override metadata(facts: TraceFacts = {}): Record<string, string> {
     const o = this.options;
     return {
       'vlmc.model': o.name,
-      'vlmc.img_context_token_id': String(o.imgContextTokenId ?? ''),
+      'vlmc.img_context_token_id': String(this.contextTokenId(facts) ?? ''),
       'vlmc.tokens_per_tile': String(this.tokensPerTile),
       'vlmc.select_layer': String(o.selectLayer),
       'vlmc.downsample_ratio': String(o.downsampleRatio),

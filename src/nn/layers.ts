@@ -6,6 +6,7 @@ import { Module, fail, type Tensor } from '../dsl/module.ts';
 import { dimsConflict, formatShape } from '../ir/dims.ts';
 import type { Param } from '../ir/graph.ts';
 import * as op from '../ops/index.ts';
+import { activeBuilder } from '../ir/builder.ts';
 import { f32Scalar, i64 } from '../dsl/constants.ts';
 
 /** torch.nn.Linear: y = x W^T + b, W stored [out, in]. */
@@ -99,9 +100,8 @@ export class Embedding extends Module {
     readonly paddingIdx?: number,
   ) {
     super();
-    this.weight = this.param([vocab, dim], { kind: 'normal', std: 0.02 });
     // A Gather reads it, in every graph (a tied lm_head included): never stored quantised.
-    this.weight.quantizable = false;
+    this.weight = this.param([vocab, dim], { kind: 'normal', std: 0.02 }, 'float32', 'embedding');
   }
   forward(ids: Tensor): Tensor {
     const rows = op.Gather(this.weight.value, ids, { axis: 0 });
@@ -114,10 +114,15 @@ export class Embedding extends Module {
   }
 }
 
-/** Exact (erf) GELU, as torch.nn.GELU() and transformers' "gelu". */
+/**
+ * Exact (erf) GELU, as torch.nn.GELU() and transformers' "gelu": a composite op (targets with a
+ * GELU kernel lower it to that; src/passes/lower.ts), whose decomposition is the formula.
+ */
 export function gelu(x: Tensor): Tensor {
-  const cdf = op.Add(f32Scalar(1), op.Erf(op.Mul(x, f32Scalar(Math.SQRT1_2))));
-  return op.Mul(op.Mul(x, cdf), f32Scalar(0.5));
+  return activeBuilder().composite('Gelu', [x], {}, () => {
+    const cdf = op.Add(f32Scalar(1), op.Erf(op.Mul(x, f32Scalar(Math.SQRT1_2))));
+    return [op.Mul(op.Mul(x, cdf), f32Scalar(0.5))];
+  })[0]!;
 }
 
 export function silu(x: Tensor): Tensor {

@@ -60,11 +60,8 @@ function opsetImports(graph: Graph): InstanceType<typeof onnx.OperatorSetIdProto
 
 /** Every parameter as the graph stores it (packed, with its scales and zero points, when quantised). */
 function storedTensors(graph: Graph): StoredTensor[] {
-  return graph.params.flatMap((p) => {
-    const s = graph.stored?.get(p.name);
-    if (!s) return [{ name: p.name, dtype: p.value.dtype, shape: p.shape }];
-    return [s, ...(s.quant ? [s.quant.scales, ...(s.quant.zeroPoints ? [s.quant.zeroPoints] : [])] : [])];
-  });
+  const tensor = (v: Value): StoredTensor => ({ name: v.name!, dtype: v.dtype, shape: v.shape as number[] });
+  return graph.params.flatMap((p) => [tensor(p.value), ...(p.quant ? [tensor(p.quant.scales), ...(p.quant.zeroPoints ? [tensor(p.quant.zeroPoints)] : [])] : [])]);
 }
 
 export function encodeModel(proto: ModelProto): Uint8Array {

@@ -10,8 +10,8 @@
  */
 import { GraphBuilder, withBuilder } from '../ir/builder.ts';
 import { constValue, type Node, type Value } from '../ir/graph.ts';
-import { GRAD_RULES, NON_DIFFERENTIABLE } from '../train/grad-rules/index.ts';
-import { floatArray } from '../train/grad-rules/util.ts';
+import { GRAD_RULES, NON_DIFFERENTIABLE } from './grad-rules/index.ts';
+import { floatArray } from './grad-rules/util.ts';
 import { Add as opAdd } from '../ops/onnx.generated.ts';
 
 const FLOAT = new Set(['float32', 'float64', 'float16', 'bfloat16']);

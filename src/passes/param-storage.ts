@@ -8,8 +8,10 @@ import { DTYPES } from '../ir/dtype.ts';
 import type { Graph, Node, Value } from '../ir/graph.ts';
 import { Cast } from '../ops/onnx.generated.ts';
 
+/** A parameter that is a graph input (train.onnx's trainable ones) is fed in float32 whatever the storage. */
 export function storeParamsAs(graph: Graph, dtype: ParamDType): void {
   if (dtype === 'float32') return;
+  const fed = new Set(graph.inputs);
   const consumers = new Map<Value, Node[]>();
   for (const node of graph.nodes) {
     for (const v of node.inputs) if (v?.kind === 'param') consumers.set(v, [...(consumers.get(v) ?? []), node]);
@@ -18,7 +20,7 @@ export function storeParamsAs(graph: Graph, dtype: ParamDType): void {
   const casts = new Map<Value, Value>();
   withBuilder(builder, () => {
     for (const p of graph.params) {
-      if (p.quant) continue; // stored packed; its kernel dequantises
+      if (p.quant || fed.has(p.value)) continue; // stored packed (its kernel dequantises), or fed
       p.value.dtype = dtype;
       if (!consumers.has(p.value)) continue;
       const scope = p.name.split('.').slice(0, -1).join('.');
@@ -27,7 +29,6 @@ export function storeParamsAs(graph: Graph, dtype: ParamDType): void {
   });
   for (const [param, nodes] of consumers) {
     const cast = casts.get(param);
-    // Only the graph's own parameters are cast (a training graph keeps trainable ones in float32).
     if (cast) for (const n of nodes) n.inputs = n.inputs.map((v) => (v === param ? cast : v));
   }
   graph.nodes = [...builder.nodes, ...graph.nodes];

@@ -10,7 +10,7 @@
  * parameters). An untied lm_head / output projection is quantised like the other linears. The
  * vision tower and the projector stay float.
  */
-import { Param, Value, type Graph, type Node } from '../ir/graph.ts';
+import { GraphParam, Value, type Graph, type Node } from '../ir/graph.ts';
 import { MatMulNBitsSig } from '../ops/contrib.generated.ts';
 import { quantShapes, type QuantScheme } from '../quant/blockwise.ts';
 import { detachedNode, splice } from './fusion/rewrite.ts';
@@ -19,9 +19,9 @@ import { removeDeadNodes } from './dead-nodes.ts';
 const LLM_SCOPE = 'language_model';
 
 /** Gemm nodes that read each LLM weight, or undefined for weights something else also reads. */
-function linearUses(graph: Graph): Map<Param, Node[]> {
-  const uses = new Map<Param, Node[]>();
-  const excluded = new Set<Param>();
+function linearUses(graph: Graph): Map<GraphParam, Node[]> {
+  const uses = new Map<GraphParam, Node[]>();
+  const excluded = new Set<GraphParam>();
   for (const node of graph.nodes) {
     node.inputs.forEach((v, i) => {
       const p = v?.param;
@@ -54,9 +54,9 @@ function linearsOverFloatWeights(graph: Graph): Node[] {
 /** Reads the tied weight through a copy of its own (same key, same values) that can be quantised. */
 function untie(graph: Graph, gemm: Node): void {
   const tied = gemm.inputs[1]!.param!;
-  const copy = new Param(`${tied.name.replace(/\.weight$/, '')}.lm_head`, [...tied.shape], tied.dtype, tied.init);
-  copy.sourceName = tied.sourceName ?? tied.name;
+  const copy = new GraphParam(tied.decl, `${tied.name.replace(/\.weight$/, '')}.lm_head`, tied.sourceName ?? tied.name);
   copy.trainable = tied.trainable;
+  copy.quantizable = true; // only this Gemm reads the copy
   graph.params.push(copy);
   gemm.inputs = gemm.inputs.map((v, i) => (i === 1 ? copy.value : v));
 }

@@ -16,7 +16,7 @@ import { imageBlock, IMAGE_PLACEHOLDER } from '../prompt/query.ts';
 import type { TextTokenizer } from '../tokenizer/index.ts';
 import type { RequestConfig } from '../inputs/config.ts';
 import { preprocessImage } from '../preprocess/index.ts';
-import { IGNORE_INDEX } from './loss.ts';
+import { IGNORE_INDEX } from '../nn/loss.ts';
 
 export interface Turn {
   from: 'human' | 'gpt' | 'system';

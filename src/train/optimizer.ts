@@ -17,8 +17,7 @@ import { DEFAULT_OPSET } from '../compile.ts';
 import * as op from '../ops/index.ts';
 import { f32Scalar } from '../dsl/constants.ts';
 import { DTYPES } from '../ir/dtype.ts';
-import { nameGraph } from '../passes/naming.ts';
-import { checkOpset } from '../passes/opset.ts';
+import { finishGraph } from '../passes/pipeline.ts';
 
 export const HYPERPARAMETERS = ['lr', 'beta1', 'beta2', 'eps', 'weight_decay'] as const;
 export const STATE_PREFIXES = { param: 'param.', grad: 'grad.', expAvg: 'exp_avg.', expAvgSq: 'exp_avg_sq.' } as const;
@@ -36,7 +35,7 @@ export function compileOptimizer(params: readonly Pick<Param, 'name' | 'shape'>[
   const step = input('step', 'int64', []);
   const inputs: Value[] = [...Object.values(hyper), step];
   const outputs: Value[] = [];
-  const builder = new GraphBuilder(opset);
+  const builder = new GraphBuilder(DEFAULT_OPSET);
   withBuilder(builder, () => {
     const one = f32Scalar(1);
     const t = op.Cast(step, { to: DTYPES.float32.onnx });
@@ -61,7 +60,6 @@ export function compileOptimizer(params: readonly Pick<Param, 'name' | 'shape'>[
     }
   });
   const graph: Graph = { name: 'adamw', opset, inputs, outputs, nodes: builder.nodes, params: [], metadata: { 'vlmc.graph': 'optimizer', 'vlmc.optimizer': 'adamw' } };
-  nameGraph(graph);
-  checkOpset(graph);
+  finishGraph(graph);
   return graph;
 }
