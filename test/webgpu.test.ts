@@ -13,7 +13,7 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import * as path from 'node:path';
 import { existsSync } from 'node:fs';
-import { FIXTURES, ROOT, fixtureCases, maxAbsError, tempDir, removeDir, vlmc, readGeneration } from './helpers.ts';
+import { FIXTURES, ROOT, fixtureCases, maxAbsError, tempDir, removeDir, vlmcInProcess, readGeneration, type CliResult } from './helpers.ts';
 import { DeviceTensors, cpuOnlyNodes, deviceRunFailure, providerFailure, sessionOptionsFor } from '../src/runtime/providers.ts';
 import { NO_ADAPTER_ENV, NO_SWIFTSHADER, SWIFTSHADER_ICD, lastLine, swiftshaderEnv, vlmcWithEnv } from './webgpu-env.ts';
 
@@ -22,8 +22,8 @@ const VARIANTS: Record<string, string[]> = { portable: [], fp32: ['--target', 'g
 const NO_ADAPTER = "vlmc: --ep webgpu: ONNX Runtime found no WebGPU adapter (Dawn needs the Vulkan loader libvulkan.so.1 and a Vulkan driver with a device: install the GPU's Vulkan driver and libvulkan1, or point VK_ICD_FILENAMES at the driver's ICD json); use --ep cpu to run on the CPU";
 const NO_F16 = 'vlmc: --ep webgpu: this WebGPU adapter has no 16-bit float shaders (shader-f16), and the artifact computes in float16; run it with --ep cpu, on a GPU whose driver has f16, or build it with --dtype fp32';
 
-function build(fx: string, out: string, extra: string[]): string {
-  const r = vlmc(['build', '--weights', path.join(fx, 'unified'), '--out', out, '--quiet', ...extra]);
+async function build(fx: string, out: string, extra: string[]): Promise<string> {
+  const r = await vlmcInProcess(['build', '--weights', path.join(fx, 'unified'), '--out', out, '--quiet', ...extra]);
   expect(r.stderr).toBe('');
   expect(r.status).toBe(0);
   return out;
@@ -32,10 +32,10 @@ function build(fx: string, out: string, extra: string[]): string {
 describe('--ep webgpu with no adapter (VK_ICD_FILENAMES names no driver): exit 2, one message naming the provider', () => {
   const fx = path.join(FIXTURES, 'qwen2-tiny');
   let work: string;
-  beforeAll(() => {
+  beforeAll(async () => {
     work = tempDir();
-    build(fx, path.join(work, 'split'), ['--split']);
-    build(fx, path.join(work, 'single'), []);
+    await build(fx, path.join(work, 'split'), ['--split']);
+    await build(fx, path.join(work, 'single'), []);
   });
   afterAll(() => removeDir(work));
 
@@ -53,8 +53,8 @@ describe('--ep webgpu with no adapter (VK_ICD_FILENAMES names no driver): exit 2
   });
 
   const cudaLibrary = path.join(ROOT, 'node_modules/onnxruntime-node/bin/napi-v6/linux/x64/libonnxruntime_providers_cuda.so');
-  it.skipIf(existsSync(cudaLibrary))('--ep cuda without its libraries: exit 2 saying how to install them', () => {
-    const r = vlmc(['run', path.join(work, 'split'), '--inputs', path.join(fx, 'inputs.safetensors'), '--out', path.join(work, 'out.safetensors'), '--ep', 'cuda']);
+  it.skipIf(existsSync(cudaLibrary))('--ep cuda without its libraries: exit 2 saying how to install them', async () => {
+    const r = await vlmcInProcess(['run', path.join(work, 'split'), '--inputs', path.join(fx, 'inputs.safetensors'), '--out', path.join(work, 'out.safetensors'), '--ep', 'cuda']);
     expect(r.status).toBe(2);
     expect(r.stderr).toMatch(/^vlmc: --ep cuda: onnxruntime-node could not load its CUDA provider \(.*\); with network access, reinstall onnxruntime-node with its CUDA 12 libraries \(ONNXRUNTIME_NODE_INSTALL=cuda12 npm rebuild onnxruntime-node; CUDA 12 and cuDNN 9 must be installed\), or use --ep cpu\n$/);
   });
@@ -63,9 +63,9 @@ describe('--ep webgpu with no adapter (VK_ICD_FILENAMES names no driver): exit 2
 describe('providers.ts: session options and failure messages (no device needed)', () => {
   const fx = path.join(FIXTURES, 'qwen2-tiny');
   let work: string;
-  beforeAll(() => {
+  beforeAll(async () => {
     work = tempDir();
-    build(fx, path.join(work, 'split'), ['--split']);
+    await build(fx, path.join(work, 'split'), ['--split']);
   });
   afterAll(() => removeDir(work));
 
@@ -117,15 +117,17 @@ if (!SWIFTSHADER_ICD) console.warn(`webgpu.test.ts: ${NO_SWIFTSHADER}`);
 describe.skipIf(!SWIFTSHADER_ICD).each(SWIFTSHADER_ICD ? fixtureCases() : [])('fixture %s: split artifacts on WebGPU (SwiftShader) give the CPU provider\'s tokens and logits', (name) => {
   const fx = path.join(FIXTURES, name);
   let work: string;
-  beforeAll(() => {
+  beforeAll(async () => {
     work = tempDir();
-    for (const [variant, flags] of Object.entries(VARIANTS)) build(fx, path.join(work, variant), ['--split', ...flags]);
+    for (const [variant, flags] of Object.entries(VARIANTS)) await build(fx, path.join(work, variant), ['--split', ...flags]);
   });
   afterAll(() => removeDir(work));
 
   const generate = async (variant: string, ep: 'cpu' | 'webgpu') => {
     const out = path.join(work, `${variant}-${ep}.safetensors`);
-    const r = vlmcWithEnv(ep === 'webgpu' ? swiftshaderEnv() : {}, ['generate', path.join(work, variant), '--inputs', path.join(fx, 'gen_inputs.safetensors'), '--max-new-tokens', NEW_TOKENS, '--ignore-eos', '--out', out, '--json', '--ep', ep]);
+    const args = ['generate', path.join(work, variant), '--inputs', path.join(fx, 'gen_inputs.safetensors'), '--max-new-tokens', NEW_TOKENS, '--ignore-eos', '--out', out, '--json', '--ep', ep];
+    // WebGPU needs its environment when the process starts (webgpu-env.ts); the CPU runs in-process.
+    const r: CliResult = ep === 'webgpu' ? vlmcWithEnv(swiftshaderEnv(), args) : await vlmcInProcess(args);
     expect(r.stderr, `${variant} on ${ep}`).toBe('');
     expect(r.status).toBe(0);
     return readGeneration(out);
@@ -170,15 +172,15 @@ describe.skipIf(!SWIFTSHADER_ICD)('fixture qwen2-tiny on WebGPU (SwiftShader): b
   });
   afterAll(() => removeDir(work));
 
-  it('bf16 (no WebGPU or CPU kernels): exit 2 naming the op and the build', () => {
-    const artifact = build(fx, path.join(work, 'bf16'), ['--split', '--target', 'gpu', '--dtype', 'bf16']);
+  it('bf16 (no WebGPU or CPU kernels): exit 2 naming the op and the build', async () => {
+    const artifact = await build(fx, path.join(work, 'bf16'), ['--split', '--target', 'gpu', '--dtype', 'bf16']);
     const r = vlmcWithEnv(swiftshaderEnv(), ['run', artifact, '--inputs', path.join(fx, 'inputs.safetensors'), '--out', path.join(work, 'bf16.safetensors'), '--ep', 'webgpu']);
     expect(r.status).toBe(2);
     expect(r.stderr).toBe(`vlmc: ${artifact}: execution provider webgpu, cpu has no kernel for Expand (built with --target gpu, computing in bfloat16); run it on an execution provider that has one (CUDA)\n`);
   });
 
   it('train.onnx runs on WebGPU (so vlmc train --ep webgpu does): every gradient within 1e-3 of the largest reference value', async () => {
-    const artifact = build(fx, path.join(work, 'train'), ['--train', '--preset', 'full']);
+    const artifact = await build(fx, path.join(work, 'train'), ['--train', '--preset', 'full']);
     const out = path.join(work, 'grads.safetensors');
     const r = vlmcWithEnv(swiftshaderEnv(), ['run', artifact, '--graph', 'train', '--inputs', path.join(fx, 'inputs.safetensors'), '--out', out, '--ep', 'webgpu']);
     expect(r.status, r.stderr).toBe(0);
