@@ -11,7 +11,8 @@ import { DATA_FILE, MODEL_FILE, isSplitArtifact, readManifest, type Manifest } f
 import { checkOutputPath } from './fs/output-path.ts';
 import { checkExternalReferences } from './onnx/read.ts';
 import { checkDataAgainstManifest, checkDeclaredInputs, checkForwardInputs, forwardInputNames } from './runtime/check-inputs.ts';
-import { openSession, run, type HostTensor } from './runtime/session.ts';
+import { loadOrt, openSession, run, type ExecutionProvider, type HostTensor } from './runtime/session.ts';
+import { providerList } from './runtime/providers.ts';
 import { readInputs, writeOutputs } from './runtime/tensor-files.ts';
 
 /** Graphs built before vlmc's ViT took zero tiles fail inside onnxruntime on a text-only request without a blank tile. */
@@ -21,22 +22,22 @@ function zeroTilesError(artifactDir: string, inputsFile: string, inputs: Record<
 }
 
 /** `vlmc run` on a split artifact: vision, embedding, then one decoder prefill with full logits. */
-async function runSplitArtifact(artifactDir: string, manifest: Manifest, inputsFile: string, outFile: string, graph: string): Promise<Record<string, HostTensor>> {
+async function runSplitArtifact(artifactDir: string, manifest: Manifest, inputsFile: string, outFile: string, graph: string, ep: ExecutionProvider): Promise<Record<string, HostTensor>> {
   if (graph !== 'model') throw new UserError(`--graph ${graph}: ${artifactDir} is a split artifact (vision, embedding, decoder); build with --train, without --split, for training graphs`);
   const read = await readInputs(inputsFile, forwardInputNames(manifest), (declared) => checkDeclaredInputs(inputsFile, manifest, declared));
   const inputs = checkForwardInputs(inputsFile, manifest, read);
   // Loaded on demand, as below: a plain `vlmc run` does not pay for the split pipeline (it loads the zoo) or the training weights.
   const { runSplit } = await import('./generate/session.ts');
-  const outputs = await runSplit(artifactDir, inputs);
+  const outputs = await runSplit(artifactDir, inputs, { ep });
   await writeOutputs(outFile, outputs);
   return outputs;
 }
 
-/** `vlmc run`: artifact + inputs file -> outputs file. */
-export async function runArtifact(artifactDir: string, inputsFile: string, outFile: string, graph = 'model'): Promise<Record<string, HostTensor>> {
+/** `vlmc run`: artifact + inputs file -> outputs file, on the execution provider `ep`. */
+export async function runArtifact(artifactDir: string, inputsFile: string, outFile: string, graph = 'model', ep: ExecutionProvider = 'cpu'): Promise<Record<string, HostTensor>> {
   checkOutputPath(outFile, { kind: 'result', content: 'outputs', flag: '--out', inputs: [artifactDir, inputsFile] });
   const manifest = readManifest(artifactDir);
-  if (isSplitArtifact(artifactDir)) return runSplitArtifact(artifactDir, manifest, inputsFile, outFile, graph);
+  if (isSplitArtifact(artifactDir)) return runSplitArtifact(artifactDir, manifest, inputsFile, outFile, graph, ep);
   const dataFile = nodePath.join(artifactDir, DATA_FILE);
   if (existsSync(dataFile)) checkDataAgainstManifest(dataFile, statSync(dataFile).size, manifest);
   checkExternalReferences(nodePath.join(artifactDir, MODEL_FILE));
@@ -46,7 +47,7 @@ export async function runArtifact(artifactDir: string, inputsFile: string, outFi
   const inputs = modelInputs
     ? await readInputs(inputsFile)
     : checkForwardInputs(inputsFile, manifest, await readInputs(inputsFile, [...forwardInputNames(manifest), ...extra], (declared) => checkDeclaredInputs(inputsFile, manifest, declared)));
-  const session = await openSession(artifactDir, ['cpu'], graph);
+  const session = await openSession(artifactDir, providerList(await loadOrt(), ep), graph);
   try {
     if (graph === 'train') {
       // Trainable parameters not in the inputs file take their bound weights.
