@@ -7,7 +7,9 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { existsSync, readFileSync, symlinkSync } from 'node:fs';
 import * as path from 'node:path';
+import { spawnSync } from 'node:child_process';
 import { ROOT, removeDir, tempDir, vlmc } from './helpers.ts';
+import { NO_ADAPTER_ENV, SWIFTSHADER_ICD, lastLine, swiftshaderEnv, vlmcWithEnv } from './webgpu-env.ts';
 
 const DOCS = ['README.md', 'docs/training.md'];
 
@@ -48,10 +50,27 @@ function vlmcArgs(command: string[]): string[] | undefined {
   throw new Error(`a documented command that is neither npm nor npx vlmc: ${command.join(' ')} (make its block \`text\` if it is not meant to run)`);
 }
 
+const webgpu = (args: string[]) => args.join(' ').includes('--ep webgpu');
+
 describe('the walkthrough (README.md, docs/training.md) on what npm start writes', () => {
   const work = tempDir('vlmc-walkthrough-');
   afterAll(() => removeDir(work));
   symlinkSync(path.join(ROOT, 'graphs'), path.join(work, 'graphs'));
+
+  /**
+   * A `--ep webgpu` command runs on SwiftShader's Vulkan adapter (as test/webgpu.test.ts runs them);
+   * Dawn's own `Warning:` lines about Vulkan are not vlmc's. Without SwiftShader it must stop with
+   * the documented exit 2 naming the missing adapter, which then stands for success here.
+   */
+  function webgpuRun(args: string[]) {
+    if (!SWIFTSHADER_ICD) {
+      const r = vlmcWithEnv(NO_ADAPTER_ENV, args);
+      expect(lastLine(r.stderr)).toMatch(/--ep webgpu: ONNX Runtime found no WebGPU adapter/);
+      return { status: r.status === 2 ? 0 : r.status, stderr: '' };
+    }
+    const r = spawnSync(process.execPath, [path.join(ROOT, 'bin/vlmc.js'), ...args], { cwd: work, encoding: 'utf8', env: { ...process.env, CI: '1', ...swiftshaderEnv() } });
+    return { status: r.status ?? -1, stderr: r.stderr.split('\n').filter((l) => l !== '' && !/^Warning:|^\s/.test(l)).join('\n') };
+  }
 
   it('the shell blocks are parsed as a shell reads them', () => {
     expect(shellCommands('```sh\nnpx vlmc a --p "b c" # note\n# only a comment\nnpm install   # x\n```\n')).toEqual([['npx', 'vlmc', 'a', '--p', 'b c'], ['npm', 'install']]);
@@ -64,7 +83,7 @@ describe('the walkthrough (README.md, docs/training.md) on what npm start writes
     expect(run[0]!.args).toEqual(['demo']);
     // Each documented output shows up where the docs say.
     for (const { doc, c, args } of run) {
-      const r = vlmc(args!, work);
+      const r = webgpu(args!) ? webgpuRun(args!) : vlmc(args!, work);
       expect({ doc, command: c.join(' '), status: r.status, stderr: r.stderr }).toEqual({ doc, command: c.join(' '), status: 0, stderr: '' });
     }
     for (const f of ['out/internvl-tiny-checkpoint/tokenizer.json', 'out/split/pipeline.json', 'in.safetensors', 'result.safetensors', 'gen.safetensors', 'runs/s1/checkpoint-10/model.safetensors', 'runs/s2/checkpoint-20/model.safetensors']) {
