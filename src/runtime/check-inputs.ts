@@ -171,7 +171,7 @@ export function checkImageTokenCount(manifest: Manifest, inputs: Readonly<Record
   for (const v of ids.data as BigInt64Array) if (v === want) count++;
   const tiles = pixels.shape[0] ?? 0;
   if (count !== tiles * perTile) {
-    throw new UserError(`${where}: input_ids hold ${count} <IMG_CONTEXT> tokens (id ${id}), but pixel_values has ${tiles} tile${tiles === 1 ? '' : 's'} (flagged 1) x ${perTile} tokens = ${tiles * perTile}; this graph uses every tile it is given (no image_flags input)`);
+    throw new UserError(`${where}: input_ids hold ${count} <IMG_CONTEXT> tokens (id ${id}), but pixel_values has ${tiles} tile${tiles === 1 ? '' : 's'} x ${perTile} tokens = ${tiles * perTile}; this graph uses every tile it is given (no image_flags input; tiles an image_flags tensor flags 0 are left out)`);
   }
 }
 
