@@ -82,7 +82,7 @@ export function program(io: CliIO = { stdout: process.stdout, stderr: process.st
     .option('--seed <n>', 'seed for parameters that are initialised, not loaded', int('--seed'), 0)
     .addOption(new Option('--dtype <dtype>', 'stored parameter dtype').choices(['fp32', 'fp16', 'bf16']).default('fp32'))
     .option('--opset <n>', 'ONNX opset (17 to 24)', int('--opset'))
-    .addOption(new Option('--target <target>', 'portable: standard ONNX ops; gpu: ONNX Runtime fused ops').choices(['portable', 'gpu']).default('portable'))
+    .addOption(new Option('--target <target>', 'portable: standard ONNX ops; gpu: ONNX Runtime fused ops; webgpu: the fused ops the WebGPU provider runs').choices(['portable', 'gpu', 'webgpu']).default('portable'))
     .option('--fuse <list>', 'with --target gpu: none, all (default) or a comma list of fusions (gqa, vit-attention, gelu, skip-layernorm, rmsnorm)')
     .addOption(new Option('--quant <scheme>', 'with --target gpu: weight-only quantisation of the LLM linears (MatMulNBits)').choices(['int4', 'int8']))
     .addOption(new Option('--quant-block <n>', 'quantisation block size along K').choices(['16', '32', '64', '128', '256']).default('32'))

@@ -13,7 +13,8 @@ import { MODEL_ENTRY, TRAIN_ENTRY, type Model } from '../dsl/model.ts';
 import { foldShapes } from './fold-shapes.ts';
 import { removeDeadNodes, removeUnusedParams } from './dead-nodes.ts';
 import { appendBackward, type DimSizes, type PruningReport } from './differentiate.ts';
-import { fuseGraph, parseFuse, type Target } from './fusion/index.ts';
+import { fuseGraph, isFused, parseFuse, type Target } from './fusion/index.ts';
+import { checkWebgpuGraph } from './webgpu-profile.ts';
 import { lowerComposites } from './lower.ts';
 import { quantizeLinears } from './quantize.ts';
 import { computeInHalf } from './half-precision.ts';
@@ -120,7 +121,7 @@ export const PASSES: readonly Pass[] = [
     name: 'quantize',
     applies: (ctx) => ctx.options.quant !== undefined,
     refuse: (ctx) => {
-      if (ctx.options.quant && targetOf(ctx) !== 'gpu') throw new UserError('--quant needs --target gpu: MatMulNBits is an ONNX Runtime contrib op');
+      if (ctx.options.quant && !isFused(targetOf(ctx))) throw new UserError('--quant needs --target gpu or webgpu: MatMulNBits is an ONNX Runtime contrib op');
     },
     run: (g, ctx) => {
       const q = ctx.options.quant!;
@@ -131,7 +132,7 @@ export const PASSES: readonly Pass[] = [
   {
     name: 'compute-in-half',
     // The gpu target computes in a half storage dtype; the portable graph only stores in it.
-    applies: (ctx) => targetOf(ctx) === 'gpu' && dtypeOf(ctx) !== 'float32',
+    applies: (ctx) => isFused(targetOf(ctx)) && dtypeOf(ctx) !== 'float32',
     run: (g, ctx) => {
       const dtype = dtypeOf(ctx) as 'float16' | 'bfloat16';
       // The KV cache stays in the compute dtype between steps where onnxruntime-node can hold it.
@@ -142,8 +143,16 @@ export const PASSES: readonly Pass[] = [
   },
   {
     name: 'store-params',
-    applies: (ctx) => targetOf(ctx) !== 'gpu' && dtypeOf(ctx) !== 'float32',
+    applies: (ctx) => !isFused(targetOf(ctx)) && dtypeOf(ctx) !== 'float32',
     run: (g, ctx) => storeParamsAs(g, dtypeOf(ctx)),
+  },
+  {
+    name: 'check-webgpu',
+    applies: (ctx) => targetOf(ctx) === 'webgpu',
+    refuse: (ctx) => {
+      if (targetOf(ctx) === 'webgpu' && dtypeOf(ctx) === 'bfloat16') throw new UserError('--target webgpu with --dtype bf16: WGSL has no bfloat16, so no WebGPU kernel computes in it; use --dtype fp16 or fp32');
+    },
+    run: (g) => checkWebgpuGraph(g),
   },
   ...FINISHING_PASSES,
 ];
