@@ -36,6 +36,8 @@ export interface ManifestCheckpointSource {
   layout?: string;
   /** Set when several tensors were joined into this parameter: `concat(axis=0)`. */
   transform?: string;
+  /** Set when a LoRA was merged into this weight while binding: where lora_A and lora_B came from, and the scaling. */
+  lora?: { role: string; file: string; key: string[]; scaling: number; transform: string };
 }
 
 export interface ManifestSource {

@@ -10,24 +10,30 @@ import type { Checkpoint } from '../checkpoint/checkpoint.ts';
 import { isFloatStDType } from '../tensor/convert.ts';
 import { IGNORABLE_KEYS, INTERNVL_PARTS, TIED_DUPLICATES } from '../models/internvl.names.ts';
 import { pathPatternMatches } from '../dsl/freeze.ts';
-import type { KeyLayout, KeySource } from '../models/internvl.hf.names.ts';
+import type { CheckpointLayout, KeySource } from '../models/internvl.hf.names.ts';
+import type { LoraKeys } from '../models/internvl.lora.names.ts';
+import { locateAdapterParam, withLoraMerges, type LoraMergeOrigin } from './lora.ts';
 
 /** A named checkpoint the build reads from: `unified` (Path A) or `vision` / `llm` (Path B). */
 export interface WeightSource {
-  /** `projector`: Path B's projector taken from a saved file (unified-layout keys, `mlp1.*`). */
-  role: 'unified' | 'vision' | 'llm' | 'projector';
+  /** `projector`: Path B's projector taken from a saved file (unified-layout keys, `mlp1.*`). `adapter`: a PEFT LoRA adapter (--adapter). */
+  role: 'unified' | 'vision' | 'llm' | 'projector' | 'adapter';
   checkpoint: Checkpoint;
   /**
    * How graph parameter names become this checkpoint's keys when it is not in the original
    * InternVL layout (the Hugging Face-native one: src/models/internvl.hf.names.ts).
    */
-  layout?: KeyLayout;
+  layout?: CheckpointLayout;
+  /** Set when the source holds LoRA adapters (src/bind/lora.ts): merged into their base weights, or read as the graph's own. */
+  lora?: LoraKeys;
 }
 
 export type ParamOrigin =
   | { kind: 'checkpoint'; source: WeightSource; key: string }
   /** Several checkpoint tensors concatenated along axis 0 (q, k, v -> a fused qkv). */
   | { kind: 'concat'; source: WeightSource; keys: string[] }
+  /** A base weight with its LoRA merged in while binding: W + scaling * B @ A. */
+  | LoraMergeOrigin
   | { kind: 'init' };
 
 export interface BoundParam {
@@ -88,7 +94,7 @@ export function planBinding(params: GraphParam[], path: BuildPath, sources: Weig
   const used = new Map<WeightSource, Set<string>>(sources.map((s) => [s, new Set()]));
   const allowMissing = (options.allowMissing ?? []).map((g) => pathGlob(g, '--allow-missing'));
   const bound: BoundParam[] = params.map((param) => {
-    const where = locate(param, path, sources);
+    const where = locateAdapterParam(param.name, sources) ?? locate(param, path, sources);
     if (where === 'init') return { param, origin: { kind: 'init' } };
     const { source, key } = where;
     if (Array.isArray(key)) return bindConcat(param, source, key, used.get(source)!, problems, allowMissing);
@@ -107,11 +113,12 @@ export function planBinding(params: GraphParam[], path: BuildPath, sources: Weig
     if (!isFloatStDType(entry.dtype)) problems.push(`dtype       ${key}: ${entry.dtype} in ${file}; parameters must be F32, F16 or BF16`);
     return { param, origin: { kind: 'checkpoint', source, key } };
   });
+  const merged = withLoraMerges(bound, sources, used, problems);
   problems.push(...unexpectedKeys(sources, used, path, options.ignoreUnexpected ?? []));
   if (problems.length > 0) {
     throw new CheckpointError(`the checkpoint does not match the graph${options.graphFrom ? ` from ${options.graphFrom}` : ''} (${problems.length} problem${problems.length === 1 ? '' : 's'}):\n  ${problems.join('\n  ')}`);
   }
-  return { path, seed: options.seed ?? 0, params: bound, sources };
+  return { path, seed: options.seed ?? 0, params: merged, sources };
 }
 
 /** Parts concatenated along axis 0: each must be there, agree on the trailing dims, and sum to the rows. */

@@ -97,8 +97,18 @@ export function spellingOf(keys: readonly string[]): HFSpelling {
 // ---------------------------------------------------------------------------------------------
 // Applying the data
 
+/** How graph parameter names map to a checkpoint's keys when it is not in the original InternVL layout. */
+export interface CheckpointLayout {
+  /** Shown in reports and the manifest (`hf:transformers-4`, `internvl-lora`). */
+  readonly name: string;
+  /** The checkpoint key(s) holding graph parameter `name`; undefined when the layout does not cover it. */
+  keysFor(name: string): KeySource | undefined;
+  /** The graph parameter a checkpoint key feeds, for reports. */
+  nameFor(key: string): string | undefined;
+}
+
 /** Resolves graph parameter names to checkpoint keys and back through a list of prefix maps. */
-export class KeyLayout {
+export class KeyLayout implements CheckpointLayout {
   private readonly compiled: { prefix: PrefixMap; template: string; from: RegExp; to: string[] }[];
 
   constructor(

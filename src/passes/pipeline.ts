@@ -19,6 +19,8 @@ import { computeInHalf } from './half-precision.ts';
 import { checkOpset, retargetOpset } from './opset.ts';
 import { storeParamsAs } from './param-storage.ts';
 import { nameGraph } from './naming.ts';
+import { applyLora, checkLoraRules, loraFreezeRules, loraOf } from './lora.ts';
+import type { LoraDeclaration } from '../dsl/lora.ts';
 
 export interface PipelineOptions {
   opset: number;
@@ -30,6 +32,7 @@ export interface PipelineOptions {
   rules?: FreezeRule[];
   facts?: TraceFacts;
   sizes?: DimSizes;
+  lora?: LoraDeclaration;
 }
 
 export interface PassContext {
@@ -71,10 +74,21 @@ export const PASSES: readonly Pass[] = [
   { name: 'fold-shapes', applies: () => true, run: (g) => foldShapes(g) },
   { name: 'dead-nodes', applies: () => true, run: (g) => removeDeadNodes(g) },
   {
+    name: 'lora',
+    // Before freeze, so freeze rules see the adapters; over every parameter, so every graph names them alike.
+    applies: (ctx) => loraOf(ctx.model, ctx.options.lora).length > 0,
+    run: (g, ctx) => applyLora(g, loraOf(ctx.model, ctx.options.lora)),
+  },
+  {
     name: 'freeze',
     applies: () => true,
     // Over every parameter of the model (before an entry point drops the ones it does not read), so a rule means the same in every graph.
-    run: (g, { model, options }) => applyFreezeRules(g.params, [...model.train, ...(options.rules ?? [])], model.aliases()),
+    run: (g, { model, options }) => {
+      const lora = loraOf(model, options.lora);
+      const rules = [...model.train, ...(options.rules ?? [])];
+      checkLoraRules(rules, lora);
+      applyFreezeRules(g.params, [...model.train, ...loraFreezeRules(lora), ...(options.rules ?? [])], model.aliases());
+    },
   },
   {
     name: 'prune-params',
