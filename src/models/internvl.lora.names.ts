@@ -19,6 +19,9 @@ import { Checkpoint } from '../checkpoint/checkpoint.ts';
 import { loraModuleOf, loraScaling, targetsOf, type LoraPartInfo } from '../dsl/lora.ts';
 import type { CheckpointLayout } from './internvl.hf.names.ts';
 
+/** The InternVLChatConfig field that holds each part's LoRA rank. */
+export const INTERNVL_LORA_CONFIG_FIELDS: Readonly<Record<string, string>> = { vision_model: 'use_backbone_lora', language_model: 'use_llm_lora' };
+
 export interface LoraPair {
   a: string;
   b: string;

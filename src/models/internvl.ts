@@ -17,6 +17,7 @@ import type { InternVisionModel } from './internvit.ts';
 import { headDimOf, type CausalLM } from './llm/decoder.ts';
 import { Projector, pixelShuffle, type PsVersion } from './projector.ts';
 import { checkInternVLOptions } from './check-options.ts';
+import { INTERNVL_LORA_CONFIG_FIELDS } from './internvl.lora.names.ts';
 
 export interface InternVLOptions {
   vision: InternVisionModel;
@@ -86,8 +87,8 @@ export class InternVLChatModel extends Model {
   /** InternVL's two LoRA parts: the backbone (use_backbone_lora) and the LLM (use_llm_lora); mlp1 is never wrapped. */
   override loraParts(): Record<string, LoraPartInfo> {
     return {
-      vision: { module: 'vision_model', targets: this.vision_model.loraTargets(), configField: 'use_backbone_lora', flag: '--use-backbone-lora' },
-      llm: { module: 'language_model', targets: this.language_model.loraTargets(), configField: 'use_llm_lora', flag: '--use-llm-lora' },
+      vision: { module: 'vision_model', targets: this.vision_model.loraTargets(), configField: INTERNVL_LORA_CONFIG_FIELDS.vision_model!, flag: '--use-backbone-lora' },
+      llm: { module: 'language_model', targets: this.language_model.loraTargets(), configField: INTERNVL_LORA_CONFIG_FIELDS.language_model!, flag: '--use-llm-lora' },
     };
   }
 

@@ -1,0 +1,215 @@
+/**
+ * LoRA against ../shared/fixtures/lora (every case folder there, so new cases are checked as they
+ * arrive): the three checkpoint forms (InternVL's save with LoRA unmerged, merge_lora.py's merged
+ * checkpoint, the base plus PEFT adapters on Path A and Path B) give the expected logits and
+ * vit_embeds, merged at bind and kept separate; the LoRA training graph gives the expected loss
+ * and gradients for exactly the adapters (and mlp1 with --unfreeze mlp1); `vlmc export
+ * --merge-lora` writes the merged checkpoint's weights; `vlmc train --preset lora` lowers the loss
+ * and saves a checkpoint in InternVL's layout, key for key, that builds again. In process, on the
+ * tiny fixture models.
+ */
+import { describe, it, expect, beforeAll, afterAll } from 'vitest';
+import { cpSync, existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import * as path from 'node:path';
+import { FIXTURES, tempDir, removeDir } from './helpers.ts';
+import { charTokenizer } from './char-tokenizer.ts';
+import { build, type BuildOptions } from '../src/build.ts';
+import { openSession, readInputs, run, type HostTensor } from '../src/runtime/run.ts';
+import { boundTrainableWeights } from '../src/train/weights.ts';
+import { train } from '../src/train/loop.ts';
+import { exportMergedLora } from '../src/export/merge-lora.ts';
+import { SafetensorsFile } from '../src/checkpoint/safetensors.ts';
+import type { Manifest } from '../src/artifact/manifest.ts';
+import { createHash } from 'node:crypto';
+
+const sha256 = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
+
+const LORA = path.join(FIXTURES, 'lora');
+const CASES = readdirSync(LORA).filter((d) => existsSync(path.join(LORA, d, 'case.json'))).sort();
+const IMAGE = path.join(FIXTURES, 'preprocess/images/png_rgb_47x31.png');
+
+interface Tolerance {
+  atol: number;
+  rtol: number;
+}
+
+/** The largest |got - want| - (atol + rtol |want|): at most 0 when within tolerance. */
+function excess(got: ArrayLike<number>, want: ArrayLike<number>, tol: Tolerance): number {
+  expect(got.length).toBe(want.length);
+  let worst = -Infinity;
+  for (let i = 0; i < want.length; i++) worst = Math.max(worst, Math.abs(got[i]! - want[i]!) - (tol.atol + tol.rtol * Math.abs(want[i]!)));
+  return worst;
+}
+
+function relativeL2(got: ArrayLike<number>, want: ArrayLike<number>): number {
+  let num = 0;
+  let den = 0;
+  for (let i = 0; i < want.length; i++) {
+    num += (got[i]! - want[i]!) ** 2;
+    den += want[i]! ** 2;
+  }
+  return den === 0 ? Math.sqrt(num) : Math.sqrt(num / den);
+}
+
+async function tensors(file: string): Promise<Record<string, Float32Array>> {
+  const st = await SafetensorsFile.open(file);
+  try {
+    const out: Record<string, Float32Array> = {};
+    for (const k of st.keys()) out[k] = await st.readAsFloat32(st.entry(k));
+    return out;
+  } finally {
+    await st.close();
+  }
+}
+
+/** Builds and runs one graph of the artifact on the case's inputs (trainable weights fed from the artifact). */
+async function buildAndRun(options: BuildOptions, inputsFile: string, graph: 'model' | 'train'): Promise<{ manifest: Manifest; outputs: Record<string, HostTensor> }> {
+  const { manifest } = await build(options);
+  const session = await openSession(options.out, ['cpu'], graph);
+  try {
+    const inputs = await readInputs(inputsFile, session.inputNames);
+    Object.assign(inputs, await boundTrainableWeights(options.out, manifest, session.inputNames.filter((n) => !(n in inputs))));
+    return { manifest, outputs: await run(session, inputs) };
+  } finally {
+    await session.release();
+  }
+}
+
+describe.each(CASES)('LoRA case %s', (name) => {
+  const fx = path.join(LORA, name);
+  const spec = JSON.parse(readFileSync(path.join(fx, 'case.json'), 'utf8'));
+  const base = path.join(FIXTURES, spec.base_case);
+  const adapters = ['adapter', 'vision-adapter'].map((d) => path.join(fx, d)).filter((d) => existsSync(d));
+  const parts = Object.values(spec.lora) as { r: number; num_wrapped_modules: number; config_field: string }[];
+  const wrapped = parts.reduce((n, p) => n + p.num_wrapped_modules, 0);
+  let work: string;
+  let expected: Record<string, Float32Array>;
+  beforeAll(async () => {
+    work = tempDir('vlmc-lora-');
+    expected = await tensors(path.join(fx, 'expected.safetensors'));
+  });
+  afterAll(() => removeDir(work));
+
+  const forms: [string, Omit<BuildOptions, 'out'>, 'merged' | 'kept' | 'plain'][] = [
+    ['merged-unified', { weights: path.join(fx, 'merged-unified') }, 'plain'],
+    ['lora-unified, merged at bind', { weights: path.join(fx, 'lora-unified') }, 'merged'],
+    ['lora-unified, kept separate (--keep-lora)', { weights: path.join(fx, 'lora-unified'), keepLora: true }, 'kept'],
+    ['base + adapters (Path A), merged at bind', { weights: path.join(fx, 'base-unified'), adapters }, 'merged'],
+    ['base + adapters (Path A), kept separate', { weights: path.join(fx, 'base-unified'), adapters, keepLora: true }, 'kept'],
+    ['base + adapters (Path B), merged at bind', { vision: path.join(base, 'vision'), llm: path.join(base, 'llm'), projector: path.join(base, 'mlp1.safetensors'), adapters }, 'merged'],
+  ];
+
+  it.each(forms)('%s: logits and vit_embeds as expected', async (label, options, how) => {
+    const { manifest, outputs } = await buildAndRun({ ...options, out: path.join(work, label.replace(/\W+/g, '-')) }, path.join(fx, 'inputs.safetensors'), 'model');
+    for (const key of ['logits', 'vit_embeds']) {
+      expect(excess(outputs[key]!.data as Float32Array, expected[key]!, spec.recommended_tolerance[key]), key).toBeLessThanOrEqual(0);
+    }
+    const merges = manifest.parameters.filter((p) => 'role' in p.source && p.source.lora);
+    const adaptersKept = manifest.parameters.filter((p) => /\.lora_[AB]\.weight$/.test(p.name));
+    expect(merges.length).toBe(how === 'merged' ? wrapped : 0);
+    expect(adaptersKept.length).toBe(how === 'kept' ? 2 * wrapped : 0);
+    if (how === 'kept') {
+      expect(adaptersKept.filter((q) => q.name.endsWith('lora_A.weight')).every((q) => parts.some((p) => p.r === q.shape[0]))).toBe(true);
+      expect(Object.keys(manifest.metadata).filter((k) => k.startsWith('vlmc.lora.')).length).toBe(parts.length);
+    }
+  });
+
+  it.each([
+    ['--preset lora', [] as string[], spec.trainable.lora_only.keys as string[]],
+    ['--preset lora --unfreeze mlp1', ['mlp1'], [...spec.trainable.lora_only.keys, ...spec.trainable.lora_and_mlp1.keys] as string[]],
+  ])('training graph with %s: loss and exactly the trainable gradients', async (label, unfreeze, keys) => {
+    const options: BuildOptions = { weights: path.join(fx, 'lora-unified'), keepLora: true, train: true, preset: 'lora', unfreeze, out: path.join(work, `train-${unfreeze.length}`) };
+    const { manifest, outputs } = await buildAndRun(options, path.join(fx, 'inputs.safetensors'), 'train');
+    expect(excess(outputs.loss!.data as Float32Array, expected.loss!, spec.recommended_tolerance.loss), 'loss').toBeLessThanOrEqual(0);
+    const keyOf = new Map(manifest.parameters.map((p) => [p.name, p.key as string]));
+    const trainable = manifest.train!.trainable;
+    expect(trainable.map((t) => keyOf.get(t.name)).sort()).toEqual([...keys].sort());
+    // Frozen parameters get no gradient output.
+    expect(Object.keys(outputs).filter((k) => k !== 'loss').sort()).toEqual(trainable.map((t) => t.grad).sort());
+    const want = await tensors(path.join(fx, 'gradients.safetensors'));
+    const bound = spec.recommended_tolerance.grads.max_abs_err_over_max_abs_ref;
+    for (const t of trainable) {
+      const key = keyOf.get(t.name)!;
+      expect(relativeL2(outputs[t.grad]!.data as Float32Array, want[key]!), `${key} relative L2`).toBeLessThanOrEqual(1e-4);
+      const g = outputs[t.grad]!.data as Float32Array;
+      const ref = want[key]!;
+      const maxRef = ref.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
+      expect(g.reduce((m, v, i) => Math.max(m, Math.abs(v - ref[i]!)), 0) / maxRef, `${key} max abs error / max abs reference`).toBeLessThanOrEqual(bound);
+    }
+  });
+
+  it('vlmc export --merge-lora writes the merged checkpoint (every element as merged in float64 and rounded once)', async () => {
+    const out = path.join(work, 'export-merged');
+    const r = await exportMergedLora({ checkpoint: path.join(fx, 'lora-unified'), out });
+    expect(r.merged).toBe(wrapped);
+    const got = await tensors(path.join(out, 'model.safetensors'));
+    const want = await tensors(path.join(fx, 'merged-unified/model.safetensors'));
+    expect(Object.keys(got).sort()).toEqual(Object.keys(want).sort());
+    let differing = 0;
+    for (const [k, w] of Object.entries(want)) for (let i = 0; i < w.length; i++) if (got[k]![i] !== w[i]) differing++;
+    expect(differing).toBe(0);
+    const config = JSON.parse(readFileSync(path.join(out, 'config.json'), 'utf8'));
+    for (const p of parts) expect(config[p.config_field]).toBe(0);
+  });
+});
+
+describe.each(CASES)('vlmc train --preset lora on %s', (name) => {
+  const fx = path.join(LORA, name);
+  const spec = JSON.parse(readFileSync(path.join(fx, 'case.json'), 'utf8'));
+  let work: string;
+  beforeAll(() => {
+    work = tempDir('vlmc-lora-train-');
+  });
+  afterAll(() => removeDir(work));
+
+  it('starts a LoRA on the base, lowers the loss, and saves InternVL\'s layout key for key, which builds again', async () => {
+    // The base checkpoint with a tokenizer (the fixtures ship none) and two samples.
+    const ckpt = path.join(work, 'base');
+    cpSync(path.join(fx, 'base-unified'), ckpt, { recursive: true });
+    const added = JSON.parse(readFileSync(path.join(ckpt, 'added_tokens.json'), 'utf8')) as Record<string, number>;
+    const vocab = JSON.parse(readFileSync(path.join(ckpt, 'config.json'), 'utf8')).llm_config.vocab_size as number;
+    writeFileSync(path.join(ckpt, 'tokenizer.json'), JSON.stringify(charTokenizer({ imStart: vocab - 2, imEnd: vocab - 1, img: added['<img>']!, imgEnd: added['</img>']!, context: added['<IMG_CONTEXT>']! })));
+    cpSync(IMAGE, path.join(work, 'cat.png'));
+    const data = path.join(work, 'data.jsonl');
+    writeFileSync(data, [
+      { image: 'cat.png', conversations: [{ from: 'human', value: '<image>\nwhat is it?' }, { from: 'gpt', value: 'a cat.' }] },
+      { image: 'cat.png', conversations: [{ from: 'human', value: 'colour?' }, { from: 'gpt', value: 'red' }] },
+    ].map((l) => JSON.stringify(l)).join('\n') + '\n');
+
+    const ranks = { useLlmLora: spec.lora.language_model?.r, useBackboneLora: spec.lora.vision_model?.r };
+    const artifact = path.join(work, 'artifact');
+    await build({ weights: ckpt, ...ranks, train: true, preset: 'lora', seed: 1, out: artifact });
+    const result = await train({ artifact, data, steps: 4, lr: 1e-2, out: path.join(work, 'run') });
+    expect(result.losses[3]!).toBeLessThan(result.losses[0]!);
+
+    const saved = await SafetensorsFile.open(path.join(result.checkpoint, 'model.safetensors'));
+    const official = await SafetensorsFile.open(path.join(fx, 'lora-unified/model.safetensors'));
+    try {
+      expect(saved.keys()).toEqual(official.keys());
+      for (const k of official.keys()) expect(saved.entry(k).shape, k).toEqual(official.entry(k).shape);
+    } finally {
+      await saved.close();
+      await official.close();
+    }
+    const config = JSON.parse(readFileSync(path.join(result.checkpoint, 'config.json'), 'utf8'));
+    const want = JSON.parse(readFileSync(path.join(fx, 'lora-unified/config.json'), 'utf8'));
+    for (const field of ['use_llm_lora', 'use_backbone_lora']) expect(config[field]).toBe(want[field]);
+    expect(config.llm_config.tie_word_embeddings).toBe(want.llm_config.tie_word_embeddings);
+
+    // It builds again: merged at bind, or kept to train on (the trained adapters as saved).
+    const merged = await build({ weights: result.checkpoint, out: path.join(work, 'rebuilt-merged') });
+    expect(merged.manifest.parameters.filter((p) => 'role' in p.source && p.source.lora).length).toBeGreaterThan(0);
+    const kept = await build({ weights: result.checkpoint, keepLora: true, out: path.join(work, 'rebuilt-kept') });
+    const adapters = kept.manifest.parameters.filter((p) => /\.lora_[AB]\.weight$/.test(p.name));
+    expect(adapters.length).toBe(saved.keys().filter((k) => /\.lora_[AB]\./.test(k)).length);
+    const reopened = await SafetensorsFile.open(path.join(result.checkpoint, 'model.safetensors'));
+    try {
+      for (const p of adapters) expect(p.sha256, p.name).toBe(sha256(await reopened.readAll(reopened.entry(p.key as string))));
+      // Trained: lora_B left its zero init.
+      const b = await reopened.readAsFloat32(reopened.entry(adapters.find((p) => p.name.endsWith('lora_B.weight'))!.key as string));
+      expect(b.some((v) => v !== 0)).toBe(true);
+    } finally {
+      await reopened.close();
+    }
+  });
+});
