@@ -11,7 +11,7 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { cpSync, existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
-import { FIXTURES, tempDir, removeDir } from './helpers.ts';
+import { FIXTURES, ROOT, tempDir, removeDir, vlmc } from './helpers.ts';
 import { charTokenizer } from './char-tokenizer.ts';
 import { build, type BuildOptions } from '../src/build.ts';
 import { openSession, readInputs, run, type HostTensor } from '../src/runtime/run.ts';
@@ -20,6 +20,7 @@ import { train } from '../src/train/loop.ts';
 import { exportMergedLora } from '../src/export/merge-lora.ts';
 import { SafetensorsFile } from '../src/checkpoint/safetensors.ts';
 import type { Manifest } from '../src/artifact/manifest.ts';
+import { UserError } from '../src/errors.ts';
 import { createHash } from 'node:crypto';
 
 const sha256 = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
@@ -27,6 +28,7 @@ const sha256 = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
 const LORA = path.join(FIXTURES, 'lora');
 const CASES = readdirSync(LORA).filter((d) => existsSync(path.join(LORA, d, 'case.json'))).sort();
 const IMAGE = path.join(FIXTURES, 'preprocess/images/png_rgb_47x31.png');
+const ROOT_GRAPHS = path.join(ROOT, 'graphs');
 
 interface Tolerance {
   atol: number;
@@ -211,5 +213,65 @@ describe.each(CASES)('vlmc train --preset lora on %s', (name) => {
     } finally {
       await reopened.close();
     }
+  });
+});
+
+describe('LoRA refusals: one message naming the flag, the file or the tensor, nothing written', () => {
+  const fx = path.join(LORA, CASES[0]!);
+  let work: string;
+  beforeAll(() => {
+    work = tempDir('vlmc-lora-bad-');
+  });
+  afterAll(() => removeDir(work));
+
+  /** A copy of one of the case's folders with a file changed. */
+  function copyWith(from: string, name: string, file: string, change: (json: Record<string, unknown>) => void): string {
+    const dir = path.join(work, name);
+    cpSync(path.join(fx, from), dir, { recursive: true });
+    const json = JSON.parse(readFileSync(path.join(dir, file), 'utf8'));
+    change(json);
+    writeFileSync(path.join(dir, file), JSON.stringify(json));
+    return dir;
+  }
+
+  it.each<[string, () => Omit<BuildOptions, 'out'>, RegExp]>([
+    ['--preset lora without LoRA', () => ({ weights: path.join(fx, 'base-unified'), train: true, preset: 'lora' }), /^--preset lora: no LoRA is declared, so there are no adapters to train; add --use-llm-lora R/],
+    ['--keep-lora without LoRA', () => ({ weights: path.join(fx, 'base-unified'), keepLora: true }), /^--keep-lora: there is no LoRA to keep/],
+    ['a rank flag against the checkpoint\'s LoRA', () => ({ weights: path.join(fx, 'lora-unified'), useLlmLora: 8 }), /^--use-llm-lora 8: .*lora-unified holds language_model LoRA of rank 4; give --use-llm-lora 4 \(or --keep-lora\)/],
+    ['a negative rank', () => ({ weights: path.join(fx, 'base-unified'), useLlmLora: -1 }), /--use-llm-lora -1: llm rank must be a whole number from 0 to 65536/],
+    ['an adapter without weights', () => ({ graph: path.join(ROOT_GRAPHS, 'internvl-tiny.ts'), adapters: [path.join(fx, 'adapter')] }), /^--adapter applies a LoRA adapter onto base weights/],
+    ['a folder that is no adapter', () => ({ weights: path.join(fx, 'base-unified'), adapters: [path.join(fx, 'base-unified')] }), /^--adapter .*base-unified: no adapter_config\.json/],
+    ['a DoRA adapter', () => ({ weights: path.join(fx, 'base-unified'), adapters: [copyWith('adapter', 'dora', 'adapter_config.json', (c) => (c.use_dora = true))] }), /adapter_config\.json: use_dora is true \(DoRA\); vlmc applies plain LoRA adapters/],
+    ['an adapter whose r disagrees with its tensors', () => ({ weights: path.join(fx, 'base-unified'), adapters: [copyWith('adapter', 'r8', 'adapter_config.json', (c) => (c.r = 8))] }), /lora_A\.weight has rank 4, but adapter_config\.json says r 8/],
+    ['an adapter for a part the checkpoint already adapts', () => ({ weights: path.join(fx, 'lora-unified'), adapters: [path.join(fx, 'adapter')] }), /already holds LoRA for language_model; give one adapter per part/],
+    ['a config that says LoRA over plain keys', () => ({ weights: copyWith('merged-unified', 'says-lora', 'config.json', (c) => (c.use_llm_lora = 4)) }), /config\.json: use_llm_lora is 4, but the checkpoint has no language_model\.base_model\.model\.\* keys/],
+  ])('%s', async (_, options, message) => {
+    const out = path.join(work, 'out');
+    const error = await build({ ...options(), out }).then(() => undefined, (e: unknown) => e);
+    expect(error).toBeInstanceOf(UserError);
+    expect((error as Error).message).toMatch(message);
+    expect((error as Error).message.split('\n')).toHaveLength(1);
+    expect(existsSync(out)).toBe(false);
+  });
+
+  it('a lora() target that names no Linear is refused at its graph file line', async () => {
+    const graph = path.join(work, 'bad-target.ts');
+    writeFileSync(graph, `import { internvl, internViT, qwen2, lora } from 'vlmc';
+export default internvl({
+  vision: internViT({ hidden: 32, heads: 4, layers: 1, intermediate: 64, imageSize: 28, patchSize: 14, norm: 'layer_norm', qkvBias: true, qkNorm: false, eps: 1e-6 }),
+  llm: qwen2({ hidden: 48, heads: 4, kvHeads: 2, layers: 1, intermediate: 96, vocab: 160, rmsNormEps: 1e-6, ropeTheta: 10000, maxPositions: 64, tieEmbeddings: true }),
+  imgContextTokenId: 153,
+  lora: lora({ llm: 2, targets: { llm: ['self_attn.q_proj', 'self_attn.qkv_proj'] } }),
+});
+`);
+    const error = await build({ graph, out: path.join(work, 'out') }).then(() => undefined, (e: unknown) => e);
+    expect(error).toBeInstanceOf(UserError);
+    expect((error as Error).message).toMatch(/bad-target\.ts:6:9: lora\(\): LoRA target 'self_attn\.qkv_proj' matches no Linear under language_model$/);
+  });
+
+  it('vlmc export takes exactly one of --layout hf and --merge-lora (exit 2)', () => {
+    const r = vlmc(['export', path.join(fx, 'lora-unified'), '--layout', 'hf', '--merge-lora', '--out', path.join(work, 'x')]);
+    expect(r.status).toBe(2);
+    expect(r.stderr).toBe('vlmc: vlmc export: give either --layout hf or --merge-lora\n');
   });
 });
