@@ -21,6 +21,7 @@ import { exportMergedLora } from '../src/export/merge-lora.ts';
 import { SafetensorsFile } from '../src/checkpoint/safetensors.ts';
 import type { Manifest } from '../src/artifact/manifest.ts';
 import { UserError } from '../src/errors.ts';
+import { diffSummaries, loadGraphSummary, lockText, renderText } from '../src/review/index.ts';
 import { createHash } from 'node:crypto';
 
 const sha256 = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
@@ -273,5 +274,50 @@ export default internvl({
     const r = vlmc(['export', path.join(fx, 'lora-unified'), '--layout', 'hf', '--merge-lora', '--out', path.join(work, 'x')]);
     expect(r.status).toBe(2);
     expect(r.stderr).toBe('vlmc: vlmc export: give either --layout hf or --merge-lora\n');
+  });
+});
+
+describe('lora() in a graph file', () => {
+  let work: string;
+  beforeAll(() => {
+    work = tempDir('vlmc-lora-dsl-');
+  });
+  afterAll(() => removeDir(work));
+
+  const graphWith = (name: string, extra: string): string => {
+    const file = path.join(work, `${name}.ts`);
+    writeFileSync(file, `import { internvl, internViT, internlm2, lora, preset } from 'vlmc';
+export default internvl({
+  name: 'lora-dsl',
+  vision: internViT({ hidden: 32, heads: 4, layers: 1, intermediate: 64, imageSize: 28, patchSize: 14, norm: 'layer_norm', qkvBias: true, qkNorm: false, eps: 1e-6 }),
+  llm: internlm2({ hidden: 48, heads: 4, kvHeads: 2, layers: 1, intermediate: 96, vocab: 160, rmsNormEps: 1e-6, ropeTheta: 10000, maxPositions: 64, tieEmbeddings: false }),
+  imgContextTokenId: 153,
+  ${extra}
+});
+`);
+    return file;
+  };
+
+  it('wraps the family\'s targets on both towers, trains only the adapters, and shows rank, alpha and targets in the lock and the diff', async () => {
+    const plain = await loadGraphSummary(graphWith('plain', ''));
+    const withLora = await loadGraphSummary(graphWith('with-lora', "lora: lora({ vision: 2, llm: 4 }), train: preset('stage2'),"));
+    const adapters = withLora.params.filter((p) => /\.lora_[AB]\.weight$/.test(p.name));
+    // ViT: attn.qkv, attn.proj, mlp.fc1, mlp.fc2; InternLM2: attention.wqkv, attention.wo, feed_forward.w1 / w2 / w3.
+    expect([...new Set(adapters.map((p) => p.name.replace(/\.lora_[AB]\.weight$/, '')))].sort()).toEqual([
+      'vision_model.encoder.layers.0.attn.qkv', 'vision_model.encoder.layers.0.attn.proj', 'vision_model.encoder.layers.0.mlp.fc1', 'vision_model.encoder.layers.0.mlp.fc2',
+      'language_model.model.layers.0.attention.wqkv', 'language_model.model.layers.0.attention.wo', 'language_model.model.layers.0.feed_forward.w1', 'language_model.model.layers.0.feed_forward.w3', 'language_model.model.layers.0.feed_forward.w2',
+    ].sort());
+    const wqkv = withLora.params.find((p) => p.name === 'language_model.model.layers.0.attention.wqkv.lora_B.weight')!;
+    expect(wqkv.shape).toEqual([(4 + 2 * 2) * 12, 4]);
+    // PEFT: only the adapters of a wrapped part train; the projector still trains (stage2), the bases do not.
+    expect(withLora.params.filter((p) => p.trainable).map((p) => p.name).every((n) => /\.lora_[AB]\.weight$/.test(n) || n.startsWith('mlp1.'))).toBe(true);
+    expect(adapters.every((p) => p.trainable)).toBe(true);
+    expect(withLora.metadata['vlmc.lora.language_model']).toBe('r=4 alpha=8 scaling=2 dropout=0.05 targets=attention.wqkv,attention.wo,feed_forward.w1,feed_forward.w2,feed_forward.w3');
+    expect(withLora.metadata['vlmc.lora.vision_model']).toBe('r=2 alpha=4 scaling=2 dropout=0.05 targets=attn.qkv,attn.proj,mlp.fc1,mlp.fc2');
+    const lock = lockText(withLora);
+    expect(lock).toContain('vlmc.lora.language_model "r=4 alpha=8');
+    const d = diffSummaries(plain, withLora);
+    expect(d.metadata.map((c) => c.key).sort()).toEqual(['vlmc.lora.language_model', 'vlmc.lora.vision_model']);
+    expect(renderText(d)).toContain('vlmc.lora.language_model: (none) -> "r=4 alpha=8');
   });
 });
