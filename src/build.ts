@@ -133,7 +133,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
     checkLoraConfig(model, sources[0]);
     sources.push(...(await openAdapterSources(o.adapters ?? [], model, sources)));
     // Everything decided here travels in the options; the model is never written to.
-    const common: CompileOptions = { opset: o.opset, paramDtype: o.dtype, rules: cliFreezeRules(o), facts, lora: loraDeclarationFor(o, model, sources) };
+    const common: CompileOptions = { opset: o.opset, paramDtype: o.dtype, rules: cliFreezeRules(o), facts, lora: loraDeclarationFor(o, model, sources), loraInputs: o.loraInputs };
     const forward: CompileOptions = { ...common, target: o.target, fuse: o.fuse, quant: o.quant };
     // train.onnx is portable; --quant is passed so the training pass can refuse it (it would read packed weights).
     const training: CompileOptions = { ...common, quant: o.quant };

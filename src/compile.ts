@@ -49,6 +49,8 @@ export interface CompileOptions {
   sizes?: DimSizes;
   /** LoRA the build adds to the model's own (--use-llm-lora, a LoRA checkpoint kept separate); the `lora` pass applies both. */
   lora?: LoraDeclaration;
+  /** The LoRA adapters are graph inputs fed at run time (`vlmc run --adapter`), not parameters. */
+  loraInputs?: boolean;
 }
 
 /** A compiled graph and what its passes reported. */

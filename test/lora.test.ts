@@ -14,7 +14,7 @@ import * as path from 'node:path';
 import { FIXTURES, ROOT, tempDir, removeDir, vlmc } from './helpers.ts';
 import { charTokenizer } from './char-tokenizer.ts';
 import { build, type BuildOptions } from '../src/build.ts';
-import { openSession, readInputs, run, type HostTensor } from '../src/runtime/run.ts';
+import { openSession, readInputs, run, runArtifact, type HostTensor } from '../src/runtime/run.ts';
 import { boundTrainableWeights } from '../src/train/weights.ts';
 import { train } from '../src/train/loop.ts';
 import { exportMergedLora } from '../src/export/merge-lora.ts';
@@ -141,6 +141,16 @@ describe.each(CASES)('LoRA case %s', (name) => {
     }
   });
 
+  it.each([false, true])('adapters fed at run time (--lora-inputs, split %s): the adapters give the expected logits, none the base\'s', async (split) => {
+    const out = path.join(work, `lora-inputs-${split}`);
+    await build({ weights: path.join(fx, 'base-unified'), useLlmLora: spec.lora.language_model?.r, useBackboneLora: spec.lora.vision_model?.r, loraInputs: true, split, out });
+    const baseLogits = (await tensors(path.join(base, 'expected.safetensors'))).logits!;
+    for (const [fed, want] of [[adapters, expected.logits!], [[], baseLogits]] as const) {
+      const outputs = await runArtifact(out, path.join(fx, 'inputs.safetensors'), path.join(work, `lora-inputs-${split}-${fed.length}.safetensors`), 'model', fed);
+      expect(excess(outputs.logits!.data as Float32Array, want, spec.recommended_tolerance.logits), `${fed.length} adapters`).toBeLessThanOrEqual(0);
+    }
+  });
+
   it('vlmc export --merge-lora writes the merged checkpoint (every element as merged in float64 and rounded once)', async () => {
     const out = path.join(work, 'export-merged');
     const r = await exportMergedLora({ checkpoint: path.join(fx, 'lora-unified'), out });
@@ -246,6 +256,9 @@ describe('LoRA refusals: one message naming the flag, the file or the tensor, no
     ['an adapter whose r disagrees with its tensors', () => ({ weights: path.join(fx, 'base-unified'), adapters: [copyWith('adapter', 'r8', 'adapter_config.json', (c) => (c.r = 8))] }), /lora_A\.weight has rank 4, but adapter_config\.json says r 8/],
     ['an adapter for a part the checkpoint already adapts', () => ({ weights: path.join(fx, 'lora-unified'), adapters: [path.join(fx, 'adapter')] }), /already holds LoRA for language_model; give one adapter per part/],
     ['a config that says LoRA over plain keys', () => ({ weights: copyWith('merged-unified', 'says-lora', 'config.json', (c) => (c.use_llm_lora = 4)) }), /config\.json: use_llm_lora is 4, but the checkpoint has no language_model\.base_model\.model\.\* keys/],
+    ['--lora-inputs with --train', () => ({ weights: path.join(fx, 'base-unified'), useLlmLora: 4, loraInputs: true, train: true }), /^--lora-inputs with --train: adapters fed at run time are not parameters to train/],
+    ['--lora-inputs without LoRA', () => ({ weights: path.join(fx, 'base-unified'), loraInputs: true }), /^--lora-inputs: no LoRA is declared/],
+    ['--lora-inputs onto a LoRA checkpoint', () => ({ weights: path.join(fx, 'lora-unified'), useLlmLora: 4, loraInputs: true }), /^--lora-inputs: .*lora-unified holds language_model LoRA, which is merged at bind or kept/],
   ])('%s', async (_, options, message) => {
     const out = path.join(work, 'out');
     const error = await build({ ...options(), out }).then(() => undefined, (e: unknown) => e);
@@ -268,6 +281,13 @@ export default internvl({
     const error = await build({ graph, out: path.join(work, 'out') }).then(() => undefined, (e: unknown) => e);
     expect(error).toBeInstanceOf(UserError);
     expect((error as Error).message).toMatch(/bad-target\.ts:6:9: lora\(\): LoRA target 'self_attn\.qkv_proj' matches no Linear under language_model$/);
+  });
+
+  it('vlmc run --adapter on an artifact without adapter inputs says how to apply it', async () => {
+    const out = path.join(work, 'plain');
+    await build({ weights: path.join(fx, 'base-unified'), out });
+    const error = await runArtifact(out, path.join(fx, 'inputs.safetensors'), path.join(work, 'plain.safetensors'), 'model', [path.join(fx, 'adapter')]).then(() => undefined, (e: unknown) => e);
+    expect((error as Error).message).toMatch(/^--adapter: .*plain takes no adapters at run time \(it was built without --lora-inputs\); merge an adapter into an artifact with vlmc build --adapter DIR$/);
   });
 
   it('vlmc export takes exactly one of --layout hf and --merge-lora (exit 2)', () => {

@@ -21,6 +21,8 @@ export interface LoraBuildOptions {
   keepLora?: boolean;
   /** PEFT adapter folders applied onto the base weights. */
   adapters?: string[];
+  /** The declared LoRA's adapters become graph inputs, fed at run time (`vlmc run --adapter`). */
+  loraInputs?: boolean;
 }
 
 /** A unified checkpoint saved with LoRA unmerged is read through InternVL's LoRA layout. */
@@ -95,9 +97,18 @@ export function loraDeclarationFor(o: LoraBuildOptions, model: Model, sources: r
       origins.push(`${info.flag} ${flagged}`);
     }
   }
+  if (o.loraInputs) checkLoraInputs(o, model, held, origins.length > 0);
   if (o.keepLora && held.size === 0) throw new UserError('--keep-lora: there is no LoRA to keep; the checkpoint has no LoRA unmerged (use_llm_lora / use_backbone_lora 0) and no --adapter was given');
   const unknown = [...held.keys()].filter((m) => !infos.some(([, i]) => i.module === m));
   if (unknown.length > 0) throw new UserError(`${held.get(unknown[0]!)!.where}: holds LoRA for ${unknown.join(', ')}, which the model has no LoRA part for`);
   if (origins.length === 0) return undefined;
   return { parts, origin: origins.join(', ') };
+}
+
+/** --lora-inputs turns a declared LoRA into inputs; a LoRA a source holds is merged or kept, not fed. */
+function checkLoraInputs(o: LoraBuildOptions, model: Model, held: Map<string, { where: string }>, declared: boolean): void {
+  if (o.keepLora) throw new UserError('--lora-inputs with --keep-lora: kept adapters are parameters bound from the checkpoint; inputs are fed at run time; give one');
+  if (!declared && !model.lora) throw new UserError('--lora-inputs: no LoRA is declared; give --use-llm-lora R and / or --use-backbone-lora R (the parts and targets whose adapters become inputs; any rank is fed)');
+  const [module, source] = [...held][0] ?? [];
+  if (module) throw new UserError(`--lora-inputs: ${source!.where} holds ${module} LoRA, which is merged at bind or kept (--keep-lora); adapters fed at run time go onto a base without LoRA`);
 }

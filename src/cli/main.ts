@@ -85,6 +85,7 @@ export function program(): Command {
     .option('--use-llm-lora <r>', 'LoRA of rank r on the LLM (InternVL\'s --use_llm_lora; alpha 2r); 0: none', int('--use-llm-lora'))
     .option('--keep-lora', 'keep the LoRA of a checkpoint saved with LoRA unmerged, or of --adapter, as separate parameters (default: merged at bind)')
     .option('--adapter <dir>', 'a PEFT LoRA adapter folder applied onto the base weights (merged at bind unless --keep-lora); repeatable: one per part', collect)
+    .option('--lora-inputs', 'the declared LoRA\'s adapters become graph inputs of any rank, chosen at run time (vlmc run / generate --adapter DIR)')
     .action(async (graph: string | undefined, o) => {
       const { build } = await import('../build.ts');
       const progress = progressBar('binding', Boolean(o.quiet));
@@ -118,6 +119,7 @@ export function program(): Command {
         useLlmLora: o.useLlmLora,
         keepLora: Boolean(o.keepLora),
         adapters: o.adapter,
+        loraInputs: Boolean(o.loraInputs),
       });
       progress?.finish();
       const c = manifest.counts;
@@ -136,9 +138,10 @@ export function program(): Command {
     .requiredOption('--inputs <file>', 'safetensors with pixel_values, input_ids, image_flags')
     .requiredOption('--out <file>', 'safetensors to write the outputs to')
     .addOption(new Option('--graph <graph>', 'which graph: model.onnx, train.onnx (loss and grad.*; trainable values default to the bound weights) or optimizer.onnx').choices(['model', 'train', 'optimizer']).default('model'))
+    .option('--adapter <dir>', 'a PEFT LoRA adapter folder fed to an artifact built with --lora-inputs; repeatable: one per part', collect)
     .action(async (artifact: string, o) => {
       const { runArtifact } = await import('../runtime/run.ts');
-      const outputs = await runArtifact(artifact, o.inputs, o.out, o.graph);
+      const outputs = await runArtifact(artifact, o.inputs, o.out, o.graph, o.adapter ?? []);
       for (const [name, t] of Object.entries(outputs)) console.log(`${name} ${t.dtype}[${t.shape.join(', ')}]`);
     });
 
@@ -203,6 +206,7 @@ export function program(): Command {
     .option('--out <file>', 'safetensors to write tokens I64 [batch, N] and logits F32 [batch, N, vocab] to')
     .option('--json', 'print one JSON object (steps, tokens, text) instead of streaming')
     .addOption(new Option('--ep <provider>', 'onnxruntime execution provider').choices(['cpu', 'cuda']).default('cpu'))
+    .option('--adapter <dir>', 'a PEFT LoRA adapter folder fed to an artifact built with --lora-inputs; repeatable: one per part', collect)
     .action(async (artifact: string, o) => {
       const { generateCommand } = await import('../generate/cli.ts');
       await generateCommand({
@@ -218,6 +222,7 @@ export function program(): Command {
         topK: o.topK,
         seed: o.seed,
         ep: o.ep,
+        adapters: o.adapter,
       });
     });
 

@@ -20,6 +20,8 @@ export interface SessionOptions {
    * weights stay memory-mapped from the data file (see docs/performance.md, Inference).
    */
   prepackWeights?: boolean;
+  /** PEFT adapter folders fed to an artifact built with --lora-inputs (src/runtime/adapters.ts). */
+  adapters?: readonly string[];
 }
 
 /** The cache of one layer: [batch, kv_heads, past, head_dim]. */
@@ -31,6 +33,8 @@ export class SplitSession {
     readonly pipeline: Pipeline,
     private readonly ort: typeof import('onnxruntime-node'),
     private readonly sessions: Record<SplitEntry, ort.InferenceSession>,
+    /** Each graph's LoRA adapter feeds (none unless built with --lora-inputs). */
+    private readonly adapters: Record<SplitEntry, Record<string, ort.Tensor>>,
   ) {}
 
   static async open(dir: string, o: SessionOptions = {}): Promise<SplitSession> {
@@ -40,6 +44,7 @@ export class SplitSession {
     const providers = await executionProviders(runtime, o.ep ?? 'cpu');
     // ORT would also log a failed provider load itself; the UserError below says it once.
     if (o.ep && o.ep !== 'cpu') runtime.env.logLevel = 'fatal';
+    const adapters = await adapterTensors(runtime, dir, pipeline, o.adapters ?? []);
     const sessions: Partial<Record<SplitEntry, ort.InferenceSession>> = {};
     const options = sessionOptions(providers, { ...o, prepackWeights: o.prepackWeights ?? hasQuantisedWeights(dir) });
     try {
@@ -53,7 +58,7 @@ export class SplitSession {
       if (o.ep && o.ep !== 'cpu') throw new UserError(`--ep ${o.ep}: onnxruntime-node could not use it (${(err as Error).message.split('\n')[0]}); install its ${o.ep} provider libraries or use --ep cpu`);
       throw err;
     }
-    return new SplitSession(dir, pipeline, runtime, sessions as Record<SplitEntry, ort.InferenceSession>);
+    return new SplitSession(dir, pipeline, runtime, sessions as Record<SplitEntry, ort.InferenceSession>, adapters);
   }
 
   async release(): Promise<void> {
@@ -72,12 +77,12 @@ export class SplitSession {
   async vision(pixelValues: ort.Tensor): Promise<ort.Tensor> {
     // A text-only request has no tiles: nothing for the ViT to do.
     if (pixelValues.dims[0] === 0) return this.noImageFeatures().features;
-    return (await this.sessions.vision.run({ pixel_values: pixelValues })).image_features!;
+    return (await this.sessions.vision.run({ pixel_values: pixelValues, ...this.adapters.vision })).image_features!;
   }
 
   /** Text embeddings with the flagged tiles' features spliced in at <IMG_CONTEXT> positions. */
   async embed(inputIds: ort.Tensor, imageFeatures: ort.Tensor, imageFlags: ort.Tensor): Promise<ort.Tensor> {
-    const feeds: Record<string, ort.Tensor> = { input_ids: inputIds, image_features: imageFeatures };
+    const feeds: Record<string, ort.Tensor> = { input_ids: inputIds, image_features: imageFeatures, ...this.adapters.embedding };
     // A graph built with imageFlags: false (Hugging Face-native checkpoints) splices every tile.
     if (this.sessions.embedding.inputNames.includes('image_flags')) feeds.image_flags = imageFlags;
     return (await this.sessions.embedding.run(feeds)).inputs_embeds!;
@@ -122,6 +127,7 @@ export class SplitSession {
       attention_mask: attentionMask,
       position_ids: positionIds,
       full_logits: new this.ort.Tensor('int64', BigInt64Array.of(fullLogits ? 1n : 0n), []),
+      ...this.adapters.decoder,
     };
     past.forEach((p, i) => {
       feeds[`past_key_values.${i}.key`] = p.key;
@@ -131,6 +137,18 @@ export class SplitSession {
     const present = past.map((_, i) => ({ key: out[`present.${i}.key`]!, value: out[`present.${i}.value`]! }));
     return { logits: out.logits!, present };
   }
+}
+
+/** Each graph's adapter feeds, from the folders (zeros for what none covers), made once. */
+async function adapterTensors(runtime: typeof import('onnxruntime-node'), dir: string, pipeline: Pipeline, dirs: readonly string[]): Promise<Record<SplitEntry, Record<string, ort.Tensor>>> {
+  const { adapterFeeds, adapterInputs } = await import('../runtime/adapters.ts');
+  const all = SPLIT_ENTRIES.flatMap((e) => adapterInputs(pipeline.graphs[e].inputs));
+  const feeds = await adapterFeeds(all, dirs, dir);
+  const out = {} as Record<SplitEntry, Record<string, ort.Tensor>>;
+  for (const e of SPLIT_ENTRIES) {
+    out[e] = Object.fromEntries(adapterInputs(pipeline.graphs[e].inputs).map((i) => [i.name, new runtime.Tensor('float32', feeds[i.name]!.data as Float32Array, feeds[i.name]!.shape)]));
+  }
+  return out;
 }
 
 function sessionOptions(providers: string[], o: SessionOptions): import('onnxruntime-node').InferenceSession.SessionOptions {

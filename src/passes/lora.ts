@@ -14,7 +14,7 @@
  * before the build's (so `--unfreeze` can still train more).
  */
 import { UserError } from '../errors.ts';
-import { GraphParam, Param, type Graph, type Node } from '../ir/graph.ts';
+import { GraphParam, Param, Value, type Graph, type Node } from '../ir/graph.ts';
 import { GemmSig } from '../ops/onnx.generated.ts';
 import { freeze, unfreeze, type FreezeRule } from '../dsl/freeze.ts';
 import { isTargeted, loraMetadata, loraParamNames, resolveLora, type LoraDeclaration, type ResolvedLoraPart } from '../dsl/lora.ts';
@@ -27,8 +27,9 @@ export function loraOf(model: Model | undefined, declared: LoraDeclaration | und
   return resolveLora(model.loraParts(), [model.lora, declared]);
 }
 
-/** Freezes each LoRA part's base weights and trains its adapters (PEFT's get_peft_model). */
-export function loraFreezeRules(parts: ResolvedLoraPart[]): FreezeRule[] {
+/** Freezes each LoRA part's base weights and trains its adapters (PEFT's get_peft_model); adapters fed as inputs have no rules. */
+export function loraFreezeRules(parts: ResolvedLoraPart[], asInputs = false): FreezeRule[] {
+  if (asInputs) return [];
   return parts.flatMap((p) => {
     const origin = `LoRA on ${p.module} (${p.origin})`;
     return [...freeze(p.module), ...unfreeze(`${p.module}.**.lora_A`, `${p.module}.**.lora_B`)].map((r) => ({ ...r, site: undefined, origin }));
@@ -44,12 +45,29 @@ export function checkLoraRules(rules: readonly FreezeRule[], parts: ResolvedLora
   }
 }
 
-export function applyLora(graph: Graph, parts: ResolvedLoraPart[]): void {
+/**
+ * @param asInputs the adapters are graph inputs of any rank (`lora_rank_<part>`) instead of
+ *   parameters: fed at run time (`vlmc run --adapter`), lora_B already multiplied by the adapter's
+ *   scaling, since onnxruntime-node cannot switch LoRA adapters itself (docs/training.md).
+ */
+export function applyLora(graph: Graph, parts: ResolvedLoraPart[], asInputs = false): void {
   const readers = gemmReaders(graph);
   for (const part of parts) {
-    for (const weight of targetedWeights(graph, part, readers)) wrapLinear(graph, part, weight, readers.get(weight) ?? []);
-    graph.metadata[`vlmc.lora.${part.module}`] = loraMetadata(part);
+    for (const weight of targetedWeights(graph, part, readers)) {
+      // An input nothing reads would still have to be fed: only the Linears this graph runs get them.
+      if (asInputs && !readers.get(weight)?.length) continue;
+      const adapters = asInputs ? adapterInputs(graph, part, weight) : adapterParams(graph, part, weight);
+      for (const gemm of readers.get(weight) ?? []) addLowRankPath(graph, gemm, adapters.a, adapters.b, asInputs ? 1 : part.scaling);
+    }
+    graph.metadata[`vlmc.lora.${part.module}`] = asInputs ? loraInputsMetadata(part) : loraMetadata(part);
   }
+}
+
+/** The dim every adapter input of a part has for its rank. */
+export const loraRankDim = (module: string): string => `lora_rank_${module}`;
+
+function loraInputsMetadata(p: ResolvedLoraPart): string {
+  return `inputs (any rank; lora_B fed times alpha/r) targets=${p.targets.join(',')}`;
 }
 
 /** The Gemms reading each parameter as a Linear's weight; a parameter read any other way maps to undefined. */
@@ -96,17 +114,31 @@ function targetedWeights(graph: Graph, part: ResolvedLoraPart, readers: Map<Grap
   return out;
 }
 
-function wrapLinear(graph: Graph, part: ResolvedLoraPart, weight: GraphParam, gemms: Node[]): void {
+/** lora_A and lora_B as parameters of the graph, right after the Linear's own (weight, then bias). */
+function adapterParams(graph: Graph, part: ResolvedLoraPart, weight: GraphParam): { a: Value; b: Value } {
   const module = weight.name.slice(0, -'.weight'.length);
   const [out, inFeatures] = weight.shape as [number, number];
   const names = loraParamNames(module);
   const a = loraParam(names.a, [part.r, inFeatures], { kind: 'uniform', bound: 1 / Math.sqrt(inFeatures) });
   const b = loraParam(names.b, [out, part.r], { kind: 'zeros' });
-  // Right after the Linear's own parameters (weight, then bias).
   const bias = graph.params.findIndex((p) => p.name === `${module}.bias`);
   const at = Math.max(bias, graph.params.indexOf(weight)) + 1;
   graph.params.splice(at, 0, a, b);
-  for (const gemm of gemms) addLowRankPath(graph, gemm, a, b, part.scaling);
+  return { a: a.value, b: b.value };
+}
+
+/** lora_A and lora_B as graph inputs, after the others, their rank a dim of the part. */
+function adapterInputs(graph: Graph, part: ResolvedLoraPart, weight: GraphParam): { a: Value; b: Value } {
+  const names = loraParamNames(weight.name.slice(0, -'.weight'.length));
+  const [out, inFeatures] = weight.shape as [number, number];
+  const rank = loraRankDim(part.module);
+  const input = (name: string, shape: (number | string)[]) => {
+    const v = new Value('input', 'float32', shape);
+    v.name = name;
+    graph.inputs.push(v);
+    return v;
+  };
+  return { a: input(names.a, [rank, inFeatures]), b: input(names.b, [out, rank]) };
 }
 
 function loraParam(name: string, shape: number[], init: Param['init']): GraphParam {
@@ -117,11 +149,11 @@ function loraParam(name: string, shape: number[], init: Param['init']): GraphPar
 }
 
 /** y' = y + scaling * (x A^T) B^T after `gemm`; every reader of y reads y'. */
-function addLowRankPath(graph: Graph, gemm: Node, a: GraphParam, b: GraphParam, scaling: number): void {
+function addLowRankPath(graph: Graph, gemm: Node, a: Value, b: Value, scaling: number): void {
   const x = gemm.inputs[0]!;
   const y = gemm.outputs[0]!;
-  const down = detachedNode(graph, gemm.scope, GemmSig, [x, a.value], { transB: 1 });
-  const up = detachedNode(graph, gemm.scope, GemmSig, [down.outputs[0], b.value, y], { transB: 1, alpha: scaling });
+  const down = detachedNode(graph, gemm.scope, GemmSig, [x, a], { transB: 1 });
+  const up = detachedNode(graph, gemm.scope, GemmSig, [down.outputs[0], b, y], { transB: 1, alpha: scaling });
   const sum = up.outputs[0]!;
   sum.shape = y.shape;
   for (const n of graph.nodes) n.inputs = n.inputs.map((v) => (v === y ? sum : v));

@@ -33,6 +33,7 @@ export interface PipelineOptions {
   facts?: TraceFacts;
   sizes?: DimSizes;
   lora?: LoraDeclaration;
+  loraInputs?: boolean;
 }
 
 export interface PassContext {
@@ -77,7 +78,10 @@ export const PASSES: readonly Pass[] = [
     name: 'lora',
     // Before freeze, so freeze rules see the adapters; over every parameter, so every graph names them alike.
     applies: (ctx) => loraOf(ctx.model, ctx.options.lora).length > 0,
-    run: (g, ctx) => applyLora(g, loraOf(ctx.model, ctx.options.lora)),
+    refuse: (ctx) => {
+      if (ctx.options.loraInputs && isTraining(ctx)) throw new UserError('--lora-inputs with --train: adapters fed at run time are not parameters to train; build the training artifact without --lora-inputs');
+    },
+    run: (g, ctx) => applyLora(g, loraOf(ctx.model, ctx.options.lora), ctx.options.loraInputs),
   },
   {
     name: 'freeze',
@@ -87,7 +91,7 @@ export const PASSES: readonly Pass[] = [
       const lora = loraOf(model, options.lora);
       const rules = [...model.train, ...(options.rules ?? [])];
       checkLoraRules(rules, lora);
-      applyFreezeRules(g.params, [...model.train, ...loraFreezeRules(lora), ...(options.rules ?? [])], model.aliases());
+      applyFreezeRules(g.params, [...model.train, ...loraFreezeRules(lora, options.loraInputs), ...(options.rules ?? [])], model.aliases());
     },
   },
   {

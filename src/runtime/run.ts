@@ -173,24 +173,30 @@ export function checkImageTokenCount(manifest: Manifest, inputs: Record<string, 
 }
 
 /** `vlmc run` on a split artifact: vision, embedding, then one decoder prefill with full logits. */
-async function runSplitArtifact(artifactDir: string, manifest: Manifest, inputsFile: string, outFile: string, graph: string): Promise<Record<string, HostTensor>> {
+async function runSplitArtifact(artifactDir: string, manifest: Manifest, inputsFile: string, outFile: string, graph: string, adapters: readonly string[]): Promise<Record<string, HostTensor>> {
   if (graph !== 'model') throw new UserError(`--graph ${graph}: ${artifactDir} is a split artifact (vision, embedding, decoder); build with --train, without --split, for training graphs`);
   const inputs = await readInputs(inputsFile, manifest.inputs.map((i) => i.name), (declared) => checkDeclaredInputs(inputsFile, manifest, declared));
   checkInputValues(inputsFile, manifest, inputs.input_ids?.data as BigInt64Array | undefined, inputs.image_flags?.data as BigInt64Array | undefined);
   checkImageTokenCount(manifest, inputs, inputsFile);
   checkFiniteFloats(inputsFile, inputs);
   const { runSplit } = await import('../generate/session.ts');
-  const outputs = await runSplit(artifactDir, inputs);
+  const outputs = await runSplit(artifactDir, inputs, { adapters });
   await writeOutputs(outFile, outputs);
   return outputs;
 }
 
-/** `vlmc run`: artifact + inputs file -> outputs file. */
-export async function runArtifact(artifactDir: string, inputsFile: string, outFile: string, graph = 'model'): Promise<Record<string, HostTensor>> {
-  checkOutputPath(outFile, { kind: 'result', content: 'outputs', flag: '--out', inputs: [artifactDir, inputsFile] });
-  const manifest = readManifest(artifactDir);
+/**
+ * `vlmc run`: artifact + inputs file -> outputs file. `adapters`: PEFT adapter folders fed to an
+ * artifact built with --lora-inputs (src/runtime/adapters.ts).
+ */
+export async function runArtifact(artifactDir: string, inputsFile: string, outFile: string, graph = 'model', adapters: readonly string[] = []): Promise<Record<string, HostTensor>> {
+  checkOutputPath(outFile, { kind: 'result', content: 'outputs', flag: '--out', inputs: [artifactDir, inputsFile, ...adapters] });
+  const { adapterFeeds, dataInputs } = await import('./adapters.ts');
+  const full = readManifest(artifactDir);
+  // Adapter inputs come from --adapter folders, not from the inputs file.
+  const manifest = { ...full, inputs: dataInputs(full.inputs) };
   const { isSplitArtifact } = await import('../generate/pipeline.ts');
-  if (isSplitArtifact(artifactDir)) return runSplitArtifact(artifactDir, manifest, inputsFile, outFile, graph);
+  if (isSplitArtifact(artifactDir)) return runSplitArtifact(artifactDir, manifest, inputsFile, outFile, graph, adapters);
   const dataFile = nodePath.join(artifactDir, DATA_FILE);
   if (existsSync(dataFile)) checkDataAgainstManifest(dataFile, statSync(dataFile).size, manifest);
   checkExternalReferences(nodePath.join(artifactDir, MODEL_FILE));
@@ -212,6 +218,8 @@ export async function runArtifact(artifactDir: string, inputsFile: string, outFi
       const { boundTrainableWeights } = await import('../train/weights.ts');
       Object.assign(inputs, await boundTrainableWeights(artifactDir, manifest, session.inputNames.filter((n) => !(n in inputs))));
     }
+    if (graph === 'model') Object.assign(inputs, await adapterFeeds(full.inputs, adapters, artifactDir));
+    else if (adapters.length > 0) throw new UserError(`--adapter feeds model.onnx; --graph ${graph} takes none`);
     const outputs = await run(session, inputs);
     await writeOutputs(outFile, outputs);
     return outputs;
