@@ -103,7 +103,7 @@ async function trainingGraphs(model: Model, compileOptions: CompileOptions, path
       { file: OPTIMIZER_FILE, graph: optimizer },
     ],
     files: trainingFiles(model, path === 'none' ? undefined : sources[0]!.role === 'unified' ? sources[0]!.checkpoint.dir : undefined, sources.find((s) => s.role === 'llm' || s.role === 'unified')?.checkpoint.dir),
-    manifest: { train: trainManifest(train, [...model.train, ...loraFreezeRules(loraOf(model, compileOptions.lora)), ...(compileOptions.rules ?? [])]) },
+    manifest: { train: trainManifest(train, [...model.train, ...loraFreezeRules(loraOf(model, compileOptions.lora)), ...(compileOptions.rules ?? [])], loraOf(model, compileOptions.lora)) },
     train,
   };
 }

@@ -65,13 +65,14 @@ async function tensors(file: string): Promise<Record<string, Float32Array>> {
   }
 }
 
-/** Builds and runs one graph of the artifact on the case's inputs (trainable weights fed from the artifact). */
-async function buildAndRun(options: BuildOptions, inputsFile: string, graph: 'model' | 'train'): Promise<{ manifest: Manifest; outputs: Record<string, HostTensor> }> {
+/** Builds and runs one graph of the artifact on the case's inputs (trainable weights fed from the artifact; LoRA dropout at `dropout`). */
+async function buildAndRun(options: BuildOptions, inputsFile: string, graph: 'model' | 'train', dropout = 0): Promise<{ manifest: Manifest; outputs: Record<string, HostTensor> }> {
   const { manifest } = await build(options);
   const session = await openSession(options.out, ['cpu'], graph);
   try {
     const inputs = await readInputs(inputsFile, session.inputNames);
     Object.assign(inputs, await boundTrainableWeights(options.out, manifest, session.inputNames.filter((n) => !(n in inputs))));
+    for (const d of manifest.train?.lora_dropout ?? []) inputs[d.input] ??= { dtype: 'float32', shape: [], data: Float32Array.of(dropout) };
     return { manifest, outputs: await run(session, inputs) };
   } finally {
     await session.release();
@@ -139,6 +140,16 @@ describe.each(CASES)('LoRA case %s', (name) => {
       const maxRef = ref.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
       expect(g.reduce((m, v, i) => Math.max(m, Math.abs(v - ref[i]!)), 0) / maxRef, `${key} max abs error / max abs reference`).toBeLessThanOrEqual(bound);
     }
+  });
+
+  it('train.onnx applies LoRA dropout at the ratio fed (vlmc train: the declared 0.05), with seeded masks', async () => {
+    const options: BuildOptions = { weights: path.join(fx, 'lora-unified'), keepLora: true, train: true, preset: 'lora', out: path.join(work, 'train-dropout') };
+    const first = await buildAndRun(options, path.join(fx, 'inputs.safetensors'), 'train', 0.5);
+    expect(first.manifest.train!.lora_dropout).toEqual(parts.map((p) => ({ input: `lora_dropout.${Object.keys(spec.lora).find((m) => spec.lora[m] === p)}`, ratio: 0.05 })));
+    const loss = (first.outputs.loss!.data as Float32Array)[0]!;
+    expect(Math.abs(loss - expected.loss![0]!)).toBeGreaterThan(1e-3);
+    const again = await buildAndRun(options, path.join(fx, 'inputs.safetensors'), 'train', 0.5);
+    expect((again.outputs.loss!.data as Float32Array)[0]).toBe(loss);
   });
 
   it.each([false, true])('adapters fed at run time (--lora-inputs, split %s): the adapters give the expected logits, none the base\'s', async (split) => {

@@ -62,6 +62,8 @@ export interface ManifestTrain {
   rules: { action: 'freeze' | 'unfreeze'; pattern: string }[];
   /** Graph inputs that are data (pixel_values, input_ids, image_flags, labels). */
   data_inputs: string[];
+  /** LoRA dropout per part: the scalar input of train.onnx and the declared ratio `vlmc train` feeds (0 gives the eval gradients). */
+  lora_dropout?: { input: string; ratio: number }[];
   /** Trainable parameters: graph inputs of train.onnx, with their gradient output's name. */
   trainable: { name: string; key: string; grad: string }[];
   /** Frozen parameters stay initializers. */

@@ -14,8 +14,8 @@
  * before the build's (so `--unfreeze` can still train more).
  */
 import { UserError } from '../errors.ts';
-import { GraphParam, Param, Value, type Graph, type Node } from '../ir/graph.ts';
-import { GemmSig } from '../ops/onnx.generated.ts';
+import { constValue, GraphParam, Param, Value, type Graph, type Node } from '../ir/graph.ts';
+import { DropoutSig, GemmSig } from '../ops/onnx.generated.ts';
 import { freeze, unfreeze, type FreezeRule } from '../dsl/freeze.ts';
 import { isTargeted, loraMetadata, loraParamNames, resolveLora, type LoraDeclaration, type ResolvedLoraPart } from '../dsl/lora.ts';
 import type { Model } from '../dsl/model.ts';
@@ -50,14 +50,15 @@ export function checkLoraRules(rules: readonly FreezeRule[], parts: ResolvedLora
  *   parameters: fed at run time (`vlmc run --adapter`), lora_B already multiplied by the adapter's
  *   scaling, since onnxruntime-node cannot switch LoRA adapters itself (docs/training.md).
  */
-export function applyLora(graph: Graph, parts: ResolvedLoraPart[], asInputs = false): void {
+export function applyLora(graph: Graph, parts: ResolvedLoraPart[], asInputs = false, training = false): void {
   const readers = gemmReaders(graph);
   for (const part of parts) {
+    const dropout = training && !asInputs && part.dropout > 0 ? new LoraDropout(graph, part) : undefined;
     for (const weight of targetedWeights(graph, part, readers)) {
       // An input nothing reads would still have to be fed: only the Linears this graph runs get them.
       if (asInputs && !readers.get(weight)?.length) continue;
       const adapters = asInputs ? adapterInputs(graph, part, weight) : adapterParams(graph, part, weight);
-      for (const gemm of readers.get(weight) ?? []) addLowRankPath(graph, gemm, adapters.a, adapters.b, asInputs ? 1 : part.scaling);
+      for (const gemm of readers.get(weight) ?? []) addLowRankPath(graph, gemm, adapters.a, adapters.b, asInputs ? 1 : part.scaling, dropout);
     }
     graph.metadata[`vlmc.lora.${part.module}`] = asInputs ? loraInputsMetadata(part) : loraMetadata(part);
   }
@@ -148,10 +149,43 @@ function loraParam(name: string, shape: number[], init: Param['init']): GraphPar
   return p;
 }
 
-/** y' = y + scaling * (x A^T) B^T after `gemm`; every reader of y reads y'. */
-function addLowRankPath(graph: Graph, gemm: Node, a: Value, b: Value, scaling: number): void {
-  const x = gemm.inputs[0]!;
+/** The name of train.onnx's input that sets a part's LoRA dropout (vlmc train feeds the declared ratio; 0 is none). */
+export const loraDropoutInput = (module: string): string => `lora_dropout.${module}`;
+
+/**
+ * PEFT's lora_dropout on the LoRA input, in train.onnx only: Dropout(x, ratio, training_mode true)
+ * with the ratio a scalar graph input, so `vlmc train` drops and `vlmc run --graph train` (ratio 0)
+ * computes the eval gradients. Each Dropout has a seed of its own (from its module), so a run's
+ * masks are the same every time the artifact trains.
+ */
+class LoraDropout {
+  private readonly ratio: Value;
+  private readonly trainingMode = constValue('bool', [], Uint8Array.of(1));
+
+  constructor(graph: Graph, part: ResolvedLoraPart) {
+    this.ratio = new Value('input', 'float32', []);
+    this.ratio.name = loraDropoutInput(part.module);
+    graph.inputs.push(this.ratio);
+  }
+
+  /** x with dropout, and the node that computes it. */
+  apply(graph: Graph, gemm: Node, x: Value): Node {
+    return detachedNode(graph, gemm.scope, DropoutSig, [x, this.ratio, this.trainingMode], { seed: seedOf(gemm.scope) }, 2);
+  }
+}
+
+/** A stable, positive 31-bit seed from a name (FNV-1a). */
+function seedOf(name: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < name.length; i++) h = Math.imul(h ^ name.charCodeAt(i), 0x01000193) >>> 0;
+  return h & 0x7fffffff;
+}
+
+/** y' = y + scaling * (dropout(x) A^T) B^T after `gemm`; every reader of y reads y'. */
+function addLowRankPath(graph: Graph, gemm: Node, a: Value, b: Value, scaling: number, dropout?: LoraDropout): void {
   const y = gemm.outputs[0]!;
+  const dropped = dropout?.apply(graph, gemm, gemm.inputs[0]!);
+  const x = dropped?.outputs[0] ?? gemm.inputs[0]!;
   const down = detachedNode(graph, gemm.scope, GemmSig, [x, a], { transB: 1 });
   const up = detachedNode(graph, gemm.scope, GemmSig, [down.outputs[0], b, y], { transB: 1, alpha: scaling });
   const sum = up.outputs[0]!;
@@ -162,5 +196,5 @@ function addLowRankPath(graph: Graph, gemm: Node, a: Value, b: Value, scaling: n
     sum.name = v.name;
     return sum;
   });
-  graph.nodes.splice(graph.nodes.indexOf(gemm) + 1, 0, down, up);
+  graph.nodes.splice(graph.nodes.indexOf(gemm) + 1, 0, ...(dropped ? [dropped] : []), down, up);
 }

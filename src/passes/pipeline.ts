@@ -81,7 +81,7 @@ export const PASSES: readonly Pass[] = [
     refuse: (ctx) => {
       if (ctx.options.loraInputs && isTraining(ctx)) throw new UserError('--lora-inputs with --train: adapters fed at run time are not parameters to train; build the training artifact without --lora-inputs');
     },
-    run: (g, ctx) => applyLora(g, loraOf(ctx.model, ctx.options.lora), ctx.options.loraInputs),
+    run: (g, ctx) => applyLora(g, loraOf(ctx.model, ctx.options.lora), ctx.options.loraInputs, isTraining(ctx)),
   },
   {
     name: 'freeze',

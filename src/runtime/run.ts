@@ -202,7 +202,8 @@ export async function runArtifact(artifactDir: string, inputsFile: string, outFi
   checkExternalReferences(nodePath.join(artifactDir, MODEL_FILE));
   // train.onnx also reads labels and, where given, trainable parameters; optimizer.onnx only its own inputs.
   const modelInputs = graph === 'optimizer';
-  const extra = graph === 'train' ? ['labels', ...(manifest.train?.trainable.map((t) => t.name) ?? [])] : [];
+  const dropout = manifest.train?.lora_dropout ?? [];
+  const extra = graph === 'train' ? ['labels', ...(manifest.train?.trainable.map((t) => t.name) ?? []), ...dropout.map((d) => d.input)] : [];
   const inputs = modelInputs
     ? await readInputs(inputsFile)
     : await readInputs(inputsFile, [...manifest.inputs.map((i) => i.name), ...extra], (declared) => checkDeclaredInputs(inputsFile, manifest, declared));
@@ -217,6 +218,8 @@ export async function runArtifact(artifactDir: string, inputsFile: string, outFi
       // Trainable parameters not in the inputs file take their bound weights.
       const { boundTrainableWeights } = await import('../train/weights.ts');
       Object.assign(inputs, await boundTrainableWeights(artifactDir, manifest, session.inputNames.filter((n) => !(n in inputs))));
+      // LoRA dropout off unless the inputs file sets it: the eval gradients, the same every run.
+      for (const d of dropout) inputs[d.input] ??= { dtype: 'float32', shape: [], data: Float32Array.of(0) };
     }
     if (graph === 'model') Object.assign(inputs, await adapterFeeds(full.inputs, adapters, artifactDir));
     else if (adapters.length > 0) throw new UserError(`--adapter feeds model.onnx; --graph ${graph} takes none`);

@@ -111,7 +111,7 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
         const first = ((step - 1) * accum + micro) * batchSize;
         const batch = [];
         for (let b = 0; b < batchSize; b++) batch.push(await sampleAt(first + b));
-        const out = await run(trainSession, { ...collate(batch, padTokenId, config.imageSize), ...paramFeeds(params) });
+        const out = await run(trainSession, { ...collate(batch, padTokenId, config.imageSize), ...paramFeeds(params), ...dropoutFeeds(manifest) });
         loss += (out.loss!.data as Float32Array)[0]! / accum;
         params.forEach((p, i) => addScaled(grads[i]!, out[manifest.train!.trainable[i]!.grad]!.data as Float32Array, 1 / accum));
       }
@@ -179,6 +179,11 @@ function checkRunFolder(out: string): void {
 
 function paramFeeds(params: ParamState[]): Record<string, HostTensor> {
   return Object.fromEntries(params.map((p) => [p.meta.name, { dtype: 'float32', shape: p.meta.shape, data: p.value } as HostTensor]));
+}
+
+/** Each LoRA part's dropout at its declared ratio (InternVL trains with 0.05). */
+function dropoutFeeds(manifest: Manifest): Record<string, HostTensor> {
+  return Object.fromEntries((manifest.train?.lora_dropout ?? []).map((d) => [d.input, { dtype: 'float32', shape: [], data: Float32Array.of(d.ratio) } as HostTensor]));
 }
 
 function addScaled(into: Float32Array, g: Float32Array, k: number): void {
