@@ -11,7 +11,7 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { cpSync, existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
-import { FIXTURES, ROOT, tempDir, removeDir, vlmc } from './helpers.ts';
+import { FIXTURES, ROOT, relativeL2, tempDir, removeDir, vlmc } from './helpers.ts';
 import { charTokenizer } from './char-tokenizer.ts';
 import { build, type BuildOptions } from '../src/build.ts';
 import { openSession, readInputs, run, runArtifact, type HostTensor } from '../src/runtime/run.ts';
@@ -42,16 +42,6 @@ function excess(got: ArrayLike<number>, want: ArrayLike<number>, tol: Tolerance)
   let worst = -Infinity;
   for (let i = 0; i < want.length; i++) worst = Math.max(worst, Math.abs(got[i]! - want[i]!) - (tol.atol + tol.rtol * Math.abs(want[i]!)));
   return worst;
-}
-
-function relativeL2(got: ArrayLike<number>, want: ArrayLike<number>): number {
-  let num = 0;
-  let den = 0;
-  for (let i = 0; i < want.length; i++) {
-    num += (got[i]! - want[i]!) ** 2;
-    den += want[i]! ** 2;
-  }
-  return den === 0 ? Math.sqrt(num) : Math.sqrt(num / den);
 }
 
 async function tensors(file: string): Promise<Record<string, Float32Array>> {
