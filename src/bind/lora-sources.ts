@@ -9,7 +9,7 @@ import { UserError } from '../errors.ts';
 import type { Model } from '../dsl/model.ts';
 import { assignPaths, collectParams } from '../dsl/module.ts';
 import { targetsOf, type LoraDeclaration, type LoraPartOptions } from '../dsl/lora.ts';
-import { InternVLLoraLayout, openPeftAdapter, type LoraPartFound } from '../models/internvl.lora.names.ts';
+import { detectInternVLLora, openPeftAdapter, type LoraPartFound } from '../models/internvl.lora.names.ts';
 import type { WeightSource } from './plan.ts';
 
 export interface LoraBuildOptions {
@@ -25,11 +25,11 @@ export interface LoraBuildOptions {
   loraInputs?: boolean;
 }
 
-/** A unified checkpoint saved with LoRA unmerged is read through InternVL's LoRA layout. */
+/** A unified checkpoint in InternVL's own layout saved with LoRA unmerged is read through its LoRA layout. */
 export function withLoraLayout(source: WeightSource): WeightSource {
-  if (source.role !== 'unified' || source.layout) return source;
-  const layout = InternVLLoraLayout.detect(source.checkpoint);
-  return layout ? { ...source, layout, lora: layout } : source;
+  if (source.role !== 'unified' || !source.layout.original) return source;
+  const found = detectInternVLLora(source.checkpoint);
+  return found ? { ...source, ...found } : source;
 }
 
 /**
@@ -59,8 +59,8 @@ export async function openAdapterSources(dirs: readonly string[], model: Model, 
   try {
     for (const dir of dirs) {
       const adapter = await openPeftAdapter(dir, model.loraParts(), names);
-      opened.push({ role: 'adapter', checkpoint: adapter.checkpoint, layout: adapter.layout, lora: adapter.layout });
-      const module = adapter.layout.parts[0]!.module;
+      opened.push({ role: 'adapter', checkpoint: adapter.checkpoint, layout: adapter.layout, lora: adapter.lora });
+      const module = adapter.lora.parts[0]!.module;
       const other = [...sources, ...opened.slice(0, -1)].find((s) => s.lora?.parts.some((p) => p.module === module));
       if (other) throw new UserError(`--adapter ${dir}: ${other.lora!.where} already holds LoRA for ${module}; give one adapter per part`);
     }

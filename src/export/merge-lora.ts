@@ -21,6 +21,7 @@ import { checkLoraConfig, openAdapterSources, withLoraLayout } from '../bind/lor
 import { mergedLoraChunks } from '../bind/lora-merge.ts';
 import { internvlFromConfig } from '../models/from-config.ts';
 import { isHFInternVLConfig } from '../models/from-hf-config.ts';
+import { INTERNVL_BINDING, originalLayout } from '../models/internvl.names.ts';
 import type { FloatStDType } from '../tensor/convert.ts';
 import { TOKENIZER_FILE_NAMES } from '../train/artifact.ts';
 
@@ -44,7 +45,7 @@ const CHUNK_BYTES = 1024 * 1024;
 export async function exportMergedLora(o: MergeLoraOptions): Promise<MergeLoraResult> {
   checkOutputPath(o.out, { kind: 'checkpoint', flag: '--out', inputs: [o.checkpoint, ...(o.adapters ?? [])] });
   const ckpt = await Checkpoint.open(o.checkpoint);
-  const sources: WeightSource[] = [withLoraLayout({ role: 'unified', checkpoint: ckpt })];
+  const sources: WeightSource[] = [withLoraLayout({ role: 'unified', checkpoint: ckpt, layout: originalLayout('unified') })];
   try {
     const where = nodePath.join(ckpt.dir, 'config.json');
     if (isHFInternVLConfig(ckpt.config)) throw new UserError(`${where}: a Hugging Face-native checkpoint; --merge-lora reads InternVL's own layout (InternVLChatModel)`);
@@ -53,7 +54,7 @@ export async function exportMergedLora(o: MergeLoraOptions): Promise<MergeLoraRe
     sources.push(...(await openAdapterSources(o.adapters ?? [], model, sources)));
     if (!sources.some((s) => s.lora)) throw new UserError(`${ckpt.dir}: has no LoRA to merge (no <part>.base_model.model.* keys, use_llm_lora / use_backbone_lora 0) and no --adapter was given`);
     assignPaths(model);
-    const plan = planBinding(collectParams(model).map((p) => new GraphParam(p)), 'A', sources, { graphFrom: where });
+    const plan = planBinding(collectParams(model).map((p) => new GraphParam(p)), 'A', sources, { ...INTERNVL_BINDING, graphFrom: where });
     const tensors = plan.params.map(plainTensor);
     await withTempSibling(o.out, async (tmp) => {
       await writeFile(nodePath.join(tmp, CHECKPOINT_MARK), 'a checkpoint written by vlmc export --merge-lora\n');

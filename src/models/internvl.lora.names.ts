@@ -17,7 +17,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { UserError } from '../errors.ts';
 import { Checkpoint } from '../checkpoint/checkpoint.ts';
 import { loraModuleOf, loraScaling, targetsOf, type LoraPartInfo } from '../dsl/lora.ts';
-import type { CheckpointLayout } from './internvl.hf.names.ts';
+import { IDENTITY_RULES, KeyLayout, type PrefixMap } from '../bind/layout.ts';
 
 /** The InternVLChatConfig field that holds each part's LoRA rank. */
 export const INTERNVL_LORA_CONFIG_FIELDS: Readonly<Record<string, string>> = { vision_model: 'use_backbone_lora', language_model: 'use_llm_lora' };
@@ -54,122 +54,92 @@ function splitPart(parts: readonly LoraPartFound[], name: string): { part: LoraP
   return part ? { part, rest: name.slice(part.module.length + 1) } : undefined;
 }
 
-const WRAPPED_KEY = /^(.+?)\.base_model\.model\.(.+)$/;
-
-/** InternVL's own checkpoint with LoRA unmerged. */
-export class InternVLLoraLayout implements CheckpointLayout, LoraKeys {
-  readonly name = 'internvl-lora';
-
-  constructor(
-    readonly where: string,
-    readonly parts: readonly LoraPartFound[],
-    /** PEFT's adapter name in the keys (InternVL: `default`). */
-    readonly adapter = 'default',
-  ) {}
-
-  /** The layout of a checkpoint whose keys say LoRA is unmerged (`<part>.base_model.model.`); undefined otherwise. */
-  static detect(ckpt: Checkpoint): InternVLLoraLayout | undefined {
-    const keys = ckpt.keys().filter((k) => WRAPPED_KEY.test(k));
-    if (keys.length === 0) return undefined;
-    const adapters = new Set<string>();
-    const byPart = new Map<string, Map<string, number>>();
-    for (const k of keys) {
-      const [, part, rest] = WRAPPED_KEY.exec(k)!;
-      if (!byPart.has(part!)) byPart.set(part!, new Map());
-      const m = /^(.+)\.lora_A\.([^.]+)\.weight$/.exec(rest!);
-      if (!m) continue;
-      adapters.add(m[2]!);
-      byPart.get(part!)!.set(m[1]!, ckpt.entry(k).shape[0] ?? 0);
-    }
-    if (adapters.size > 1) throw new UserError(`${ckpt.dir}: the checkpoint holds several LoRA adapters (${[...adapters].sort().join(', ')}); vlmc reads one (InternVL saves 'default')`);
-    const parts: LoraPartFound[] = [...byPart].map(([module, modules]) => {
-      const r = Math.max(0, ...modules.values());
-      if (modules.size === 0) throw new UserError(`${ckpt.dir}: ${module}.base_model.model.* holds no lora_A tensor; a wrapped part without adapters is not a LoRA checkpoint vlmc can read`);
-      // InternVL wraps with lora_alpha = 2r.
-      return { module, r, alpha: 2 * r, rslora: false, modules: [...modules.keys()].sort() };
-    });
-    return new InternVLLoraLayout(ckpt.dir, parts.sort((a, b) => a.module.localeCompare(b.module)), [...adapters][0] ?? 'default');
-  }
-
-  keysFor(name: string): string | undefined {
-    const found = splitPart(this.parts, name);
-    if (!found) return undefined;
-    const base = `${found.part.module}.base_model.model.`;
-    const lora = loraModuleOf(found.rest);
-    if (lora) return `${base}${lora.module}.lora_${lora.which}.${this.adapter}.weight`;
-    const leaf = /^(.+)\.(weight|bias)$/.exec(found.rest);
-    if (leaf && found.part.modules.includes(leaf[1]!)) return `${base}${leaf[1]}.base_layer.${leaf[2]}`;
-    return base + found.rest;
-  }
-
-  nameFor(key: string): string | undefined {
-    const m = WRAPPED_KEY.exec(key);
-    if (!m) return key;
-    const rest = m[2]!.replace(/\.base_layer\.(weight|bias)$/, '.$1').replace(new RegExp(`\\.lora_([AB])\\.${escape(this.adapter)}\\.weight$`), '.lora_$1.weight');
-    return `${m[1]}.${rest}`;
-  }
-
-  pairFor(weightName: string): LoraPair | undefined {
-    const found = splitPart(this.parts, weightName);
-    const module = found?.rest.endsWith('.weight') ? found.rest.slice(0, -'.weight'.length) : undefined;
-    if (!found || module === undefined || !found.part.modules.includes(module)) return undefined;
-    const base = `${found.part.module}.base_model.model.${module}`;
-    return { a: `${base}.lora_A.${this.adapter}.weight`, b: `${base}.lora_B.${this.adapter}.weight` };
-  }
-
-  scalingFor(weightName: string): number {
-    const part = splitPart(this.parts, weightName)!.part;
-    return loraScaling(part.r, part.alpha, part.rslora);
-  }
+/** A source's LoRA as binding reads it: its layout names the adapter keys, these say which weights have adapters. */
+export function loraKeys(where: string, parts: readonly LoraPartFound[], layout: KeyLayout): LoraKeys {
+  return {
+    where,
+    parts,
+    pairFor(weightName) {
+      const found = splitPart(parts, weightName);
+      const module = found?.rest.endsWith('.weight') ? found.rest.slice(0, -'.weight'.length) : undefined;
+      if (!found || module === undefined || !found.part.modules.includes(module)) return undefined;
+      const [a, b] = (['A', 'B'] as const).map((x) => layout.keysFor(`${found.part.module}.${module}.lora_${x}.weight`));
+      return typeof a === 'string' && typeof b === 'string' ? { a, b } : undefined;
+    },
+    scalingFor(weightName) {
+      const part = splitPart(parts, weightName)!.part;
+      return loraScaling(part.r, part.alpha, part.rslora);
+    },
+  };
 }
 
-const escape = (s: string): string => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+/** A checkpoint or adapter folder's LoRA: the layout its keys are in, and its adapters. */
+export interface LoraSource {
+  layout: KeyLayout;
+  lora: LoraKeys;
+}
+
+const WRAPPED_KEY = /^(.+?)\.base_model\.model\.(.+)$/;
+
+/**
+ * InternVL's layout with LoRA unmerged, as data: each wrapped part's keys under
+ * `<part>.base_model.model.`, its wrapped Linears' weight and bias under `base_layer`, every
+ * adapter under the adapter name; the rest (`mlp1.*`, unwrapped parts) as the graph names them.
+ */
+export function internvlLoraLayout(parts: readonly LoraPartFound[], adapter = 'default'): KeyLayout {
+  const maps: PrefixMap[] = parts.map((p) => ({
+    graph: `${p.module}.`,
+    checkpoint: `${p.module}.base_model.model.`,
+    rules: [
+      ...p.modules.flatMap((m) => ['weight', 'bias'].map((leaf) => ({ from: `${m}.${leaf}`, to: `${m}.base_layer.${leaf}` }))),
+      ...(['A', 'B'] as const).map((x) => ({ from: `{rest}.lora_${x}.weight`, to: `{rest}.lora_${x}.${adapter}.weight` })),
+      ...IDENTITY_RULES,
+    ],
+  }));
+  return new KeyLayout(INTERNVL_LORA_LAYOUT, [...maps, { graph: '', checkpoint: '', rules: IDENTITY_RULES }]);
+}
+
+/** The manifest's name for InternVL's layout with LoRA unmerged. */
+export const INTERNVL_LORA_LAYOUT = 'internvl-lora';
+
+/** The LoRA of a checkpoint whose keys say it is unmerged (`<part>.base_model.model.`); undefined otherwise. */
+export function detectInternVLLora(ckpt: Checkpoint): LoraSource | undefined {
+  const keys = ckpt.keys().filter((k) => WRAPPED_KEY.test(k));
+  if (keys.length === 0) return undefined;
+  const adapters = new Set<string>();
+  const byPart = new Map<string, Map<string, number>>();
+  for (const k of keys) {
+    const [, part, rest] = WRAPPED_KEY.exec(k)!;
+    if (!byPart.has(part!)) byPart.set(part!, new Map());
+    const m = /^(.+)\.lora_A\.([^.]+)\.weight$/.exec(rest!);
+    if (!m) continue;
+    adapters.add(m[2]!);
+    byPart.get(part!)!.set(m[1]!, ckpt.entry(k).shape[0] ?? 0);
+  }
+  if (adapters.size > 1) throw new UserError(`${ckpt.dir}: the checkpoint holds several LoRA adapters (${[...adapters].sort().join(', ')}); vlmc reads one (InternVL saves 'default')`);
+  const parts: LoraPartFound[] = [...byPart].map(([module, modules]) => {
+    if (modules.size === 0) throw new UserError(`${ckpt.dir}: ${module}.base_model.model.* holds no lora_A tensor; a wrapped part without adapters is not a LoRA checkpoint vlmc can read`);
+    const r = Math.max(...modules.values());
+    // InternVL wraps with lora_alpha = 2r.
+    return { module, r, alpha: 2 * r, rslora: false, modules: [...modules.keys()].sort() };
+  });
+  parts.sort((a, b) => a.module.localeCompare(b.module));
+  const layout = internvlLoraLayout(parts, [...adapters][0] ?? 'default');
+  return { layout, lora: loraKeys(ckpt.dir, parts, layout) };
+}
 
 export const ADAPTER_CONFIG_FILE = 'adapter_config.json';
 export const ADAPTER_WEIGHTS_FILE = 'adapter_model.safetensors';
 
-/** A standalone PEFT adapter applied to one part of the model. */
-export class PeftAdapterLayout implements CheckpointLayout, LoraKeys {
-  readonly name = 'peft-adapter';
-  readonly parts: readonly LoraPartFound[];
-
-  constructor(
-    readonly where: string,
-    part: LoraPartFound,
-  ) {
-    this.parts = [part];
-  }
-
-  keysFor(name: string): string | undefined {
-    const found = splitPart(this.parts, name);
-    const lora = found ? loraModuleOf(found.rest) : undefined;
-    if (!found || !lora || !found.part.modules.includes(lora.module)) return undefined;
-    return `base_model.model.${lora.module}.lora_${lora.which}.weight`;
-  }
-
-  nameFor(key: string): string | undefined {
-    const m = /^base_model\.model\.(.+)$/.exec(key);
-    return m ? `${this.parts[0]!.module}.${m[1]}` : undefined;
-  }
-
-  pairFor(weightName: string): LoraPair | undefined {
-    const found = splitPart(this.parts, weightName);
-    const module = found?.rest.endsWith('.weight') ? found.rest.slice(0, -'.weight'.length) : undefined;
-    if (!found || module === undefined || !found.part.modules.includes(module)) return undefined;
-    return { a: `base_model.model.${module}.lora_A.weight`, b: `base_model.model.${module}.lora_B.weight` };
-  }
-
-  scalingFor(): number {
-    const p = this.parts[0]!;
-    return loraScaling(p.r, p.alpha, p.rslora);
-  }
+/** A standalone PEFT adapter of one part: `base_model.model.<module>.lora_{A,B}.weight`, relative to the part. */
+function peftAdapterLayout(module: string): KeyLayout {
+  return new KeyLayout('peft-adapter', [{ graph: `${module}.`, checkpoint: 'base_model.model.', rules: (['A', 'B'] as const).map((x) => ({ from: `{rest}.lora_${x}.weight`, to: `{rest}.lora_${x}.weight` })) }]);
 }
 
 /** A PEFT adapter folder, read and checked: its config, its tensors, and the part of the model it adapts. */
-export interface PeftAdapter {
+export interface PeftAdapter extends LoraSource {
   dir: string;
   checkpoint: Checkpoint;
-  layout: PeftAdapterLayout;
   /** The LoRA part name (`llm`, `vision`). */
   part: string;
 }
@@ -197,7 +167,8 @@ export async function openPeftAdapter(dir: string, loraParts: Readonly<Record<st
     }
     const part = adapterPart(dir, [...modules.keys()], loraParts, paramNames);
     const found: LoraPartFound = { module: loraParts[part]!.module, r: config.r, alpha: config.alpha, rslora: config.rslora, modules: [...modules.keys()].sort() };
-    return { dir, checkpoint, layout: new PeftAdapterLayout(dir, found), part };
+    const layout = peftAdapterLayout(found.module);
+    return { dir, checkpoint, layout, lora: loraKeys(dir, [found], layout), part };
   } catch (e) {
     await checkpoint.close();
     throw e;

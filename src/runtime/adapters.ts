@@ -36,8 +36,7 @@ export async function adapterFeeds(inputs: readonly ManifestIO[], dirs: readonly
   for (const dir of dirs) {
     const adapter = await openPeftAdapter(dir, partsOf(specs), weightNames(specs));
     try {
-      const part = adapter.layout.parts[0]!;
-      const scaling = adapter.layout.scalingFor();
+      const part = adapter.lora.parts[0]!;
       if (rankOf.has(part.module)) throw new UserError(`--adapter ${dir}: another --adapter already adapts ${part.module}; give one adapter per part`);
       rankOf.set(part.module, part.r);
       for (const module of part.modules) {
@@ -45,9 +44,10 @@ export async function adapterFeeds(inputs: readonly ManifestIO[], dirs: readonly
           const name = `${part.module}.${module}.lora_${which}.weight`;
           const spec = byName.get(name);
           if (!spec) throw new UserError(`--adapter ${dir}: adapts ${part.module}.${module}, which ${where} has no LoRA input for (it takes LoRA on the targets it was built with)`);
-          const key = adapter.layout.keysFor(name)!;
+          const key = adapter.layout.keysFor(name) as string;
           const values = await adapter.checkpoint.readAsFloat32(key);
-          if (which === 'B') for (let i = 0; i < values.length; i++) values[i]! *= scaling;
+          const scaling = which === 'B' ? adapter.lora.scalingFor(name) : 1;
+          for (let i = 0; i < values.length && scaling !== 1; i++) values[i]! *= scaling;
           feeds[name] = { dtype: 'float32', shape: [...adapter.checkpoint.entry(key).shape], data: values };
         }
       }

@@ -7,7 +7,7 @@
  */
 import type { ManifestParameter } from '../artifact/manifest.ts';
 import { loraModuleOf } from '../dsl/lora.ts';
-import { InternVLLoraLayout, INTERNVL_LORA_CONFIG_FIELDS, type LoraPartFound } from '../models/internvl.lora.names.ts';
+import { internvlLoraLayout, INTERNVL_LORA_CONFIG_FIELDS, type LoraPartFound } from '../models/internvl.lora.names.ts';
 import { TIED_DUPLICATES } from '../models/internvl.names.ts';
 
 export interface LoraCheckpointLayout {
@@ -23,12 +23,12 @@ export interface LoraCheckpointLayout {
 export function loraCheckpointLayout(parameters: readonly ManifestParameter[]): LoraCheckpointLayout | undefined {
   const parts = wrappedParts(parameters);
   if (parts.length === 0) return undefined;
-  const layout = new InternVLLoraLayout('the training run', parts);
+  const layout = internvlLoraLayout(parts);
   const names = new Set(parameters.map((p) => p.name));
   const heads = Object.entries(TIED_DUPLICATES).filter(([head, embedding]) => !names.has(head) && names.has(embedding));
   return {
-    keyOf: (name) => layout.keysFor(name) ?? name,
-    untiedHeads: heads.map(([head, embedding]) => ({ key: layout.keysFor(head) ?? head, from: embedding })),
+    keyOf: (name) => keyOf(layout.keysFor(name), name),
+    untiedHeads: heads.map(([head, embedding]) => ({ key: keyOf(layout.keysFor(head), head), from: embedding })),
     config: (json) => {
       const out: Record<string, unknown> = { ...json };
       for (const [module, field] of Object.entries(INTERNVL_LORA_CONFIG_FIELDS)) out[field] = parts.find((p) => p.module === module)?.r ?? 0;
@@ -37,6 +37,11 @@ export function loraCheckpointLayout(parameters: readonly ManifestParameter[]): 
       return out;
     },
   };
+}
+
+/** InternVL's layout names every parameter by one key. */
+function keyOf(key: string | string[] | undefined, name: string): string {
+  return typeof key === 'string' ? key : name;
 }
 
 /** The parts with adapters, their rank (lora_A rows) and wrapped modules, from the parameter names. */
