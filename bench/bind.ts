@@ -31,7 +31,7 @@ import { fileURLToPath } from 'node:url';
 import { assignPaths, collectParams, internvl, internViT, qwen2, InternVLChatModel } from '../src/index.ts';
 import { loadGraphFile } from '../src/graph-file.ts';
 import { internvlConfigJson } from '../src/models/to-config.ts';
-import { withTempSibling } from '../src/artifact/atomic.ts';
+import { withTempSibling } from '../src/fs/atomic.ts';
 
 const ROOT = nodePath.resolve(nodePath.dirname(fileURLToPath(import.meta.url)), '..');
 const BENCH_DIR = nodePath.join(ROOT, 'out', 'bench');

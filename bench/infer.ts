@@ -37,10 +37,9 @@ import { collectModules, type Tensor } from '../src/dsl/module.ts';
 import { Linear, linear } from '../src/nn/layers.ts';
 import * as op from '../src/ops/index.ts';
 import { buildModelProto, encodeModel } from '../src/onnx/emit.ts';
-import { SPLIT_DATA_FILE } from '../src/artifact/write.ts';
 import { writeSafetensors } from '../src/checkpoint/safetensors-write.ts';
 import type { InternVLChatModel } from '../src/models/internvl.ts';
-import type { Manifest } from '../src/artifact/manifest.ts';
+import { SPLIT_DATA_FILE, type Manifest } from '../src/artifact/format.ts';
 import { VLMC_VERSION } from '../src/version.ts';
 
 const ROOT = nodePath.resolve(nodePath.dirname(fileURLToPath(import.meta.url)), '..');
@@ -169,7 +168,7 @@ function median(xs: number[]): number {
 
 async function childSplit(steps: number, dir = SPLIT): Promise<Measured> {
   const { SplitSession } = await import('../src/generate/session.ts');
-  const { readInputs } = await import('../src/runtime/run.ts');
+  const { readInputs } = await import('../src/runtime/tensor-files.ts');
   const { argmax } = await import('../src/generate/generate.ts');
   const inputs = await readInputs(INPUTS);
   let t = now();
@@ -223,7 +222,7 @@ async function childSplit(steps: number, dir = SPLIT): Promise<Measured> {
 
 /** The bandwidth-floor graph in a session; run() times one pass. */
 async function floorSession(): Promise<{ run: () => Promise<number>; release: () => Promise<void> }> {
-  const { loadOrt } = await import('../src/runtime/run.ts');
+  const { loadOrt } = await import('../src/runtime/session.ts');
   const ort = await loadOrt();
   // The decoder's own session options (no prepacking), so the ratio compares like with like.
   const session = await ort.InferenceSession.create(nodePath.join(SPLIT, FLOOR_FILE), { executionProviders: ['cpu'], logSeverityLevel: 3, extra: { session: { disable_prepacking: '1' } } });
@@ -244,7 +243,8 @@ async function floorSession(): Promise<{ run: () => Promise<number>; release: ()
 }
 
 async function childSingle(steps: number): Promise<Measured> {
-  const { openSession, run, readInputs } = await import('../src/runtime/run.ts');
+  const { openSession, run } = await import('../src/runtime/session.ts');
+  const { readInputs } = await import('../src/runtime/tensor-files.ts');
   const inputs = await readInputs(INPUTS);
   let t = now();
   const session = await openSession(SINGLE);

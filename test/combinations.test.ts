@@ -15,9 +15,11 @@ import * as path from 'node:path';
 import { FIXTURES, fixtureCases, maxAbsError, readFloats, relativeL2, removeDir, tempDir } from './helpers.ts';
 import { build, type BuildOptions } from '../src/build.ts';
 import { init } from '../src/init/init.ts';
-import { openSession, readInputs, run, runArtifact, type HostTensor } from '../src/runtime/run.ts';
+import { openSession, run, type HostTensor } from '../src/runtime/session.ts';
+import { readInputs } from '../src/runtime/tensor-files.ts';
+import { runArtifact } from '../src/run.ts';
 import { runSplit } from '../src/generate/session.ts';
-import type { Manifest } from '../src/artifact/manifest.ts';
+import type { Manifest } from '../src/artifact/format.ts';
 import { UserError } from '../src/errors.ts';
 
 const DIMENSIONS = {

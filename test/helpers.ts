@@ -29,10 +29,20 @@ export function removeDir(dir: string): void {
   rmSync(dir, { recursive: true, force: true });
 }
 
-export interface CliResult {
-  status: number;
-  stdout: string;
-  stderr: string;
+import { runCli, type CliResult } from '../src/cli/main.ts';
+export type { CliResult };
+
+/**
+ * The CLI in this process (runCli of src/cli/main.ts): the exit code, stdout and stderr that vlmc()
+ * gives, without starting Node, tsx and onnxruntime-node again (about 1.4 s a call). Graph files load
+ * through vitest's module loader (the `vlmc` alias of vitest.config.ts stands in for the graph-file
+ * hooks) and stay cached for the rest of the test file, as in any long-lived process: a test that
+ * edits a graph file it has loaded, or whose build must not see what an earlier build left on the
+ * graph's model, uses vlmc(). So do tests of the process itself: bin/vlmc.js starting, signals,
+ * an installed package, another checkout's CLI.
+ */
+export async function vlmcInProcess(args: string[], cwd = ROOT): Promise<CliResult> {
+  return runCli(args, { cwd });
 }
 
 /** Runs the real CLI entry point (bin/vlmc.js) in a child process. */

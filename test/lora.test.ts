@@ -11,15 +11,17 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { cpSync, existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
-import { FIXTURES, ROOT, relativeL2, tempDir, removeDir, vlmc } from './helpers.ts';
+import { FIXTURES, ROOT, maxAbsError, relativeL2, tempDir, removeDir, vlmcInProcess } from './helpers.ts';
 import { charTokenizer } from './char-tokenizer.ts';
 import { build, type BuildOptions } from '../src/build.ts';
-import { openSession, readInputs, run, runArtifact, type HostTensor } from '../src/runtime/run.ts';
+import { openSession, run, type HostTensor } from '../src/runtime/session.ts';
+import { readInputs } from '../src/runtime/tensor-files.ts';
+import { runArtifact } from '../src/run.ts';
 import { boundTrainableWeights } from '../src/train/weights.ts';
 import { train } from '../src/train/loop.ts';
 import { exportMergedLora } from '../src/export/merge-lora.ts';
 import { SafetensorsFile } from '../src/checkpoint/safetensors.ts';
-import type { Manifest } from '../src/artifact/manifest.ts';
+import type { Manifest } from '../src/artifact/format.ts';
 import { UserError } from '../src/errors.ts';
 import { diffSummaries, loadGraphSummary, lockText, renderText } from '../src/review/index.ts';
 import { createHash } from 'node:crypto';
@@ -129,6 +131,22 @@ describe.each(CASES)('LoRA case %s', (name) => {
       const ref = want[key]!;
       const maxRef = ref.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
       expect(g.reduce((m, v, i) => Math.max(m, Math.abs(v - ref[i]!)), 0) / maxRef, `${key} max abs error / max abs reference`).toBeLessThanOrEqual(bound);
+    }
+  });
+
+  it.each<[string, Omit<BuildOptions, 'out' | 'weights'>, number]>([
+    ['kept, --opset 24', { keepLora: true, opset: 24 }, 1e-4],
+    ['merged, --dtype bf16 (storage)', { dtype: 'bf16' }, 0.3],
+    ['kept, --target gpu --dtype fp16', { keepLora: true, target: 'gpu', dtype: 'fp16' }, 0.05],
+    ['kept, --target gpu --quant int8: the base packed, the adapters float', { keepLora: true, target: 'gpu', quant: { bits: 8, blockSize: 32, symmetric: true } }, 0.5],
+    ['merged, --target gpu --quant int4', { target: 'gpu', quant: { bits: 4, blockSize: 32, symmetric: true } }, 4],
+  ])('combines: %s (logits within the dtype\'s tolerance, docs/cli.md)', async (label, options, tolerance) => {
+    const { manifest, outputs } = await buildAndRun({ ...options, weights: path.join(fx, 'lora-unified'), out: path.join(work, label.replace(/\W+/g, '-')) }, path.join(fx, 'inputs.safetensors'), 'model');
+    expect(maxAbsError(outputs.logits!.data as Float32Array, expected.logits!)).toBeLessThanOrEqual(tolerance);
+    if (options.quant) {
+      const adaptersQuantised = manifest.parameters.filter((p) => /\.lora_[AB]\.weight$/.test(p.name) && p.quant);
+      expect(adaptersQuantised).toEqual([]);
+      expect(manifest.parameters.filter((p) => p.quant).length).toBeGreaterThanOrEqual(wrapped);
     }
   });
 
@@ -291,8 +309,8 @@ export default internvl({
     expect((error as Error).message).toMatch(/^--adapter: .*plain takes no adapters at run time \(it was built without --lora-inputs\); merge an adapter into an artifact with vlmc build --adapter DIR$/);
   });
 
-  it('vlmc export takes exactly one of --layout hf and --merge-lora (exit 2)', () => {
-    const r = vlmc(['export', path.join(fx, 'lora-unified'), '--layout', 'hf', '--merge-lora', '--out', path.join(work, 'x')]);
+  it('vlmc export takes exactly one of --layout hf and --merge-lora (exit 2)', async () => {
+    const r = await vlmcInProcess(['export', path.join(fx, 'lora-unified'), '--layout', 'hf', '--merge-lora', '--out', path.join(work, 'x')]);
     expect(r.status).toBe(2);
     expect(r.stderr).toBe('vlmc: vlmc export: give either --layout hf or --merge-lora\n');
   });

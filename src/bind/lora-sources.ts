@@ -5,12 +5,14 @@
  * Without a declaration, adapters a source holds are merged into their base weights at bind.
  */
 import * as nodePath from 'node:path';
+import { existsSync, readFileSync } from 'node:fs';
 import { UserError } from '../errors.ts';
 import type { Model } from '../dsl/model.ts';
 import { assignPaths, collectParams } from '../dsl/module.ts';
-import { targetsOf, type LoraDeclaration, type LoraPartOptions } from '../dsl/lora.ts';
-import { detectInternVLLora, openPeftAdapter, type LoraPartFound } from '../models/internvl.lora.names.ts';
-import type { WeightSource } from './plan.ts';
+import { targetsOf, type LoraDeclaration, type LoraPartInfo, type LoraPartOptions } from '../dsl/lora.ts';
+import { Checkpoint } from '../checkpoint/checkpoint.ts';
+import { ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE, internvlLoraLayout, loraKeys, peftAdapterLayout, type LoraPartFound, type LoraSource } from '../models/internvl.lora.names.ts';
+import type { WeightSource } from './source.ts';
 
 export interface LoraBuildOptions {
   /** Rank of a new or continued LoRA on the vision backbone (InternVL's --use_backbone_lora). */
@@ -112,3 +114,113 @@ function checkLoraInputs(o: LoraBuildOptions, model: Model, held: Map<string, { 
   const [module, source] = [...held][0] ?? [];
   if (module) throw new UserError(`--lora-inputs: ${source!.where} holds ${module} LoRA, which is merged at bind or kept (--keep-lora); adapters fed at run time go onto a base without LoRA`);
 }
+
+const WRAPPED_KEY = /^(.+?)\.base_model\.model\.(.+)$/;
+
+/** The LoRA of a checkpoint whose keys say it is unmerged (`<part>.base_model.model.`); undefined otherwise. */
+export function detectInternVLLora(ckpt: Checkpoint): LoraSource | undefined {
+  const keys = ckpt.keys().filter((k) => WRAPPED_KEY.test(k));
+  if (keys.length === 0) return undefined;
+  const adapters = new Set<string>();
+  const byPart = new Map<string, Map<string, number>>();
+  for (const k of keys) {
+    const [, part, rest] = WRAPPED_KEY.exec(k)!;
+    if (!byPart.has(part!)) byPart.set(part!, new Map());
+    const m = /^(.+)\.lora_A\.([^.]+)\.weight$/.exec(rest!);
+    if (!m) continue;
+    adapters.add(m[2]!);
+    byPart.get(part!)!.set(m[1]!, ckpt.entry(k).shape[0] ?? 0);
+  }
+  if (adapters.size > 1) throw new UserError(`${ckpt.dir}: the checkpoint holds several LoRA adapters (${[...adapters].sort().join(', ')}); vlmc reads one (InternVL saves 'default')`);
+  const parts: LoraPartFound[] = [...byPart].map(([module, modules]) => {
+    if (modules.size === 0) throw new UserError(`${ckpt.dir}: ${module}.base_model.model.* holds no lora_A tensor; a wrapped part without adapters is not a LoRA checkpoint vlmc can read`);
+    const r = Math.max(...modules.values());
+    // InternVL wraps with lora_alpha = 2r.
+    return { module, r, alpha: 2 * r, rslora: false, modules: [...modules.keys()].sort() };
+  });
+  parts.sort((a, b) => a.module.localeCompare(b.module));
+  const layout = internvlLoraLayout(parts, [...adapters][0] ?? 'default');
+  return { layout, lora: loraKeys(ckpt.dir, parts, layout) };
+}
+
+/** A PEFT adapter folder, read and checked: its config, its tensors, and the part of the model it adapts. */
+export interface PeftAdapter extends LoraSource {
+  dir: string;
+  checkpoint: Checkpoint;
+  /** The LoRA part name (`llm`, `vision`). */
+  part: string;
+}
+
+/**
+ * Opens `dir` as a PEFT LoRA adapter for the model whose LoRA parts and parameter names are given.
+ * Refuses what vlmc does not compute the same way (DoRA, LoRA bias, per-module ranks / alphas,
+ * modules_to_save, fan_in_fan_out), naming the field.
+ */
+export async function openPeftAdapter(dir: string, loraParts: Readonly<Record<string, LoraPartInfo>>, paramNames: ReadonlySet<string>): Promise<PeftAdapter> {
+  const configFile = nodePath.join(dir, ADAPTER_CONFIG_FILE);
+  if (!existsSync(configFile)) throw new UserError(`--adapter ${dir}: no ${ADAPTER_CONFIG_FILE}; an adapter folder is what PeftModel.save_pretrained writes (${ADAPTER_CONFIG_FILE} + ${ADAPTER_WEIGHTS_FILE})`);
+  const config = readAdapterConfig(configFile);
+  const checkpoint = await Checkpoint.openFile(nodePath.join(dir, ADAPTER_WEIGHTS_FILE));
+  try {
+    const modules = new Map<string, number>();
+    for (const key of checkpoint.keys()) {
+      const m = /^base_model\.model\.(.+)\.lora_([AB])\.weight$/.exec(key);
+      if (!m) throw new UserError(`--adapter ${dir}: ${ADAPTER_WEIGHTS_FILE} holds '${key}', which is not a LoRA tensor (base_model.model.<module>.lora_A.weight / lora_B.weight); modules_to_save and embedding adapters are not supported`);
+      if (m[2] === 'A') modules.set(m[1]!, checkpoint.entry(key).shape[0] ?? 0);
+    }
+    if (modules.size === 0) throw new UserError(`--adapter ${dir}: ${ADAPTER_WEIGHTS_FILE} holds no lora_A tensor`);
+    for (const [module, r] of modules) {
+      if (r !== config.r) throw new UserError(`--adapter ${dir}: base_model.model.${module}.lora_A.weight has rank ${r}, but ${ADAPTER_CONFIG_FILE} says r ${config.r}`);
+    }
+    const part = adapterPart(dir, [...modules.keys()], loraParts, paramNames);
+    const found: LoraPartFound = { module: loraParts[part]!.module, r: config.r, alpha: config.alpha, rslora: config.rslora, modules: [...modules.keys()].sort() };
+    const layout = peftAdapterLayout(found.module);
+    return { dir, checkpoint, layout, lora: loraKeys(dir, [found], layout), part };
+  } catch (e) {
+    await checkpoint.close();
+    throw e;
+  }
+}
+
+/** The LoRA part whose Linears the adapter's modules all are (an adapter is saved relative to the model it wraps). */
+function adapterPart(dir: string, modules: string[], loraParts: Readonly<Record<string, LoraPartInfo>>, paramNames: ReadonlySet<string>): string {
+  const fits = Object.entries(loraParts).filter(([, info]) => modules.every((m) => paramNames.has(`${info.module}.${m}.weight`)));
+  if (fits.length === 1) return fits[0]![0];
+  const sample = modules.slice(0, 2).join(', ');
+  if (fits.length === 0) throw new UserError(`--adapter ${dir}: its modules (${sample}, ...) are not Linears of ${Object.values(loraParts).map((p) => p.module).join(' or ')}; is it an adapter for this model?`);
+  throw new UserError(`--adapter ${dir}: its modules (${sample}, ...) fit ${fits.map(([, p]) => p.module).join(' and ')}; vlmc cannot tell which part it adapts`);
+}
+
+interface AdapterConfig {
+  r: number;
+  alpha: number;
+  rslora: boolean;
+}
+
+function readAdapterConfig(file: string): AdapterConfig {
+  let cfg: Record<string, unknown>;
+  try {
+    cfg = JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>;
+  } catch (e) {
+    throw new UserError(`${file}: not valid JSON (${(e as Error).message})`);
+  }
+  if (typeof cfg !== 'object' || cfg === null || Array.isArray(cfg)) throw new UserError(`${file}: not a JSON object`);
+  const refuse = (field: string, why: string) => new UserError(`${file}: ${field} ${why}; vlmc applies plain LoRA adapters (W + alpha/r B A) only`);
+  if (cfg.peft_type !== undefined && cfg.peft_type !== 'LORA') throw refuse('peft_type', `is ${JSON.stringify(cfg.peft_type)}`);
+  const r = cfg.r;
+  if (typeof r !== 'number' || !Number.isInteger(r) || r < 1) throw new UserError(`${file}: r must be a positive whole number (got ${JSON.stringify(r)})`);
+  const alpha = cfg.lora_alpha ?? r;
+  if (typeof alpha !== 'number' || !(alpha > 0)) throw new UserError(`${file}: lora_alpha must be a positive number (got ${JSON.stringify(alpha)})`);
+  if (cfg.use_dora === true) throw refuse('use_dora', 'is true (DoRA)');
+  if (cfg.lora_bias === true) throw refuse('lora_bias', 'is true');
+  if (cfg.bias !== undefined && cfg.bias !== 'none') throw refuse('bias', `is ${JSON.stringify(cfg.bias)}`);
+  if (cfg.fan_in_fan_out === true) throw refuse('fan_in_fan_out', 'is true');
+  for (const field of ['rank_pattern', 'alpha_pattern']) {
+    const v = cfg[field];
+    if (v !== undefined && v !== null && (typeof v !== 'object' || Object.keys(v).length > 0)) throw refuse(field, 'gives modules their own rank or alpha');
+  }
+  const toSave = cfg.modules_to_save;
+  if (Array.isArray(toSave) && toSave.length > 0) throw refuse('modules_to_save', `lists ${toSave.join(', ')}`);
+  return { r, alpha, rslora: cfg.use_rslora === true };
+}
+

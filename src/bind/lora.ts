@@ -11,7 +11,7 @@
 import * as nodePath from 'node:path';
 import { isFloatStDType } from '../tensor/convert.ts';
 import { loraModuleOf, loraParamNames } from '../dsl/lora.ts';
-import type { BoundParam, ParamOrigin, WeightSource } from './plan.ts';
+import type { BoundParam, LoraMergeOrigin, WeightSource } from './source.ts';
 
 /** Where an adapter parameter is read; 'init' for a fresh LoRA; undefined for a parameter that is not an adapter. */
 export function locateAdapterParam(name: string, sources: readonly WeightSource[]): { source: WeightSource; key: string } | 'init' | undefined {
@@ -23,15 +23,6 @@ export function locateAdapterParam(name: string, sources: readonly WeightSource[
     if (typeof key === 'string') return { source, key };
   }
   return 'init';
-}
-
-/** The tensors a merge reads, besides the base weight. */
-export interface LoraMergeOrigin {
-  kind: 'lora-merge';
-  base: Extract<ParamOrigin, { kind: 'checkpoint' | 'concat' }>;
-  a: { source: WeightSource; key: string };
-  b: { source: WeightSource; key: string };
-  scaling: number;
 }
 
 /**

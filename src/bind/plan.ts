@@ -6,36 +6,13 @@
 import * as nodePath from 'node:path';
 import { CheckpointError, UserError } from '../errors.ts';
 import type { GraphParam } from '../ir/graph.ts';
-import type { Checkpoint } from '../checkpoint/checkpoint.ts';
 import { isFloatStDType } from '../tensor/convert.ts';
 import { pathPatternMatches } from '../dsl/freeze.ts';
-import type { KeyLayout, KeySource } from './layout.ts';
-import type { LoraKeys } from '../models/internvl.lora.names.ts';
-import { locateAdapterParam, withLoraMerges, type LoraMergeOrigin } from './lora.ts';
+import type { KeySource } from '../dsl/layout.ts';
+import type { BoundParam, WeightSource } from './source.ts';
+import { locateAdapterParam, withLoraMerges } from './lora.ts';
 
-/** A named checkpoint the build reads from: `unified` (Path A) or `vision` / `llm` (Path B). */
-export interface WeightSource {
-  /** `projector`: Path B's projector taken from a saved file (unified-layout keys, `mlp1.*`). `adapter`: a PEFT LoRA adapter (--adapter). */
-  role: 'unified' | 'vision' | 'llm' | 'projector' | 'adapter';
-  checkpoint: Checkpoint;
-  /** How graph parameter names become this checkpoint's keys (src/bind/layout.ts; the family supplies it). */
-  layout: KeyLayout;
-  /** Set when the source holds LoRA adapters (src/bind/lora.ts): merged into their base weights, or read as the graph's own. */
-  lora?: LoraKeys;
-}
-
-export type ParamOrigin =
-  | { kind: 'checkpoint'; source: WeightSource; key: string }
-  /** Several checkpoint tensors concatenated along axis 0 (q, k, v -> a fused qkv). */
-  | { kind: 'concat'; source: WeightSource; keys: string[] }
-  /** A base weight with its LoRA merged in while binding: W + scaling * B @ A. */
-  | LoraMergeOrigin
-  | { kind: 'init' };
-
-export interface BoundParam {
-  param: GraphParam;
-  origin: ParamOrigin;
-}
+export type { BoundParam, LoraMergeOrigin, ParamOrigin, WeightSource } from './source.ts';
 
 export type BuildPath = 'A' | 'B' | 'none';
 

@@ -2,27 +2,11 @@
  * A split artifact opened in onnxruntime-node: one session per graph, and the three steps of a
  * forward (vision, embedding, decoder with a KV cache) on host tensors.
  */
-import * as nodePath from 'node:path';
-import { hasQuantisedWeights, peekManifest } from '../artifact/manifest.ts';
 import type ort from 'onnxruntime-node';
 import { UserError } from '../errors.ts';
-import { loadOrt, refuseStructureOnly, type HostTensor } from '../runtime/run.ts';
+import { openSplitSessions, toHost, type HostTensor, type SessionOptions } from '../runtime/session.ts';
+import { adapterFeeds, adapterInputs } from '../runtime/adapters.ts';
 import { readPipeline, SPLIT_ENTRIES, type Pipeline, type SplitEntry } from './pipeline.ts';
-
-export type ExecutionProvider = 'cpu' | 'cuda';
-
-export interface SessionOptions {
-  /** Execution provider; `cuda` only where this onnxruntime-node build has it. */
-  ep?: ExecutionProvider;
-  /**
-   * Let ORT repack every weight for its GEMM kernels at session creation. Off by default: the
-   * repacked copy costs seconds and a second copy of the weights in memory, while the unpacked
-   * weights stay memory-mapped from the data file (see docs/performance.md, Inference).
-   */
-  prepackWeights?: boolean;
-  /** PEFT adapter folders fed to an artifact built with --lora-inputs (src/runtime/adapters.ts). */
-  adapters?: readonly string[];
-}
 
 /** The cache of one layer: [batch, kv_heads, past, head_dim]. */
 export type KvPair = { key: ort.Tensor; value: ort.Tensor };
@@ -39,26 +23,12 @@ export class SplitSession {
 
   static async open(dir: string, o: SessionOptions = {}): Promise<SplitSession> {
     const pipeline = readPipeline(dir);
-    refuseStructureOnly(dir, peekManifest(dir));
-    const runtime = await loadOrt();
-    const providers = await executionProviders(runtime, o.ep ?? 'cpu');
-    // ORT would also log a failed provider load itself; the UserError below says it once.
-    if (o.ep && o.ep !== 'cpu') runtime.env.logLevel = 'fatal';
-    const adapters = await adapterTensors(runtime, dir, pipeline, o.adapters ?? []);
-    const sessions: Partial<Record<SplitEntry, ort.InferenceSession>> = {};
-    const options = sessionOptions(providers, { ...o, prepackWeights: o.prepackWeights ?? hasQuantisedWeights(dir) });
-    try {
-      // One at a time: together they would only compete for the same cores and disk.
-      for (const e of SPLIT_ENTRIES) {
-        sessions[e] = await runtime.InferenceSession.create(nodePath.join(dir, pipeline.graphs[e].file), options);
-      }
-    } catch (err) {
-      for (const s of Object.values(sessions)) await s.release();
-      // An execution provider that is listed but not installed fails here, inside ORT.
-      if (o.ep && o.ep !== 'cpu') throw new UserError(`--ep ${o.ep}: onnxruntime-node could not use it (${(err as Error).message.split('\n')[0]}); install its ${o.ep} provider libraries or use --ep cpu`);
-      throw err;
-    }
-    return new SplitSession(dir, pipeline, runtime, sessions as Record<SplitEntry, ort.InferenceSession>, adapters);
+    const files = Object.fromEntries(SPLIT_ENTRIES.map((e) => [e, pipeline.graphs[e].file])) as Record<SplitEntry, string>;
+    // The adapters first: a folder that does not fit is refused before any session is made.
+    const feeds = await adapterFeeds(SPLIT_ENTRIES.flatMap((e) => adapterInputs(pipeline.graphs[e].inputs)), o.adapters ?? [], dir);
+    const { runtime, sessions } = await openSplitSessions(dir, files, o);
+    const adapters = Object.fromEntries(SPLIT_ENTRIES.map((e) => [e, Object.fromEntries(adapterInputs(pipeline.graphs[e].inputs).map((i) => [i.name, new runtime.Tensor('float32', feeds[i.name]!.data as Float32Array, feeds[i.name]!.shape)]))])) as Record<SplitEntry, Record<string, ort.Tensor>>;
+    return new SplitSession(dir, pipeline, runtime, sessions, adapters);
   }
 
   async release(): Promise<void> {
@@ -137,40 +107,6 @@ export class SplitSession {
     const present = past.map((_, i) => ({ key: out[`present.${i}.key`]!, value: out[`present.${i}.value`]! }));
     return { logits: out.logits!, present };
   }
-}
-
-/** Each graph's adapter feeds, from the folders (zeros for what none covers), made once. */
-async function adapterTensors(runtime: typeof import('onnxruntime-node'), dir: string, pipeline: Pipeline, dirs: readonly string[]): Promise<Record<SplitEntry, Record<string, ort.Tensor>>> {
-  const { adapterFeeds, adapterInputs } = await import('../runtime/adapters.ts');
-  const all = SPLIT_ENTRIES.flatMap((e) => adapterInputs(pipeline.graphs[e].inputs));
-  const feeds = await adapterFeeds(all, dirs, dir);
-  const out = {} as Record<SplitEntry, Record<string, ort.Tensor>>;
-  for (const e of SPLIT_ENTRIES) {
-    out[e] = Object.fromEntries(adapterInputs(pipeline.graphs[e].inputs).map((i) => [i.name, new runtime.Tensor('float32', feeds[i.name]!.data as Float32Array, feeds[i.name]!.shape)]));
-  }
-  return out;
-}
-
-function sessionOptions(providers: string[], o: SessionOptions): import('onnxruntime-node').InferenceSession.SessionOptions {
-  return {
-    executionProviders: providers,
-    logSeverityLevel: 3,
-    ...(o.prepackWeights ? {} : { extra: { session: { disable_prepacking: '1' } } }),
-  };
-}
-
-async function executionProviders(runtime: typeof import('onnxruntime-node'), ep: ExecutionProvider): Promise<string[]> {
-  if (ep === 'cpu') return ['cpu'];
-  const available = runtime.listSupportedBackends().map((b) => b.name);
-  if (!available.includes(ep)) {
-    throw new UserError(`--ep ${ep}: this onnxruntime-node build has no ${ep} execution provider (it has: ${available.join(', ')}); install onnxruntime-node with CUDA support (npm's onnxruntime-node ships CUDA on linux x64 only) or use --ep cpu`);
-  }
-  return [ep, 'cpu'];
-}
-
-/** A host tensor's copy of an ORT tensor. */
-export function toHost(t: ort.Tensor): HostTensor {
-  return { dtype: t.type as HostTensor['dtype'], shape: [...t.dims], data: t.data as Float32Array | BigInt64Array };
 }
 
 /**

@@ -14,6 +14,7 @@ import { foldShapes } from './fold-shapes.ts';
 import { removeDeadNodes, removeUnusedParams } from './dead-nodes.ts';
 import { appendBackward, type DimSizes, type PruningReport } from './differentiate.ts';
 import { fuseGraph, parseFuse, type Target } from './fusion/index.ts';
+import { lowerComposites } from './lower.ts';
 import { quantizeLinears } from './quantize.ts';
 import { computeInHalf } from './half-precision.ts';
 import { checkOpset, retargetOpset } from './opset.ts';
@@ -41,7 +42,7 @@ export interface PassContext {
   entry: string;
   options: PipelineOptions;
   /** What passes found, for the build's summary and the manifest. */
-  report: { pruning?: PruningReport; fusions?: Record<string, number> };
+  report: { pruning?: PruningReport; fusions?: Record<string, number>; lowered?: Record<string, number> };
 }
 
 export interface Pass {
@@ -72,6 +73,14 @@ export function finishGraph(graph: Graph): void {
 }
 
 export const PASSES: readonly Pass[] = [
+  {
+    name: 'lower-composites',
+    applies: () => true,
+    run: (g, ctx) => {
+      const fusions = parseFuse(ctx.options.fuse, targetOf(ctx));
+      ctx.report.lowered = lowerComposites(g, targetOf(ctx), isTraining(ctx) ? [] : fusions);
+    },
+  },
   { name: 'fold-shapes', applies: () => true, run: (g) => foldShapes(g) },
   { name: 'dead-nodes', applies: () => true, run: (g) => removeDeadNodes(g) },
   {
@@ -119,7 +128,7 @@ export const PASSES: readonly Pass[] = [
     // parseFuse also refuses --fuse without --target gpu, so it runs for every graph.
     refuse: (ctx) => void parseFuse(ctx.options.fuse, targetOf(ctx)),
     run: (g, ctx) => {
-      const counts = fuseGraph(g, parseFuse(ctx.options.fuse, targetOf(ctx)));
+      const counts = fuseGraph(g, parseFuse(ctx.options.fuse, targetOf(ctx)), ctx.report.lowered);
       ctx.report.fusions = counts;
       g.metadata['vlmc.target'] = targetOf(ctx);
       g.metadata['vlmc.fusions'] = Object.entries(counts).map(([n, c]) => `${n}:${c}`).join(',');

@@ -7,10 +7,10 @@
  * where no adapter covers a Linear (the base model).
  */
 import { UserError } from '../errors.ts';
-import type { ManifestIO } from '../artifact/manifest.ts';
+import type { ManifestIO } from '../artifact/format.ts';
 import { loraModuleOf, type LoraPartInfo } from '../dsl/lora.ts';
-import { openPeftAdapter } from '../models/internvl.lora.names.ts';
-import type { HostTensor } from './run.ts';
+import { openPeftAdapter } from '../bind/lora-sources.ts';
+import type { HostTensor } from './session.ts';
 
 /** The inputs of a graph that are LoRA adapters (`<module>.lora_A.weight`, `<module>.lora_B.weight`). */
 export function adapterInputs(inputs: readonly ManifestIO[]): ManifestIO[] {

@@ -5,19 +5,18 @@
  * every parameter, config.json, tokenizer files) that `vlmc build --weights` takes, plus the
  * optimizer state and step (optimizer.safetensors, trainer_state.json) to resume from.
  */
-import { checkAgainstInputs } from '../artifact/output-path.ts';
+import { checkAgainstInputs } from '../fs/output-path.ts';
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { writeFile, copyFile } from 'node:fs/promises';
 import { readBound, readRange } from './weights.ts';
 import * as nodePath from 'node:path';
 import type ort from 'onnxruntime-node';
 import { UserError } from '../errors.ts';
-import { openSession, openSessionFromBytes, readManifest, run, type HostTensor } from '../runtime/run.ts';
+import { openSession, openSessionFromBytes, run, type HostTensor } from '../runtime/session.ts';
 import { buildModelProto, encodeModel } from '../onnx/emit.ts';
 import { VLMC_VERSION } from '../version.ts';
-import { DATA_FILE } from '../artifact/write.ts';
-import { withTempSibling, writeFileAtomic } from '../artifact/atomic.ts';
-import type { Manifest, ManifestParameter } from '../artifact/manifest.ts';
+import { withTempSibling, writeFileAtomic } from '../fs/atomic.ts';
+import { DATA_FILE, readManifest, type Manifest, type ManifestParameter } from '../artifact/format.ts';
 import { SafetensorsFile } from '../checkpoint/safetensors.ts';
 import { writeSafetensors, type TensorToWrite } from '../checkpoint/safetensors-write.ts';
 import { readRequestConfig } from '../inputs/config.ts';

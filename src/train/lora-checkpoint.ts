@@ -5,7 +5,7 @@
  * LLM's head untied (InternVLChatConfig forces `tie_word_embeddings` False, so its saves always
  * carry their own `lm_head` / `output`).
  */
-import type { ManifestParameter } from '../artifact/manifest.ts';
+import type { ManifestParameter } from '../artifact/format.ts';
 import { loraModuleOf } from '../dsl/lora.ts';
 import { internvlLoraLayout, INTERNVL_LORA_CONFIG_FIELDS, type LoraPartFound } from '../models/internvl.lora.names.ts';
 import { TIED_DUPLICATES } from '../models/internvl.names.ts';

@@ -1,7 +1,8 @@
 /** The LLM families vlmc knows, by the Hugging Face architecture name in their config.json. */
 import { UserError } from '../../errors.ts';
 import type { CausalLM, DecoderConfig } from './decoder.ts';
-import { decoderConfigFromHF, optBool, type HFConfig } from './hf-config.ts';
+import { optBool, type HFConfig } from '../config-fields.ts';
+import { decoderConfigFromHF } from './hf-config.ts';
 import { phi3SlidingWindow, qwen2SlidingWindow } from './sliding-window.ts';
 import { internlm2 } from './internlm2.ts';
 import { llama, qwen2 } from './llama.ts';

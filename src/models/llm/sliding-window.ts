@@ -5,7 +5,7 @@
  * transformers does.
  */
 import { UserError } from '../../errors.ts';
-import type { HFConfig } from './hf-config.ts';
+import type { HFConfig } from '../config-fields.ts';
 
 const maxPositionsOf = (hf: HFConfig): number => (typeof hf.max_position_embeddings === 'number' ? hf.max_position_embeddings : 2048);
 
