@@ -139,7 +139,7 @@ describe.each(CASES)('LoRA case %s', (name) => {
     ['merged, --dtype bf16 (storage)', { dtype: 'bf16' }, 0.3],
     ['kept, --target gpu --dtype fp16', { keepLora: true, target: 'gpu', dtype: 'fp16' }, 0.05],
     ['kept, --target gpu --quant int8: the base packed, the adapters float', { keepLora: true, target: 'gpu', quant: { bits: 8, blockSize: 32, symmetric: true } }, 0.5],
-    ['merged, --target gpu --quant int4', { target: 'gpu', quant: { bits: 4, blockSize: 32, symmetric: true } }, 4],
+    ['merged, --target gpu --quant int8 --quant-zero-points: the merged weight packed', { target: 'gpu', quant: { bits: 8, blockSize: 32, symmetric: false } }, 0.5],
   ])('combines: %s (logits within the dtype\'s tolerance, docs/cli.md)', async (label, options, tolerance) => {
     const { manifest, outputs } = await buildAndRun({ ...options, weights: path.join(fx, 'lora-unified'), out: path.join(work, label.replace(/\W+/g, '-')) }, path.join(fx, 'inputs.safetensors'), 'model');
     expect(maxAbsError(outputs.logits!.data as Float32Array, expected.logits!)).toBeLessThanOrEqual(tolerance);
@@ -147,6 +147,7 @@ describe.each(CASES)('LoRA case %s', (name) => {
       const adaptersQuantised = manifest.parameters.filter((p) => /\.lora_[AB]\.weight$/.test(p.name) && p.quant);
       expect(adaptersQuantised).toEqual([]);
       expect(manifest.parameters.filter((p) => p.quant).length).toBeGreaterThanOrEqual(wrapped);
+      if (!options.keepLora) expect(manifest.parameters.filter((p) => p.quant && 'role' in p.source && p.source.lora).length).toBe(wrapped);
     }
   });
 
