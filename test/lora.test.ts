@@ -12,7 +12,7 @@ import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { cpSync, existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { FIXTURES, ROOT, maxAbsError, relativeL2, tempDir, removeDir, vlmcInProcess } from './helpers.ts';
-import { charTokenizer } from './char-tokenizer.ts';
+import { charTokenizer, specialsFor } from './char-tokenizer.ts';
 import { build, type BuildOptions } from '../src/build.ts';
 import { openSession, run, type HostTensor } from '../src/runtime/session.ts';
 import { readInputs } from '../src/runtime/tensor-files.ts';
@@ -200,8 +200,8 @@ describe.each(CASES)('vlmc train --preset lora on %s', (name) => {
     const ckpt = path.join(work, 'base');
     cpSync(path.join(fx, 'base-unified'), ckpt, { recursive: true });
     const added = JSON.parse(readFileSync(path.join(ckpt, 'added_tokens.json'), 'utf8')) as Record<string, number>;
-    const vocab = JSON.parse(readFileSync(path.join(ckpt, 'config.json'), 'utf8')).llm_config.vocab_size as number;
-    writeFileSync(path.join(ckpt, 'tokenizer.json'), JSON.stringify(charTokenizer({ imStart: vocab - 2, imEnd: vocab - 1, img: added['<img>']!, imgEnd: added['</img>']!, context: added['<IMG_CONTEXT>']! })));
+    const config = JSON.parse(readFileSync(path.join(ckpt, 'config.json'), 'utf8'));
+    writeFileSync(path.join(ckpt, 'tokenizer.json'), JSON.stringify(charTokenizer(specialsFor(config.template, added, config.llm_config.vocab_size))));
     cpSync(IMAGE, path.join(work, 'cat.png'));
     const data = path.join(work, 'data.jsonl');
     writeFileSync(data, [
@@ -224,10 +224,10 @@ describe.each(CASES)('vlmc train --preset lora on %s', (name) => {
       await saved.close();
       await official.close();
     }
-    const config = JSON.parse(readFileSync(path.join(result.checkpoint, 'config.json'), 'utf8'));
+    const savedConfig = JSON.parse(readFileSync(path.join(result.checkpoint, 'config.json'), 'utf8'));
     const want = JSON.parse(readFileSync(path.join(fx, 'lora-unified/config.json'), 'utf8'));
-    for (const field of ['use_llm_lora', 'use_backbone_lora']) expect(config[field]).toBe(want[field]);
-    expect(config.llm_config.tie_word_embeddings).toBe(want.llm_config.tie_word_embeddings);
+    for (const field of ['use_llm_lora', 'use_backbone_lora']) expect(savedConfig[field]).toBe(want[field]);
+    expect(savedConfig.llm_config.tie_word_embeddings).toBe(want.llm_config.tie_word_embeddings);
 
     // It builds again: merged at bind, or kept to train on (the trained adapters as saved).
     const merged = await build({ weights: result.checkpoint, out: path.join(work, 'rebuilt-merged') });
