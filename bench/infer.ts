@@ -25,11 +25,12 @@
  * decode >= 2.5x faster than the portable fp32 decode step).
  */
 import { spawn } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { rm, writeFile } from 'node:fs/promises';
 import * as nodePath from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { benchModel, ensureCheckpoint, machine } from './bind.ts';
+import { median, peakRssMiB } from './process-stats.ts';
 import { build } from '../src/build.ts';
 import { compile } from '../src/compile.ts';
 import { Model, type EntryPoint, type InputSpec } from '../src/dsl/model.ts';
@@ -155,16 +156,6 @@ interface Measured {
 }
 
 const now = () => performance.now() / 1000;
-
-function peakRssMiB(): number {
-  const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync('/proc/self/status', 'utf8'));
-  return m ? Number(m[1]) / 1024 : process.resourceUsage().maxRSS / 1024;
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)]!;
-}
 
 async function childSplit(steps: number, dir = SPLIT): Promise<Measured> {
   const { SplitSession } = await import('../src/generate/session.ts');

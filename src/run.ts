@@ -11,12 +11,13 @@ import { DATA_FILE, MODEL_FILE, isSplitArtifact, readManifest, type Manifest } f
 import { checkOutputPath } from './fs/output-path.ts';
 import { checkExternalReferences } from './onnx/read.ts';
 import { checkDataAgainstManifest, checkDeclaredInputs, checkFiniteFloats, checkImageTokenCount, checkInputValues } from './runtime/check-inputs.ts';
-import { openSession, run, type HostTensor } from './runtime/session.ts';
+import { loadOrt, openSession, run, type ExecutionProvider, type HostTensor } from './runtime/session.ts';
+import { providerList } from './runtime/providers.ts';
 import { readInputs, writeOutputs } from './runtime/tensor-files.ts';
 import { adapterFeeds, dataInputs } from './runtime/adapters.ts';
 
 /** `vlmc run` on a split artifact: vision, embedding, then one decoder prefill with full logits. */
-async function runSplitArtifact(artifactDir: string, manifest: Manifest, inputsFile: string, outFile: string, graph: string, adapters: readonly string[]): Promise<Record<string, HostTensor>> {
+async function runSplitArtifact(artifactDir: string, manifest: Manifest, inputsFile: string, outFile: string, graph: string, ep: ExecutionProvider, adapters: readonly string[]): Promise<Record<string, HostTensor>> {
   if (graph !== 'model') throw new UserError(`--graph ${graph}: ${artifactDir} is a split artifact (vision, embedding, decoder); build with --train, without --split, for training graphs`);
   const inputs = await readInputs(inputsFile, manifest.inputs.map((i) => i.name), (declared) => checkDeclaredInputs(inputsFile, manifest, declared));
   checkInputValues(inputsFile, manifest, inputs.input_ids?.data as BigInt64Array | undefined, inputs.image_flags?.data as BigInt64Array | undefined);
@@ -24,21 +25,21 @@ async function runSplitArtifact(artifactDir: string, manifest: Manifest, inputsF
   checkFiniteFloats(inputsFile, inputs);
   // Loaded on demand, as below: a plain `vlmc run` does not pay for the split pipeline (it loads the zoo) or the training weights.
   const { runSplit } = await import('./generate/session.ts');
-  const outputs = await runSplit(artifactDir, inputs, { adapters });
+  const outputs = await runSplit(artifactDir, inputs, { ep, adapters });
   await writeOutputs(outFile, outputs);
   return outputs;
 }
 
 /**
- * `vlmc run`: artifact + inputs file -> outputs file. `adapters`: PEFT adapter folders fed to an
- * artifact built with --lora-inputs (src/runtime/adapters.ts).
+ * `vlmc run`: artifact + inputs file -> outputs file, on the execution provider `ep`. `adapters`:
+ * PEFT adapter folders fed to an artifact built with --lora-inputs (src/runtime/adapters.ts).
  */
-export async function runArtifact(artifactDir: string, inputsFile: string, outFile: string, graph = 'model', adapters: readonly string[] = []): Promise<Record<string, HostTensor>> {
+export async function runArtifact(artifactDir: string, inputsFile: string, outFile: string, graph = 'model', ep: ExecutionProvider = 'cpu', adapters: readonly string[] = []): Promise<Record<string, HostTensor>> {
   checkOutputPath(outFile, { kind: 'result', content: 'outputs', flag: '--out', inputs: [artifactDir, inputsFile, ...adapters] });
   const full = readManifest(artifactDir);
   // Adapter inputs come from --adapter folders, not from the inputs file.
   const manifest = { ...full, inputs: dataInputs(full.inputs) };
-  if (isSplitArtifact(artifactDir)) return runSplitArtifact(artifactDir, manifest, inputsFile, outFile, graph, adapters);
+  if (isSplitArtifact(artifactDir)) return runSplitArtifact(artifactDir, manifest, inputsFile, outFile, graph, ep, adapters);
   const dataFile = nodePath.join(artifactDir, DATA_FILE);
   if (existsSync(dataFile)) checkDataAgainstManifest(dataFile, statSync(dataFile).size, manifest);
   checkExternalReferences(nodePath.join(artifactDir, MODEL_FILE));
@@ -54,7 +55,7 @@ export async function runArtifact(artifactDir: string, inputsFile: string, outFi
     checkInputValues(inputsFile, manifest, inputs.input_ids?.data as BigInt64Array | undefined, inputs.image_flags?.data as BigInt64Array | undefined);
     checkImageTokenCount(manifest, inputs, inputsFile);
   }
-  const session = await openSession(artifactDir, ['cpu'], graph);
+  const session = await openSession(artifactDir, providerList(await loadOrt(), ep), graph);
   try {
     if (graph === 'train') {
       // Trainable parameters not in the inputs file take their bound weights.

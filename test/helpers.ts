@@ -89,3 +89,15 @@ export async function readFloats(file: string, key: string): Promise<Float32Arra
     await st.close();
   }
 }
+
+/** A `vlmc generate --out` file (or the fixtures' generation.safetensors): tokens [batch, N] row-major, logits [batch, N, vocab]. */
+export async function readGeneration(file: string): Promise<{ tokens: number[]; logits: Float32Array }> {
+  const st = await SafetensorsFile.open(file);
+  try {
+    const bytes = await st.readAll(st.entry('tokens'));
+    const tokens = Array.from(new BigInt64Array(bytes.slice().buffer), Number);
+    return { tokens, logits: await st.readAsFloat32(st.entry('logits')) };
+  } finally {
+    await st.close();
+  }
+}

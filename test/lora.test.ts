@@ -166,7 +166,7 @@ describe.each(CASES)('LoRA case %s', (name) => {
     await build({ weights: path.join(fx, 'base-unified'), useLlmLora: spec.lora.language_model?.r, useBackboneLora: spec.lora.vision_model?.r, loraInputs: true, split, out });
     const baseLogits = (await tensors(path.join(base, 'expected.safetensors'))).logits!;
     for (const [fed, want] of [[adapters, expected.logits!], [[], baseLogits]] as const) {
-      const outputs = await runArtifact(out, path.join(fx, 'inputs.safetensors'), path.join(work, `lora-inputs-${split}-${fed.length}.safetensors`), 'model', fed);
+      const outputs = await runArtifact(out, path.join(fx, 'inputs.safetensors'), path.join(work, `lora-inputs-${split}-${fed.length}.safetensors`), 'model', 'cpu', fed);
       expect(excess(outputs.logits!.data as Float32Array, want, spec.recommended_tolerance.logits), `${fed.length} adapters`).toBeLessThanOrEqual(0);
     }
   });
@@ -306,7 +306,7 @@ export default internvl({
   it('vlmc run --adapter on an artifact without adapter inputs says how to apply it', async () => {
     const out = path.join(work, 'plain');
     await build({ weights: path.join(fx, 'base-unified'), out });
-    const error = await runArtifact(out, path.join(fx, 'inputs.safetensors'), path.join(work, 'plain.safetensors'), 'model', [path.join(fx, 'adapter')]).then(() => undefined, (e: unknown) => e);
+    const error = await runArtifact(out, path.join(fx, 'inputs.safetensors'), path.join(work, 'plain.safetensors'), 'model', 'cpu', [path.join(fx, 'adapter')]).then(() => undefined, (e: unknown) => e);
     expect((error as Error).message).toMatch(/^--adapter: .*plain takes no adapters at run time \(it was built without --lora-inputs\); merge an adapter into an artifact with vlmc build --adapter DIR$/);
   });
 

@@ -7,19 +7,7 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import * as path from 'node:path';
 import { readFileSync } from 'node:fs';
-import { FIXTURES, fixtureCases, maxAbsError, tempDir, removeDir, vlmcInProcess, hasOnnxChecker, onnxCheck } from './helpers.ts';
-import { SafetensorsFile } from '../src/checkpoint/safetensors.ts';
-
-async function generation(file: string): Promise<{ tokens: number[]; logits: Float32Array }> {
-  const st = await SafetensorsFile.open(file);
-  try {
-    const bytes = await st.readAll(st.entry('tokens'));
-    const tokens = Array.from(new BigInt64Array(bytes.slice().buffer), Number);
-    return { tokens, logits: await st.readAsFloat32(st.entry('logits')) };
-  } finally {
-    await st.close();
-  }
-}
+import { FIXTURES, fixtureCases, maxAbsError, tempDir, removeDir, vlmcInProcess, hasOnnxChecker, onnxCheck, readGeneration as generation } from './helpers.ts';
 
 describe.each(fixtureCases())('fixture %s, split --target gpu', (name) => {
   const fx = path.join(FIXTURES, name);
@@ -82,6 +70,13 @@ describe.each(fixtureCases())('fixture %s, split --target gpu', (name) => {
 
   it('bf16: builds and passes the checker (run on CUDA only)', async () => {
     checkGraphs(await build('bf16', ['--dtype', 'bf16']));
+  });
+
+  it('defect: vlmc run on a bf16 split artifact was an internal error (exit 1); now exit 2 naming the missing CPU kernel', async () => {
+    const artifact = await build('bf16-run', ['--dtype', 'bf16']);
+    const r = await vlmcInProcess(['run', artifact, '--inputs', path.join(fx, 'inputs.safetensors'), '--out', path.join(work, 'bf16.safetensors')]);
+    expect(r.status).toBe(2);
+    expect(r.stderr).toMatch(new RegExp(`^vlmc: ${artifact}: execution provider cpu has no kernel for \\w+\\(\\d+\\) \\(built with --target gpu, computing in bfloat16\\); run it on an execution provider that has one \\(CUDA\\)\\n$`));
   });
 });
 

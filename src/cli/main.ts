@@ -52,6 +52,11 @@ interface Invocation {
   exitCode: number;
 }
 
+/** --ep: the onnxruntime execution provider (EXECUTION_PROVIDERS in src/runtime/providers.ts, not imported: it loads the ONNX protobuf classes; docs/cli.md says what each needs). */
+function executionProviderOption(): Option {
+  return new Option('--ep <provider>', 'onnxruntime execution provider: cpu, cuda (its libraries installed) or webgpu (a Vulkan GPU driver)').choices(['cpu', 'cuda', 'webgpu']).default('cpu');
+}
+
 export function program(io: CliIO = { stdout: process.stdout, stderr: process.stderr }, invocation: Invocation = { exitCode: 0 }): Command {
   // --freeze / --unfreeze in the order given: the last rule matching a parameter decides.
   const freezeRules: { action: 'freeze' | 'unfreeze'; pattern: string }[] = [];
@@ -153,10 +158,11 @@ export function program(io: CliIO = { stdout: process.stdout, stderr: process.st
     .requiredOption('--inputs <file>', 'safetensors with pixel_values, input_ids, image_flags')
     .requiredOption('--out <file>', 'safetensors to write the outputs to')
     .addOption(new Option('--graph <graph>', 'which graph: model.onnx, train.onnx (loss and grad.*; trainable values default to the bound weights) or optimizer.onnx').choices(['model', 'train', 'optimizer']).default('model'))
+    .addOption(executionProviderOption())
     .option('--adapter <dir>', 'a PEFT LoRA adapter folder fed to an artifact built with --lora-inputs; repeatable: one per part', collect)
     .action(async (artifact: string, o) => {
       const { runArtifact } = await import('../run.ts');
-      const outputs = await runArtifact(artifact, o.inputs, o.out, o.graph, o.adapter ?? []);
+      const outputs = await runArtifact(artifact, o.inputs, o.out, o.graph, o.ep, o.adapter ?? []);
       for (const [name, t] of Object.entries(outputs)) say(`${name} ${t.dtype}[${t.shape.join(', ')}]`);
     });
 
@@ -178,6 +184,7 @@ export function program(io: CliIO = { stdout: process.stdout, stderr: process.st
     .option('--image-root <dir>', 'folder image names are relative to (default: the jsonl\'s)')
     .option('--resume', 'continue from the last checkpoint in --out')
     .option('--quiet', 'no progress output')
+    .addOption(executionProviderOption())
     .action(async (artifact: string, o) => {
       const { train } = await import('../train/loop.ts');
       const tty = Boolean(io.stderr.isTTY) && !o.quiet;
@@ -196,6 +203,7 @@ export function program(io: CliIO = { stdout: process.stdout, stderr: process.st
         saveEvery: o.saveEvery,
         resume: Boolean(o.resume),
         imageRoot: o.imageRoot,
+        ep: o.ep,
         onStep: (step, steps, loss) => {
           if (tty) io.stderr.write(`\rstep ${step}/${steps} loss ${loss.toFixed(4)}${step === steps ? '\n' : ''}`);
         },
@@ -220,7 +228,7 @@ export function program(io: CliIO = { stdout: process.stdout, stderr: process.st
     .option('--seed <n>', 'sampling seed', int('--seed'))
     .option('--out <file>', 'safetensors to write tokens I64 [batch, N] and logits F32 [batch, N, vocab] to')
     .option('--json', 'print one JSON object (steps, tokens, text) instead of streaming')
-    .addOption(new Option('--ep <provider>', 'onnxruntime execution provider').choices(['cpu', 'cuda']).default('cpu'))
+    .addOption(executionProviderOption())
     .option('--adapter <dir>', 'a PEFT LoRA adapter folder fed to an artifact built with --lora-inputs; repeatable: one per part', collect)
     .action(async (artifact: string, o) => {
       const { generateCommand } = await import('../generate/cli.ts');

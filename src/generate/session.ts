@@ -5,6 +5,7 @@
 import type ort from 'onnxruntime-node';
 import { UserError } from '../errors.ts';
 import { openSplitSessions, toHost, type HostTensor, type SessionOptions } from '../runtime/session.ts';
+import { DeviceTensors, runOnDevice } from '../runtime/providers.ts';
 import { adapterFeeds, adapterInputs } from '../runtime/adapters.ts';
 import { readPipeline, SPLIT_ENTRIES, type Pipeline, type SplitEntry } from './pipeline.ts';
 
@@ -19,19 +20,24 @@ export class SplitSession {
     private readonly sessions: Record<SplitEntry, ort.InferenceSession>,
     /** Each graph's LoRA adapter feeds (none unless built with --lora-inputs). */
     private readonly adapters: Record<SplitEntry, Record<string, ort.Tensor>>,
+    /** The KV cache when it lives on the device (webgpu). */
+    private readonly onDevice = new DeviceTensors(),
   ) {}
 
   static async open(dir: string, o: SessionOptions = {}): Promise<SplitSession> {
     const pipeline = readPipeline(dir);
     const files = Object.fromEntries(SPLIT_ENTRIES.map((e) => [e, pipeline.graphs[e].file])) as Record<SplitEntry, string>;
+    // The cache a decoder step returns is the next step's input: it need not visit the host.
+    const cache = pipeline.graphs.decoder.outputs.map((v) => v.name).filter((n) => n.startsWith('present.'));
     // The adapters first: a folder that does not fit is refused before any session is made.
     const feeds = await adapterFeeds(SPLIT_ENTRIES.flatMap((e) => adapterInputs(pipeline.graphs[e].inputs)), o.adapters ?? [], dir);
-    const { runtime, sessions } = await openSplitSessions(dir, files, o);
+    const { runtime, sessions } = await openSplitSessions(dir, files, o, { decoder: cache });
     const adapters = Object.fromEntries(SPLIT_ENTRIES.map((e) => [e, Object.fromEntries(adapterInputs(pipeline.graphs[e].inputs).map((i) => [i.name, new runtime.Tensor('float32', feeds[i.name]!.data as Float32Array, feeds[i.name]!.shape)]))])) as Record<SplitEntry, Record<string, ort.Tensor>>;
     return new SplitSession(dir, pipeline, runtime, sessions, adapters);
   }
 
   async release(): Promise<void> {
+    this.onDevice.releaseAll();
     for (const s of Object.values(this.sessions)) await s.release();
   }
 
@@ -47,7 +53,7 @@ export class SplitSession {
   async vision(pixelValues: ort.Tensor): Promise<ort.Tensor> {
     // A text-only request has no tiles: nothing for the ViT to do.
     if (pixelValues.dims[0] === 0) return this.noImageFeatures().features;
-    return (await this.sessions.vision.run({ pixel_values: pixelValues, ...this.adapters.vision })).image_features!;
+    return (await runOnDevice(this.sessions.vision, { pixel_values: pixelValues, ...this.adapters.vision })).image_features!;
   }
 
   /** Text embeddings with the flagged tiles' features spliced in at <IMG_CONTEXT> positions. */
@@ -55,7 +61,7 @@ export class SplitSession {
     const feeds: Record<string, ort.Tensor> = { input_ids: inputIds, image_features: imageFeatures, ...this.adapters.embedding };
     // A graph built with imageFlags: false (Hugging Face-native checkpoints) splices every tile.
     if (this.sessions.embedding.inputNames.includes('image_flags')) feeds.image_flags = imageFlags;
-    return (await this.sessions.embedding.run(feeds)).inputs_embeds!;
+    return (await runOnDevice(this.sessions.embedding, feeds)).inputs_embeds!;
   }
 
   /** Image features for text-only steps (decode): no tiles. */
@@ -90,7 +96,10 @@ export class SplitSession {
     return Array.from({ length: num_layers }, () => ({ key: empty(), value: empty() }));
   }
 
-  /** One decoder forward: logits (every position with fullLogits, else each row's last) and the new cache. */
+  /**
+   * One decoder forward: logits (every position with fullLogits, else each row's last) and the new
+   * cache. A cache on the device (webgpu) is released once consumed: pass each cache to one step.
+   */
   async decode(embeds: ort.Tensor, attentionMask: ort.Tensor, positionIds: ort.Tensor, past: KvPair[], fullLogits: boolean): Promise<{ logits: ort.Tensor; present: KvPair[] }> {
     const feeds: Record<string, ort.Tensor> = {
       inputs_embeds: embeds,
@@ -103,8 +112,10 @@ export class SplitSession {
       feeds[`past_key_values.${i}.key`] = p.key;
       feeds[`past_key_values.${i}.value`] = p.value;
     });
-    const out = await this.sessions.decoder.run(feeds);
+    const out = await runOnDevice(this.sessions.decoder, feeds);
     const present = past.map((_, i) => ({ key: out[`present.${i}.key`]!, value: out[`present.${i}.value`]! }));
+    this.onDevice.consumed(past.flatMap((p) => [p.key, p.value]));
+    this.onDevice.keep(present.flatMap((p) => [p.key, p.value]));
     return { logits: out.logits!, present };
   }
 }

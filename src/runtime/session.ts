@@ -11,6 +11,7 @@ import type ort from 'onnxruntime-node';
 import { UserError } from '../errors.ts';
 import { MODEL_FILE, peekManifest, storesQuantisedWeights, type Manifest } from '../artifact/format.ts';
 import { refuseNonRegularFile } from '../fs/errors.ts';
+import { providerFailure, providerList, runOnDevice, sessionOptionsFor, type ExecutionProvider } from './providers.ts';
 
 export interface HostTensor {
   dtype: 'float32' | 'int64';
@@ -18,10 +19,13 @@ export interface HostTensor {
   data: Float32Array | BigInt64Array;
 }
 
-export type ExecutionProvider = 'cpu' | 'cuda';
+export type { ExecutionProvider } from './providers.ts';
 
 export interface SessionOptions {
-  /** Execution provider; `cuda` only where this onnxruntime-node build has it. */
+  /**
+   * Execution provider (providers.ts): `cuda` where its libraries are installed, `webgpu` where
+   * Vulkan has a device (a split decoder's KV cache then stays on the device between steps).
+   */
   ep?: ExecutionProvider;
   /**
    * Let ORT repack every weight for its GEMM kernels at session creation. By default only for
@@ -54,11 +58,6 @@ function prepacksWeights(manifest: Partial<Manifest> | undefined, requested?: bo
   return requested ?? storesQuantisedWeights(manifest);
 }
 
-function ortOptions(providers: string[], prepack: boolean): ort.InferenceSession.SessionOptions {
-  // Parameters past select_layer are unused initializers by design; keep ORT quiet about them.
-  return { executionProviders: providers, logSeverityLevel: 3, ...(prepack ? {} : { extra: { session: { disable_prepacking: '1' } } }) };
-}
-
 /**
  * @param graph which of the artifact's graphs: `model` (model.onnx), `train` (train.onnx, from
  *   `vlmc build --train`), `optimizer` (optimizer.onnx).
@@ -73,40 +72,57 @@ export async function openSession(artifactDir: string, providers: string[] = ['c
   refuseStructureOnly(artifactDir, manifest);
   const { InferenceSession } = await loadOrt();
   try {
-    return await InferenceSession.create(model, ortOptions(providers, prepacksWeights(manifest)));
+    return await InferenceSession.create(model, sessionOptionsFor(providers, { prepackWeights: prepacksWeights(manifest), model }));
   } catch (e) {
-    const missing = /Could not find an implementation for (\S+)/.exec((e as Error).message);
-    if (missing) {
-      // A --target gpu artifact may use kernels only other execution providers have (bf16 on CPU).
-      const meta = manifest?.metadata ?? {};
-      const built = meta['vlmc.target'] ? ` (built with --target ${meta['vlmc.target']}${meta['vlmc.compute_dtype'] ? `, computing in ${meta['vlmc.compute_dtype']}` : ''})` : '';
-      throw new UserError(`${artifactDir}: execution provider ${providers.join(', ')} has no kernel for ${missing[1]}${built}; run it on an execution provider that has one (CUDA)`);
-    }
+    const failure = providerFailure(providers, e) ?? noKernelFailure(artifactDir, providers, e, manifest);
+    if (failure) throw failure;
     // The file decoded and its external data checked out, so a model onnxruntime cannot load is a damaged input.
     throw new UserError(`${model}: onnxruntime cannot load the model (${(e as Error).message.split('\n')[0]})`);
   }
 }
 
 /**
- * The sessions of a split artifact's graphs (`files`: graph -> file in `dir`), created one at a
- * time: together they would only compete for the same cores and disk.
+ * A session-creation failure because no provider in `providers` has a kernel for one of the graph's
+ * nodes (a --target gpu artifact may use kernels only other providers have: bf16 on the CPU or on
+ * WebGPU), as a UserError naming the op; undefined for any other failure.
  */
-export async function openSplitSessions<K extends string>(dir: string, files: Record<K, string>, o: SessionOptions = {}): Promise<{ runtime: typeof ort; sessions: Record<K, ort.InferenceSession> }> {
+function noKernelFailure(artifactDir: string, providers: readonly string[], err: unknown, manifest: Partial<Manifest> | undefined): UserError | undefined {
+  const message = (err as Error)?.message ?? '';
+  // The CPU alone says so; with another provider first, ORT fails when it places the node.
+  const op = /Could not find an implementation for (\S+)/.exec(message)?.[1] ?? /Provider type for (\S+) node with name '[^']*' is not set/.exec(message)?.[1];
+  if (!op) return undefined;
+  const meta = manifest?.metadata ?? {};
+  const built = meta['vlmc.target'] ? ` (built with --target ${meta['vlmc.target']}${meta['vlmc.compute_dtype'] ? `, computing in ${meta['vlmc.compute_dtype']}` : ''})` : '';
+  return new UserError(`${artifactDir}: execution provider ${providers.join(', ')} has no kernel for ${op}${built}; run it on an execution provider that has one (CUDA)`);
+}
+
+/**
+ * The sessions of a split artifact's graphs (`files`: graph -> file in `dir`), created one at a
+ * time: together they would only compete for the same cores and disk. `deviceOutputs`: outputs of
+ * a graph to leave on the device where the provider has one (the decoder's KV cache).
+ */
+export async function openSplitSessions<K extends string>(
+  dir: string,
+  files: Record<K, string>,
+  o: SessionOptions = {},
+  deviceOutputs: Partial<Record<K, readonly string[]>> = {},
+): Promise<{ runtime: typeof ort; sessions: Record<K, ort.InferenceSession> }> {
   const manifest = peekManifest(dir);
   refuseStructureOnly(dir, manifest);
   const runtime = await loadOrt();
-  const providers = await executionProviders(runtime, o.ep ?? 'cpu');
-  // ORT would also log a failed provider load itself; the UserError below says it once.
-  if (o.ep && o.ep !== 'cpu') runtime.env.logLevel = 'fatal';
-  const options = ortOptions(providers, prepacksWeights(manifest, o.prepackWeights));
+  const providers = providerList(runtime, o.ep ?? 'cpu');
+  const prepackWeights = prepacksWeights(manifest, o.prepackWeights);
   const sessions: Partial<Record<K, ort.InferenceSession>> = {};
   try {
     for (const [graph, file] of Object.entries(files) as [K, string][]) {
-      sessions[graph] = await runtime.InferenceSession.create(nodePath.join(dir, file), options);
+      const model = nodePath.join(dir, file);
+      sessions[graph] = await runtime.InferenceSession.create(model, sessionOptionsFor(providers, { prepackWeights, model, deviceOutputs: deviceOutputs[graph] }));
     }
   } catch (err) {
     for (const s of Object.values(sessions) as ort.InferenceSession[]) await s.release();
-    // An execution provider that is listed but not installed fails here, inside ORT.
+    // An execution provider that is listed but cannot run here fails inside ORT.
+    const failure = providerFailure(providers, err) ?? noKernelFailure(dir, providers, err, manifest);
+    if (failure) throw failure;
     if (o.ep && o.ep !== 'cpu') throw new UserError(`--ep ${o.ep}: onnxruntime-node could not use it (${(err as Error).message.split('\n')[0]}); install its ${o.ep} provider libraries or use --ep cpu`);
     throw err;
   }
@@ -116,7 +132,11 @@ export async function openSplitSessions<K extends string>(dir: string, files: Re
 /** A session over an in-memory model (graphs without external data, e.g. an optimizer step): nothing is mapped from a file, so ORT keeps its prepacking. */
 export async function openSessionFromBytes(model: Uint8Array, providers: string[] = ['cpu']): Promise<ort.InferenceSession> {
   const { InferenceSession } = await loadOrt();
-  return InferenceSession.create(model, ortOptions(providers, true));
+  try {
+    return await InferenceSession.create(model, sessionOptionsFor(providers, { prepackWeights: true }));
+  } catch (e) {
+    throw providerFailure(providers, e) ?? e;
+  }
 }
 
 /** A structure-only artifact (built without weights or `--init random`) holds no values to run. */
@@ -124,15 +144,6 @@ export function refuseStructureOnly(artifactDir: string, manifest: Partial<Manif
   if (manifest?.build?.structure_only === true) {
     throw new UserError(`${artifactDir}: a structure-only artifact (built without weights), it has no values to run; rebuild it with --weights <dir>, --vision <dir> --llm <dir>, or --init random`);
   }
-}
-
-async function executionProviders(runtime: typeof ort, ep: ExecutionProvider): Promise<string[]> {
-  if (ep === 'cpu') return ['cpu'];
-  const available = runtime.listSupportedBackends().map((b) => b.name);
-  if (!available.includes(ep)) {
-    throw new UserError(`--ep ${ep}: this onnxruntime-node build has no ${ep} execution provider (it has: ${available.join(', ')}); install onnxruntime-node with CUDA support (npm's onnxruntime-node ships CUDA on linux x64 only) or use --ep cpu`);
-  }
-  return [ep, 'cpu'];
 }
 
 /** One forward pass; returns every graph output. */
@@ -144,7 +155,7 @@ export async function run(session: ort.InferenceSession, inputs: Record<string, 
     if (!t) throw new UserError(`missing input '${name}' (the graph takes ${session.inputNames.join(', ')})`);
     feeds[name] = new Tensor(t.dtype, t.data, feedShape(name, t.shape));
   }
-  const results = await session.run(feeds);
+  const results = await runOnDevice(session, feeds);
   const out: Record<string, HostTensor> = {};
   for (const name of session.outputNames) out[name] = toHost(results[name]!);
   return out;
