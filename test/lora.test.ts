@@ -60,12 +60,16 @@ async function tensors(file: string): Promise<Record<string, Float32Array>> {
 /** Builds and runs one graph of the artifact on the case's inputs (trainable weights fed from the artifact; LoRA dropout at `dropout`). */
 async function buildAndRun(options: BuildOptions, inputsFile: string, graph: 'model' | 'train', dropout = 0): Promise<{ manifest: Manifest; outputs: Record<string, HostTensor> }> {
   const { manifest } = await build(options);
-  const session = await openSession(options.out, ['cpu'], graph);
+  return { manifest, outputs: await runGraph(options.out, manifest, inputsFile, graph, dropout) };
+}
+
+async function runGraph(out: string, manifest: Manifest, inputsFile: string, graph: 'model' | 'train', dropout = 0): Promise<Record<string, HostTensor>> {
+  const session = await openSession(out, ['cpu'], graph);
   try {
     const inputs = await readInputs(inputsFile, session.inputNames);
-    Object.assign(inputs, await boundTrainableWeights(options.out, manifest, session.inputNames.filter((n) => !(n in inputs))));
+    Object.assign(inputs, await boundTrainableWeights(out, manifest, session.inputNames.filter((n) => !(n in inputs))));
     for (const d of manifest.train?.lora_dropout ?? []) inputs[d.input] ??= { dtype: 'float32', shape: [], data: Float32Array.of(dropout) };
-    return { manifest, outputs: await run(session, inputs) };
+    return await run(session, inputs);
   } finally {
     await session.release();
   }
@@ -136,7 +140,6 @@ describe.each(CASES)('LoRA case %s', (name) => {
 
   it.each<[string, Omit<BuildOptions, 'out' | 'weights'>, number]>([
     ['kept, --opset 24', { keepLora: true, opset: 24 }, 1e-4],
-    ['merged, --dtype bf16 (storage)', { dtype: 'bf16' }, 0.3],
     ['kept, --target gpu --dtype fp16', { keepLora: true, target: 'gpu', dtype: 'fp16' }, 0.05],
     ['kept, --target gpu --quant int8: the base packed, the adapters float', { keepLora: true, target: 'gpu', quant: { bits: 8, blockSize: 32, symmetric: true } }, 0.5],
     ['merged, --target gpu --quant int8 --quant-zero-points: the merged weight packed', { target: 'gpu', quant: { bits: 8, blockSize: 32, symmetric: false } }, 0.5],
@@ -157,8 +160,9 @@ describe.each(CASES)('LoRA case %s', (name) => {
     expect(first.manifest.train!.lora_dropout).toEqual(parts.map((p) => ({ input: `lora_dropout.${Object.keys(spec.lora).find((m) => spec.lora[m] === p)}`, ratio: 0.05 })));
     const loss = (first.outputs.loss!.data as Float32Array)[0]!;
     expect(Math.abs(loss - expected.loss![0]!)).toBeGreaterThan(1e-3);
-    const again = await buildAndRun(options, path.join(fx, 'inputs.safetensors'), 'train', 0.5);
-    expect((again.outputs.loss!.data as Float32Array)[0]).toBe(loss);
+    // A fresh session draws the same masks: the seeds are the graph's.
+    const again = await runGraph(options.out, first.manifest, path.join(fx, 'inputs.safetensors'), 'train', 0.5);
+    expect((again.loss!.data as Float32Array)[0]).toBe(loss);
   });
 
   it.each([false, true])('adapters fed at run time (--lora-inputs, split %s): the adapters give the expected logits, none the base\'s', async (split) => {
