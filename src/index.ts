@@ -5,6 +5,7 @@
 export { Module, ModuleList, fail, assignPaths, collectParams, collectModules, type Tensor } from './dsl/module.ts';
 export { Model, type InputSpec } from './dsl/model.ts';
 export { freeze, unfreeze, preset, PRESETS, applyFreezeRules, matchesGlob, freezeBackbone, freezeLlm, freezeMlp, unfreezeVitLayers, unfreezeLmHead, type FreezeRule } from './dsl/freeze.ts';
+export { lora, type LoraDeclaration, type LoraOptions, type LoraPartOptions, type LoraPartInfo } from './dsl/lora.ts';
 export { i64, i64Scalar, f32, f32Scalar } from './dsl/constants.ts';
 export * as op from './ops/index.ts';
 export * as nn from './nn/index.ts';
@@ -41,6 +42,7 @@ export { runArtifact } from './run.ts';
 export { readManifest, isSplitArtifact, isArtifactFolder, ARTIFACT_FILES, PIPELINE_FILE } from './artifact/format.ts';
 export { init, type InitOptions } from './init/init.ts';
 export { exportHF, hfConfigJson, type ExportOptions, type ExportResult } from './export/hf.ts';
+export { exportMergedLora, type MergeLoraOptions, type MergeLoraResult } from './export/merge-lora.ts';
 export { demo, writeRandomCheckpoint } from './demo.ts';
 export { buildModelProto, encodeModel } from './onnx/emit.ts';
 export type { Manifest, ManifestParameter } from './artifact/format.ts';

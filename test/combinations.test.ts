@@ -12,7 +12,7 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { existsSync, readFileSync, rmSync } from 'node:fs';
 import * as path from 'node:path';
-import { FIXTURES, fixtureCases, maxAbsError, readFloats, removeDir, tempDir } from './helpers.ts';
+import { FIXTURES, fixtureCases, maxAbsError, readFloats, relativeL2, removeDir, tempDir } from './helpers.ts';
 import { build, type BuildOptions } from '../src/build.ts';
 import { init } from '../src/init/init.ts';
 import { openSession, run, type HostTensor } from '../src/runtime/session.ts';
@@ -190,12 +190,3 @@ async function runGraph(dir: string, graph: string, inputs: Record<string, HostT
 
 const floats = (t: HostTensor) => t.data as Float32Array;
 
-function relativeL2(got: ArrayLike<number>, want: ArrayLike<number>): number {
-  let num = 0;
-  let den = 0;
-  for (let i = 0; i < want.length; i++) {
-    num += (got[i]! - want[i]!) ** 2;
-    den += want[i]! ** 2;
-  }
-  return den === 0 ? Math.sqrt(num) : Math.sqrt(num / den);
-}

@@ -22,6 +22,10 @@ const BROADCAST = ['Add', 'Sub', 'Mul', 'Div', 'Pow', 'Equal', 'Less', 'Greater'
 const RULES: Record<string, Rule> = {
   MatMul: (n) => setShape(n, matmulShape(req(n, 0).shape, req(n, 1).shape)),
   Gemm: inferGemm,
+  // Output and mask have the data's shape.
+  Dropout: (n) => {
+    for (const o of n.outputs) o.shape = [...req(n, 0).shape];
+  },
   Reshape: inferReshape,
   Transpose: (n, a) => {
     const x = req(n, 0).shape;

@@ -17,7 +17,7 @@ const ROPE_KEYS: Record<string, readonly string[]> = {
   longrope: ['type', 'shortFactor', 'longFactor', 'originalMaxPositions', 'attentionFactor'],
 };
 const VIT_KEYS = ['hidden', 'heads', 'layers', 'intermediate', 'imageSize', 'patchSize', 'norm', 'qkvBias', 'qkNorm', 'qkNormEps', 'eps', 'layerScaleInit'] as const;
-const INTERNVL_KEYS = ['vision', 'llm', 'downsampleRatio', 'psVersion', 'selectLayer', 'imageSize', 'projector', 'imgContextTokenId', 'imageFlags', 'train', 'name'] as const;
+const INTERNVL_KEYS = ['vision', 'llm', 'downsampleRatio', 'psVersion', 'selectLayer', 'imageSize', 'projector', 'imgContextTokenId', 'imageFlags', 'train', 'lora', 'name'] as const;
 
 export function checkDecoderOptions(what: string, c: DecoderConfig): void {
   checkOptionKeys(what, c, DECODER_KEYS);

@@ -21,6 +21,8 @@ import { computeInHalf } from './half-precision.ts';
 import { checkOpset, retargetOpset } from './opset.ts';
 import { storeParamsAs } from './param-storage.ts';
 import { nameGraph } from './naming.ts';
+import { applyLora, checkLoraRules, loraFreezeRules, loraOf } from './lora.ts';
+import type { LoraDeclaration } from '../dsl/lora.ts';
 
 export interface PipelineOptions {
   opset: number;
@@ -32,6 +34,8 @@ export interface PipelineOptions {
   rules?: FreezeRule[];
   facts?: TraceFacts;
   sizes?: DimSizes;
+  lora?: LoraDeclaration;
+  loraInputs?: boolean;
 }
 
 export interface PassContext {
@@ -81,10 +85,24 @@ export const PASSES: readonly Pass[] = [
   { name: 'fold-shapes', applies: () => true, run: (g) => foldShapes(g) },
   { name: 'dead-nodes', applies: () => true, run: (g) => removeDeadNodes(g) },
   {
+    name: 'lora',
+    // Before freeze, so freeze rules see the adapters; over every parameter, so every graph names them alike.
+    applies: (ctx) => loraOf(ctx.model, ctx.options.lora).length > 0,
+    refuse: (ctx) => {
+      if (ctx.options.loraInputs && isTraining(ctx)) throw new UserError('--lora-inputs with --train: adapters fed at run time are not parameters to train; build the training artifact without --lora-inputs');
+    },
+    run: (g, ctx) => applyLora(g, loraOf(ctx.model, ctx.options.lora), ctx.options.loraInputs, isTraining(ctx)),
+  },
+  {
     name: 'freeze',
     applies: () => true,
     // Over every parameter of the model (before an entry point drops the ones it does not read), so a rule means the same in every graph.
-    run: (g, { model, options }) => applyFreezeRules(g.params, [...model.train, ...(options.rules ?? [])], model.aliases()),
+    run: (g, { model, options }) => {
+      const lora = loraOf(model, options.lora);
+      const rules = [...model.train, ...(options.rules ?? [])];
+      checkLoraRules(rules, lora);
+      applyFreezeRules(g.params, [...model.train, ...loraFreezeRules(lora, options.loraInputs), ...(options.rules ?? [])], model.aliases());
+    },
   },
   {
     name: 'prune-params',

@@ -81,12 +81,24 @@ export interface DecoderParts {
   head: Linear | undefined;
 }
 
+/** wrap_llm_lora's targets for Qwen2 / Llama. */
+export const LLAMA_LORA_TARGETS: readonly string[] = ['self_attn.q_proj', 'self_attn.k_proj', 'self_attn.v_proj', 'self_attn.o_proj', 'mlp.gate_proj', 'mlp.down_proj', 'mlp.up_proj'];
+
 /** A decoder-only LLM as the composite sees it: embed ids, then logits from embeddings. */
 export abstract class CausalLM extends Module {
   abstract readonly config: DecoderConfig;
   /** The Hugging Face class this mirrors (`Qwen2ForCausalLM`). */
   abstract readonly architecture: string;
   protected abstract parts(): DecoderParts;
+
+  /**
+   * The modules LoRA wraps (PEFT target_modules), as InternVL's `wrap_llm_lora` lists them for
+   * Qwen2 / Llama; families that name their projections otherwise override it. Families the
+   * official code lists nothing for (Qwen3, ...) take this list: vlmc's choice (docs/training.md).
+   */
+  loraTargets(): readonly string[] {
+    return LLAMA_LORA_TARGETS;
+  }
 
   embed(ids: Tensor): Tensor {
     return this.parts().embedding.call(ids);
