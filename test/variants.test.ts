@@ -597,6 +597,26 @@ describe('vlmc vs float64 reference on variants', () => {
     expectClose(await compare({ name: 'q qwen3', config: chatConfig(visionConfig(), llm), seed: 161, flags: [1, 1], rows: twoRows, mutants: [asLlama] }));
   });
 
+  it('w1. Qwen2 sliding window (5 keys) on the layers from max_window_layers (1 of 2)', async () => {
+    const llm = { ...qwen2Config(), use_sliding_window: true, sliding_window: 5, max_window_layers: 1 };
+    expectClose(
+      await compare({
+        name: 'w1 qwen2 window', config: chatConfig(visionConfig(), llm), seed: 171, flags: [1, 1], rows: twoRows,
+        mutants: [llmPatch('use_sliding_window is false', { use_sliding_window: false }), llmPatch('both layers slide', { max_window_layers: 0 }), llmPatch('the window is 6', { sliding_window: 6 })],
+      }),
+    );
+  });
+
+  it('w2. Qwen2 layer_types [sliding, full] (max_window_layers ignored)', async () => {
+    const llm = { ...qwen2Config(), use_sliding_window: true, sliding_window: 4, max_window_layers: 2, layer_types: ['sliding_attention', 'full_attention'] };
+    expectClose(
+      await compare({
+        name: 'w2 qwen2 layer_types', config: chatConfig(visionConfig(), llm), seed: 172, flags: [1, 1], rows: twoRows,
+        mutants: [llmPatch('layer_types reversed', { layer_types: ['full_attention', 'sliding_attention'] })],
+      }),
+    );
+  });
+
   it('o. every tile flagged 0, no image positions', async () => {
     const config = chatConfig(visionConfig(), qwen2Config());
     expectClose(await compare({ name: 'o all flags 0', config, seed: 141, flags: [0, 0], rows: [{ before: 6, tiles: 0, after: 5 }] }));
@@ -611,7 +631,7 @@ describe('vlmc vs float64 reference on variants', () => {
  * step each row's next-token logits must equal the float64 reference run on that row alone
  * (unpadded prompt + the tokens generated so far, its own tiles), recomputed from scratch.
  */
-async function compareGeneration(v: Variant, steps = 5): Promise<number> {
+async function compareGeneration(v: Variant, steps = 5, options: Partial<Parameters<typeof build>[0]> = {}): Promise<number> {
   const { generateFromArtifact } = await import('../src/generate/generate.ts');
   const dir = path.join(ROOT, `gen-${v.name.replace(/[^a-z0-9]+/gi, '-')}`);
   const ckpt = path.join(dir, 'checkpoint');
@@ -622,7 +642,8 @@ async function compareGeneration(v: Variant, steps = 5): Promise<number> {
   const lengths = v.rows.map((r) => r.before + (r.tiles > 0 ? r.tiles * perTile + 2 : 0) + r.after);
   const mask = BigInt64Array.from({ length: batch * seq }, (_, i) => (i % seq < lengths[Math.floor(i / seq)]! ? 1n : 0n));
   const artifact = path.join(dir, 'split');
-  await build({ weights: ckpt, out: artifact, split: true });
+  await build({ weights: ckpt, out: artifact, split: true, ...options });
+  if (options.target === 'gpu') expect(readFileSync(path.join(artifact, 'decoder.onnx')).toString('latin1')).toContain('GroupQueryAttention');
   const got = await generateFromArtifact(artifact, {
     pixel_values: { dtype: 'float32', shape: [...inputs.pixelShape], data: inputs.pixelValues },
     input_ids: { dtype: 'int64', shape: [batch, seq], data: inputs.inputIds },
@@ -655,7 +676,7 @@ async function compareGeneration(v: Variant, steps = 5): Promise<number> {
     }
     firstTile += r.tiles;
   });
-  results.push(`${v.name} (KV-cache generation, ${steps} steps x ${batch} rows): logits ${worst.toExponential(2)}`);
+  results.push(`${v.name} (KV-cache generation${options.target ? ` --target ${options.target}` : ''}, ${steps} steps x ${batch} rows): logits ${worst.toExponential(2)}`);
   expect(worst).toBeLessThanOrEqual(TOL);
   return worst;
 }
@@ -694,6 +715,18 @@ describe('KV-cache generation equals a full recompute at every step', () => {
     // Both rows 13 tokens; lengths 14, 15 stay short, 16 switches to the long factors at step 2.
     const rows = [{ before: 3, tiles: 1, after: 4 }, { before: 4, tiles: 1, after: 3 }];
     await compareGeneration({ name: 'kv phi3 crossing', config: chatConfig(visionConfig(), phi3Config('su', 15)), seed: 208, flags: [1, 1], rows }, 6);
+  });
+  it('Qwen2 sliding window on layer 1 only, crossed by both rows of a padded batch', async () => {
+    const llm = { ...qwen2Config(), use_sliding_window: true, sliding_window: 4, max_window_layers: 1 };
+    await compareGeneration({ name: 'kv qwen2 window', config: chatConfig(visionConfig(), llm), seed: 209, flags: [1, 1], rows: paddedRows });
+  });
+  it('Qwen2 sliding window, --target gpu: GroupQueryAttention with local_window_size (head_dim 16)', async () => {
+    const llm = { ...qwen2Config(), hidden_size: 64, use_sliding_window: true, sliding_window: 4, max_window_layers: 1 };
+    await compareGeneration({ name: 'kv qwen2 window gqa', config: chatConfig(visionConfig(), llm), seed: 210, flags: [1, 1], rows: paddedRows }, 5, { target: 'gpu' });
+  });
+  it("Phi-3 original layout: InternVL's own window of sliding_window + 1 keys, every layer", async () => {
+    const llm = { ...phi3Config('su', 64), rope_scaling: null, hidden_size: 64, sliding_window: 3 };
+    await compareGeneration({ name: 'kv phi3 window gqa', config: chatConfig(visionConfig(), llm), seed: 211, flags: [1, 1], rows: paddedRows }, 5, { target: 'gpu' });
   });
   it('Phi-3 partial rotary, no GQA', async () => {
     const llm = { ...phi3Config('su', 64), num_key_value_heads: 4, partial_rotary_factor: 0.5, rope_scaling: null };

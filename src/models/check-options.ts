@@ -7,10 +7,11 @@
 import { checkOptionKeys, checkWhole, optionError } from '../dsl/options.ts';
 import { LIMITS } from './llm/hf-config.ts';
 import type { DecoderConfig } from './llm/decoder.ts';
+import { LAYER_TYPES } from './llm/sliding-window.ts';
 import type { InternViTConfig } from './internvit.ts';
 import type { InternVLOptions } from './internvl.ts';
 
-const DECODER_KEYS = ['hidden', 'heads', 'kvHeads', 'headDim', 'layers', 'intermediate', 'vocab', 'rmsNormEps', 'ropeTheta', 'maxPositions', 'ropeScaling', 'tieEmbeddings', 'qkvBias', 'oBias', 'mlpBias', 'partialRotaryFactor', 'padTokenId'] as const;
+const DECODER_KEYS = ['hidden', 'heads', 'kvHeads', 'headDim', 'layers', 'intermediate', 'vocab', 'rmsNormEps', 'ropeTheta', 'maxPositions', 'ropeScaling', 'tieEmbeddings', 'qkvBias', 'oBias', 'mlpBias', 'partialRotaryFactor', 'padTokenId', 'slidingWindow', 'layerTypes'] as const;
 const ROPE_KEYS: Record<string, readonly string[]> = {
   linear: ['type', 'factor'],
   dynamic: ['type', 'factor'],
@@ -32,6 +33,7 @@ export function checkDecoderOptions(what: string, c: DecoderConfig): void {
   if (c.heads % c.kvHeads !== 0) throw optionError(what, `heads (${c.heads}) must be a multiple of kvHeads (${c.kvHeads})`);
   if (c.headDim !== undefined) checkWhole(what, 'headDim', c.headDim, LIMITS.headDim);
   else if (c.hidden % c.heads !== 0) throw optionError(what, `hidden (${c.hidden}) is not divisible by heads (${c.heads}); set headDim or fix one of them`);
+  checkSlidingWindow(what, c);
   const s = c.ropeScaling;
   if (s) {
     const known = Object.hasOwn(ROPE_KEYS, s.type) ? ROPE_KEYS[s.type]! : undefined;
@@ -44,6 +46,16 @@ export function checkDecoderOptions(what: string, c: DecoderConfig): void {
       }
     }
   }
+}
+
+function checkSlidingWindow(what: string, c: DecoderConfig): void {
+  if (c.slidingWindow !== undefined) checkWhole(what, 'slidingWindow', c.slidingWindow, LIMITS.positions * 64);
+  const types = c.layerTypes;
+  if (types === undefined) return;
+  if (!Array.isArray(types) || types.length !== c.layers || !types.every((t) => (LAYER_TYPES as readonly string[]).includes(t))) {
+    throw optionError(what, `layerTypes must list one of ${LAYER_TYPES.map((t) => `'${t}'`).join(' / ')} per layer (${c.layers})`);
+  }
+  if (c.slidingWindow === undefined && types.includes('sliding_attention')) throw optionError(what, "layerTypes names 'sliding_attention' layers but slidingWindow is not set");
 }
 
 export function checkViTOptions(what: string, c: InternViTConfig): void {

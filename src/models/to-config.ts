@@ -6,6 +6,7 @@ import type { InternVLChatModel } from './internvl.ts';
 import type { InternVisionModel } from './internvit.ts';
 import type { CausalLM } from './llm/decoder.ts';
 import type { RopeScaling } from '../nn/rotary.ts';
+import { phi3WindowField, type WindowSemantics } from './llm/sliding-window.ts';
 
 export function visionConfigJson(v: InternVisionModel): Record<string, unknown> {
   const c = v.config;
@@ -36,7 +37,11 @@ const MODEL_TYPES: Record<string, string> = {
   Qwen3ForCausalLM: 'qwen3',
 };
 
-export function llmConfigJson(llm: CausalLM): Record<string, unknown> {
+/**
+ * `semantics`: whose code the config is for where the window's meaning differs (Phi-3): InternVL's
+ * (original layout, Path B; the default) or transformers' (an HF-native text_config).
+ */
+export function llmConfigJson(llm: CausalLM, semantics: WindowSemantics = 'internvl'): Record<string, unknown> {
   const c = llm.config;
   const out: Record<string, unknown> = {
     architectures: [llm.architecture],
@@ -68,7 +73,23 @@ export function llmConfigJson(llm: CausalLM): Record<string, unknown> {
     out.mlp_bias = c.mlpBias ?? false;
   }
   if (c.padTokenId !== undefined) out.pad_token_id = c.padTokenId;
+  Object.assign(out, slidingWindowJson(llm, semantics));
   return out;
+}
+
+/** The window fields each family reads (src/models/llm/sliding-window.ts, inverted). */
+function slidingWindowJson(llm: CausalLM, semantics: WindowSemantics): Record<string, unknown> {
+  const { slidingWindow: window, layerTypes: types, layers } = llm.config;
+  if (window === undefined) return {};
+  if (llm.architecture === 'Phi3ForCausalLM') return { sliding_window: phi3WindowField(window, semantics) };
+  const firstSliding = types === undefined ? 0 : types.indexOf('sliding_attention');
+  const suffix = types === undefined || types.every((t, i) => (t === 'sliding_attention') === (i >= firstSliding));
+  return {
+    use_sliding_window: true,
+    sliding_window: window,
+    // Qwen2's original configs say which layers slide with max_window_layers; other patterns need layer_types.
+    ...(suffix ? { max_window_layers: firstSliding === -1 ? layers : firstSliding } : { layer_types: types }),
+  };
 }
 
 function ropeScalingJson(s: RopeScaling): Record<string, unknown> {

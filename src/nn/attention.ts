@@ -65,6 +65,35 @@ export function causalMask(seq: Tensor): Tensor {
   return op.Less(op.Unsqueeze(pos, i64([1])), op.Unsqueeze(pos, i64([0])));
 }
 
+/**
+ * True where a key lies `window` or more positions before its query: with the causal mask, each
+ * query sees the `window` keys i - window < j <= i (transformers' sliding_window_overlay).
+ * `queries` [..., q] and `keys` [..., k] are positions; the result is [..., q, k].
+ */
+export function outsideWindow(queries: Tensor, keys: Tensor, window: number): Tensor {
+  const distance = op.Sub(op.Unsqueeze(queries, i64([-1])), op.Unsqueeze(keys, i64([-2])));
+  return op.GreaterOrEqual(distance, i64Scalar(window));
+}
+
+/** [seq, seq] causal mask that also hides keys `window` or more positions back. */
+export function slidingCausalMask(seq: Tensor, causal: Tensor, window: number): Tensor {
+  const pos = op.Range(i64Scalar(0), seq, i64Scalar(1));
+  return op.Or(causal, outsideWindow(pos, pos, window));
+}
+
+/**
+ * The cached causal mask (cachedCausalMask) that also hides keys `window` or more tokens before
+ * the query. Distances count attended tokens (the running sum of attention_mask), not cache
+ * slots: a right-padded row's cache has holes where its padding sat, and its later tokens must
+ * see the window that row would see alone.
+ */
+export function cachedSlidingMask(seq: Tensor, attentionMask: Tensor, causal: Tensor, window: number): Tensor {
+  const keyPositions = op.CumSum(attentionMask, i64Scalar(1));
+  const total = op.Squeeze(op.Shape(attentionMask, { start: 1, end: 2 }), i64([0]));
+  const queryPositions = op.Gather(keyPositions, op.Range(op.Sub(total, seq), total, i64Scalar(1)), { axis: 1 });
+  return op.Or(causal, op.Unsqueeze(outsideWindow(queryPositions, keyPositions, window), i64([1, 2])));
+}
+
 /** Bidirectional multi-head attention (ViT). q, k, v [n, L, H, d] -> [n, L, H*d]. */
 export function fullAttention(q: Tensor, k: Tensor, v: Tensor, heads: number, headDim: number): Tensor {
   const qh = op.Transpose(q, { perm: [0, 2, 1, 3] });

@@ -550,6 +550,23 @@ export function ropeParams(lc: Json, headDim: number, seqLen: number): { invFreq
   }
 }
 
+/**
+ * Keys a query of layer `l` attends to (itself included), or Infinity: the official code's window.
+ * Qwen2 (transformers' own class, which InternVL uses): use_sliding_window, then layer_types or
+ * layers >= max_window_layers (default 28), sliding_window default 4096; keys j > i - W.
+ * Phi-3 (InternVL's remote code): every layer, keys i - W <= j <= i, i.e. W + 1.
+ */
+export function windowKeys(lc: Json, l: number): number {
+  const family = familyOf(lc);
+  const w = lc.sliding_window as number | null | undefined;
+  if (family === 'phi3') return typeof w === 'number' ? w + 1 : Infinity;
+  if (family !== 'qwen2' && family !== 'qwen3') return Infinity;
+  if (lc.use_sliding_window !== true) return Infinity;
+  const types = lc.layer_types as string[] | undefined;
+  const sliding = types ? types[l] === 'sliding_attention' : l >= ((lc.max_window_layers as number | undefined) ?? 28);
+  return sliding ? (w ?? 4096) : Infinity;
+}
+
 function embedKey(s: LlmSpec): string {
   return s.family === 'internlm2' ? `${s.prefix}.model.tok_embeddings.weight` : `${s.prefix}.model.embed_tokens.weight`;
 }
@@ -705,18 +722,20 @@ function decoderRow(lc: Json, s: LlmSpec, W: Weights, emb: Float64Array, N: numb
     const v = p.v;
     const ctx = new Float64Array(N * heads * hd);
     const scale = 1 / Math.sqrt(hd);
+    const window = windowKeys(lc, l);
     for (let head = 0; head < heads; head++) {
       const kh = Math.floor(head / rep); // repeat_kv: kv head i serves query heads i*rep .. i*rep+rep-1
       for (let i = 0; i < N; i++) {
-        for (let j = 0; j <= i; j++) {
+        const first = Math.max(0, i - window + 1);
+        for (let j = first; j <= i; j++) {
           let d = 0;
           for (let e = 0; e < hd; e++) d += q[(i * heads + head) * hd + e]! * k[(j * kv + kh) * hd + e]!;
-          scores[j] = d * scale;
+          scores[j - first] = d * scale;
         }
-        softmaxInPlace(scores, i + 1);
+        softmaxInPlace(scores, i + 1 - first);
         for (let e = 0; e < hd; e++) {
           let acc = 0;
-          for (let j = 0; j <= i; j++) acc += scores[j]! * v[(j * kv + kh) * hd + e]!;
+          for (let j = first; j <= i; j++) acc += scores[j - first]! * v[(j * kv + kh) * hd + e]!;
           ctx[(i * heads + head) * hd + e] = acc;
         }
       }

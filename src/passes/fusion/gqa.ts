@@ -34,6 +34,26 @@ function unsqueezed2(v: Value | undefined): { inner: Value; node: Node } | undef
   return u && (constInts(u.inputs[1]) ?? []).join() === '2' ? { inner: u.inputs[0]!, node: u } : undefined;
 }
 
+/**
+ * The window of a decoder mask (src/nn/attention.ts): `null` for the cached causal mask
+ * `Unsqueeze(Or(later, padding), [1, 2])`, W for the sliding one
+ * `Or(causal, Unsqueeze(GreaterOrEqual(distance, W), [1, 2]))`, undefined for any other mask (left
+ * decomposed: GQA could not reproduce it).
+ */
+function maskWindow(mask: Value | undefined): number | null | undefined {
+  const unsqueezed = (v: Value | undefined) => {
+    const u = producer(v, 'Unsqueeze');
+    return u && (constInts(u.inputs[1]) ?? []).join() === '1,2' ? u.inputs[0] : undefined;
+  };
+  const isCausal = (v: Value | undefined) => producer(unsqueezed(v), 'Or') !== undefined;
+  if (isCausal(mask)) return null;
+  const or = producer(mask, 'Or');
+  const far = producer(unsqueezed(or?.inputs[1]), 'GreaterOrEqual');
+  const window = constInts(far?.inputs[1]);
+  if (!or || !isCausal(or.inputs[0]) || window?.length !== 1) return undefined;
+  return window[0]!;
+}
+
 interface GqaMatch {
   q4: Value;
   k4: Value;
@@ -44,6 +64,12 @@ interface GqaMatch {
   kvHeads: number;
   headDim: number;
   scale: number;
+  /**
+   * GQA's local_window_size, -1 for none. Since ONNX Runtime 1.23 (microsoft/onnxruntime#25927) it
+   * counts the query itself: a window of W keys (transformers' sliding_window) is local_window_size
+   * W; before, the kernels kept W + 1. vlmc's runtime is 1.30 (checked by test/variants.test.ts).
+   */
+  localWindow: number;
   out: Value;
   presentKey: Value;
   presentValue: Value;
@@ -61,6 +87,8 @@ function matchGqa(merge: Node, uses: Uses): GqaMatch | undefined {
   const qk = producer(scaled?.inputs[0], 'MatMul');
   if (!back || !heads4 || !pv || !softmax || !where || !scaled || !qk) return undefined;
   if (scalarConst(where.inputs[1]) !== -Infinity) return undefined;
+  const window = maskWindow(where.inputs[0]);
+  if (window === undefined) return undefined;
   const scale = scalarConst(scaled.inputs[1]);
   const kT = transposeOf(qk.inputs[1], '0,1,2,4,3');
   const kU = unsqueezed2(kT?.inputs[0]);
@@ -90,6 +118,7 @@ function matchGqa(merge: Node, uses: Uses): GqaMatch | undefined {
     kvHeads,
     headDim,
     scale,
+    localWindow: window ?? -1,
     out: merge.outputs[0]!,
     presentKey: key.nodes[0]!.outputs[0]!,
     presentValue: value.nodes[0]!.outputs[0]!,
@@ -125,7 +154,7 @@ export function fuseGqa(graph: Graph): number {
       return r.outputs[0]!;
     };
     const inputs = [flat(m.q4, m.heads), flat(m.k4, m.kvHeads), flat(m.v4, m.kvHeads), m.pastKey, m.pastValue, seqlens, total];
-    const node = detachedNode(graph, m.scope, GroupQueryAttentionSig, inputs, { num_heads: m.heads, kv_num_heads: m.kvHeads, scale: m.scale }, 3);
+    const node = detachedNode(graph, m.scope, GroupQueryAttentionSig, inputs, { num_heads: m.heads, kv_num_heads: m.kvHeads, scale: m.scale, ...(m.localWindow >= 0 ? { local_window_size: m.localWindow } : {}) }, 3);
     splice(graph, node, [m.out, m.presentKey, m.presentValue]);
   }
   return matches.length;

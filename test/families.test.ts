@@ -1,0 +1,161 @@
+/**
+ * The LLM-family fixtures (../shared/fixtures/families, made by transformers 5.17 in float64): each
+ * case in both checkpoint layouts, through the single graph (portable and --target gpu), the split
+ * artifact's KV-cache generation (portable and fused) and the training graph.
+ *
+ * phi3-sliding: the window on every layer, crossed in the prompt and in generation. The HF-native
+ * layout is transformers' Phi-3 (W keys); the original layout is InternVL's own Phi-3, which keeps
+ * W + 1 keys (expected-original / generation-original).
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { existsSync, readFileSync } from 'node:fs';
+import * as path from 'node:path';
+import * as ortNs from 'onnxruntime-node';
+import { build } from '../src/build.ts';
+import { openSession, readInputs, readManifest, run, runArtifact, type HostTensor } from '../src/runtime/run.ts';
+import { generateFromArtifact } from '../src/generate/generate.ts';
+import { boundTrainableWeights } from '../src/train/weights.ts';
+import { SafetensorsFile } from '../src/checkpoint/safetensors.ts';
+import { FIXTURES, maxAbsError, readFloats, removeDir, tempDir } from './helpers.ts';
+
+const ort = ((ortNs as unknown as { default?: typeof ortNs }).default ?? ortNs) as typeof ortNs;
+const FAMILIES = path.join(FIXTURES, 'families');
+const TOL = 1e-4;
+const work = tempDir('vlmc-families-');
+afterAll(() => removeDir(work));
+
+interface Layout {
+  layout: 'unified' | 'original';
+  /** The numbers this layout's code computes (InternVL's own Phi-3 differs in its window). */
+  expected: string;
+  generation: string;
+}
+
+function layoutsOf(kase: string): Layout[] {
+  const dir = path.join(FAMILIES, kase);
+  const own = (name: string) => (existsSync(path.join(dir, `${name}-original.safetensors`)) ? `${name}-original.safetensors` : `${name}.safetensors`);
+  return [
+    { layout: 'unified', expected: 'expected.safetensors', generation: 'generation.safetensors' },
+    { layout: 'original', expected: own('expected'), generation: own('generation') },
+  ];
+}
+
+async function readTokens(file: string): Promise<number[]> {
+  const st = await SafetensorsFile.open(file);
+  try {
+    return Array.from(new BigInt64Array((await st.readAll(st.entry('tokens'))).slice().buffer), Number);
+  } finally {
+    await st.close();
+  }
+}
+
+const CASES = ['phi3-sliding'];
+const measured: string[] = [];
+afterAll(() => console.log(`[families] max abs error vs transformers 5.17 float64 (tolerance ${TOL}):\n  ${measured.join('\n  ')}`));
+
+describe.each(CASES.flatMap((kase) => layoutsOf(kase).map((l) => ({ kase, ...l }))))('$kase, $layout layout', ({ kase, layout, expected, generation }) => {
+  const fx = path.join(FAMILIES, kase);
+  const weights = path.join(fx, layout);
+  const dir = path.join(work, `${kase}-${layout}`);
+
+  it.each(['portable', 'gpu'] as const)('single graph, --target %s: logits and vit_embeds within 1e-4', async (target) => {
+    const out = path.join(dir, `single-${target}`);
+    await build({ weights, out, target });
+    const got = await runArtifact(out, path.join(fx, 'inputs.safetensors'), `${out}.out.safetensors`);
+    for (const key of ['logits', 'vit_embeds']) {
+      const err = maxAbsError(got[key]!.data as Float32Array, await readFloats(path.join(fx, expected), key));
+      measured.push(`${kase} ${layout} single ${target} ${key}: ${err.toExponential(2)}`);
+      expect(err, key).toBeLessThanOrEqual(TOL);
+    }
+  });
+
+  it.each(['portable', 'gpu'] as const)('split, --target %s: generate reproduces the greedy tokens and every step\'s logits across the window', async (target) => {
+    const out = path.join(dir, `split-${target}`);
+    await build({ weights, out, target, split: true });
+    const inputs = await readInputs(path.join(fx, 'gen_inputs.safetensors'));
+    const got = await generateFromArtifact(out, inputs as never, { maxNewTokens: 8, ignoreEos: true });
+    expect(got.tokens.flat()).toEqual(await readTokens(path.join(fx, generation)));
+    const err = maxAbsError(got.logits, await readFloats(path.join(fx, generation), 'logits'));
+    measured.push(`${kase} ${layout} generate ${target}: logits ${err.toExponential(2)}`);
+    expect(err).toBeLessThanOrEqual(TOL);
+  });
+});
+
+/**
+ * train.onnx computes the windowed forward (its loss is the fixture's) and its gradients are the
+ * derivative of that loss: central differences (Richardson-extrapolated, float32) in a random
+ * direction of every trainable tensor of the last layer agree to 1e-3 relative + 2e-4 absolute.
+ */
+describe.each(CASES)('%s training graph', (kase) => {
+  const fx = path.join(FAMILIES, kase);
+  let session: ortNs.InferenceSession;
+  let feeds: Record<string, HostTensor>;
+  let trained: { name: string; grad: string }[];
+  beforeAll(async () => {
+    const out = path.join(work, `${kase}-train`);
+    await build({ weights: path.join(fx, 'unified'), out, train: true, preset: 'full' });
+    const manifest = readManifest(out);
+    session = await openSession(out, ['cpu'], 'train');
+    feeds = await readInputs(path.join(fx, 'inputs.safetensors'), ['pixel_values', 'input_ids', 'image_flags', 'labels']);
+    delete feeds.image_flags; // HF-native: every tile counts, no image_flags input
+    Object.assign(feeds, await boundTrainableWeights(out, manifest, session.inputNames.filter((n) => !(n in feeds))));
+    const layers = JSON.parse(readFileSync(path.join(fx, 'unified/config.json'), 'utf8')).text_config.num_hidden_layers as number;
+    trained = manifest.train!.trainable.filter((t) => t.key.includes(`language_model.model.layers.${layers - 1}.`));
+  });
+  afterAll(() => session?.release());
+
+  it("loss equals the fixture's (1e-5)", async () => {
+    const loss = (await run(session, feeds)).loss!.data as Float32Array;
+    expect(Math.abs(loss[0]! - (await readFloats(path.join(fx, 'expected.safetensors'), 'loss'))[0]!)).toBeLessThanOrEqual(1e-5);
+  });
+
+  it('gradients of the last layer match central differences', async () => {
+    expect(trained.length).toBeGreaterThan(2);
+    const base = await run(session, feeds);
+    let seed = 7;
+    const random = () => ((seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648) * 2 - 1;
+    const lossAt = async (name: string, values: Float32Array) => {
+      const shape = feeds[name]!.shape;
+      const r = await session.run(Object.fromEntries(Object.entries({ ...feeds, [name]: { ...feeds[name]!, data: values } }).map(([n, t]) => [n, new ort.Tensor(t.dtype as 'float32', t.data as Float32Array, n === name ? shape : t.shape)])));
+      return Number(r.loss!.data[0]);
+    };
+    for (const { name, grad: gradName } of trained) {
+      const x = feeds[name]!.data as Float32Array;
+      const grad = base[gradName]!.data as Float32Array;
+      const d = Float32Array.from(x, () => random());
+      const central = async (eps: number) => ((await lossAt(name, x.map((v, i) => v + eps * d[i]!))) - (await lossAt(name, x.map((v, i) => v - eps * d[i]!)))) / (2 * eps);
+      // Richardson: (4 D(h/2) - D(h)) / 3 cancels the h^2 term, which float32 cannot afford to shrink.
+      const fd = (4 * (await central(5e-3)) - (await central(1e-2))) / 3;
+      const analytic = grad.reduce((acc, g, i) => acc + g * d[i]!, 0);
+      // float32 rounding of a loss near 6 leaves about 1e-4 of absolute noise in the difference quotient.
+      expect(Math.abs(fd - analytic), `${name}: fd ${fd} vs analytic ${analytic}`).toBeLessThanOrEqual(2e-4 + 1e-3 * Math.abs(analytic));
+    }
+  });
+});
+
+/** The configs vlmc writes say the window in each layout's own terms, and read back to the same model. */
+describe('sliding-window config round trip', () => {
+  it("an original-layout Phi-3 (W + 1 keys) writes sliding_window W for InternVL's code and W + 1 for transformers'", async () => {
+    const { internvlFromConfig } = await import('../src/models/from-config.ts');
+    const { llmConfigJson } = await import('../src/models/to-config.ts');
+    const { llmFromHF } = await import('../src/models/llm/index.ts');
+    const cfg = JSON.parse(readFileSync(path.join(FAMILIES, 'phi3-sliding/original/config.json'), 'utf8'));
+    const llm = internvlFromConfig(cfg, 'config.json').language_model;
+    expect(llm.config.slidingWindow).toBe(9);
+    expect(llmConfigJson(llm).sliding_window).toBe(8);
+    expect(llmConfigJson(llm, 'transformers').sliding_window).toBe(9);
+    expect(llmFromHF(llmConfigJson(llm, 'transformers'), 'text_config', 'transformers').config.slidingWindow).toBe(9);
+  });
+
+  it('a Qwen2 window on a suffix of layers writes max_window_layers, any other pattern layer_types', async () => {
+    const { llmConfigJson } = await import('../src/models/to-config.ts');
+    const { llmFromHF } = await import('../src/models/llm/index.ts');
+    const base = { architectures: ['Qwen2ForCausalLM'], hidden_size: 32, num_attention_heads: 4, num_hidden_layers: 3, intermediate_size: 64, vocab_size: 64, max_position_embeddings: 512, use_sliding_window: true, sliding_window: 16 };
+    for (const extra of [{ max_window_layers: 1 }, { layer_types: ['sliding_attention', 'full_attention', 'sliding_attention'] }]) {
+      const llm = llmFromHF({ ...base, ...extra }, 'llm_config');
+      const json = llmConfigJson(llm);
+      expect(json).toMatchObject({ use_sliding_window: true, sliding_window: 16, ...extra });
+      expect(llmFromHF(json, 'written').config).toEqual(llm.config);
+    }
+  });
+});
