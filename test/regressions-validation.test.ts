@@ -51,8 +51,8 @@ describe('defect 5: transformers-5 configs and numerics vlmc does not model', ()
   });
 
   it('an unknown rope_type is an error naming the field and the supported types', async () => {
-    const dir = unified((c) => void (c.llm_config.rope_scaling = { rope_type: 'yarn', factor: 4, original_max_position_embeddings: 32768 }));
-    await expectUserError(build({ weights: dir, out: fresh('yarn') }), 'config.json llm_config: rope_scaling', "rope_type \"yarn\" is not supported", 'linear, dynamic, llama3, longrope');
+    const dir = unified((c) => void (c.llm_config.rope_scaling = { rope_type: 'ntk-by-parts', factor: 4 }));
+    await expectUserError(build({ weights: dir, out: fresh('ntk') }), 'config.json llm_config: rope_scaling', 'rope_type "ntk-by-parts" is not supported', 'linear, dynamic, llama3, longrope, yarn, proportional');
   });
 
   it('a rope field vlmc does not understand is an error, never ignored', async () => {

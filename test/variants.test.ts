@@ -152,6 +152,14 @@ function phi3Config(type: 'su' | 'longrope', originalMax: number): Json {
   };
 }
 
+function qwen3Llm(): Json {
+  return {
+    architectures: ['Qwen3ForCausalLM'], model_type: 'qwen3', hidden_size: 48, num_attention_heads: 4, num_key_value_heads: 2, head_dim: 16,
+    num_hidden_layers: 2, intermediate_size: 96, vocab_size: 128, hidden_act: 'silu', rms_norm_eps: 1e-6, rope_theta: 1000000.0,
+    max_position_embeddings: 40960, tie_word_embeddings: true, attention_bias: false, bos_token_id: 0, eos_token_id: 1,
+  };
+}
+
 function internlm2Config(o: Partial<{ maxPos: number; scaling: Json }> = {}): Json {
   return {
     architectures: ['InternLM2ForCausalLM'],
@@ -588,11 +596,7 @@ describe('vlmc vs float64 reference on variants', () => {
   });
 
   it('q. Qwen3 LLM: per-head q/k RMSNorm, head_dim 16 from the config (not 48 / 4), tied, batch 2', async () => {
-    const llm = {
-      architectures: ['Qwen3ForCausalLM'], model_type: 'qwen3', hidden_size: 48, num_attention_heads: 4, num_key_value_heads: 2, head_dim: 16,
-      num_hidden_layers: 2, intermediate_size: 96, vocab_size: 128, hidden_act: 'silu', rms_norm_eps: 1e-6, rope_theta: 1000000.0,
-      max_position_embeddings: 40960, tie_word_embeddings: true, attention_bias: false, bos_token_id: 0, eos_token_id: 1,
-    };
+    const llm = qwen3Llm();
     const asLlama: Mutant = { what: 'the q/k norms are dropped (read as Llama)', config: (c) => ({ ...c, llm_config: { ...(c.llm_config as Json), architectures: ['LlamaForCausalLM'], model_type: 'llama' } }) };
     expectClose(await compare({ name: 'q qwen3', config: chatConfig(visionConfig(), llm), seed: 161, flags: [1, 1], rows: twoRows, mutants: [asLlama] }));
   });
@@ -615,6 +619,24 @@ describe('vlmc vs float64 reference on variants', () => {
         mutants: [llmPatch('layer_types reversed', { layer_types: ['full_attention', 'sliding_attention'] })],
       }),
     );
+  });
+
+  it('y1. Qwen3 YaRN: factor 4 with original_max 32768 < max 40960 (transformers 5 keeps the explicit factor), attention factor 1 + 0.1 ln 4', async () => {
+    const llm = { ...qwen3Llm(), rope_scaling: { rope_type: 'yarn', factor: 4.0, original_max_position_embeddings: 32768 } };
+    const mutants = [noRopeScaling, ropePatch('factor := max / original (transformers 4 reading)', () => ({ factor: 40960 / 32768 })), ropePatch('the attention factor is 1', () => ({ attention_factor: 1.0 }))];
+    expectClose(await compare({ name: 'y1 qwen3 yarn', config: chatConfig(visionConfig(), llm), seed: 181, flags: [1, 1], rows: twoRows, mutants }));
+  });
+
+  it('y2. YaRN as DeepSeek / GPT-OSS spell it: truncate false, beta_fast 24, beta_slow 1.5, mscale / mscale_all_dim, factor null (65536 / 4096)', async () => {
+    const llm = { ...qwen2Config(), max_position_embeddings: 65536, rope_theta: 10000.0, rope_scaling: { rope_type: 'yarn', factor: null, original_max_position_embeddings: 4096, truncate: false, beta_fast: 24, beta_slow: 1.5, mscale: 1.0, mscale_all_dim: 0.5 } };
+    const mutants = [ropePatch('truncate is true', () => ({ truncate: true })), ropePatch('mscale_all_dim is dropped', () => ({ mscale_all_dim: null }))];
+    expectClose(await compare({ name: 'y2 yarn variants', config: chatConfig(visionConfig(), llm), seed: 182, flags: [1, 1], rows: twoRows, mutants }));
+  });
+
+  it('y3. proportional RoPE (transformers 5): 3 of 6 frequency pairs turn, over the whole head, factor 2', async () => {
+    const llm = { ...qwen2Config(), partial_rotary_factor: 0.5, rope_scaling: { rope_type: 'proportional', factor: 2.0 } };
+    const mutants = [llmPatch('every pair turns (linear, factor 2)', { rope_scaling: { rope_type: 'linear', factor: 2.0 } })];
+    expectClose(await compare({ name: 'y3 proportional', config: chatConfig(visionConfig(), llm), seed: 183, flags: [1, 1], rows: twoRows, mutants }));
   });
 
   it('o. every tile flagged 0, no image positions', async () => {

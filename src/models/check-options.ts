@@ -17,6 +17,8 @@ const ROPE_KEYS: Record<string, readonly string[]> = {
   dynamic: ['type', 'factor'],
   llama3: ['type', 'factor', 'lowFreqFactor', 'highFreqFactor', 'originalMaxPositions'],
   longrope: ['type', 'shortFactor', 'longFactor', 'originalMaxPositions', 'attentionFactor'],
+  yarn: ['type', 'factor', 'originalMaxPositions', 'attentionFactor', 'betaFast', 'betaSlow', 'truncate'],
+  proportional: ['type', 'factor', 'proportion'],
 };
 const VIT_KEYS = ['hidden', 'heads', 'layers', 'intermediate', 'imageSize', 'patchSize', 'norm', 'qkvBias', 'qkNorm', 'qkNormEps', 'eps', 'layerScaleInit'] as const;
 const INTERNVL_KEYS = ['vision', 'llm', 'downsampleRatio', 'psVersion', 'selectLayer', 'imageSize', 'projector', 'imgContextTokenId', 'imageFlags', 'train', 'name'] as const;

@@ -106,6 +106,18 @@ function ropeScalingJson(s: RopeScaling): Record<string, unknown> {
         long_factor: s.longFactor,
         ...(s.attentionFactor !== undefined ? { attention_factor: s.attentionFactor } : {}),
       };
+    case 'yarn':
+      return {
+        rope_type: 'yarn',
+        factor: s.factor,
+        original_max_position_embeddings: s.originalMaxPositions,
+        ...(s.attentionFactor !== undefined ? { attention_factor: s.attentionFactor } : {}),
+        ...(s.betaFast !== undefined ? { beta_fast: s.betaFast } : {}),
+        ...(s.betaSlow !== undefined ? { beta_slow: s.betaSlow } : {}),
+        ...(s.truncate !== undefined ? { truncate: s.truncate } : {}),
+      };
+    case 'proportional':
+      return { rope_type: 'proportional', factor: s.factor, partial_rotary_factor: s.proportion };
   }
 }
 

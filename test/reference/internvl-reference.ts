@@ -545,6 +545,36 @@ export function ropeParams(lc: Json, headDim: number, seqLen: number): { invFreq
       }
       return { invFreq, attnFactor };
     }
+    case 'proportional': {
+      // _compute_proportional_rope_parameters: int(p * head_dim // 2) frequencies over head_dim, then zeros; all / factor.
+      const angles = Math.floor((((lc.partial_rotary_factor as number | undefined) ?? 1) * d) / 2);
+      const f = (rs.factor as number | undefined) ?? 1;
+      return { invFreq: Float64Array.from({ length: half }, (_, i) => (i < angles ? 1 / base ** ((2 * i) / d) : 0) / f), attnFactor: 1 };
+    }
+    case 'yarn': {
+      // transformers 5 _compute_yarn_parameters; original_max: the top-level field, the dict's, max positions.
+      const orig = (lc.original_max_position_embeddings ?? rs.original_max_position_embeddings ?? maxPos) as number;
+      const factor = (rs.factor as number | null) ?? maxPos / orig;
+      const mscale = (scale: number, m = 1) => (scale <= 1 ? 1 : 0.1 * m * Math.log(scale) + 1);
+      const ms = rs.mscale as number | undefined;
+      const msAll = rs.mscale_all_dim as number | undefined;
+      const attnFactor = (rs.attention_factor as number | undefined) ?? (ms && msAll ? mscale(factor, ms) / mscale(factor, msAll) : mscale(factor));
+      const betaFast = (rs.beta_fast as number | undefined) || 32;
+      const betaSlow = (rs.beta_slow as number | undefined) || 1;
+      const corr = (rot: number) => (d * Math.log(orig / (rot * 2 * Math.PI))) / (2 * Math.log(base));
+      let low = corr(betaFast);
+      let high = corr(betaSlow);
+      if ((rs.truncate ?? true) !== false) [low, high] = [Math.floor(low), Math.ceil(high)];
+      low = Math.max(low, 0);
+      high = Math.min(high, d - 1);
+      if (low === high) high += 0.001;
+      const invFreq = Float64Array.from({ length: half }, (_, i) => {
+        const posFreq = base ** ((2 * i) / d);
+        const extrapFactor = 1 - Math.min(1, Math.max(0, (i - low) / (high - low)));
+        return (1 / (factor * posFreq)) * (1 - extrapFactor) + (1 / posFreq) * extrapFactor;
+      });
+      return { invFreq, attnFactor };
+    }
     default:
       throw new Error(`reference: rope scaling '${type}' not implemented`);
   }
@@ -679,7 +709,9 @@ function normKeys(s: LlmSpec, l: number): [string, string] {
 function decoderRow(lc: Json, s: LlmSpec, W: Weights, emb: Float64Array, N: number): Float64Array {
   const { hidden: Hd, heads, kvHeads: kv, headDim: hd } = s;
   // transformers (Phi-3): only the first int(head_dim * partial_rotary_factor) features rotate.
-  const rd = Math.floor(hd * ((lc.partial_rotary_factor as number | undefined) ?? 1));
+  // Proportional RoPE (transformers 5) reads partial_rotary_factor as the share of frequencies that turn; rotate_half spans the head.
+  const proportional = ((lc.rope_scaling as Json | null | undefined)?.rope_type ?? '') === 'proportional';
+  const rd = proportional ? hd : Math.floor(hd * ((lc.partial_rotary_factor as number | undefined) ?? 1));
   const half = rd / 2;
   // All positions are arange(N): seq_len for the rotary caches is N.
   const { invFreq, attnFactor } = ropeParams(lc, rd, N);
