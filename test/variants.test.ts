@@ -160,6 +160,13 @@ function qwen3Llm(): Json {
   };
 }
 
+function qwen3MoeLlm(extra: Json = {}): Json {
+  return JSON.parse(JSON.stringify({
+    ...qwen3Llm(), architectures: ['Qwen3MoeForCausalLM'], model_type: 'qwen3_moe', hidden_size: 64, tie_word_embeddings: false,
+    num_experts: 6, num_experts_per_tok: 3, moe_intermediate_size: 24, norm_topk_prob: false, decoder_sparse_step: 1, mlp_only_layers: [], ...extra,
+  }));
+}
+
 function internlm2Config(o: Partial<{ maxPos: number; scaling: Json }> = {}): Json {
   return {
     architectures: ['InternLM2ForCausalLM'],
@@ -639,6 +646,17 @@ describe('vlmc vs float64 reference on variants', () => {
     expectClose(await compare({ name: 'y3 proportional', config: chatConfig(visionConfig(), llm), seed: 183, flags: [1, 1], rows: twoRows, mutants }));
   });
 
+  it('m1. Qwen3-MoE: 6 experts, top-3, norm_topk_prob false, decoder_sparse_step 2 (layer 1 sparse, layer 0 dense)', async () => {
+    const mutants = [llmPatch('norm_topk_prob is true', { norm_topk_prob: true }), llmPatch('top-2', { num_experts_per_tok: 2 })];
+    expectClose(await compare({ name: 'm1 qwen3-moe', config: chatConfig(visionConfig(), qwen3MoeLlm({ decoder_sparse_step: 2 })), seed: 191, flags: [1, 1], rows: twoRows, mutants }));
+  });
+
+  it('m2. Qwen3-MoE: mlp_only_layers [0], norm_topk_prob true, num_local_experts spelling, sliding window on every layer', async () => {
+    const llm = { ...qwen3MoeLlm({ mlp_only_layers: [0], norm_topk_prob: true, num_local_experts: 6, num_experts: undefined }), use_sliding_window: true, sliding_window: 5 };
+    const mutants = [llmPatch('norm_topk_prob is false', { norm_topk_prob: false }), llmPatch('use_sliding_window is false', { use_sliding_window: false })];
+    expectClose(await compare({ name: 'm2 qwen3-moe', config: chatConfig(visionConfig(), llm), seed: 192, flags: [1, 1], rows: twoRows, mutants }));
+  });
+
   it('o. every tile flagged 0, no image positions', async () => {
     const config = chatConfig(visionConfig(), qwen2Config());
     expectClose(await compare({ name: 'o all flags 0', config, seed: 141, flags: [0, 0], rows: [{ before: 6, tiles: 0, after: 5 }] }));
@@ -749,6 +767,9 @@ describe('KV-cache generation equals a full recompute at every step', () => {
   it("Phi-3 original layout: InternVL's own window of sliding_window + 1 keys, every layer", async () => {
     const llm = { ...phi3Config('su', 64), rope_scaling: null, hidden_size: 64, sliding_window: 3 };
     await compareGeneration({ name: 'kv phi3 window gqa', config: chatConfig(visionConfig(), llm), seed: 211, flags: [1, 1], rows: paddedRows }, 5, { target: 'gpu' });
+  });
+  it('Qwen3-MoE, --target gpu (GroupQueryAttention; the union of chosen experts changes every step)', async () => {
+    await compareGeneration({ name: 'kv qwen3-moe gqa', config: chatConfig(visionConfig(), qwen3MoeLlm()), seed: 212, flags: [1, 1], rows: paddedRows }, 5, { target: 'gpu' });
   });
   it('Phi-3 partial rotary, no GQA', async () => {
     const llm = { ...phi3Config('su', 64), num_key_value_heads: 4, partial_rotary_factor: 0.5, rope_scaling: null };

@@ -89,6 +89,7 @@ function llmFields(c: DecoderConfig, builder: string): Record<string, unknown> {
     padTokenId: c.padTokenId,
     slidingWindow: c.slidingWindow,
     layerTypes: c.layerTypes,
+    moe: c.moe,
   };
   // qwen2() always has q/k/v bias; other families say it when they have it.
   if (builder !== 'qwen2') {

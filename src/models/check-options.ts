@@ -11,7 +11,8 @@ import { LAYER_TYPES } from './llm/sliding-window.ts';
 import type { InternViTConfig } from './internvit.ts';
 import type { InternVLOptions } from './internvl.ts';
 
-const DECODER_KEYS = ['hidden', 'heads', 'kvHeads', 'headDim', 'layers', 'intermediate', 'vocab', 'rmsNormEps', 'ropeTheta', 'maxPositions', 'ropeScaling', 'tieEmbeddings', 'qkvBias', 'oBias', 'mlpBias', 'partialRotaryFactor', 'padTokenId', 'slidingWindow', 'layerTypes'] as const;
+const DECODER_KEYS = ['hidden', 'heads', 'kvHeads', 'headDim', 'layers', 'intermediate', 'vocab', 'rmsNormEps', 'ropeTheta', 'maxPositions', 'ropeScaling', 'tieEmbeddings', 'qkvBias', 'oBias', 'mlpBias', 'partialRotaryFactor', 'padTokenId', 'slidingWindow', 'layerTypes', 'moe'] as const;
+const MOE_KEYS = ['experts', 'topK', 'intermediate', 'normTopKProb', 'decoderSparseStep', 'mlpOnlyLayers'] as const;
 const ROPE_KEYS: Record<string, readonly string[]> = {
   linear: ['type', 'factor'],
   dynamic: ['type', 'factor'],
@@ -36,6 +37,7 @@ export function checkDecoderOptions(what: string, c: DecoderConfig): void {
   if (c.headDim !== undefined) checkWhole(what, 'headDim', c.headDim, LIMITS.headDim);
   else if (c.hidden % c.heads !== 0) throw optionError(what, `hidden (${c.hidden}) is not divisible by heads (${c.heads}); set headDim or fix one of them`);
   checkSlidingWindow(what, c);
+  if (c.moe) checkMoe(what, c);
   const s = c.ropeScaling;
   if (s) {
     const known = Object.hasOwn(ROPE_KEYS, s.type) ? ROPE_KEYS[s.type]! : undefined;
@@ -47,6 +49,18 @@ export function checkDecoderOptions(what: string, c: DecoderConfig): void {
         if (s[key].length !== half) throw optionError(what, `ropeScaling.${key} has ${s[key].length} entries; it needs ${half} (rotary dim / 2)`);
       }
     }
+  }
+}
+
+function checkMoe(what: string, c: DecoderConfig): void {
+  const m = c.moe!;
+  checkOptionKeys(`${what} moe`, m, MOE_KEYS);
+  checkWhole(what, 'moe.experts', m.experts, LIMITS.experts, 0);
+  checkWhole(what, 'moe.topK', m.topK, Math.max(m.experts, 1));
+  checkWhole(what, 'moe.intermediate', m.intermediate, LIMITS.intermediate);
+  if (m.decoderSparseStep !== undefined) checkWhole(what, 'moe.decoderSparseStep', m.decoderSparseStep, LIMITS.layers);
+  if (m.mlpOnlyLayers !== undefined && !(Array.isArray(m.mlpOnlyLayers) && m.mlpOnlyLayers.every((i) => Number.isInteger(i) && i >= 0 && i < c.layers))) {
+    throw optionError(what, `moe.mlpOnlyLayers must list layer indices below ${c.layers}`);
   }
 }
 

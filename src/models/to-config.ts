@@ -35,6 +35,7 @@ const MODEL_TYPES: Record<string, string> = {
   InternLM2ForCausalLM: 'internlm2',
   Phi3ForCausalLM: 'phi3',
   Qwen3ForCausalLM: 'qwen3',
+  Qwen3MoeForCausalLM: 'qwen3_moe',
 };
 
 /**
@@ -64,7 +65,7 @@ export function llmConfigJson(llm: CausalLM, semantics: WindowSemantics = 'inter
   if (c.headDim !== undefined && c.headDim !== c.hidden / c.heads) out.head_dim = c.headDim;
   if ((c.partialRotaryFactor ?? 1) !== 1) out.partial_rotary_factor = c.partialRotaryFactor;
   if (llm.architecture === 'InternLM2ForCausalLM') out.bias = c.qkvBias ?? false;
-  else if (llm.architecture === 'Qwen3ForCausalLM') {
+  else if (llm.architecture === 'Qwen3ForCausalLM' || llm.architecture === 'Qwen3MoeForCausalLM') {
     // Qwen3Config defaults head_dim to 128, so it is always written.
     out.head_dim = c.headDim ?? c.hidden / c.heads;
     out.attention_bias = c.qkvBias ?? false;
@@ -74,7 +75,20 @@ export function llmConfigJson(llm: CausalLM, semantics: WindowSemantics = 'inter
   }
   if (c.padTokenId !== undefined) out.pad_token_id = c.padTokenId;
   Object.assign(out, slidingWindowJson(llm, semantics));
+  if (c.moe) Object.assign(out, moeJson(c.moe));
   return out;
+}
+
+/** Qwen3MoeConfig's expert fields (num_experts: the original layout's spelling, which transformers 5 also reads). */
+function moeJson(m: NonNullable<CausalLM['config']['moe']>): Record<string, unknown> {
+  return {
+    num_experts: m.experts,
+    num_experts_per_tok: m.topK,
+    moe_intermediate_size: m.intermediate,
+    norm_topk_prob: m.normTopKProb ?? false,
+    decoder_sparse_step: m.decoderSparseStep ?? 1,
+    mlp_only_layers: m.mlpOnlyLayers ?? [],
+  };
 }
 
 /** The window fields each family reads (src/models/llm/sliding-window.ts, inverted). */

@@ -429,7 +429,7 @@ function extractFeature(cfg: Json, W: Weights, inp: ReferenceInputs): { out: Flo
 // ---------------------------------------------------------------------------------------------
 // Language models
 
-type Family = 'llama' | 'qwen2' | 'qwen3' | 'internlm2' | 'phi3';
+type Family = 'llama' | 'qwen2' | 'qwen3' | 'qwen3_moe' | 'internlm2' | 'phi3';
 
 interface LlmSpec {
   family: Family;
@@ -455,6 +455,7 @@ function familyOf(lc: Json): Family {
   if (arch === 'Phi3ForCausalLM' || mt === 'phi3') return 'phi3';
   if (arch === 'Qwen2ForCausalLM' || mt === 'qwen2') return 'qwen2';
   if (arch === 'Qwen3ForCausalLM' || mt === 'qwen3') return 'qwen3';
+  if (arch === 'Qwen3MoeForCausalLM' || mt === 'qwen3_moe') return 'qwen3_moe';
   if (arch === 'LlamaForCausalLM' || mt === 'llama') return 'llama';
   throw new Error(`reference: LLM '${arch || mt}' not implemented`);
 }
@@ -473,15 +474,15 @@ function llmSpec(lc: Json): LlmSpec {
     heads,
     kvHeads: (lc.num_key_value_heads as number | undefined) ?? heads,
     // Llama honours an explicit head_dim; Qwen3Config defaults it to 128; the others use hidden / heads.
-    headDim: family === 'llama' ? ((lc.head_dim as number | undefined) ?? hidden / heads) : family === 'qwen3' ? ((lc.head_dim as number | undefined) ?? 128) : hidden / heads,
+    headDim: family === 'llama' || family === 'qwen3_moe' ? ((lc.head_dim as number | undefined) ?? hidden / heads) : family === 'qwen3' ? ((lc.head_dim as number | undefined) ?? 128) : hidden / heads,
     layers: lc.num_hidden_layers as number,
     inter: lc.intermediate_size as number,
     vocab: lc.vocab_size as number,
     eps: (lc.rms_norm_eps as number | undefined) ?? 1e-6,
     // LlamaConfig, Qwen2Config, Phi3Config and InternLM2Config all default tie_word_embeddings to False.
     tie: Boolean(lc.tie_word_embeddings ?? false),
-    qkvBias: family === 'qwen2' ? true : family === 'llama' || family === 'qwen3' ? attnBias : family === 'internlm2' ? Boolean(lc.bias ?? false) : false,
-    oBias: family === 'llama' || family === 'qwen3' ? attnBias : family === 'internlm2' ? Boolean(lc.bias ?? false) : false,
+    qkvBias: family === 'qwen2' ? true : family === 'llama' || family === 'qwen3' || family === 'qwen3_moe' ? attnBias : family === 'internlm2' ? Boolean(lc.bias ?? false) : false,
+    oBias: family === 'llama' || family === 'qwen3' || family === 'qwen3_moe' ? attnBias : family === 'internlm2' ? Boolean(lc.bias ?? false) : false,
     mlpBias: family === 'llama' ? Boolean(lc.mlp_bias ?? false) : false,
   };
 }
@@ -590,8 +591,10 @@ export function windowKeys(lc: Json, l: number): number {
   const family = familyOf(lc);
   const w = lc.sliding_window as number | null | undefined;
   if (family === 'phi3') return typeof w === 'number' ? w + 1 : Infinity;
-  if (family !== 'qwen2' && family !== 'qwen3') return Infinity;
+  if (family !== 'qwen2' && family !== 'qwen3' && family !== 'qwen3_moe') return Infinity;
   if (lc.use_sliding_window !== true) return Infinity;
+  // Qwen3MoeModel builds one mask for every layer.
+  if (family === 'qwen3_moe') return w ?? 4096;
   const types = lc.layer_types as string[] | undefined;
   const sliding = types ? types[l] === 'sliding_attention' : l >= ((lc.max_window_layers as number | undefined) ?? 28);
   return sliding ? (w ?? 4096) : Infinity;
@@ -649,7 +652,7 @@ function qkvProject(s: LlmSpec, W: Weights, l: number, x: Float64Array, N: numbe
   const q = linear(x, N, Hd, w(W, `${p}.self_attn.q_proj.weight`, heads * hd * Hd), heads * hd, b('q_proj', heads * hd));
   const k = linear(x, N, Hd, w(W, `${p}.self_attn.k_proj.weight`, kv * hd * Hd), kv * hd, b('k_proj', kv * hd));
   const v = linear(x, N, Hd, w(W, `${p}.self_attn.v_proj.weight`, kv * hd * Hd), kv * hd, b('v_proj', kv * hd));
-  if (s.family !== 'qwen3') return { q, k, v };
+  if (s.family !== 'qwen3' && s.family !== 'qwen3_moe') return { q, k, v };
   // Qwen3: q_norm / k_norm are RMSNorms over each head's head_dim features (eps rms_norm_eps), before rotary.
   return {
     q: rmsNorm(q, N * heads, hd, w(W, `${p}.self_attn.q_norm.weight`, hd), s.eps),
@@ -665,7 +668,44 @@ function oProject(s: LlmSpec, W: Weights, l: number, ctx: Float64Array, N: numbe
   return linear(ctx, N, inF, w(W, `${p}.self_attn.o_proj.weight`), s.hidden, s.oBias ? w(W, `${p}.self_attn.o_proj.bias`, s.hidden) : undefined);
 }
 
-function mlp(s: LlmSpec, W: Weights, l: number, x: Float64Array, N: number): Float64Array {
+/** Qwen3MoeDecoderLayer: sparse unless in mlp_only_layers or off the decoder_sparse_step. */
+function sparseLayer(lc: Json, l: number): boolean {
+  const experts = (lc.num_experts ?? lc.num_local_experts ?? 128) as number;
+  const only = (lc.mlp_only_layers ?? []) as number[];
+  return experts > 0 && !only.includes(l) && (l + 1) % ((lc.decoder_sparse_step as number | undefined) ?? 1) === 0;
+}
+
+/**
+ * Qwen3MoeSparseMoeBlock, token by token: softmax of the router logits, the top k (largest first),
+ * divided by their sum with norm_topk_prob, each chosen expert's SwiGLU output weighted and added.
+ */
+function moeBlock(lc: Json, s: LlmSpec, W: Weights, l: number, x: Float64Array, N: number): Float64Array {
+  const p = `${s.prefix}.model.layers.${l}.mlp`;
+  const E = (lc.num_experts ?? lc.num_local_experts ?? 128) as number;
+  const k = (lc.num_experts_per_tok as number | undefined) ?? 8;
+  const I = (lc.moe_intermediate_size as number | undefined) ?? 768;
+  const Hd = s.hidden;
+  const logits = linear(x, N, Hd, w(W, `${p}.gate.weight`), E);
+  const out = new Float64Array(N * Hd);
+  for (let t = 0; t < N; t++) {
+    const probs = logits.slice(t * E, (t + 1) * E);
+    softmaxInPlace(probs, E);
+    const top = Array.from({ length: E }, (_, e) => e).sort((a, b) => probs[b]! - probs[a]! || a - b).slice(0, k);
+    const sum = top.reduce((acc, e) => acc + probs[e]!, 0);
+    const xt = x.subarray(t * Hd, (t + 1) * Hd);
+    for (const e of top) {
+      const weight = lc.norm_topk_prob === true ? probs[e]! / sum : probs[e]!;
+      const gate = linear(xt, 1, Hd, w(W, `${p}.experts.${e}.gate_proj.weight`), I);
+      const up = linear(xt, 1, Hd, w(W, `${p}.experts.${e}.up_proj.weight`), I);
+      const y = linear(gate.map((g, i) => silu(g) * up[i]!), 1, I, w(W, `${p}.experts.${e}.down_proj.weight`), Hd);
+      for (let i = 0; i < Hd; i++) out[t * Hd + i] += weight * y[i]!;
+    }
+  }
+  return out;
+}
+
+function mlp(s: LlmSpec, W: Weights, l: number, x: Float64Array, N: number, lc: Json = {}): Float64Array {
+  if (s.family === 'qwen3_moe' && sparseLayer(lc, l)) return moeBlock(lc, s, W, l, x, N);
   const p = `${s.prefix}.model.layers.${l}`;
   const { hidden: Hd, inter: I } = s;
   let gate: Float64Array;
@@ -774,7 +814,7 @@ function decoderRow(lc: Json, s: LlmSpec, W: Weights, emb: Float64Array, N: numb
     }
     addInPlace(h, oProject(s, W, l, ctx, N));
     const xn2 = rmsNorm(h, N, Hd, w(W, n2, Hd), s.eps);
-    addInPlace(h, mlp(s, W, l, xn2, N));
+    addInPlace(h, mlp(s, W, l, xn2, N, lc));
   }
   h = rmsNorm(h, N, Hd, w(W, `${s.prefix}.model.norm.weight`, Hd), s.eps);
   const head = s.tie ? w(W, embedKey(s), s.vocab * Hd) : w(W, headKey(s), s.vocab * Hd);

@@ -41,7 +41,31 @@ export interface DecoderConfig {
   slidingWindow?: number | undefined;
   /** Which layers slide (transformers' layer_types); undefined with a window: every layer. */
   layerTypes?: LayerType[] | undefined;
+  /** Sparse mixture-of-experts MLPs (Qwen3-MoE, GPT-OSS); undefined: every MLP is dense. */
+  moe?: MoeConfig | undefined;
 }
+
+/** transformers' Qwen3MoeConfig / GptOssConfig expert fields. */
+export interface MoeConfig {
+  /** num_experts (num_local_experts). */
+  experts: number;
+  /** num_experts_per_tok (GPT-OSS: experts_per_token). */
+  topK: number;
+  /** moe_intermediate_size (GPT-OSS: intermediate_size): each expert's width. */
+  intermediate: number;
+  /** norm_topk_prob: the kept probabilities are divided by their sum (Qwen3-MoE). */
+  normTopKProb?: boolean;
+  /** decoder_sparse_step: layer i is sparse when (i + 1) % step == 0 (default 1). */
+  decoderSparseStep?: number;
+  /** mlp_only_layers: layers with a dense MLP of `intermediate` (the decoder's) width. */
+  mlpOnlyLayers?: number[];
+}
+
+/** Whether layer `i` has a sparse MoE block (transformers' Qwen3MoeDecoderLayer condition). */
+export const isSparseLayer = (c: DecoderConfig, i: number): boolean => {
+  const m = c.moe;
+  return m !== undefined && m.experts > 0 && !(m.mlpOnlyLayers ?? []).includes(i) && (i + 1) % (m.decoderSparseStep ?? 1) === 0;
+};
 
 export const headDimOf = (c: DecoderConfig): number => c.headDim ?? c.hidden / c.heads;
 

@@ -2,7 +2,8 @@
 import { UserError } from '../../errors.ts';
 import type { CausalLM, DecoderConfig } from './decoder.ts';
 import { decoderConfigFromHF, optBool, type HFConfig } from './hf-config.ts';
-import { phi3SlidingWindow, qwen2SlidingWindow, type SlidingWindowSettings, type WindowSemantics } from './sliding-window.ts';
+import { phi3SlidingWindow, qwen2SlidingWindow, qwen3MoeSlidingWindow, type SlidingWindowSettings, type WindowSemantics } from './sliding-window.ts';
+import { qwen3Moe, qwen3MoeFromHF } from './qwen3-moe.ts';
 import { internlm2 } from './internlm2.ts';
 import { llama, qwen2 } from './llama.ts';
 import { phi3 } from './phi3.ts';
@@ -13,7 +14,7 @@ export interface LLMFamily {
   builder: string;
   build(config: DecoderConfig): CausalLM;
   /** Family-specific config fields on top of the common ones. */
-  adjust?(config: DecoderConfig, hf: HFConfig): DecoderConfig;
+  adjust?(config: DecoderConfig, hf: HFConfig, where: string): DecoderConfig;
   /** Family-specific fields that change the numbers and that vlmc does not model: throw naming them. */
   check?(hf: HFConfig, where: string): void;
   /** The family's sliding-window fields (src/models/llm/sliding-window.ts); none when absent. */
@@ -33,6 +34,8 @@ export const LLM_FAMILIES: Record<string, LLMFamily> = {
   // Qwen3Config's head_dim defaults to 128, not hidden / heads.
   // Qwen3 gates its sliding window as Qwen2 does (use_sliding_window, max_window_layers / layer_types).
   Qwen3ForCausalLM: { builder: 'qwen3', build: qwen3, window: qwen2SlidingWindow, adjust: (c, hf) => ({ ...c, headDim: hf.head_dim == null ? QWEN3_DEFAULT_HEAD_DIM : c.headDim }) },
+  // Qwen3MoeConfig has no head_dim default of its own: hidden / heads unless the config says.
+  Qwen3MoeForCausalLM: { builder: 'qwen3Moe', build: qwen3Moe, window: qwen3MoeSlidingWindow, adjust: (c, hf, where) => ({ ...c, moe: qwen3MoeFromHF(hf, where) }) },
 };
 
 export function llmFamily(architecture: string, where: string): LLMFamily {
@@ -51,6 +54,7 @@ const BY_MODEL_TYPE: Record<string, string> = {
   internlm2: 'InternLM2ForCausalLM',
   phi3: 'Phi3ForCausalLM',
   qwen3: 'Qwen3ForCausalLM',
+  qwen3_moe: 'Qwen3MoeForCausalLM',
 };
 
 export function architectureOf(hf: HFConfig, where: string): string {
@@ -70,7 +74,7 @@ export function llmFromHF(hf: HFConfig, where: string, semantics: WindowSemantic
   const family = llmFamily(architectureOf(hf, where), where);
   family.check?.(hf, where);
   const base = { ...decoderConfigFromHF(hf, where), ...withoutUndefined(family.window?.(hf, where, semantics) ?? {}) };
-  return family.build(family.adjust ? family.adjust(base, hf) : base);
+  return family.build(family.adjust ? family.adjust(base, hf, where) : base);
 }
 
 function withoutUndefined<T extends object>(o: T): Partial<T> {

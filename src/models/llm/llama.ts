@@ -5,7 +5,7 @@
  */
 import { Module, ModuleList, type Tensor } from '../../dsl/module.ts';
 import { Embedding, Linear, RMSNorm } from '../../nn/layers.ts';
-import { CausalLM, attendProjected, headDimOf, preNormBlock, swiglu, type DecoderConfig, type DecoderContext, type DecoderParts } from './decoder.ts';
+import { CausalLM, attendProjected, headDimOf, preNormBlock, swiglu, type DecoderConfig, type DecoderContext, type DecoderLayer, type DecoderParts } from './decoder.ts';
 import { checkDecoderOptions } from '../check-options.ts';
 
 /** Mirrors LlamaAttention / Qwen2Attention. */
@@ -64,18 +64,18 @@ export class LlamaDecoderLayer extends Module {
   }
 }
 
-/** Builds one decoder layer of a Llama-layout family. */
-export type LlamaLayerFactory = (c: DecoderConfig) => LlamaDecoderLayer;
+/** Builds decoder layer `index` of a Llama-layout family. */
+export type LlamaLayerFactory = (c: DecoderConfig, index: number) => DecoderLayer;
 
 /** Mirrors LlamaModel. */
 export class LlamaModel extends Module {
   readonly embed_tokens: Embedding;
-  readonly layers: ModuleList<LlamaDecoderLayer>;
+  readonly layers: ModuleList<DecoderLayer>;
   readonly norm: RMSNorm;
   constructor(c: DecoderConfig, layer: LlamaLayerFactory = (cfg) => new LlamaDecoderLayer(cfg)) {
     super();
     this.embed_tokens = new Embedding(c.vocab, c.hidden, c.padTokenId);
-    this.layers = new ModuleList(Array.from({ length: c.layers }, () => layer(c)));
+    this.layers = new ModuleList(Array.from({ length: c.layers }, (_, i) => layer(c, i)));
     this.norm = new RMSNorm(c.hidden, c.rmsNormEps);
   }
 }

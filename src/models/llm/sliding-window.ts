@@ -9,8 +9,9 @@
  * - Phi-3: every layer slides when `sliding_window` is set. InternVL's own Phi-3 (the original
  *   layout's remote code) masks with `_prepare_4d_causal_attention_mask(sliding_window=W)` /
  *   flash `window_size=(W, W)`, which keeps W + 1 keys: an original-layout config reads as W + 1.
- * - Qwen2 / Qwen3 / Qwen3-MoE: `sliding_window` only counts with `use_sliding_window` true;
- *   `layer_types` names each layer, else layers from `max_window_layers` on slide.
+ * - Qwen2 / Qwen3: `sliding_window` only counts with `use_sliding_window` true; `layer_types`
+ *   names each layer, else layers from `max_window_layers` on slide.
+ * - Qwen3-MoE: with `use_sliding_window`, every layer (max_window_layers / layer_types unread).
  * - GPT-OSS: `layer_types` (alternating sliding / full by default), `sliding_window` always set.
  *
  * A window at least `max_position_embeddings` long is left out: it cannot apply inside the
@@ -84,6 +85,12 @@ export function qwen2SlidingWindow(hf: HFConfig, where: string): SlidingWindowSe
     throw new UserError(`${where}: field 'max_window_layers' must be a whole number (got ${JSON.stringify(from)})`);
   }
   return settings(hf, window, Array.from({ length: layers }, (_, i) => (i >= from ? 'sliding_attention' : 'full_attention')));
+}
+
+/** Qwen3-MoE: with use_sliding_window, every layer (its model builds one mask; no layer_types). */
+export function qwen3MoeSlidingWindow(hf: HFConfig, where: string): SlidingWindowSettings {
+  if (hf.use_sliding_window !== true) return {};
+  return settings(hf, windowField(hf, where) ?? 4096, undefined);
 }
 
 /** Phi-3: every layer uses sliding_window when it is set; InternVL's own code keeps one key more. */
