@@ -162,6 +162,25 @@ describe('sliding-window config round trip', () => {
     expect(llmFromHF(llmConfigJson(llm, 'transformers'), 'text_config', 'transformers').config.slidingWindow).toBe(9);
   });
 
+  it('GPT-OSS and Qwen3-MoE configs read back to the same decoder (experts, window, YaRN, clamp)', async () => {
+    const { llmConfigJson } = await import('../src/models/to-config.ts');
+    const { llmFromHF } = await import('../src/models/llm/index.ts');
+    const gptOss = { architectures: ['GptOssForCausalLM'], hidden_size: 64, num_attention_heads: 4, num_key_value_heads: 2, num_hidden_layers: 3, intermediate_size: 24, num_local_experts: 6, num_experts_per_tok: 2, vocab_size: 64, swiglu_limit: 0.5 };
+    const moe = { architectures: ['Qwen3MoeForCausalLM'], hidden_size: 32, num_attention_heads: 4, num_hidden_layers: 3, intermediate_size: 64, vocab_size: 64, num_experts: 4, num_experts_per_tok: 2, moe_intermediate_size: 8, mlp_only_layers: [1], use_sliding_window: true, sliding_window: 8 };
+    for (const cfg of [gptOss, moe]) {
+      const llm = llmFromHF(cfg, 'llm_config');
+      expect(llmFromHF(llmConfigJson(llm), 'written').config).toEqual(llm.config);
+    }
+    const read = llmFromHF(gptOss, 'llm_config').config;
+    expect(read).toMatchObject({ headDim: 64, qkvBias: true, slidingWindow: 128, layerTypes: ['sliding_attention', 'full_attention', 'sliding_attention'], ropeTheta: 150000 });
+    expect(read.ropeScaling).toMatchObject({ type: 'yarn', factor: 32, originalMaxPositions: 4096, truncate: false });
+  });
+
+  it('a GPT-OSS checkpoint with MXFP4 experts is refused naming quantization_config', async () => {
+    const { llmFromHF } = await import('../src/models/llm/index.ts');
+    expect(() => llmFromHF({ architectures: ['GptOssForCausalLM'], hidden_size: 64, num_attention_heads: 4, num_hidden_layers: 2, intermediate_size: 24, vocab_size: 64, quantization_config: { quant_method: 'mxfp4' } }, 'llm_config')).toThrow(/llm_config: field 'quantization_config' \(quant_method "mxfp4"\) is not supported/);
+  });
+
   it('a Qwen2 window on a suffix of layers writes max_window_layers, any other pattern layer_types', async () => {
     const { llmConfigJson } = await import('../src/models/to-config.ts');
     const { llmFromHF } = await import('../src/models/llm/index.ts');

@@ -167,6 +167,18 @@ function qwen3MoeLlm(extra: Json = {}): Json {
   }));
 }
 
+/** openai/gpt-oss-20b's config.json fields, tiny; swiglu_limit 0.1 so the clamp acts on these small activations. */
+function gptOssLlm(extra: Json = {}): Json {
+  return JSON.parse(JSON.stringify({
+    architectures: ['GptOssForCausalLM'], model_type: 'gpt_oss', hidden_size: 64, num_attention_heads: 4, num_key_value_heads: 2, head_dim: 16,
+    num_hidden_layers: 2, intermediate_size: 24, num_local_experts: 6, num_experts_per_tok: 2, experts_per_token: 2, vocab_size: 128,
+    rms_norm_eps: 1e-5, rope_theta: 150000, max_position_embeddings: 131072, initial_context_length: 4096,
+    rope_scaling: { rope_type: 'yarn', factor: 32.0, beta_fast: 32.0, beta_slow: 1.0, truncate: false, original_max_position_embeddings: 4096 },
+    sliding_window: 4, layer_types: ['sliding_attention', 'full_attention'], swiglu_limit: 0.1, attention_bias: true,
+    tie_word_embeddings: false, hidden_act: 'silu', bos_token_id: 0, eos_token_id: 1, ...extra,
+  }));
+}
+
 function internlm2Config(o: Partial<{ maxPos: number; scaling: Json }> = {}): Json {
   return {
     architectures: ['InternLM2ForCausalLM'],
@@ -657,6 +669,21 @@ describe('vlmc vs float64 reference on variants', () => {
     expectClose(await compare({ name: 'm2 qwen3-moe', config: chatConfig(visionConfig(), llm), seed: 192, flags: [1, 1], rows: twoRows, mutants }));
   });
 
+  it('g1. GPT-OSS: sinks, q/k/v/o bias, alternating sliding (4) / full layers, YaRN (truncate false), biased router, clamped SwiGLU experts', async () => {
+    const mutants = [
+      llmPatch('swiglu_limit is 100 (no clamp)', { swiglu_limit: 100 }),
+      llmPatch('layer_types reversed', { layer_types: ['full_attention', 'sliding_attention'] }),
+      ropePatch('YaRN factor 8', () => ({ factor: 8 })),
+      llmPatch('top-3', { num_experts_per_tok: 3 }),
+    ];
+    expectClose(await compare({ name: 'g1 gpt-oss', config: chatConfig(visionConfig(), gptOssLlm()), seed: 195, flags: [1, 1], rows: twoRows, mutants }));
+  });
+
+  it('g2. GPT-OSS with its class defaults: no layer_types (sliding on even layers), no RoPE dict (YaRN 32 over 4096), rope_theta 150000', async () => {
+    const llm = gptOssLlm({ layer_types: undefined, rope_scaling: undefined, rope_theta: undefined, num_hidden_layers: 3 });
+    expectClose(await compare({ name: 'g2 gpt-oss defaults', config: chatConfig(visionConfig(), llm), seed: 196, flags: [1, 1], rows: twoRows, mutants: [llmPatch('rope_theta is 10000', { rope_theta: 10000 })] }));
+  });
+
   it('o. every tile flagged 0, no image positions', async () => {
     const config = chatConfig(visionConfig(), qwen2Config());
     expectClose(await compare({ name: 'o all flags 0', config, seed: 141, flags: [0, 0], rows: [{ before: 6, tiles: 0, after: 5 }] }));
@@ -770,6 +797,9 @@ describe('KV-cache generation equals a full recompute at every step', () => {
   });
   it('Qwen3-MoE, --target gpu (GroupQueryAttention; the union of chosen experts changes every step)', async () => {
     await compareGeneration({ name: 'kv qwen3-moe gqa', config: chatConfig(visionConfig(), qwen3MoeLlm()), seed: 212, flags: [1, 1], rows: paddedRows }, 5, { target: 'gpu' });
+  });
+  it('GPT-OSS, --target gpu: GroupQueryAttention with head_sink and local_window_size, window crossed by both rows', async () => {
+    await compareGeneration({ name: 'kv gpt-oss', config: chatConfig(visionConfig(), gptOssLlm()), seed: 213, flags: [1, 1], rows: paddedRows }, 5, { target: 'gpu' });
   });
   it('Phi-3 partial rotary, no GQA', async () => {
     const llm = { ...phi3Config('su', 64), num_key_value_heads: 4, partial_rotary_factor: 0.5, rope_scaling: null };

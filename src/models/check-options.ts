@@ -12,7 +12,7 @@ import type { InternViTConfig } from './internvit.ts';
 import type { InternVLOptions } from './internvl.ts';
 
 const DECODER_KEYS = ['hidden', 'heads', 'kvHeads', 'headDim', 'layers', 'intermediate', 'vocab', 'rmsNormEps', 'ropeTheta', 'maxPositions', 'ropeScaling', 'tieEmbeddings', 'qkvBias', 'oBias', 'mlpBias', 'partialRotaryFactor', 'padTokenId', 'slidingWindow', 'layerTypes', 'moe'] as const;
-const MOE_KEYS = ['experts', 'topK', 'intermediate', 'normTopKProb', 'decoderSparseStep', 'mlpOnlyLayers'] as const;
+const MOE_KEYS = ['experts', 'topK', 'intermediate', 'normTopKProb', 'decoderSparseStep', 'mlpOnlyLayers', 'swigluLimit', 'swigluAlpha'] as const;
 const ROPE_KEYS: Record<string, readonly string[]> = {
   linear: ['type', 'factor'],
   dynamic: ['type', 'factor'],

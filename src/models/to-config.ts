@@ -36,6 +36,7 @@ const MODEL_TYPES: Record<string, string> = {
   Phi3ForCausalLM: 'phi3',
   Qwen3ForCausalLM: 'qwen3',
   Qwen3MoeForCausalLM: 'qwen3_moe',
+  GptOssForCausalLM: 'gpt_oss',
 };
 
 /**
@@ -72,11 +73,30 @@ export function llmConfigJson(llm: CausalLM, semantics: WindowSemantics = 'inter
   } else if (llm.architecture === 'LlamaForCausalLM') {
     out.attention_bias = c.qkvBias ?? false;
     out.mlp_bias = c.mlpBias ?? false;
+  } else if (llm.architecture === 'GptOssForCausalLM') {
+    // GptOssConfig defaults head_dim to 64 and attention_bias to true: both always written.
+    out.head_dim = c.headDim ?? c.hidden / c.heads;
+    out.attention_bias = c.qkvBias ?? false;
   }
   if (c.padTokenId !== undefined) out.pad_token_id = c.padTokenId;
+  if (llm.architecture === 'GptOssForCausalLM') return Object.assign(out, gptOssJson(c));
   Object.assign(out, slidingWindowJson(llm, semantics));
   if (c.moe) Object.assign(out, moeJson(c.moe));
   return out;
+}
+
+/** GptOssConfig's expert and window fields: intermediate_size is the experts' width; layer_types always spelled out. */
+function gptOssJson(c: CausalLM['config']): Record<string, unknown> {
+  const m = c.moe!;
+  return {
+    intermediate_size: m.intermediate,
+    num_local_experts: m.experts,
+    num_experts_per_tok: m.topK,
+    ...(m.swigluLimit !== undefined ? { swiglu_limit: m.swigluLimit } : {}),
+    ...(m.swigluAlpha !== undefined ? { swiglu_alpha: m.swigluAlpha } : {}),
+    sliding_window: c.slidingWindow ?? null,
+    layer_types: c.layerTypes ?? Array.from({ length: c.layers }, () => (c.slidingWindow === undefined ? 'full_attention' : 'sliding_attention')),
+  };
 }
 
 /** Qwen3MoeConfig's expert fields (num_experts: the original layout's spelling, which transformers 5 also reads). */

@@ -320,7 +320,7 @@ function vitLayer(s: VitSpec, W: Weights, l: number, h: Float64Array, N: number)
     k = rmsNorm(k, N, C, w(W, `${pre}.attn.k_norm.weight`, C), s.qkNormEps);
   }
   const ctx = new Float64Array(N * C);
-  const scores = new Float64Array(N);
+  const scores = new Float64Array(N + 1);
   const scale = hd ** -0.5;
   for (let head = 0; head < nh; head++) {
     for (let i = 0; i < N; i++) {
@@ -429,7 +429,7 @@ function extractFeature(cfg: Json, W: Weights, inp: ReferenceInputs): { out: Flo
 // ---------------------------------------------------------------------------------------------
 // Language models
 
-type Family = 'llama' | 'qwen2' | 'qwen3' | 'qwen3_moe' | 'internlm2' | 'phi3';
+type Family = 'llama' | 'qwen2' | 'qwen3' | 'qwen3_moe' | 'gpt_oss' | 'internlm2' | 'phi3';
 
 interface LlmSpec {
   family: Family;
@@ -456,6 +456,7 @@ function familyOf(lc: Json): Family {
   if (arch === 'Qwen2ForCausalLM' || mt === 'qwen2') return 'qwen2';
   if (arch === 'Qwen3ForCausalLM' || mt === 'qwen3') return 'qwen3';
   if (arch === 'Qwen3MoeForCausalLM' || mt === 'qwen3_moe') return 'qwen3_moe';
+  if (arch === 'GptOssForCausalLM' || mt === 'gpt_oss') return 'gpt_oss';
   if (arch === 'LlamaForCausalLM' || mt === 'llama') return 'llama';
   throw new Error(`reference: LLM '${arch || mt}' not implemented`);
 }
@@ -466,7 +467,8 @@ function llmSpec(lc: Json): LlmSpec {
   if (act !== 'silu') throw new Error(`reference: LLM hidden_act '${act}' not implemented`);
   const hidden = lc.hidden_size as number;
   const heads = lc.num_attention_heads as number;
-  const attnBias = Boolean(lc.attention_bias ?? false);
+  // GptOssConfig defaults attention_bias to true.
+  const attnBias = Boolean(lc.attention_bias ?? familyOf(lc) === 'gpt_oss');
   return {
     family,
     prefix: 'language_model',
@@ -474,15 +476,15 @@ function llmSpec(lc: Json): LlmSpec {
     heads,
     kvHeads: (lc.num_key_value_heads as number | undefined) ?? heads,
     // Llama honours an explicit head_dim; Qwen3Config defaults it to 128; the others use hidden / heads.
-    headDim: family === 'llama' || family === 'qwen3_moe' ? ((lc.head_dim as number | undefined) ?? hidden / heads) : family === 'qwen3' ? ((lc.head_dim as number | undefined) ?? 128) : hidden / heads,
+    headDim: family === 'gpt_oss' ? ((lc.head_dim as number | undefined) ?? 64) : family === 'llama' || family === 'qwen3_moe' ? ((lc.head_dim as number | undefined) ?? hidden / heads) : family === 'qwen3' ? ((lc.head_dim as number | undefined) ?? 128) : hidden / heads,
     layers: lc.num_hidden_layers as number,
     inter: lc.intermediate_size as number,
     vocab: lc.vocab_size as number,
     eps: (lc.rms_norm_eps as number | undefined) ?? 1e-6,
     // LlamaConfig, Qwen2Config, Phi3Config and InternLM2Config all default tie_word_embeddings to False.
     tie: Boolean(lc.tie_word_embeddings ?? false),
-    qkvBias: family === 'qwen2' ? true : family === 'llama' || family === 'qwen3' || family === 'qwen3_moe' ? attnBias : family === 'internlm2' ? Boolean(lc.bias ?? false) : false,
-    oBias: family === 'llama' || family === 'qwen3' || family === 'qwen3_moe' ? attnBias : family === 'internlm2' ? Boolean(lc.bias ?? false) : false,
+    qkvBias: family === 'qwen2' ? true : family === 'llama' || family === 'qwen3' || family === 'qwen3_moe' || family === 'gpt_oss' ? attnBias : family === 'internlm2' ? Boolean(lc.bias ?? false) : false,
+    oBias: family === 'llama' || family === 'qwen3' || family === 'qwen3_moe' || family === 'gpt_oss' ? attnBias : family === 'internlm2' ? Boolean(lc.bias ?? false) : false,
     mlpBias: family === 'llama' ? Boolean(lc.mlp_bias ?? false) : false,
   };
 }
@@ -490,12 +492,15 @@ function llmSpec(lc: Json): LlmSpec {
 /** Inverse frequencies and the cos/sin multiplier for a sequence whose largest position is seqLen - 1. */
 export function ropeParams(lc: Json, headDim: number, seqLen: number): { invFreq: Float64Array; attnFactor: number } {
   const family = familyOf(lc);
-  const base = (lc.rope_theta as number | undefined) ?? 10000;
+  // GptOssConfig: rope_theta 150000 and, without a RoPE dict, YaRN factor 32 over 4096 positions.
+  const gptOss = family === 'gpt_oss';
+  const base = (lc.rope_theta as number | undefined) ?? (gptOss ? 150000 : 10000);
   const maxPos = (lc.max_position_embeddings as number | undefined) ?? 2048;
   const d = headDim;
   const half = d / 2;
   const defaultInv = (b: number) => Float64Array.from({ length: half }, (_, i) => 1 / b ** ((2 * i) / d));
-  const rs = lc.rope_scaling as Json | null | undefined;
+  const gptOssYarn: Json = { rope_type: 'yarn', factor: 32, beta_fast: 32, beta_slow: 1, truncate: false, original_max_position_embeddings: 4096 };
+  const rs = (lc.rope_scaling as Json | null | undefined) ?? (gptOss ? gptOssYarn : undefined);
   if (!rs) return { invFreq: defaultInv(base), attnFactor: 1 };
   const type = (rs.rope_type ?? rs.type) as string;
   switch (type) {
@@ -591,6 +596,12 @@ export function windowKeys(lc: Json, l: number): number {
   const family = familyOf(lc);
   const w = lc.sliding_window as number | null | undefined;
   if (family === 'phi3') return typeof w === 'number' ? w + 1 : Infinity;
+  if (family === 'gpt_oss') {
+    // GptOssConfig: layer_types, by default sliding on even layers; sliding_window 128.
+    const types = lc.layer_types as string[] | undefined;
+    const sliding = types ? types[l] === 'sliding_attention' : l % 2 === 0;
+    return sliding ? (w ?? 128) : Infinity;
+  }
   if (family !== 'qwen2' && family !== 'qwen3' && family !== 'qwen3_moe') return Infinity;
   if (lc.use_sliding_window !== true) return Infinity;
   // Qwen3MoeModel builds one mask for every layer.
@@ -704,8 +715,57 @@ function moeBlock(lc: Json, s: LlmSpec, W: Weights, l: number, x: Float64Array, 
   return out;
 }
 
+/**
+ * GptOssMLP, token by token: router logits (with bias), the top k, softmax over those k; each
+ * chosen expert: x @ gate_up_proj[e] + bias, gate = even columns, up = odd ones, gate clamped
+ * above at swiglu_limit, up to ±limit, (up + 1) * gate * sigmoid(alpha * gate) @ down_proj[e] + bias.
+ */
+function gptOssMlp(lc: Json, s: LlmSpec, W: Weights, l: number, x: Float64Array, N: number): Float64Array {
+  const p = `${s.prefix}.model.layers.${l}.mlp`;
+  const E = (lc.num_local_experts ?? lc.num_experts ?? 128) as number;
+  const k = (lc.num_experts_per_tok as number | undefined) ?? 4;
+  const I = lc.intermediate_size as number;
+  const limit = (lc.swiglu_limit as number | undefined) ?? 7.0;
+  const alpha = (lc.swiglu_alpha as number | undefined) ?? 1.702;
+  const Hd = s.hidden;
+  const logits = linear(x, N, Hd, w(W, `${p}.router.weight`), E, w(W, `${p}.router.bias`, E));
+  const gateUp = w(W, `${p}.experts.gate_up_proj`, E * Hd * 2 * I);
+  const gateUpBias = w(W, `${p}.experts.gate_up_proj_bias`, E * 2 * I);
+  const down = w(W, `${p}.experts.down_proj`, E * I * Hd);
+  const downBias = w(W, `${p}.experts.down_proj_bias`, E * Hd);
+  const out = new Float64Array(N * Hd);
+  for (let t = 0; t < N; t++) {
+    const row = logits.slice(t * E, (t + 1) * E);
+    const top = Array.from({ length: E }, (_, e) => e).sort((a, b) => row[b]! - row[a]! || a - b).slice(0, k);
+    const weights = Float64Array.from(top, (e) => row[e]!);
+    softmaxInPlace(weights, k);
+    top.forEach((e, slot) => {
+      const act = new Float64Array(I);
+      for (let i = 0; i < I; i++) {
+        let g = gateUpBias[e * 2 * I + 2 * i]!;
+        let u = gateUpBias[e * 2 * I + 2 * i + 1]!;
+        for (let h = 0; h < Hd; h++) {
+          const xv = x[t * Hd + h]!;
+          g += xv * gateUp[(e * Hd + h) * 2 * I + 2 * i]!;
+          u += xv * gateUp[(e * Hd + h) * 2 * I + 2 * i + 1]!;
+        }
+        g = Math.min(g, limit);
+        u = Math.min(Math.max(u, -limit), limit);
+        act[i] = (u + 1) * g * (1 / (1 + Math.exp(-alpha * g)));
+      }
+      for (let h = 0; h < Hd; h++) {
+        let y = downBias[e * Hd + h]!;
+        for (let i = 0; i < I; i++) y += act[i]! * down[(e * I + i) * Hd + h]!;
+        out[t * Hd + h] += weights[slot]! * y;
+      }
+    });
+  }
+  return out;
+}
+
 function mlp(s: LlmSpec, W: Weights, l: number, x: Float64Array, N: number, lc: Json = {}): Float64Array {
   if (s.family === 'qwen3_moe' && sparseLayer(lc, l)) return moeBlock(lc, s, W, l, x, N);
+  if (s.family === 'gpt_oss') return gptOssMlp(lc, s, W, l, x, N);
   const p = `${s.prefix}.model.layers.${l}`;
   const { hidden: Hd, inter: I } = s;
   let gate: Float64Array;
@@ -784,7 +844,7 @@ function decoderRow(lc: Json, s: LlmSpec, W: Weights, emb: Float64Array, N: numb
   };
   let h: Float64Array = Float64Array.from(emb);
   const rep = heads / kv;
-  const scores = new Float64Array(N);
+  const scores = new Float64Array(N + 1);
   for (let l = 0; l < s.layers; l++) {
     const [n1, n2] = normKeys(s, l);
     const xn = rmsNorm(h, N, Hd, w(W, n1, Hd), s.eps);
@@ -795,6 +855,8 @@ function decoderRow(lc: Json, s: LlmSpec, W: Weights, emb: Float64Array, N: numb
     const ctx = new Float64Array(N * heads * hd);
     const scale = 1 / Math.sqrt(hd);
     const window = windowKeys(lc, l);
+    // GPT-OSS: each head's sink logit joins the softmax, then is dropped.
+    const sinks = s.family === 'gpt_oss' ? w(W, `${s.prefix}.model.layers.${l}.self_attn.sinks`, heads) : undefined;
     for (let head = 0; head < heads; head++) {
       const kh = Math.floor(head / rep); // repeat_kv: kv head i serves query heads i*rep .. i*rep+rep-1
       for (let i = 0; i < N; i++) {
@@ -804,7 +866,10 @@ function decoderRow(lc: Json, s: LlmSpec, W: Weights, emb: Float64Array, N: numb
           for (let e = 0; e < hd; e++) d += q[(i * heads + head) * hd + e]! * k[(j * kv + kh) * hd + e]!;
           scores[j - first] = d * scale;
         }
-        softmaxInPlace(scores, i + 1 - first);
+        if (sinks) {
+          scores[i + 1 - first] = sinks[head]!;
+          softmaxInPlace(scores, i + 2 - first);
+        } else softmaxInPlace(scores, i + 1 - first);
         for (let e = 0; e < hd; e++) {
           let acc = 0;
           for (let j = first; j <= i; j++) acc += scores[j - first]! * v[(j * kv + kh) * hd + e]!;

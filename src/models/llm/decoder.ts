@@ -59,6 +59,9 @@ export interface MoeConfig {
   decoderSparseStep?: number;
   /** mlp_only_layers: layers with a dense MLP of `intermediate` (the decoder's) width. */
   mlpOnlyLayers?: number[];
+  /** GPT-OSS's clamped SwiGLU: swiglu_limit (gate clamped above, up to ±limit) and swiglu_alpha. */
+  swigluLimit?: number;
+  swigluAlpha?: number;
 }
 
 /** Whether layer `i` has a sparse MoE block (transformers' Qwen3MoeDecoderLayer condition). */
@@ -207,14 +210,14 @@ export function decoderContext(embeds: Tensor, c: DecoderConfig): DecoderContext
   return { rope, mask, ...(window !== undefined ? { slidingMask: slidingCausalMask(seq, mask, window) } : {}) };
 }
 
-/** Projected q [b,s,H*d], k, v [b,s,KV*d] -> rotary -> causal GQA -> [b,s,H*d]. */
-export function attendProjected(q: Tensor, k: Tensor, v: Tensor, c: DecoderConfig, ctx: DecoderContext): Tensor {
+/** Projected q [b,s,H*d], k, v [b,s,KV*d] -> rotary -> causal GQA (with per-head sink logits [H], GPT-OSS) -> [b,s,H*d]. */
+export function attendProjected(q: Tensor, k: Tensor, v: Tensor, c: DecoderConfig, ctx: DecoderContext, sinks?: Tensor): Tensor {
   const d = headDimOf(c);
   const r = rotaryDimOf(c);
   const qh = applyRotary(reshape(q, [0, 0, c.heads, d]), ctx.rope, r, d);
   const kh = applyRotary(reshape(k, [0, 0, c.kvHeads, d]), ctx.rope, r, d);
   const vh = reshape(v, [0, 0, c.kvHeads, d]);
-  return causalGqa(qh, kh, vh, c.heads, c.kvHeads, d, ctx.mask, ctx.cache);
+  return causalGqa(qh, kh, vh, c.heads, c.kvHeads, d, ctx.mask, ctx.cache, sinks);
 }
 
 /** SwiGLU: silu(gate) * up. */

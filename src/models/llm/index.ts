@@ -2,8 +2,9 @@
 import { UserError } from '../../errors.ts';
 import type { CausalLM, DecoderConfig } from './decoder.ts';
 import { decoderConfigFromHF, optBool, type HFConfig } from './hf-config.ts';
-import { phi3SlidingWindow, qwen2SlidingWindow, qwen3MoeSlidingWindow, type SlidingWindowSettings, type WindowSemantics } from './sliding-window.ts';
+import { gptOssSlidingWindow, phi3SlidingWindow, qwen2SlidingWindow, qwen3MoeSlidingWindow, type SlidingWindowSettings, type WindowSemantics } from './sliding-window.ts';
 import { qwen3Moe, qwen3MoeFromHF } from './qwen3-moe.ts';
+import { gptOss, gptOssDefaults, gptOssMoeFromHF } from './gpt-oss.ts';
 import { internlm2 } from './internlm2.ts';
 import { llama, qwen2 } from './llama.ts';
 import { phi3 } from './phi3.ts';
@@ -17,6 +18,8 @@ export interface LLMFamily {
   adjust?(config: DecoderConfig, hf: HFConfig, where: string): DecoderConfig;
   /** Family-specific fields that change the numbers and that vlmc does not model: throw naming them. */
   check?(hf: HFConfig, where: string): void;
+  /** The family's config class defaults that differ from the common readers', filled in before reading. */
+  defaults?(hf: HFConfig, where: string): HFConfig;
   /** The family's sliding-window fields (src/models/llm/sliding-window.ts); none when absent. */
   window?(hf: HFConfig, where: string, semantics: WindowSemantics): SlidingWindowSettings;
 }
@@ -36,6 +39,14 @@ export const LLM_FAMILIES: Record<string, LLMFamily> = {
   Qwen3ForCausalLM: { builder: 'qwen3', build: qwen3, window: qwen2SlidingWindow, adjust: (c, hf) => ({ ...c, headDim: hf.head_dim == null ? QWEN3_DEFAULT_HEAD_DIM : c.headDim }) },
   // Qwen3MoeConfig has no head_dim default of its own: hidden / heads unless the config says.
   Qwen3MoeForCausalLM: { builder: 'qwen3Moe', build: qwen3Moe, window: qwen3MoeSlidingWindow, adjust: (c, hf, where) => ({ ...c, moe: qwen3MoeFromHF(hf, where) }) },
+  GptOssForCausalLM: {
+    builder: 'gptOss',
+    build: gptOss,
+    defaults: gptOssDefaults,
+    window: gptOssSlidingWindow,
+    // intermediate_size is each expert's width; there is no dense MLP.
+    adjust: (c, hf, where) => ({ ...c, moe: gptOssMoeFromHF(hf, where, c.intermediate) }),
+  },
 };
 
 export function llmFamily(architecture: string, where: string): LLMFamily {
@@ -55,6 +66,7 @@ const BY_MODEL_TYPE: Record<string, string> = {
   phi3: 'Phi3ForCausalLM',
   qwen3: 'Qwen3ForCausalLM',
   qwen3_moe: 'Qwen3MoeForCausalLM',
+  gpt_oss: 'GptOssForCausalLM',
 };
 
 export function architectureOf(hf: HFConfig, where: string): string {
@@ -72,6 +84,7 @@ export function architectureOf(hf: HFConfig, where: string): string {
  */
 export function llmFromHF(hf: HFConfig, where: string, semantics: WindowSemantics = 'transformers'): CausalLM {
   const family = llmFamily(architectureOf(hf, where), where);
+  hf = family.defaults ? family.defaults(hf, where) : hf;
   family.check?.(hf, where);
   const base = { ...decoderConfigFromHF(hf, where), ...withoutUndefined(family.window?.(hf, where, semantics) ?? {}) };
   return family.build(family.adjust ? family.adjust(base, hf, where) : base);

@@ -105,7 +105,13 @@ export function phi3SlidingWindow(hf: HFConfig, where: string, semantics: Window
 export function gptOssSlidingWindow(hf: HFConfig, where: string): SlidingWindowSettings {
   const layers = layerCount(hf);
   const types = layerTypesField(hf, layers, where) ?? Array.from({ length: layers }, (_, i) => ((i + 1) % 2 === 0 ? 'full_attention' : 'sliding_attention'));
-  return settings(hf, windowField(hf, where) ?? 128, types);
+  // Absent means the class default; an explicit null leaves sliding layers without a window.
+  const window = hf.sliding_window === undefined ? 128 : windowField(hf, where);
+  if (window === undefined) {
+    if (types.includes('sliding_attention')) throw new UserError(`${where}: field 'sliding_window' is null but layer_types names sliding_attention layers (transformers cannot build this model either)`);
+    return {};
+  }
+  return settings(hf, window, types);
 }
 
 /** The original-layout config field for a window of `keys` (the inverse of the readers above). */
