@@ -80,9 +80,13 @@ describe.each(CASES.flatMap((kase) => layoutsOf(kase).map((l) => ({ kase, ...l }
     }
   });
 
-  it.each(['portable', 'gpu'] as const)('split, --target %s: generate reproduces the greedy tokens and every step\'s logits across the window', async (target) => {
+  it.each(['portable', 'gpu'] as const)('split, --target %s: run gives the logits; generate reproduces the greedy tokens and every step\'s logits across the window', async (target) => {
     const out = path.join(dir, `split-${target}`);
     await build({ weights, out, target, split: true });
+    const ran = await runArtifact(out, path.join(fx, 'inputs.safetensors'), `${out}.run.safetensors`);
+    const runErr = maxAbsError(ran.logits!.data as Float32Array, await readFloats(path.join(fx, expected), 'logits'));
+    measured.push(`${kase} ${layout} split run ${target}: logits ${runErr.toExponential(2)}`);
+    expect(runErr).toBeLessThanOrEqual(TOL);
     const inputs = await readInputs(path.join(fx, 'gen_inputs.safetensors'));
     const got = await generateFromArtifact(out, inputs as never, { maxNewTokens: 8, ignoreEos: true });
     expect(got.tokens.flat()).toEqual(await readTokens(path.join(fx, generation)));
