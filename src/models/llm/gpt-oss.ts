@@ -10,12 +10,12 @@
 import { checkDecoderOptions } from '../check-options.ts';
 import { Module, type Tensor } from '../../dsl/module.ts';
 import type { Param } from '../../ir/graph.ts';
-import { Linear, RMSNorm, reshape } from '../../nn/layers.ts';
+import { Linear, reshape } from '../../nn/layers.ts';
 import * as op from '../../ops/index.ts';
 import { f32Scalar, i64 } from '../../dsl/constants.ts';
 import { UserError } from '../../errors.ts';
-import { LlamaAttention, LlamaForCausalLM } from './llama.ts';
-import { attendProjected, preNormBlock, type DecoderConfig, type DecoderContext, type MoeConfig } from './decoder.ts';
+import { LlamaAttention, LlamaDecoderLayer, LlamaForCausalLM } from './llama.ts';
+import { attendProjected, type DecoderConfig, type DecoderContext, type MoeConfig } from './decoder.ts';
 import { combineExperts, expertLinear, gatherExperts, overTokens, topKSoftmaxWeights, usedExperts } from './moe.ts';
 import { LIMITS, optInt, optNum, type HFConfig } from './hf-config.ts';
 
@@ -88,29 +88,12 @@ export class GptOssMLP extends Module {
   }
 }
 
-/** Mirrors GptOssDecoderLayer. */
-export class GptOssDecoderLayer extends Module {
-  readonly self_attn: GptOssAttention;
-  readonly mlp: GptOssMLP;
-  readonly input_layernorm: RMSNorm;
-  readonly post_attention_layernorm: RMSNorm;
-  constructor(c: DecoderConfig) {
-    super();
-    this.self_attn = new GptOssAttention(c);
-    this.mlp = new GptOssMLP(c);
-    this.input_layernorm = new RMSNorm(c.hidden, c.rmsNormEps);
-    this.post_attention_layernorm = new RMSNorm(c.hidden, c.rmsNormEps);
-  }
-  forward(h: Tensor, ctx: DecoderContext): Tensor {
-    return preNormBlock(h, this.input_layernorm, (x) => this.self_attn.call(x, ctx), this.post_attention_layernorm, (x) => this.mlp.call(x));
-  }
-}
-
 /** Mirrors GptOssForCausalLM (Llama's model and head around GPT-OSS layers). */
 export function gptOss(config: DecoderConfig): LlamaForCausalLM {
   checkDecoderOptions('gptOss', config);
   if (!config.moe) throw new UserError('gptOss: option moe is required (every GPT-OSS layer is sparse)');
-  return new LlamaForCausalLM(config, 'GptOssForCausalLM', (c) => new GptOssDecoderLayer(c));
+  // GptOssDecoderLayer: Llama's, with GPT-OSS's attention and MLP.
+  return new LlamaForCausalLM(config, 'GptOssForCausalLM', (c) => new LlamaDecoderLayer(c, new GptOssAttention(c), new GptOssMLP(c)));
 }
 
 /**

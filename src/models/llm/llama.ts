@@ -46,16 +46,22 @@ export class LlamaMLP extends Module {
   }
 }
 
-/** Mirrors LlamaDecoderLayer; `attention` lets a family that differs only there (Qwen3) reuse it. */
+/**
+ * Mirrors LlamaDecoderLayer; `attention` and `mlp` let a family that differs only there reuse it
+ * (Qwen3's q/k norms, Qwen3-MoE's sparse block, GPT-OSS's sinks and experts).
+ */
+/** A layer's MLP: dense, or a family's sparse block; hidden states in, hidden states out. */
+export type DecoderMLP = Module & { forward(x: Tensor): Tensor };
+
 export class LlamaDecoderLayer extends Module {
   readonly self_attn: LlamaAttention;
-  readonly mlp: LlamaMLP;
+  readonly mlp: DecoderMLP;
   readonly input_layernorm: RMSNorm;
   readonly post_attention_layernorm: RMSNorm;
-  constructor(c: DecoderConfig, attention: LlamaAttention = new LlamaAttention(c)) {
+  constructor(c: DecoderConfig, attention: LlamaAttention = new LlamaAttention(c), mlp: DecoderMLP = new LlamaMLP(c)) {
     super();
     this.self_attn = attention;
-    this.mlp = new LlamaMLP(c);
+    this.mlp = mlp;
     this.input_layernorm = new RMSNorm(c.hidden, c.rmsNormEps);
     this.post_attention_layernorm = new RMSNorm(c.hidden, c.rmsNormEps);
   }

@@ -9,12 +9,12 @@
  */
 import { checkDecoderOptions } from '../check-options.ts';
 import { Module, ModuleList, type Tensor } from '../../dsl/module.ts';
-import { Linear, RMSNorm, silu } from '../../nn/layers.ts';
+import { Linear, silu } from '../../nn/layers.ts';
 import * as op from '../../ops/index.ts';
 import { i64 } from '../../dsl/constants.ts';
-import { LlamaForCausalLM, LlamaMLP } from './llama.ts';
+import { LlamaDecoderLayer, LlamaForCausalLM, LlamaMLP } from './llama.ts';
 import { Qwen3Attention } from './qwen3.ts';
-import { isSparseLayer, preNormBlock, type DecoderConfig, type DecoderContext, type MoeConfig } from './decoder.ts';
+import { isSparseLayer, type DecoderConfig, type MoeConfig } from './decoder.ts';
 import { LIMITS, optBool, optInt, type HFConfig } from './hf-config.ts';
 import { UserError } from '../../errors.ts';
 import { combineExperts, expertLinear, gatherExperts, overTokens, softmaxTopKWeights, stackTransposed, usedExperts } from './moe.ts';
@@ -51,28 +51,12 @@ export class Qwen3MoeSparseMoeBlock extends Module {
   }
 }
 
-/** Mirrors Qwen3MoeDecoderLayer: a sparse block or a dense MLP (mlp_only_layers, decoder_sparse_step). */
-export class Qwen3MoeDecoderLayer extends Module {
-  readonly self_attn: Qwen3Attention;
-  readonly mlp: Qwen3MoeSparseMoeBlock | LlamaMLP;
-  readonly input_layernorm: RMSNorm;
-  readonly post_attention_layernorm: RMSNorm;
-  constructor(c: DecoderConfig, index: number) {
-    super();
-    this.self_attn = new Qwen3Attention(c);
-    this.mlp = isSparseLayer(c, index) ? new Qwen3MoeSparseMoeBlock(c, c.moe!) : new LlamaMLP(c);
-    this.input_layernorm = new RMSNorm(c.hidden, c.rmsNormEps);
-    this.post_attention_layernorm = new RMSNorm(c.hidden, c.rmsNormEps);
-  }
-  forward(h: Tensor, ctx: DecoderContext): Tensor {
-    return preNormBlock(h, this.input_layernorm, (x) => this.self_attn.call(x, ctx), this.post_attention_layernorm, (x) => this.mlp.call(x));
-  }
-}
-
 /** Mirrors Qwen3MoeForCausalLM. */
 export function qwen3Moe(config: DecoderConfig): LlamaForCausalLM {
   checkDecoderOptions('qwen3Moe', config);
-  return new LlamaForCausalLM(config, 'Qwen3MoeForCausalLM', (c, i) => new Qwen3MoeDecoderLayer(c, i));
+  // Qwen3MoeDecoderLayer: a sparse block or a dense MLP (mlp_only_layers, decoder_sparse_step).
+  const layer = (c: DecoderConfig, i: number) => new LlamaDecoderLayer(c, new Qwen3Attention(c), isSparseLayer(c, i) ? new Qwen3MoeSparseMoeBlock(c, c.moe!) : new LlamaMLP(c));
+  return new LlamaForCausalLM(config, 'Qwen3MoeForCausalLM', layer);
 }
 
 /**
