@@ -16,6 +16,7 @@ import { InternVLChatModel } from './models/internvl.ts';
 import { PROJECTOR_FLAGS, internvlFromConfig, internvlFromParts, pickProjectorOptions, type ProjectorOptions } from './models/from-config.ts';
 import { HF_LM_HEAD_KEYS, hfDefaultImageTokenId, internvlFromHFConfig, isHFInternVLConfig, isHFVisionConfig } from './models/from-hf-config.ts';
 import { hfLayout, hfVisionLayout } from './models/internvl.hf.names.ts';
+import { INTERNVL_BINDING, originalLayout, type SourceRole } from './models/internvl.names.ts';
 import { planBinding, type BuildPath, type WeightSource } from './bind/plan.ts';
 import { checkAgainstConfig } from './bind/config-check.ts';
 import { writeArtifact, type ExtraGraph } from './artifact/write.ts';
@@ -137,7 +138,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
     if (o.train) checkCompileOptions({ ...training, entry: TRAIN_ENTRY });
     const graph = compile(model, forward);
     const trained = o.train ? await trainingGraphs(model, training, path, sources) : undefined;
-    const plan = planBinding(graph.params, path, sources, { seed: o.seed ?? 0, allowMissing: o.allowMissing, ignoreUnexpected: o.ignoreUnexpected, graphFrom: o.graph ?? sources.filter((s) => s.role !== 'projector').map(configFile).join(' + ') });
+    const plan = planBinding(graph.params, path, sources, { ...INTERNVL_BINDING, seed: o.seed ?? 0, allowMissing: o.allowMissing, ignoreUnexpected: o.ignoreUnexpected, graphFrom: o.graph ?? sources.filter((s) => s.role !== 'projector').map(configFile).join(' + ') });
     const structureOnly = path === 'none' && o.init !== 'random';
     const transform = quantTransformFor(graph);
     if (o.split) {
@@ -168,13 +169,12 @@ function buildPath(o: BuildOptions): BuildPath {
 }
 
 async function openSources(o: BuildOptions, path: BuildPath): Promise<WeightSource[]> {
-  if (path === 'A') return [withLayout({ role: 'unified', checkpoint: await Checkpoint.open(o.weights!) })];
+  if (path === 'A') return [sourceOf('unified', await Checkpoint.open(o.weights!))];
   if (path === 'B') {
-    const vision = await Checkpoint.open(o.vision!);
-    const opened: WeightSource[] = [withLayout({ role: 'vision', checkpoint: vision })];
+    const opened: WeightSource[] = [sourceOf('vision', await Checkpoint.open(o.vision!))];
     try {
-      opened.push({ role: 'llm', checkpoint: await Checkpoint.open(o.llm!) });
-      if (o.projector) opened.push({ role: 'projector', checkpoint: await Checkpoint.openFile(o.projector) });
+      opened.push(sourceOf('llm', await Checkpoint.open(o.llm!)));
+      if (o.projector) opened.push(sourceOf('projector', await Checkpoint.openFile(o.projector)));
       return opened;
     } catch (e) {
       for (const s of opened) await s.checkpoint.close();
@@ -205,12 +205,12 @@ function checkFlagsAgainstGraph(o: BuildOptions): void {
   throw new UserError(`${flags} ${given.length === 1 ? 'applies' : 'apply'} to derived graphs only; ${o.graph} sets ${given.join(', ')} itself: drop the flag or change the graph file`);
 }
 
-/** A checkpoint in the Hugging Face-native layout (its config.json says so) is read through its name map. */
-function withLayout(source: WeightSource): WeightSource {
-  const cfg = source.checkpoint.config;
-  if (source.role === 'unified' && isHFInternVLConfig(cfg)) return { ...source, layout: hfLayout(source.checkpoint.keys()) };
-  if (source.role === 'vision' && isHFVisionConfig(cfg)) return { ...source, layout: hfVisionLayout() };
-  return source;
+/** A checkpoint read through its layout: the Hugging Face-native name map where its config.json says so, else the original one. */
+function sourceOf(role: SourceRole, checkpoint: Checkpoint): WeightSource {
+  const cfg = checkpoint.config;
+  if (role === 'unified' && isHFInternVLConfig(cfg)) return { role, checkpoint, layout: hfLayout(checkpoint.keys()) };
+  if (role === 'vision' && isHFVisionConfig(cfg)) return { role, checkpoint, layout: hfVisionLayout() };
+  return { role, checkpoint, layout: originalLayout(role) };
 }
 
 /**

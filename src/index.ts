@@ -23,10 +23,12 @@ export { LLM_FAMILIES, llmFromHF } from './models/llm/index.ts';
 export type { RopeScaling } from './nn/rotary.ts';
 export { internvlFromConfig, internvlFromParts, visionFromHF } from './models/from-config.ts';
 export { internvlFromHFConfig, hfVisionFromConfig, isHFInternVLConfig, isHFVisionConfig, type HFCheckpointFacts } from './models/from-hf-config.ts';
-export { KeyLayout, hfLayout, hfVisionLayout, HF_SPELLINGS, HF_VISION_STANDALONE, type KeySource, type RenameRule, type PrefixMap, type HFSpelling } from './models/internvl.hf.names.ts';
+export { hfLayout, hfVisionLayout, HF_SPELLINGS, HF_VISION_STANDALONE, type HFSpelling } from './models/internvl.hf.names.ts';
+export { KeyLayout, identityLayout, partLayout, type KeySource, type RenameRule, type PrefixMap } from './bind/layout.ts';
 
-export { compile, DEFAULT_OPSET, type CompileOptions } from './compile.ts';
-export type { Graph, Node, Value, Param, Dim, Shape } from './ir/graph.ts';
+export { compile, compileWithReport, checkCompileOptions, trace, DEFAULT_OPSET, TRAIN_ENTRY, type CompileOptions, type Compiled } from './compile.ts';
+export type { Graph, Node, Value, Param, GraphParam, ParamRole, Dim, Shape } from './ir/graph.ts';
+export type { TraceFacts } from './ir/builder.ts';
 export { UserError, GraphError, CheckpointError } from './errors.ts';
 export { Checkpoint } from './checkpoint/checkpoint.ts';
 

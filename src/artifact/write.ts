@@ -466,11 +466,11 @@ function manifestParam(bound: BoundParam, dtype: ParamDType, sha256: string, off
     file: files.length === 1 ? files[0]! : files,
     key: own,
     dtype: dtypes.length === 1 ? dtypes[0]! : dtypes,
-    ...(origin.source.layout ? { layout: origin.source.layout.name } : {}),
+    ...(origin.source.layout.original ? {} : { layout: origin.source.layout.name }),
     ...(origin.kind === 'concat' ? { transform: CONCAT_TRANSFORM } : {}),
   };
   // A checkpoint in another layout is named by its own keys; the original layout's key is the name.
-  const key = origin.source.layout ? own : (param.sourceName ?? param.name);
+  const key = origin.source.layout.original ? (param.sourceName ?? param.name) : own;
   return { name: param.name, key, shape: [...param.shape], dtype, trainable: param.trainable, source, sha256, offset, length };
 }
 

@@ -8,20 +8,16 @@ import { CheckpointError, UserError } from '../errors.ts';
 import type { GraphParam } from '../ir/graph.ts';
 import type { Checkpoint } from '../checkpoint/checkpoint.ts';
 import { isFloatStDType } from '../tensor/convert.ts';
-import { IGNORABLE_KEYS, INTERNVL_PARTS, TIED_DUPLICATES } from '../models/internvl.names.ts';
 import { pathPatternMatches } from '../dsl/freeze.ts';
-import type { KeyLayout, KeySource } from '../models/internvl.hf.names.ts';
+import type { KeyLayout, KeySource } from './layout.ts';
 
 /** A named checkpoint the build reads from: `unified` (Path A) or `vision` / `llm` (Path B). */
 export interface WeightSource {
   /** `projector`: Path B's projector taken from a saved file (unified-layout keys, `mlp1.*`). */
   role: 'unified' | 'vision' | 'llm' | 'projector';
   checkpoint: Checkpoint;
-  /**
-   * How graph parameter names become this checkpoint's keys when it is not in the original
-   * InternVL layout (the Hugging Face-native one: src/models/internvl.hf.names.ts).
-   */
-  layout?: KeyLayout;
+  /** How graph parameter names become this checkpoint's keys (src/bind/layout.ts; the family supplies it). */
+  layout: KeyLayout;
 }
 
 export type ParamOrigin =
@@ -52,35 +48,32 @@ export interface BindOptions {
   ignoreUnexpected?: string[];
   /** Where the graph came from (a graph file, or the config.json it was derived from), for messages. */
   graphFrom?: string;
+  /** The family's checkpoint keys that are not parameters but safe to leave unused (rotary caches). */
+  ignorableKeys?: RegExp[];
+  /** The family's duplicate keys of a tied head: graph name of the duplicate -> the parameter it duplicates. */
+  tiedDuplicates?: Record<string, string>;
 }
 
-/** Where a parameter is looked up, per path. */
+/**
+ * Where a parameter is looked up: Path A's one checkpoint takes every parameter (under its own name
+ * where the layout has no rule, so a gap is reported missing); in Path B the first source whose
+ * layout covers it, and none for a part that is new (the projector): it is initialised.
+ */
 function locate(param: GraphParam, path: BuildPath, sources: WeightSource[]): { source: WeightSource; key: KeySource } | 'init' {
   // A copy of another parameter (a tied lm_head stored quantised) binds from that one's key.
   const name = param.sourceName ?? param.name;
   if (path === 'none') return 'init';
-  if (path === 'A') return { source: sources[0]!, key: keyIn(sources[0]!, name, name) };
-  const part = INTERNVL_PARTS.find((p) => name.startsWith(p.prefix));
-  if (!part) return 'init';
-  if (part.pathB === 'init') {
-    const saved = sources.find((s) => s.role === 'projector');
-    return saved ? { source: saved, key: name } : 'init';
+  if (path === 'A') return { source: sources[0]!, key: sources[0]!.layout.keysFor(name) ?? name };
+  for (const source of sources) {
+    const key = source.layout.keysFor(name);
+    if (key !== undefined) return { source, key };
   }
-  const source = sources.find((s) => s.role === part.pathB)!;
-  return { source, key: keyIn(source, name, name.slice(part.prefix.length)) };
+  return 'init';
 }
 
-/** A source with a layout names the key(s) itself; otherwise the original layout's key. */
-function keyIn(source: WeightSource, name: string, original: string): KeySource {
-  return source.layout?.keysFor(name) ?? original;
-}
-
-/** The unified-layout key a source key stands for (for Path B reports). */
-function unifiedKey(source: WeightSource, key: string): string {
-  if (source.layout) return source.layout.nameFor(key) ?? key;
-  if (source.role === 'projector') return key;
-  const part = INTERNVL_PARTS.find((p) => p.pathB === source.role);
-  return part ? part.prefix + key : key;
+/** The graph name a source key stands for (for reports and tied duplicates). */
+function graphNameOf(source: WeightSource, key: string): string {
+  return source.layout.nameFor(key) ?? key;
 }
 
 export function planBinding(params: GraphParam[], path: BuildPath, sources: WeightSource[], options: BindOptions = {}): BindPlan {
@@ -107,7 +100,7 @@ export function planBinding(params: GraphParam[], path: BuildPath, sources: Weig
     if (!isFloatStDType(entry.dtype)) problems.push(`dtype       ${key}: ${entry.dtype} in ${file}; parameters must be F32, F16 or BF16`);
     return { param, origin: { kind: 'checkpoint', source, key } };
   });
-  problems.push(...unexpectedKeys(sources, used, path, options.ignoreUnexpected ?? []));
+  problems.push(...unexpectedKeys(sources, used, options));
   if (problems.length > 0) {
     throw new CheckpointError(`the checkpoint does not match the graph${options.graphFrom ? ` from ${options.graphFrom}` : ''} (${problems.length} problem${problems.length === 1 ? '' : 's'}):\n  ${problems.join('\n  ')}`);
   }
@@ -138,19 +131,18 @@ function bindConcat(param: GraphParam, source: WeightSource, keys: string[], use
   return { param, origin: { kind: 'concat', source, keys } };
 }
 
-function unexpectedKeys(sources: WeightSource[], used: Map<WeightSource, Set<string>>, path: BuildPath, ignore: string[]): string[] {
-  const ignored = ignore.map((g) => pathGlob(g, '--ignore-unexpected'));
+function unexpectedKeys(sources: WeightSource[], used: Map<WeightSource, Set<string>>, options: BindOptions): string[] {
+  const ignored = (options.ignoreUnexpected ?? []).map((g) => pathGlob(g, '--ignore-unexpected'));
   const out: string[] = [];
   for (const source of sources) {
     const usedKeys = used.get(source)!;
-    const asUnified = (k: string) => (path === 'A' && !source.layout ? k : unifiedKey(source, k));
     for (const key of source.checkpoint.keys()) {
       if (usedKeys.has(key)) continue;
-      const unified = asUnified(key);
-      if (IGNORABLE_KEYS.some((re) => re.test(key))) continue;
-      if (ignored.some((re) => re.test(key) || re.test(unified))) continue;
-      const tiedTo = TIED_DUPLICATES[unified];
-      if (tiedTo && [...usedKeys].some((k) => asUnified(k) === tiedTo)) continue;
+      const name = graphNameOf(source, key);
+      if ((options.ignorableKeys ?? []).some((re) => re.test(key))) continue;
+      if (ignored.some((re) => re.test(key) || re.test(name))) continue;
+      const tiedTo = options.tiedDuplicates?.[name];
+      if (tiedTo && [...usedKeys].some((k) => graphNameOf(source, k) === tiedTo)) continue;
       out.push(`unexpected  ${key} (${nodePath.basename(source.checkpoint.entry(key).file)} in ${source.role} checkpoint): no graph parameter takes it`);
     }
   }

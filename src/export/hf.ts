@@ -19,7 +19,9 @@ import { GraphParam } from '../ir/graph.ts';
 import { planBinding } from '../bind/plan.ts';
 import { internvlFromConfig } from '../models/from-config.ts';
 import { HF_QK_NORM_EPS, isHFInternVLConfig } from '../models/from-hf-config.ts';
-import { HF_SPELLINGS, KeyLayout, type HFSpelling } from '../models/internvl.hf.names.ts';
+import { HF_SPELLINGS, type HFSpelling } from '../models/internvl.hf.names.ts';
+import { INTERNVL_BINDING, originalLayout } from '../models/internvl.names.ts';
+import { KeyLayout } from '../bind/layout.ts';
 import { llmConfigJson } from '../models/to-config.ts';
 import type { InternVLChatModel } from '../models/internvl.ts';
 
@@ -53,7 +55,7 @@ export async function exportHF(o: ExportOptions): Promise<ExportResult> {
     refuseWhatDiffers(model, where);
     assignPaths(model);
     // The same strict check as a build: every parameter present, nothing unexpected.
-    const plan = planBinding(collectParams(model).map((p) => new GraphParam(p)), 'A', [{ role: 'unified', checkpoint: ckpt }]);
+    const plan = planBinding(collectParams(model).map((p) => new GraphParam(p)), 'A', [{ role: 'unified', checkpoint: ckpt, layout: originalLayout('unified') }], INTERNVL_BINDING);
     const spelling = o.spelling ?? 'transformers-4';
     const layout = new KeyLayout(`hf:${spelling}`, HF_SPELLINGS[spelling]);
     const tensors = plan.params.flatMap(({ param, origin }) => {

@@ -10,15 +10,7 @@
  * transformers 5 saves its module paths (`model.vision_tower.*`, `model.multi_modal_projector.*`,
  * `model.language_model.*`, `lm_head.weight`). Both load in transformers 5, so both are accepted.
  */
-
-/** Checkpoint keys of one graph parameter: one key, or several concatenated along axis 0. */
-export type KeySource = string | string[];
-
-/** A rename inside a part: `{n}` stands for a layer index. `to` lists several keys for a concat. */
-export interface RenameRule {
-  from: string;
-  to: string | string[];
-}
+import { IDENTITY_RULES, KeyLayout, type PrefixMap, type RenameRule } from '../bind/layout.ts';
 
 /** InternViT (unified, under `vision_model.`) -> InternVLVisionModel (under the vision prefix). */
 export const HF_VISION_RULES: RenameRule[] = [
@@ -60,16 +52,6 @@ export const HF_PROJECTOR_RULES: RenameRule[] = [
   { from: '3.bias', to: 'linear_2.bias' },
 ];
 
-/** Text-model keys are the text model's own: the remainder is kept as it is. */
-export const IDENTITY_RULES: RenameRule[] = [{ from: '{rest}', to: '{rest}' }];
-
-/** A graph-name prefix, the checkpoint-key prefix it becomes, and the renames below it. */
-export interface PrefixMap {
-  graph: string;
-  checkpoint: string;
-  rules: RenameRule[];
-}
-
 export type HFSpelling = 'transformers-4' | 'transformers-5';
 
 export const HF_SPELLINGS: Record<HFSpelling, PrefixMap[]> = {
@@ -92,69 +74,6 @@ export const HF_VISION_STANDALONE: PrefixMap[] = [{ graph: 'vision_model.', chec
 /** The spelling a checkpoint's keys use: transformers 5 puts everything but lm_head under `model.`. */
 export function spellingOf(keys: readonly string[]): HFSpelling {
   return keys.some((k) => k.startsWith('model.')) ? 'transformers-5' : 'transformers-4';
-}
-
-// ---------------------------------------------------------------------------------------------
-// Applying the data
-
-/** Resolves graph parameter names to checkpoint keys and back through a list of prefix maps. */
-export class KeyLayout {
-  private readonly compiled: { prefix: PrefixMap; template: string; from: RegExp; to: string[] }[];
-
-  constructor(
-    /** Shown in reports and the manifest (`hf:transformers-4`). */
-    readonly name: string,
-    maps: PrefixMap[],
-  ) {
-    this.compiled = maps.flatMap((prefix) =>
-      prefix.rules.map((r) => ({ prefix, template: r.from, from: patternOf(r.from), to: Array.isArray(r.to) ? r.to : [r.to] })),
-    );
-  }
-
-  /** The checkpoint key(s) holding graph parameter `name`; undefined when no rule covers it. */
-  keysFor(name: string): KeySource | undefined {
-    for (const { prefix, from, to } of this.compiled) {
-      if (!name.startsWith(prefix.graph)) continue;
-      const m = from.exec(name.slice(prefix.graph.length));
-      if (!m) continue;
-      const keys = to.map((t) => prefix.checkpoint + fill(t, m.groups ?? {}));
-      return keys.length === 1 ? keys[0]! : keys;
-    }
-    return undefined;
-  }
-
-  /** The graph parameter a checkpoint key feeds (all parts of a concat name the fused parameter). */
-  nameFor(key: string): string | undefined {
-    for (const { prefix, template, to } of this.compiled) {
-      if (!key.startsWith(prefix.checkpoint)) continue;
-      const rest = key.slice(prefix.checkpoint.length);
-      for (const t of to) {
-        const m = patternOf(t).exec(rest);
-        if (m) return prefix.graph + fill(template, m.groups ?? {});
-      }
-    }
-    return undefined;
-  }
-}
-
-const patterns = new Map<string, RegExp>();
-
-/** `encoder.layers.{n}.ls1` -> /^encoder\.layers\.(?<n>\d+)\.ls1$/; `{rest}` matches anything. */
-function patternOf(template: string): RegExp {
-  let re = patterns.get(template);
-  if (!re) {
-    const body = template
-      .replace(/[.+?^$()|[\]\\]/g, '\\$&')
-      .replace(/\{n\}/g, '(?<n>\\d+)')
-      .replace(/\{rest\}/g, '(?<rest>.+)');
-    re = new RegExp(`^${body}$`);
-    patterns.set(template, re);
-  }
-  return re;
-}
-
-function fill(template: string, groups: Record<string, string>): string {
-  return template.replace(/\{(n|rest)\}/g, (_, g: string) => groups[g] ?? '');
 }
 
 /** The layout of a unified HF-native checkpoint with these keys. */

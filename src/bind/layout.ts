@@ -1,0 +1,101 @@
+/**
+ * Checkpoint layouts as data: how a graph's parameter names (its module paths, which are the
+ * unified checkpoint's keys) become one checkpoint's keys. A layout is a list of prefix maps, each
+ * with rename rules; a rule with several keys is a concatenation along axis 0, done while
+ * streaming. The binder (src/bind/plan.ts) reads every source through its layout and knows no
+ * family; the families supply their layouts (src/models/*.names.ts).
+ */
+
+/** Checkpoint keys of one graph parameter: one key, or several concatenated along axis 0. */
+export type KeySource = string | string[];
+
+/** A rename inside a part: `{n}` stands for a layer index. `to` lists several keys for a concat. */
+export interface RenameRule {
+  from: string;
+  to: string | string[];
+}
+
+/** Keys that are the graph's own names below the prefix: the remainder is kept as it is. */
+export const IDENTITY_RULES: RenameRule[] = [{ from: '{rest}', to: '{rest}' }];
+
+/** A graph-name prefix, the checkpoint-key prefix it becomes, and the renames below it. */
+export interface PrefixMap {
+  graph: string;
+  checkpoint: string;
+  rules: RenameRule[];
+}
+
+/** Resolves graph parameter names to checkpoint keys and back through a list of prefix maps. */
+export class KeyLayout {
+  private readonly compiled: { prefix: PrefixMap; template: string; from: RegExp; to: string[] }[];
+
+  constructor(
+    /** Shown in reports and the manifest (`hf:transformers-4`). */
+    readonly name: string,
+    maps: PrefixMap[],
+    /**
+     * True for the original InternVL layouts (Path A's unified checkpoint, Path B's parts under a
+     * prefix): the manifest names such parameters by their graph name and records no layout.
+     */
+    readonly original = false,
+  ) {
+    this.compiled = maps.flatMap((prefix) =>
+      prefix.rules.map((r) => ({ prefix, template: r.from, from: patternOf(r.from), to: Array.isArray(r.to) ? r.to : [r.to] })),
+    );
+  }
+
+  /** The checkpoint key(s) holding graph parameter `name`; undefined when no rule covers it. */
+  keysFor(name: string): KeySource | undefined {
+    for (const { prefix, from, to } of this.compiled) {
+      if (!name.startsWith(prefix.graph)) continue;
+      const m = from.exec(name.slice(prefix.graph.length));
+      if (!m) continue;
+      const keys = to.map((t) => prefix.checkpoint + fill(t, m.groups ?? {}));
+      return keys.length === 1 ? keys[0]! : keys;
+    }
+    return undefined;
+  }
+
+  /** The graph parameter a checkpoint key feeds (all parts of a concat name the fused parameter). */
+  nameFor(key: string): string | undefined {
+    for (const { prefix, template, to } of this.compiled) {
+      if (!key.startsWith(prefix.checkpoint)) continue;
+      const rest = key.slice(prefix.checkpoint.length);
+      for (const t of to) {
+        const m = patternOf(t).exec(rest);
+        if (m) return prefix.graph + fill(template, m.groups ?? {});
+      }
+    }
+    return undefined;
+  }
+}
+
+const patterns = new Map<string, RegExp>();
+
+/** `encoder.layers.{n}.ls1` -> /^encoder\.layers\.(?<n>\d+)\.ls1$/; `{rest}` matches anything. */
+function patternOf(template: string): RegExp {
+  let re = patterns.get(template);
+  if (!re) {
+    const body = template
+      .replace(/[.+?^$()|[\]\\]/g, '\\$&')
+      .replace(/\{n\}/g, '(?<n>\\d+)')
+      .replace(/\{rest\}/g, '(?<rest>.+)');
+    re = new RegExp(`^${body}$`);
+    patterns.set(template, re);
+  }
+  return re;
+}
+
+function fill(template: string, groups: Record<string, string>): string {
+  return template.replace(/\{(n|rest)\}/g, (_, g: string) => groups[g] ?? '');
+}
+
+/** A source whose keys are the graph's names (Path A's unified checkpoint). */
+export function identityLayout(): KeyLayout {
+  return new KeyLayout('original', [{ graph: '', checkpoint: '', rules: IDENTITY_RULES }], true);
+}
+
+/** A source that holds one part of the graph, its keys without the part's prefix (Path B). */
+export function partLayout(graphPrefix: string, checkpointPrefix = ''): KeyLayout {
+  return new KeyLayout(`original:${graphPrefix}`, [{ graph: graphPrefix, checkpoint: checkpointPrefix, rules: IDENTITY_RULES }], true);
+}
