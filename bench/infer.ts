@@ -25,11 +25,12 @@
  * decode >= 2.5x faster than the portable fp32 decode step).
  */
 import { spawn } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { rm, writeFile } from 'node:fs/promises';
 import * as nodePath from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { benchModel, ensureCheckpoint, machine } from './bind.ts';
+import { median, peakRssMiB } from './process-stats.ts';
 import { build } from '../src/build.ts';
 import { compile } from '../src/compile.ts';
 import { Model, type EntryPoint, type InputSpec } from '../src/dsl/model.ts';
@@ -37,10 +38,9 @@ import { collectModules, type Tensor } from '../src/dsl/module.ts';
 import { Linear, linear } from '../src/nn/layers.ts';
 import * as op from '../src/ops/index.ts';
 import { buildModelProto, encodeModel } from '../src/onnx/emit.ts';
-import { SPLIT_DATA_FILE } from '../src/artifact/write.ts';
 import { writeSafetensors } from '../src/checkpoint/safetensors-write.ts';
 import type { InternVLChatModel } from '../src/models/internvl.ts';
-import type { Manifest } from '../src/artifact/manifest.ts';
+import { SPLIT_DATA_FILE, type Manifest } from '../src/artifact/format.ts';
 import { VLMC_VERSION } from '../src/version.ts';
 
 const ROOT = nodePath.resolve(nodePath.dirname(fileURLToPath(import.meta.url)), '..');
@@ -157,19 +157,9 @@ interface Measured {
 
 const now = () => performance.now() / 1000;
 
-function peakRssMiB(): number {
-  const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync('/proc/self/status', 'utf8'));
-  return m ? Number(m[1]) / 1024 : process.resourceUsage().maxRSS / 1024;
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)]!;
-}
-
 async function childSplit(steps: number, dir = SPLIT): Promise<Measured> {
   const { SplitSession } = await import('../src/generate/session.ts');
-  const { readInputs } = await import('../src/runtime/run.ts');
+  const { readInputs } = await import('../src/runtime/tensor-files.ts');
   const { argmax } = await import('../src/generate/generate.ts');
   const inputs = await readInputs(INPUTS);
   let t = now();
@@ -223,7 +213,7 @@ async function childSplit(steps: number, dir = SPLIT): Promise<Measured> {
 
 /** The bandwidth-floor graph in a session; run() times one pass. */
 async function floorSession(): Promise<{ run: () => Promise<number>; release: () => Promise<void> }> {
-  const { loadOrt } = await import('../src/runtime/run.ts');
+  const { loadOrt } = await import('../src/runtime/session.ts');
   const ort = await loadOrt();
   // The decoder's own session options (no prepacking), so the ratio compares like with like.
   const session = await ort.InferenceSession.create(nodePath.join(SPLIT, FLOOR_FILE), { executionProviders: ['cpu'], logSeverityLevel: 3, extra: { session: { disable_prepacking: '1' } } });
@@ -244,7 +234,8 @@ async function floorSession(): Promise<{ run: () => Promise<number>; release: ()
 }
 
 async function childSingle(steps: number): Promise<Measured> {
-  const { openSession, run, readInputs } = await import('../src/runtime/run.ts');
+  const { openSession, run } = await import('../src/runtime/session.ts');
+  const { readInputs } = await import('../src/runtime/tensor-files.ts');
   const inputs = await readInputs(INPUTS);
   let t = now();
   const session = await openSession(SINGLE);

@@ -19,7 +19,7 @@ import { rm } from 'node:fs/promises';
 import * as nodePath from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from '../src/build.ts';
-import { openSession, run, type HostTensor } from '../src/runtime/run.ts';
+import { openSession, run, type HostTensor } from '../src/runtime/session.ts';
 import { machine } from './bind.ts';
 import { QWEN3_30B_A3B_LAYER } from './moe-layer.ts';
 

@@ -20,10 +20,10 @@ import { INTERNVL_BINDING, originalLayout, type SourceRole } from './models/inte
 import { planBinding, type BuildPath, type WeightSource } from './bind/plan.ts';
 import { checkAgainstConfig } from './bind/config-check.ts';
 import { writeArtifact, type ExtraGraph } from './artifact/write.ts';
-import { checkOutputPath } from './artifact/output-path.ts';
+import { checkOutputPath } from './fs/output-path.ts';
 import { freeze, preset, unfreeze, type FreezeRule } from './dsl/freeze.ts';
 import type { TrainGraph } from './train/compile-train.ts';
-import type { Manifest } from './artifact/manifest.ts';
+import type { Manifest } from './artifact/format.ts';
 import type { Model } from './dsl/model.ts';
 import type { Target } from './passes/fusion/index.ts';
 import type { QuantScheme } from './quant/blockwise.ts';

@@ -13,8 +13,8 @@ import { loadGraphFile } from '../src/graph-file.ts';
 import { UserError } from '../src/errors.ts';
 import type { Graph } from '../src/ir/graph.ts';
 import { FUSION_NAMES, parseFuse } from '../src/passes/fusion/index.ts';
-import { openSession, run, type HostTensor } from '../src/runtime/run.ts';
-import { ROOT, tempDir, removeDir, maxAbsError, vlmc, hasOnnxChecker, onnxCheck } from './helpers.ts';
+import { openSession, run, type HostTensor } from '../src/runtime/session.ts';
+import { ROOT, tempDir, removeDir, maxAbsError, vlmcInProcess, hasOnnxChecker, onnxCheck } from './helpers.ts';
 
 const TOL = 1e-4;
 const GRAPHS = {
@@ -131,11 +131,11 @@ describe('--fuse and --target', () => {
     expect(g.metadata['vlmc.target']).toBeUndefined();
   });
 
-  it('CLI: an unknown fusion exits 2 with one message and writes nothing', () => {
+  it('CLI: an unknown fusion exits 2 with one message and writes nothing', async () => {
     const work = tempDir();
     try {
       const out = path.join(work, 'a');
-      const r = vlmc(['build', GRAPHS['vit300m-qwen2'], '--out', out, '--target', 'gpu', '--fuse', 'flash']);
+      const r = await vlmcInProcess(['build', GRAPHS['vit300m-qwen2'], '--out', out, '--target', 'gpu', '--fuse', 'flash']);
       expect(r.status).toBe(2);
       expect(r.stderr).toMatch(/--fuse: unknown fusion flash/);
       expect(r.stderr.trim().split('\n')).toHaveLength(1);

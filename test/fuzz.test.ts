@@ -15,10 +15,11 @@ import { Checkpoint } from '../src/checkpoint/checkpoint.ts';
 import { SafetensorsFile } from '../src/checkpoint/safetensors.ts';
 import { writeSafetensors } from '../src/checkpoint/safetensors-write.ts';
 import { UserError } from '../src/errors.ts';
-import { runArtifact, openSession } from '../src/runtime/run.ts';
+import { runArtifact } from '../src/run.ts';
+import { openSession } from '../src/runtime/session.ts';
 import { summaryFromOnnxFile } from '../src/review/index.ts';
-import { checkExternalReferences } from '../src/review/onnx.ts';
-import { removeDir, tempDir, vlmc } from './helpers.ts';
+import { checkExternalReferences } from '../src/onnx/read.ts';
+import { removeDir, tempDir, vlmcInProcess } from './helpers.ts';
 import { QWEN, i64Bytes, writeInputs, type Json } from './validation-helpers.ts';
 
 // Fixed so `npm test` is deterministic; VLMC_FUZZ_SEED explores other cases.
@@ -264,7 +265,7 @@ describe('fuzz (seeded, bounded)', () => {
     );
   });
 
-  it('a few CLI spawns end with exit 0 or 2, never 1', async () => {
+  it('a few CLI runs end with exit 0 or 2, never 1', async () => {
     const bad = fresh('cli-in.safetensors');
     await writeInputs(bad, { tiles: 1, size: 56, tokensPerTile: 4, contextId: 153, prefix: [-5] });
     const cases: string[][] = [
@@ -273,7 +274,7 @@ describe('fuzz (seeded, bounded)', () => {
       ['build', '--vision', path.join(QWEN, 'llm'), '--llm', path.join(QWEN, 'vision'), '--out', fresh('o')],
     ];
     for (const args of cases) {
-      const r = vlmc(args);
+      const r = await vlmcInProcess(args);
       expect(r.status, r.stderr).toBe(2);
       expect(r.stderr).not.toContain('internal error');
     }

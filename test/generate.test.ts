@@ -7,7 +7,7 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
-import { FIXTURES, fixtureCases, maxAbsError, tempDir, removeDir, vlmc, hasOnnxChecker, onnxCheck } from './helpers.ts';
+import { FIXTURES, fixtureCases, maxAbsError, tempDir, removeDir, vlmc, vlmcInProcess, hasOnnxChecker, onnxCheck } from './helpers.ts';
 import { SafetensorsFile } from '../src/checkpoint/safetensors.ts';
 
 const TOL = 1e-4;
@@ -32,10 +32,10 @@ describe.each(fixtureCases())('split artifact, fixture %s', (name) => {
   let work: string;
   let artifact: string;
 
-  beforeAll(() => {
+  beforeAll(async () => {
     work = tempDir();
     artifact = path.join(work, 'split');
-    const r = vlmc(['build', '--weights', path.join(fx, 'unified'), '--out', artifact, '--split', '--quiet']);
+    const r = await vlmcInProcess(['build', '--weights', path.join(fx, 'unified'), '--out', artifact, '--split', '--quiet']);
     expect(r.stderr).toBe('');
     expect(r.status).toBe(0);
   });
@@ -43,7 +43,7 @@ describe.each(fixtureCases())('split artifact, fixture %s', (name) => {
 
   it('vlmc run gives the reference logits and vit_embeds (1e-4)', async () => {
     const out = path.join(work, 'run.safetensors');
-    const r = vlmc(['run', artifact, '--inputs', path.join(fx, 'inputs.safetensors'), '--out', out]);
+    const r = await vlmcInProcess(['run', artifact, '--inputs', path.join(fx, 'inputs.safetensors'), '--out', out]);
     expect(r.stderr).toBe('');
     expect(r.status).toBe(0);
     for (const key of ['logits', 'vit_embeds']) {
@@ -56,7 +56,7 @@ describe.each(fixtureCases())('split artifact, fixture %s', (name) => {
 
   it('vlmc generate reproduces generation.safetensors (tokens exact, logits 1e-4)', async () => {
     const out = path.join(work, 'gen.safetensors');
-    const r = vlmc(['generate', artifact, '--inputs', path.join(fx, 'gen_inputs.safetensors'), '--ignore-eos', '--max-new-tokens', '6', '--out', out]);
+    const r = await vlmcInProcess(['generate', artifact, '--inputs', path.join(fx, 'gen_inputs.safetensors'), '--ignore-eos', '--max-new-tokens', '6', '--out', out]);
     expect(r.stderr).toBe('');
     expect(r.status).toBe(0);
     const want = path.join(fx, 'generation.safetensors');
@@ -72,8 +72,8 @@ describe.each(fixtureCases())('split artifact, fixture %s', (name) => {
     expect(r.stdout.trim().split(/\s+/)).toHaveLength(6);
   });
 
-  it('--json prints the tokens of every row', () => {
-    const r = vlmc(['generate', artifact, '--inputs', path.join(fx, 'gen_inputs.safetensors'), '--ignore-eos', '--max-new-tokens', '3', '--json']);
+  it('--json prints the tokens of every row', async () => {
+    const r = await vlmcInProcess(['generate', artifact, '--inputs', path.join(fx, 'gen_inputs.safetensors'), '--ignore-eos', '--max-new-tokens', '3', '--json']);
     expect(r.status).toBe(0);
     const j = JSON.parse(r.stdout);
     expect(j.steps).toBe(3);
@@ -110,9 +110,9 @@ describe.each(fixtureCases())('split artifact, fixture %s', (name) => {
     expect(manifest.parameters.length).toBe(spec.num_params.total);
   });
 
-  it('is byte-identical when built twice', () => {
+  it('is byte-identical when built twice', async () => {
     const again = path.join(work, 'again');
-    expect(vlmc(['build', '--weights', path.join(fx, 'unified'), '--out', again, '--split', '--quiet']).status).toBe(0);
+    expect((await vlmcInProcess(['build', '--weights', path.join(fx, 'unified'), '--out', again, '--split', '--quiet'])).status).toBe(0);
     for (const f of readdirSync(artifact)) expect(readFileSync(path.join(again, f)).equals(readFileSync(path.join(artifact, f))), f).toBe(true);
   });
 
@@ -124,7 +124,7 @@ describe.each(fixtureCases())('split artifact, fixture %s', (name) => {
     }
   });
 
-  it('bad input: exit 2, one message, nothing written', () => {
+  it('bad input: exit 2, one message, nothing written', async () => {
     const out = path.join(work, 'never.safetensors');
     const cases: [string[], RegExp][] = [
       [['generate', path.join(work, 'nowhere'), '--inputs', path.join(fx, 'gen_inputs.safetensors')], /not a split artifact/],
@@ -133,7 +133,7 @@ describe.each(fixtureCases())('split artifact, fixture %s', (name) => {
       [['generate', artifact, '--out', out], /nothing to generate from/],
     ];
     for (const [args, message] of cases) {
-      const r = vlmc(args);
+      const r = await vlmcInProcess(args);
       expect(r.status, args.join(' ')).toBe(2);
       expect(r.stderr).toMatch(message);
       expect(r.stderr.trim().split('\n')).toHaveLength(1);
@@ -171,7 +171,7 @@ describe('image + question -> streamed text (qwen2-tiny with a tiny tokenizer)',
     for (const f of readdirSync(path.join(fx, 'unified'))) copyFileSync(path.join(fx, 'unified', f), path.join(ckpt, f));
     writeTinyTokenizer(ckpt, JSON.parse(readFileSync(path.join(fx, 'case.json'), 'utf8')));
     artifact = path.join(work, 'split');
-    expect(vlmc(['build', '--weights', ckpt, '--out', artifact, '--split', '--quiet']).status).toBe(0);
+    expect((await vlmcInProcess(['build', '--weights', ckpt, '--out', artifact, '--split', '--quiet'])).status).toBe(0);
     image = path.join(work, 'cat.png');
     const sharp = (await import('sharp')).default;
     await sharp({ create: { width: 80, height: 56, channels: 3, background: { r: 200, g: 120, b: 40 } } }).png().toFile(image);
@@ -180,6 +180,7 @@ describe('image + question -> streamed text (qwen2-tiny with a tiny tokenizer)',
 
   it.skipIf(!existsSync(fx))('streams the text of the generated tokens, stopping at the template eos', async () => {
     const out = path.join(work, 'gen.safetensors');
+    // A process of its own: its stderr is the whole process's, onnxruntime's native logging included.
     const r = vlmc(['generate', artifact, '--image', image, '--prompt', 'What is in the picture?', '--max-new-tokens', '12', '--out', out]);
     expect(r.stderr).toBe('');
     expect(r.status).toBe(0);
@@ -193,9 +194,9 @@ describe('image + question -> streamed text (qwen2-tiny with a tiny tokenizer)',
     expect(r.stdout).toBe(`${loadTokenizer(artifact).decode(ids, { skipSpecialTokens: true })}\n`);
     // The same request through `vlmc inputs` + --inputs gives the same tokens.
     const inputs = path.join(work, 'in.safetensors');
-    expect(vlmc(['inputs', '--checkpoint', artifact, '--image', image, '--prompt', 'What is in the picture?', '--out', inputs]).status).toBe(0);
+    expect((await vlmcInProcess(['inputs', '--checkpoint', artifact, '--image', image, '--prompt', 'What is in the picture?', '--out', inputs])).status).toBe(0);
     const again = path.join(work, 'gen2.safetensors');
-    expect(vlmc(['generate', artifact, '--inputs', inputs, '--max-new-tokens', '12', '--ignore-eos', '--out', again]).status).toBe(0);
+    expect((await vlmcInProcess(['generate', artifact, '--inputs', inputs, '--max-new-tokens', '12', '--ignore-eos', '--out', again])).status).toBe(0);
     const t2 = [...(await readTensor(again, 'tokens')).i64!].map(Number);
     expect(t2.slice(0, ids.length)).toEqual(ids);
   });
@@ -235,9 +236,9 @@ describe('a batch where one row stops early', () => {
 
   it.skipIf(!existsSync(fx))('the stopped row repeats its pad id, the other row is unaffected', async () => {
     const artifact = path.join(work, 'split');
-    expect(vlmc(['build', '--weights', path.join(fx, 'unified'), '--out', artifact, '--split', '--quiet']).status).toBe(0);
+    expect((await vlmcInProcess(['build', '--weights', path.join(fx, 'unified'), '--out', artifact, '--split', '--quiet'])).status).toBe(0);
     const { generateFromArtifact } = await import('../src/generate/generate.ts');
-    const { readInputs } = await import('../src/runtime/run.ts');
+    const { readInputs } = await import('../src/runtime/tensor-files.ts');
     const want = await readTensor(path.join(fx, 'generation.safetensors'), 'tokens');
     const [batch, n] = want.shape as [number, number];
     expect(batch).toBe(2);

@@ -29,10 +29,20 @@ export function removeDir(dir: string): void {
   rmSync(dir, { recursive: true, force: true });
 }
 
-export interface CliResult {
-  status: number;
-  stdout: string;
-  stderr: string;
+import { runCli, type CliResult } from '../src/cli/main.ts';
+export type { CliResult };
+
+/**
+ * The CLI in this process (runCli of src/cli/main.ts): the exit code, stdout and stderr that vlmc()
+ * gives, without starting Node, tsx and onnxruntime-node again (about 1.4 s a call). Graph files load
+ * through vitest's module loader (the `vlmc` alias of vitest.config.ts stands in for the graph-file
+ * hooks) and stay cached for the rest of the test file, as in any long-lived process: a test that
+ * edits a graph file it has loaded, or whose build must not see what an earlier build left on the
+ * graph's model, uses vlmc(). So do tests of the process itself: bin/vlmc.js starting, signals,
+ * an installed package, another checkout's CLI.
+ */
+export async function vlmcInProcess(args: string[], cwd = ROOT): Promise<CliResult> {
+  return runCli(args, { cwd });
 }
 
 /** Runs the real CLI entry point (bin/vlmc.js) in a child process. */
@@ -64,6 +74,18 @@ export async function readFloats(file: string, key: string): Promise<Float32Arra
   const st = await SafetensorsFile.open(file);
   try {
     return await st.readAsFloat32(st.entry(key));
+  } finally {
+    await st.close();
+  }
+}
+
+/** A `vlmc generate --out` file (or the fixtures' generation.safetensors): tokens [batch, N] row-major, logits [batch, N, vocab]. */
+export async function readGeneration(file: string): Promise<{ tokens: number[]; logits: Float32Array }> {
+  const st = await SafetensorsFile.open(file);
+  try {
+    const bytes = await st.readAll(st.entry('tokens'));
+    const tokens = Array.from(new BigInt64Array(bytes.slice().buffer), Number);
+    return { tokens, logits: await st.readAsFloat32(st.entry('logits')) };
   } finally {
     await st.close();
   }

@@ -10,7 +10,7 @@ import ort from 'onnxruntime-node';
 import { RowQuantizer, dequantize, quantShapes, quantizeRow, type QuantScheme } from '../src/quant/blockwise.ts';
 import { onnx } from '../src/onnx/proto.ts';
 import { SafetensorsFile } from '../src/checkpoint/safetensors.ts';
-import { FIXTURES, fixtureCases, maxAbsError, tempDir, removeDir, vlmc, hasOnnxChecker, onnxCheck } from './helpers.ts';
+import { FIXTURES, fixtureCases, maxAbsError, tempDir, removeDir, vlmcInProcess, hasOnnxChecker, onnxCheck } from './helpers.ts';
 
 const SCHEMES: QuantScheme[] = [
   { bits: 4, blockSize: 32, symmetric: true },
@@ -132,17 +132,17 @@ describe.each(fixtureCases())('fixture %s, --quant', (name) => {
       await st.close();
     }
   };
-  const build = (out: string, extra: string[]) => {
-    const r = vlmc(['build', '--weights', path.join(fx, 'unified'), '--out', out, '--quiet', ...extra]);
+  const build = async (out: string, extra: string[]) => {
+    const r = await vlmcInProcess(['build', '--weights', path.join(fx, 'unified'), '--out', out, '--quiet', ...extra]);
     expect(r.stderr).toBe('');
     expect(r.status).toBe(0);
-    const run = vlmc(['run', out, '--inputs', path.join(fx, 'inputs.safetensors'), '--out', `${out}.safetensors`]);
+    const run = await vlmcInProcess(['run', out, '--inputs', path.join(fx, 'inputs.safetensors'), '--out', `${out}.safetensors`]);
     expect(run.status).toBe(0);
   };
 
-  beforeAll(() => {
+  beforeAll(async () => {
     work = tempDir();
-    build(path.join(work, 'fp32'), ['--target', 'gpu']);
+    await build(path.join(work, 'fp32'), ['--target', 'gpu']);
   });
   afterAll(() => removeDir(work));
 
@@ -152,7 +152,7 @@ describe.each(fixtureCases())('fixture %s, --quant', (name) => {
     ['int8', []],
   ] as [string, string[]][])('%s %j: manifest, checker, logits within tolerance of fp32', async (scheme, extra) => {
     const out = path.join(work, `${scheme}-${extra.length}`);
-    build(out, ['--target', 'gpu', '--quant', scheme, ...extra]);
+    await build(out, ['--target', 'gpu', '--quant', scheme, ...extra]);
     const manifest = JSON.parse(readFileSync(path.join(out, 'manifest.json'), 'utf8'));
     const quantised = manifest.parameters.filter((p: { quant?: unknown }) => p.quant);
     expect(quantised.length).toBeGreaterThan(0);

@@ -8,14 +8,15 @@ import { cpSync, existsSync, mkdirSync, readFileSync, rmSync, symlinkSync, renam
 import { execFileSync } from 'node:child_process';
 import * as path from 'node:path';
 import { build } from '../src/build.ts';
-import { runArtifact, readManifest } from '../src/runtime/run.ts';
+import { runArtifact } from '../src/run.ts';
+import { readManifest } from '../src/artifact/format.ts';
 import { init } from '../src/init/init.ts';
 import { compile } from '../src/compile.ts';
 import { Checkpoint } from '../src/checkpoint/checkpoint.ts';
 import { SafetensorsFile } from '../src/checkpoint/safetensors.ts';
 import { GraphError } from '../src/errors.ts';
 import { internvl, internViT, qwen2, nn, op, i64, Module, type Tensor } from '../src/index.ts';
-import { maxAbsError, removeDir, tempDir, vlmc } from './helpers.ts';
+import { maxAbsError, removeDir, tempDir, vlmcInProcess } from './helpers.ts';
 import { QWEN, editedCheckpoint, expectUserError, i64Bytes, writeInputs, type Json } from './validation-helpers.ts';
 
 const work = tempDir('vlmc-validation-');
@@ -92,8 +93,8 @@ describe('defect 6: Path B --force-image-size', () => {
     expect(maxAbsError(la, lb)).toBe(0);
   });
 
-  it('the CLI flag exists and its bad value names the flag', () => {
-    const r = vlmc(['build', '--vision', visionDir, '--llm', path.join(QWEN, 'llm'), '--force-image-size', '100', '--out', fresh('force-bad')]);
+  it('the CLI flag exists and its bad value names the flag', async () => {
+    const r = await vlmcInProcess(['build', '--vision', visionDir, '--llm', path.join(QWEN, 'llm'), '--force-image-size', '100', '--out', fresh('force-bad')]);
     expect(r.status).toBe(2);
     expect(r.stderr).toContain('--force-image-size');
     expect(r.stderr).toContain('not a multiple of the vision patch_size 14');
@@ -210,7 +211,7 @@ describe('defect 7: vlmc run inputs checked against the artifact before onnxrunt
   it('the CLI exits 2, never 1, for a bad inputs file', async () => {
     const inputs = fresh('cli-in.safetensors');
     await writeInputs(inputs, { ...spec, prefix: [999] });
-    const r = vlmc(['run', artifact, '--inputs', inputs, '--out', fresh('cli-out.safetensors')]);
+    const r = await vlmcInProcess(['run', artifact, '--inputs', inputs, '--out', fresh('cli-out.safetensors')]);
     expect(r.status).toBe(2);
     expect(r.stderr).toContain("'input_ids' holds 999");
   });
@@ -313,7 +314,7 @@ describe('defect 9: config values that built broken artifacts', () => {
     rmSync(path.join(fromConfig, 'added_tokens.json'));
     writeFileSync(path.join(fromConfig, 'tokenizer_config.json'), JSON.stringify({ added_tokens_decoder: { '9999': { content: '<IMG_CONTEXT>' } } }));
     await expectUserError(build({ weights: fromConfig, out: fresh('id2') }), 'tokenizer_config.json', 'id 9999');
-    const r = vlmc(['build', '--weights', path.join(QWEN, 'unified'), '--img-context-token-id', '99999999999999999999999', '--out', fresh('id3')]);
+    const r = await vlmcInProcess(['build', '--weights', path.join(QWEN, 'unified'), '--img-context-token-id', '99999999999999999999999', '--out', fresh('id3')]);
     expect(r.status).toBe(2);
     expect(r.stderr).toContain('--img-context-token-id must be an integer');
     await expectUserError(build({ weights: path.join(QWEN, 'unified'), imgContextTokenId: 160, out: fresh('id4') }), '--img-context-token-id', 'id 160');

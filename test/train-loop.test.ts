@@ -8,12 +8,12 @@ import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { cpSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import * as path from 'node:path';
-import { FIXTURES, tempDir, removeDir, vlmc } from './helpers.ts';
+import { FIXTURES, tempDir, removeDir, vlmc, vlmcInProcess } from './helpers.ts';
 import { SafetensorsFile } from '../src/checkpoint/safetensors.ts';
 import { encodeSample, readJsonl } from '../src/train/data.ts';
 import { readRequestConfig } from '../src/inputs/config.ts';
 import { loadTokenizer } from '../src/tokenizer/index.ts';
-import type { Manifest } from '../src/artifact/manifest.ts';
+import type { Manifest } from '../src/artifact/format.ts';
 import { TEMPLATES } from '../src/prompt/templates.ts';
 
 const fx = path.join(FIXTURES, 'qwen2-tiny');
@@ -63,7 +63,7 @@ describe('vlmc train: Path B -> stage 1 -> Path A -> stage 2', () => {
 
   it('labels only the answers (and their end-of-turn token), as the dataset code masks them', async () => {
     const a = path.join(work, 'labels-artifact');
-    const b = vlmc(['build', '--vision', path.join(work, 'vision'), '--llm', path.join(work, 'llm'), '--out', a, '--train', '--preset', 'stage1', '--quiet']);
+    const b = await vlmcInProcess(['build', '--vision', path.join(work, 'vision'), '--llm', path.join(work, 'llm'), '--out', a, '--train', '--preset', 'stage1', '--quiet']);
     expect(b.stderr).toBe('');
     const config = readRequestConfig(a);
     const tokenizer = loadTokenizer(a);
@@ -82,8 +82,9 @@ describe('vlmc train: Path B -> stage 1 -> Path A -> stage 2', () => {
 
   it('trains, saves a checkpoint Path A builds, trains stage 2 from it, and resumes', async () => {
     const a1 = path.join(work, 'stage1-artifact');
-    expect(vlmc(['build', '--vision', path.join(work, 'vision'), '--llm', path.join(work, 'llm'), '--seed', '3', '--out', a1, '--train', '--preset', 'stage1', '--quiet']).status).toBe(0);
+    expect((await vlmcInProcess(['build', '--vision', path.join(work, 'vision'), '--llm', path.join(work, 'llm'), '--seed', '3', '--out', a1, '--train', '--preset', 'stage1', '--quiet'])).status).toBe(0);
     const t1 = path.join(work, 'stage1');
+    // A process of its own: its stderr is the whole process's, onnxruntime's native logging included.
     const r1 = vlmc(['train', a1, '--data', data, '--steps', '6', '--lr', '1e-2', '--grad-accum', '2', '--out', t1]);
     expect(r1.stderr).toBe('');
     expect(r1.status).toBe(0);
@@ -96,7 +97,7 @@ describe('vlmc train: Path B -> stage 1 -> Path A -> stage 2', () => {
 
     // Path A from the saved checkpoint binds the trained projector byte for byte.
     const a2 = path.join(work, 'stage2-artifact');
-    const b2 = vlmc(['build', '--weights', ckpt, '--out', a2, '--train', '--preset', 'stage2', '--quiet']);
+    const b2 = await vlmcInProcess(['build', '--weights', ckpt, '--out', a2, '--train', '--preset', 'stage2', '--quiet']);
     expect(b2.stderr).toBe('');
     expect(b2.status).toBe(0);
     const manifest = JSON.parse(readFileSync(path.join(a2, 'manifest.json'), 'utf8')) as Manifest;
@@ -108,35 +109,35 @@ describe('vlmc train: Path B -> stage 1 -> Path A -> stage 2', () => {
     await saved.close();
 
     const t2 = path.join(work, 'stage2');
-    const r2 = vlmc(['train', a2, '--data', data, '--steps', '3', '--lr', '1e-3', '--out', t2]);
+    const r2 = await vlmcInProcess(['train', a2, '--data', data, '--steps', '3', '--lr', '1e-3', '--out', t2]);
     expect(r2.status).toBe(0);
     const losses2 = [...r2.stdout.matchAll(/loss (\S+)/g)].map((m) => Number(m[1]));
     expect(losses2[2]!).toBeLessThan(losses2[0]!);
 
     // Resume: two more steps from checkpoint-3, optimizer state included.
-    const r3 = vlmc(['train', a2, '--data', data, '--steps', '5', '--lr', '1e-3', '--out', t2, '--resume']);
+    const r3 = await vlmcInProcess(['train', a2, '--data', data, '--steps', '5', '--lr', '1e-3', '--out', t2, '--resume']);
     expect(r3.stderr).toBe('');
     expect(r3.stdout).toMatch(/^step 4 loss/);
     expect(r3.stdout).toContain('checkpoint-5');
     expect(JSON.parse(readFileSync(path.join(t2, 'trainer_state.json'), 'utf8'))).toEqual({ step: 5, last_checkpoint: 'checkpoint-5' });
   });
 
-  it('bad input exits 2 naming the problem', () => {
+  it('bad input exits 2 naming the problem', async () => {
     const bad = path.join(work, 'bad.jsonl');
     writeFileSync(bad, '{"conversations": [{"from": "human", "value": "hi"}]}\n');
-    const r = vlmc(['train', path.join(work, 'stage1-artifact'), '--data', bad, '--steps', '1', '--out', path.join(work, 'x')]);
+    const r = await vlmcInProcess(['train', path.join(work, 'stage1-artifact'), '--data', bad, '--steps', '1', '--out', path.join(work, 'x')]);
     expect(r.status).toBe(2);
     expect(r.stderr).toBe(`vlmc: ${bad}:1: no 'gpt' turn: nothing to learn\n`);
-    const noTrain = vlmc(['train', path.join(work, 'nothing'), '--data', data, '--steps', '1', '--out', path.join(work, 'y')]);
+    const noTrain = await vlmcInProcess(['train', path.join(work, 'nothing'), '--data', data, '--steps', '1', '--out', path.join(work, 'y')]);
     expect(noTrain.status).toBe(2);
     const odd = path.join(work, 'odd.jsonl');
     writeFileSync(odd, '{"conversations": [{"from": "human", "value": "caf\u00e9?"}, {"from": "gpt", "value": "no"}]}\n');
-    const r2 = vlmc(['train', path.join(work, 'stage1-artifact'), '--data', odd, '--steps', '1', '--out', path.join(work, 'z')]);
+    const r2 = await vlmcInProcess(['train', path.join(work, 'stage1-artifact'), '--data', odd, '--steps', '1', '--out', path.join(work, 'z')]);
     expect(r2.status).toBe(2);
     expect(r2.stderr).toContain(`${odd}:1: the tokenizer cannot encode`);
     const frozen = path.join(work, 'frozen-artifact');
-    expect(vlmc(['build', '--vision', path.join(work, 'vision'), '--llm', path.join(work, 'llm'), '--out', frozen, '--train', '--preset', 'inference', '--quiet']).status).toBe(0);
-    const r3 = vlmc(['train', frozen, '--data', data, '--steps', '1', '--out', path.join(work, 'w')]);
+    expect((await vlmcInProcess(['build', '--vision', path.join(work, 'vision'), '--llm', path.join(work, 'llm'), '--out', frozen, '--train', '--preset', 'inference', '--quiet'])).status).toBe(0);
+    const r3 = await vlmcInProcess(['train', frozen, '--data', data, '--steps', '1', '--out', path.join(work, 'w')]);
     expect(r3.status).toBe(2);
     expect(r3.stderr).toContain('no parameter is trainable');
   });

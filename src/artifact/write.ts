@@ -20,14 +20,10 @@ import { initialValues } from '../bind/init.ts';
 import { ConvertArena, convertChunk, type FloatStDType } from '../tensor/convert.ts';
 import { ChunkBuffers } from '../checkpoint/safetensors.ts';
 import { buildModelProto, encodeModel, type ExternalWeights } from '../onnx/emit.ts';
-import { withTempSibling } from './atomic.ts';
+import { withTempSibling } from '../fs/atomic.ts';
 import { Sha256Worker } from './sha256-worker.ts';
-import { MANIFEST_FORMAT, manifestJson, type Manifest, type ManifestParameter } from './manifest.ts';
+import { DATA_FILE, MANIFEST_FILE, MANIFEST_FORMAT, MODEL_FILE, SPLIT_DATA_FILE, manifestJson, type Manifest, type ManifestParameter } from './format.ts';
 import { VLMC_VERSION } from '../version.ts';
-
-export const MODEL_FILE = 'model.onnx';
-export const DATA_FILE = 'model.onnx.data';
-export const MANIFEST_FILE = 'manifest.json';
 
 /**
  * Bytes read per chunk while binding. Small enough that a chunk stays in cache from read through
@@ -86,9 +82,6 @@ export interface WriteOptions {
 function alignment(length: number): number {
   return length >= 65536 ? 4096 : 64;
 }
-
-/** The split artifact: graphs sharing one weights file (each parameter stored once). */
-export const SPLIT_DATA_FILE = 'weights.onnx.data';
 
 export interface SplitPart {
   /** File name in the artifact (`decoder.onnx`). */

@@ -9,14 +9,14 @@ import type { GraphParam } from '../ir/graph.ts';
 import type { Checkpoint } from '../checkpoint/checkpoint.ts';
 import { isFloatStDType } from '../tensor/convert.ts';
 import { pathPatternMatches } from '../dsl/freeze.ts';
-import type { KeyLayout, KeySource } from './layout.ts';
+import type { KeyLayout, KeySource } from '../dsl/layout.ts';
 
 /** A named checkpoint the build reads from: `unified` (Path A) or `vision` / `llm` (Path B). */
 export interface WeightSource {
   /** `projector`: Path B's projector taken from a saved file (unified-layout keys, `mlp1.*`). */
   role: 'unified' | 'vision' | 'llm' | 'projector';
   checkpoint: Checkpoint;
-  /** How graph parameter names become this checkpoint's keys (src/bind/layout.ts; the family supplies it). */
+  /** How graph parameter names become this checkpoint's keys (src/dsl/layout.ts; the family supplies it). */
   layout: KeyLayout;
 }
 

@@ -8,10 +8,10 @@
  */
 import { Command, CommanderError, Option } from 'commander';
 import { UserError } from '../errors.ts';
-import { fileSystemUserError } from '../artifact/fs-errors.ts';
+import { fileSystemUserError } from '../fs/errors.ts';
 import { existsSync, readdirSync } from 'node:fs';
 import * as nodePath from 'node:path';
-import { progressBar } from './progress.ts';
+import { progressBar, type TextOut } from './progress.ts';
 import { VLMC_VERSION } from '../version.ts';
 import type { ParamDType } from '../ir/dtype.ts';
 
@@ -41,14 +41,34 @@ function collectRule(action: 'freeze' | 'unfreeze', into: { action: 'freeze' | '
   };
 }
 
-export function program(): Command {
+/** Where one invocation's text goes. */
+export interface CliIO {
+  stdout: TextOut;
+  stderr: TextOut;
+}
+
+/** One invocation's outcome that commands set besides throwing: `lock --check` and `diff` exit 1 on a difference. */
+interface Invocation {
+  exitCode: number;
+}
+
+/** --ep: the onnxruntime execution provider (EXECUTION_PROVIDERS in src/runtime/providers.ts, not imported: it loads the ONNX protobuf classes; docs/cli.md says what each needs). */
+function executionProviderOption(): Option {
+  return new Option('--ep <provider>', 'onnxruntime execution provider: cpu, cuda (its libraries installed) or webgpu (a Vulkan GPU driver)').choices(['cpu', 'cuda', 'webgpu']).default('cpu');
+}
+
+export function program(io: CliIO = { stdout: process.stdout, stderr: process.stderr }, invocation: Invocation = { exitCode: 0 }): Command {
   // --freeze / --unfreeze in the order given: the last rule matching a parameter decides.
   const freezeRules: { action: 'freeze' | 'unfreeze'; pattern: string }[] = [];
+  const say = (line: string) => io.stdout.write(`${line}\n`);
   const cli = new Command('vlmc')
     .description('Compile InternVL-style vision-language models from a TypeScript DSL to ONNX')
     .version(VLMC_VERSION)
     .exitOverride()
-    .configureOutput({ writeErr: (s) => process.stderr.write(s) });
+    .configureOutput({
+      writeOut: (s) => io.stdout.write(s),
+      writeErr: (s) => io.stderr.write(s),
+    });
 
   cli
     .command('build')
@@ -62,7 +82,7 @@ export function program(): Command {
     .option('--seed <n>', 'seed for parameters that are initialised, not loaded', int('--seed'), 0)
     .addOption(new Option('--dtype <dtype>', 'stored parameter dtype').choices(['fp32', 'fp16', 'bf16']).default('fp32'))
     .option('--opset <n>', 'ONNX opset (17 to 24)', int('--opset'))
-    .addOption(new Option('--target <target>', 'portable: standard ONNX ops; gpu: ONNX Runtime fused ops').choices(['portable', 'gpu']).default('portable'))
+    .addOption(new Option('--target <target>', 'portable: standard ONNX ops; gpu: ONNX Runtime fused ops; webgpu: the fused ops the WebGPU provider runs').choices(['portable', 'gpu', 'webgpu']).default('portable'))
     .option('--fuse <list>', 'with --target gpu: none, all (default) or a comma list of fusions (gqa, vit-attention, gelu, skip-layernorm, rmsnorm)')
     .addOption(new Option('--quant <scheme>', 'with --target gpu: weight-only quantisation of the LLM linears (MatMulNBits)').choices(['int4', 'int8']))
     .addOption(new Option('--quant-block <n>', 'quantisation block size along K').choices(['16', '32', '64', '128', '256']).default('32'))
@@ -83,7 +103,7 @@ export function program(): Command {
     .option('--split', 'write vision.onnx, embedding.onnx and decoder.onnx (KV cache) with pipeline.json and the tokenizer files, for vlmc generate')
     .action(async (graph: string | undefined, o) => {
       const { build } = await import('../build.ts');
-      const progress = progressBar('binding', Boolean(o.quiet));
+      const progress = progressBar('binding', Boolean(o.quiet), io.stderr);
       const { manifest } = await build({
         graph,
         weights: o.weights,
@@ -114,10 +134,10 @@ export function program(): Command {
       progress?.finish();
       const c = manifest.counts;
       const kind = manifest.build.structure_only ? ', structure only (no weights; `vlmc run` needs --weights or --init random)' : '';
-      console.log(`${o.out}: ${manifest.parameters.length} tensors, ${c.total.toLocaleString('en-US')} parameters (${c.trainable.toLocaleString('en-US')} trainable), path ${manifest.build.path}, ${manifest.build.dtype}${kind}`);
+      say(`${o.out}: ${manifest.parameters.length} tensors, ${c.total.toLocaleString('en-US')} parameters (${c.trainable.toLocaleString('en-US')} trainable), path ${manifest.build.path}, ${manifest.build.dtype}${kind}`);
       if (manifest.train) {
         const { pruningLine } = await import('../train/artifact.ts');
-        console.log(pruningLine(manifest.train));
+        say(pruningLine(manifest.train));
       }
     });
 
@@ -128,10 +148,11 @@ export function program(): Command {
     .requiredOption('--inputs <file>', 'safetensors with pixel_values, input_ids, image_flags')
     .requiredOption('--out <file>', 'safetensors to write the outputs to')
     .addOption(new Option('--graph <graph>', 'which graph: model.onnx, train.onnx (loss and grad.*; trainable values default to the bound weights) or optimizer.onnx').choices(['model', 'train', 'optimizer']).default('model'))
+    .addOption(executionProviderOption())
     .action(async (artifact: string, o) => {
-      const { runArtifact } = await import('../runtime/run.ts');
-      const outputs = await runArtifact(artifact, o.inputs, o.out, o.graph);
-      for (const [name, t] of Object.entries(outputs)) console.log(`${name} ${t.dtype}[${t.shape.join(', ')}]`);
+      const { runArtifact } = await import('../run.ts');
+      const outputs = await runArtifact(artifact, o.inputs, o.out, o.graph, o.ep);
+      for (const [name, t] of Object.entries(outputs)) say(`${name} ${t.dtype}[${t.shape.join(', ')}]`);
     });
 
   cli
@@ -152,9 +173,10 @@ export function program(): Command {
     .option('--image-root <dir>', 'folder image names are relative to (default: the jsonl\'s)')
     .option('--resume', 'continue from the last checkpoint in --out')
     .option('--quiet', 'no progress output')
+    .addOption(executionProviderOption())
     .action(async (artifact: string, o) => {
       const { train } = await import('../train/loop.ts');
-      const tty = Boolean(process.stderr.isTTY) && !o.quiet;
+      const tty = Boolean(io.stderr.isTTY) && !o.quiet;
       const result = await train({
         artifact,
         data: o.data,
@@ -170,13 +192,14 @@ export function program(): Command {
         saveEvery: o.saveEvery,
         resume: Boolean(o.resume),
         imageRoot: o.imageRoot,
+        ep: o.ep,
         onStep: (step, steps, loss) => {
-          if (tty) process.stderr.write(`\rstep ${step}/${steps} loss ${loss.toFixed(4)}${step === steps ? '\n' : ''}`);
+          if (tty) io.stderr.write(`\rstep ${step}/${steps} loss ${loss.toFixed(4)}${step === steps ? '\n' : ''}`);
         },
       });
       if (!o.quiet) {
-        result.losses.forEach((l, i) => console.log(`step ${result.startStep + i + 1} loss ${l.toFixed(6)}`));
-        console.log(`saved ${result.checkpoint}`);
+        result.losses.forEach((l, i) => say(`step ${result.startStep + i + 1} loss ${l.toFixed(6)}`));
+        say(`saved ${result.checkpoint}`);
       }
     });
 
@@ -194,7 +217,7 @@ export function program(): Command {
     .option('--seed <n>', 'sampling seed', int('--seed'))
     .option('--out <file>', 'safetensors to write tokens I64 [batch, N] and logits F32 [batch, N, vocab] to')
     .option('--json', 'print one JSON object (steps, tokens, text) instead of streaming')
-    .addOption(new Option('--ep <provider>', 'onnxruntime execution provider').choices(['cpu', 'cuda']).default('cpu'))
+    .addOption(executionProviderOption())
     .action(async (artifact: string, o) => {
       const { generateCommand } = await import('../generate/cli.ts');
       await generateCommand({
@@ -210,6 +233,7 @@ export function program(): Command {
         topK: o.topK,
         seed: o.seed,
         ep: o.ep,
+        write: (s) => io.stdout.write(s),
       });
     });
 
@@ -231,8 +255,8 @@ export function program(): Command {
       const { init } = await import('../init/init.ts');
       const file = await init({ ...o, imageSize: o.forceImageSize });
       const { lockPathFor } = await import('../review/lock.ts');
-      console.log(`wrote ${file}`);
-      console.log(`wrote ${lockPathFor(file)}`);
+      say(`wrote ${file}`);
+      say(`wrote ${lockPathFor(file)}`);
     });
 
   cli
@@ -245,36 +269,59 @@ export function program(): Command {
       const files = graphs.length > 0 ? graphs : projectGraphs();
       if (o.check) {
         const { stale, missing } = await checkLocks(files);
-        for (const f of stale) console.log(`stale    ${f}`);
-        for (const f of missing) console.log(`missing  ${f}`);
+        for (const f of stale) say(`stale    ${f}`);
+        for (const f of missing) say(`missing  ${f}`);
         if (stale.length + missing.length > 0) {
-          console.log('run `npx vlmc lock` and commit the result');
-          process.exitCode = 1;
-        } else console.log(`${files.length} lock${files.length === 1 ? '' : 's'} up to date`);
+          say('run `npx vlmc lock` and commit the result');
+          invocation.exitCode = 1;
+        } else say(`${files.length} lock${files.length === 1 ? '' : 's'} up to date`);
         return;
       }
       for (const f of files) {
         const { path, changed } = await writeLock(f);
-        console.log(`${changed ? 'wrote    ' : 'unchanged'} ${path}`);
+        say(`${changed ? 'wrote    ' : 'unchanged'} ${path}`);
       }
     });
 
   cli
     .command('diff')
-    .description('compare two graphs: graph files, REV:path, artifact folders or .onnx files (exit 0 same, 1 different)')
-    .argument('<a>', 'graph file, git revision of one (HEAD~1:graphs/x.ts), artifact folder, or .onnx file')
+    .description('compare two graphs: graph files, REV:path, artifact folders (single, split, --train), checkpoint folders or .onnx files (exit 0 same, 1 different)')
+    .argument('<a>', 'graph file, git revision of one (HEAD~1:graphs/x.ts), artifact folder, checkpoint folder, or .onnx file')
     .argument('<b>', 'the same kinds')
-    .addOption(new Option('--format <format>', 'output format').choices(['text', 'markdown', 'json']).default('text'))
+    .addOption(new Option('--format <format>', 'output format: text, markdown (a PR comment, with a Mermaid diagram), json, or html (both pictures with the changes marked)').choices(['text', 'markdown', 'json', 'html']).default('text'))
+    .option('--out <file>', 'with --format html: the page to write (default: standard output)')
     .option('--nodes', 'include node-level detail')
     .option('--weights', 'compare tensor hashes (reads the weights)')
     .action(async (a: string, b: string, o) => {
       const { diffExitCode, diffSummaries, renderJson, renderMarkdown, renderText, resolveOperand } = await import('../review/index.ts');
+      if (o.out !== undefined && o.format !== 'html') throw new UserError(`--out writes the page of --format html; redirect the ${o.format} output instead`);
+      const { checkOutputPath } = await import('../fs/output-path.ts');
+      if (o.out !== undefined) checkOutputPath(o.out, { kind: 'diff', flag: '--out', inputs: [a, b] });
       const left = await resolveOperand(a, { weights: Boolean(o.weights) });
       const right = await resolveOperand(b, { weights: Boolean(o.weights) });
       const d = diffSummaries(left.summary, right.summary, { nodes: Boolean(o.nodes), labels: [a, b] });
-      const render = { text: renderText, markdown: renderMarkdown, json: renderJson }[o.format as 'text' | 'markdown' | 'json'];
-      process.stdout.write(render(d));
-      process.exitCode = diffExitCode(d);
+      invocation.exitCode = diffExitCode(d);
+      if (o.format !== 'html') {
+        const render = { text: renderText, markdown: renderMarkdown, json: renderJson }[o.format as 'text' | 'markdown' | 'json'];
+        io.stdout.write(render(d));
+        return;
+      }
+      const { diffPage, diffView } = await import('../review/view/index.ts');
+      const page = diffPage(diffView(left, right, d), renderText(d));
+      if (o.out === undefined) io.stdout.write(page);
+      else await (await import('../fs/atomic.ts')).writeFileAtomic(o.out, page);
+    });
+
+  cli
+    .command('view')
+    .description('draw a model as one self-contained HTML page: its module tree as a zoomable treemap sized by parameter count')
+    .argument('<model>', 'graph file, artifact folder (single, split or --train), checkpoint folder, .onnx file, or REV:graph')
+    .requiredOption('--out <file>', 'the HTML page to write')
+    .action(async (model: string, o) => {
+      const { writeView } = await import('../review/view/index.ts');
+      const view = await writeView(model, o.out);
+      const trainable = view.trainable === undefined ? 'freeze state unknown' : `${view.trainable.toLocaleString('en-US')} trainable`;
+      say(`${o.out}: ${view.total.toLocaleString('en-US')} parameters (${trainable}), ${view.tensors} tensors, ${view.panels.length} panel${view.panels.length === 1 ? '' : 's'}`);
     });
 
   cli
@@ -304,8 +351,8 @@ export function program(): Command {
         out: o.out,
       });
       const [rows, seq] = r.inputs.input_ids.shape;
-      console.log(`${o.out}: input_ids [${rows}, ${seq}], pixel_values [${r.inputs.pixel_values.shape.join(', ')}], template ${r.config.template.name}, eos ${r.eosTokenId}`);
-      for (const im of r.images) console.log(`  ${im.file}: ${im.width}x${im.height} -> ${im.grid[0]}x${im.grid[1]} grid, ${im.tiles} tiles`);
+      say(`${o.out}: input_ids [${rows}, ${seq}], pixel_values [${r.inputs.pixel_values.shape.join(', ')}], template ${r.config.template.name}, eos ${r.eosTokenId}`);
+      for (const im of r.images) say(`  ${im.file}: ${im.width}x${im.height} -> ${im.grid[0]}x${im.grid[1]} grid, ${im.tiles} tiles`);
     });
 
   cli
@@ -315,7 +362,7 @@ export function program(): Command {
     .action(async (o) => {
       const { demo } = await import('../demo.ts');
       const report = await demo(o.out);
-      for (const line of report.lines) console.log(line);
+      for (const line of report.lines) say(line);
     });
 
   cli
@@ -328,7 +375,7 @@ export function program(): Command {
     .action(async (checkpoint: string, o) => {
       const { exportHF } = await import('../export/hf.ts');
       const r = await exportHF({ checkpoint, out: o.out, spelling: o.spelling });
-      console.log(`${r.out}: ${r.tensors} tensors in the Hugging Face layout (${o.spelling} keys)`);
+      say(`${r.out}: ${r.tensors} tensors in the Hugging Face layout (${o.spelling} keys)`);
     });
 
   return cli;
@@ -343,30 +390,58 @@ function projectGraphs(): string[] {
     .map((f) => nodePath.join('graphs', f));
 }
 
-export async function main(argv: string[]): Promise<number> {
+/** Runs one command line, writing to `io` (the process's streams by default); returns the exit code. */
+export async function main(argv: string[], io: CliIO = { stdout: process.stdout, stderr: process.stderr }): Promise<number> {
+  const invocation: Invocation = { exitCode: 0 };
   try {
-    process.exitCode = 0;
-    await program().parseAsync(argv, { from: 'user' });
-    return Number(process.exitCode ?? 0);
+    await program(io, invocation).parseAsync(argv, { from: 'user' });
+    return invocation.exitCode;
   } catch (e) {
-    return exitCodeFor(e);
+    return exitCodeFor(e, io.stderr);
   }
 }
 
-function exitCodeFor(e: unknown): number {
+export interface CliResult {
+  status: number;
+  stdout: string;
+  stderr: string;
+}
+
+/**
+ * `vlmc <argv>` inside this process, its output collected instead of written: for tests and hosts
+ * that would otherwise spawn bin/vlmc.js. Nothing is drawn (no terminal) and process.exitCode is left
+ * alone. `cwd` changes the process's working folder for the call (commands resolve paths against
+ * it), so calls must not overlap; graph files load through the host's module loader (bin/vlmc.js
+ * registers tsx and the graph-file hooks; a host must do the same or have its own, as vitest does).
+ */
+export async function runCli(argv: string[], options: { cwd?: string } = {}): Promise<CliResult> {
+  let stdout = '';
+  let stderr = '';
+  const io: CliIO = { stdout: { write: (s: string) => (stdout += s) }, stderr: { write: (s: string) => (stderr += s) } };
+  const home = process.cwd();
+  if (options.cwd) process.chdir(options.cwd);
+  try {
+    const status = await main(argv, io);
+    return { status, stdout, stderr };
+  } finally {
+    if (options.cwd) process.chdir(home);
+  }
+}
+
+function exitCodeFor(e: unknown, stderr: TextOut): number {
   if (e instanceof CommanderError) {
     // --help / --version end with code 0; usage errors are bad input.
     return e.exitCode === 0 ? 0 : 2;
   }
   if (e instanceof UserError) {
-    process.stderr.write(`vlmc: ${e.message}\n`);
+    stderr.write(`vlmc: ${e.message}\n`);
     return 2;
   }
   const fsError = fileSystemUserError(e);
   if (fsError) {
-    process.stderr.write(`vlmc: ${fsError.message}\n`);
+    stderr.write(`vlmc: ${fsError.message}\n`);
     return 2;
   }
-  process.stderr.write(`vlmc: internal error: ${(e as Error)?.stack ?? String(e)}\n`);
+  stderr.write(`vlmc: internal error: ${(e as Error)?.stack ?? String(e)}\n`);
   return 1;
 }

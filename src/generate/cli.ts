@@ -3,11 +3,12 @@
  * stdout as text (or ids, when the artifact has no tokenizer.json), optionally every step's tokens
  * and logits to a safetensors file, or a JSON summary.
  */
-import { checkOutputPath } from '../artifact/output-path.ts';
+import { checkOutputPath } from '../fs/output-path.ts';
 import { existsSync } from 'node:fs';
 import * as nodePath from 'node:path';
 import { UserError } from '../errors.ts';
-import { readInputs, writeOutputs, type HostTensor } from '../runtime/run.ts';
+import type { HostTensor } from '../runtime/session.ts';
+import { readInputs, writeOutputs } from '../runtime/tensor-files.ts';
 import { generate, type GenerateInputs, type GenerateOptions, type GenerationStep } from './generate.ts';
 import { SplitSession } from './session.ts';
 import { readPipeline } from './pipeline.ts';

@@ -6,8 +6,8 @@
  */
 import { UserError } from '../errors.ts';
 import { mulberry32 } from '../bind/init.ts';
-import type { HostTensor } from '../runtime/run.ts';
-import { SplitSession, allTiles, type SessionOptions } from './session.ts';
+import type { HostTensor, SessionOptions } from '../runtime/session.ts';
+import { SplitSession, allTiles } from './session.ts';
 
 export interface GenerateInputs {
   pixel_values: HostTensor;

@@ -11,9 +11,8 @@ import type { Graph } from '../ir/graph.ts';
 import type { InternVLChatModel } from '../models/internvl.ts';
 import { headDimOf } from '../models/llm/decoder.ts';
 import type { RopeScaling } from '../nn/rotary.ts';
-import type { ManifestIO } from '../artifact/manifest.ts';
+import { PIPELINE_FILE, type ManifestIO } from '../artifact/format.ts';
 
-export const PIPELINE_FILE = 'pipeline.json';
 export const PIPELINE_FORMAT = 'vlmc-pipeline/1';
 
 /** The three graphs, in the order a forward runs them. */
@@ -151,11 +150,6 @@ function optional<K extends string>(key: K, v: unknown, type: 'number' | 'boolea
 
 export function pipelineJson(p: Pipeline): string {
   return `${JSON.stringify(p, null, 2)}\n`;
-}
-
-/** Whether a folder is a split artifact. */
-export function isSplitArtifact(dir: string): boolean {
-  return existsSync(nodePath.join(dir, PIPELINE_FILE));
 }
 
 export function readPipeline(dir: string): Pipeline {

@@ -2,25 +2,11 @@
  * A split artifact opened in onnxruntime-node: one session per graph, and the three steps of a
  * forward (vision, embedding, decoder with a KV cache) on host tensors.
  */
-import * as nodePath from 'node:path';
-import { hasQuantisedWeights, peekManifest } from '../artifact/manifest.ts';
 import type ort from 'onnxruntime-node';
 import { UserError } from '../errors.ts';
-import { loadOrt, refuseStructureOnly, type HostTensor } from '../runtime/run.ts';
+import { openSplitSessions, toHost, type HostTensor, type SessionOptions } from '../runtime/session.ts';
+import { DeviceTensors, runOnDevice } from '../runtime/providers.ts';
 import { readPipeline, SPLIT_ENTRIES, type Pipeline, type SplitEntry } from './pipeline.ts';
-
-export type ExecutionProvider = 'cpu' | 'cuda';
-
-export interface SessionOptions {
-  /** Execution provider; `cuda` only where this onnxruntime-node build has it. */
-  ep?: ExecutionProvider;
-  /**
-   * Let ORT repack every weight for its GEMM kernels at session creation. Off by default: the
-   * repacked copy costs seconds and a second copy of the weights in memory, while the unpacked
-   * weights stay memory-mapped from the data file (see docs/performance.md, Inference).
-   */
-  prepackWeights?: boolean;
-}
 
 /** The cache of one layer: [batch, kv_heads, past, head_dim]. */
 export type KvPair = { key: ort.Tensor; value: ort.Tensor };
@@ -31,32 +17,21 @@ export class SplitSession {
     readonly pipeline: Pipeline,
     private readonly ort: typeof import('onnxruntime-node'),
     private readonly sessions: Record<SplitEntry, ort.InferenceSession>,
+    /** The KV cache when it lives on the device (webgpu). */
+    private readonly onDevice = new DeviceTensors(),
   ) {}
 
   static async open(dir: string, o: SessionOptions = {}): Promise<SplitSession> {
     const pipeline = readPipeline(dir);
-    refuseStructureOnly(dir, peekManifest(dir));
-    const runtime = await loadOrt();
-    const providers = await executionProviders(runtime, o.ep ?? 'cpu');
-    // ORT would also log a failed provider load itself; the UserError below says it once.
-    if (o.ep && o.ep !== 'cpu') runtime.env.logLevel = 'fatal';
-    const sessions: Partial<Record<SplitEntry, ort.InferenceSession>> = {};
-    const options = sessionOptions(providers, { ...o, prepackWeights: o.prepackWeights ?? hasQuantisedWeights(dir) });
-    try {
-      // One at a time: together they would only compete for the same cores and disk.
-      for (const e of SPLIT_ENTRIES) {
-        sessions[e] = await runtime.InferenceSession.create(nodePath.join(dir, pipeline.graphs[e].file), options);
-      }
-    } catch (err) {
-      for (const s of Object.values(sessions)) await s.release();
-      // An execution provider that is listed but not installed fails here, inside ORT.
-      if (o.ep && o.ep !== 'cpu') throw new UserError(`--ep ${o.ep}: onnxruntime-node could not use it (${(err as Error).message.split('\n')[0]}); install its ${o.ep} provider libraries or use --ep cpu`);
-      throw err;
-    }
-    return new SplitSession(dir, pipeline, runtime, sessions as Record<SplitEntry, ort.InferenceSession>);
+    const files = Object.fromEntries(SPLIT_ENTRIES.map((e) => [e, pipeline.graphs[e].file])) as Record<SplitEntry, string>;
+    // The cache a decoder step returns is the next step's input: it need not visit the host.
+    const cache = pipeline.graphs.decoder.outputs.map((v) => v.name).filter((n) => n.startsWith('present.'));
+    const { runtime, sessions } = await openSplitSessions(dir, files, o, { decoder: cache });
+    return new SplitSession(dir, pipeline, runtime, sessions);
   }
 
   async release(): Promise<void> {
+    this.onDevice.releaseAll();
     for (const s of Object.values(this.sessions)) await s.release();
   }
 
@@ -72,7 +47,7 @@ export class SplitSession {
   async vision(pixelValues: ort.Tensor): Promise<ort.Tensor> {
     // A text-only request has no tiles: nothing for the ViT to do.
     if (pixelValues.dims[0] === 0) return this.noImageFeatures().features;
-    return (await this.sessions.vision.run({ pixel_values: pixelValues })).image_features!;
+    return (await runOnDevice(this.sessions.vision, { pixel_values: pixelValues })).image_features!;
   }
 
   /** Text embeddings with the flagged tiles' features spliced in at <IMG_CONTEXT> positions. */
@@ -80,7 +55,7 @@ export class SplitSession {
     const feeds: Record<string, ort.Tensor> = { input_ids: inputIds, image_features: imageFeatures };
     // A graph built with imageFlags: false (Hugging Face-native checkpoints) splices every tile.
     if (this.sessions.embedding.inputNames.includes('image_flags')) feeds.image_flags = imageFlags;
-    return (await this.sessions.embedding.run(feeds)).inputs_embeds!;
+    return (await runOnDevice(this.sessions.embedding, feeds)).inputs_embeds!;
   }
 
   /** Image features for text-only steps (decode): no tiles. */
@@ -115,7 +90,10 @@ export class SplitSession {
     return Array.from({ length: num_layers }, () => ({ key: empty(), value: empty() }));
   }
 
-  /** One decoder forward: logits (every position with fullLogits, else each row's last) and the new cache. */
+  /**
+   * One decoder forward: logits (every position with fullLogits, else each row's last) and the new
+   * cache. A cache on the device (webgpu) is released once consumed: pass each cache to one step.
+   */
   async decode(embeds: ort.Tensor, attentionMask: ort.Tensor, positionIds: ort.Tensor, past: KvPair[], fullLogits: boolean): Promise<{ logits: ort.Tensor; present: KvPair[] }> {
     const feeds: Record<string, ort.Tensor> = {
       inputs_embeds: embeds,
@@ -127,32 +105,12 @@ export class SplitSession {
       feeds[`past_key_values.${i}.key`] = p.key;
       feeds[`past_key_values.${i}.value`] = p.value;
     });
-    const out = await this.sessions.decoder.run(feeds);
+    const out = await runOnDevice(this.sessions.decoder, feeds);
     const present = past.map((_, i) => ({ key: out[`present.${i}.key`]!, value: out[`present.${i}.value`]! }));
+    this.onDevice.consumed(past.flatMap((p) => [p.key, p.value]));
+    this.onDevice.keep(present.flatMap((p) => [p.key, p.value]));
     return { logits: out.logits!, present };
   }
-}
-
-function sessionOptions(providers: string[], o: SessionOptions): import('onnxruntime-node').InferenceSession.SessionOptions {
-  return {
-    executionProviders: providers,
-    logSeverityLevel: 3,
-    ...(o.prepackWeights ? {} : { extra: { session: { disable_prepacking: '1' } } }),
-  };
-}
-
-async function executionProviders(runtime: typeof import('onnxruntime-node'), ep: ExecutionProvider): Promise<string[]> {
-  if (ep === 'cpu') return ['cpu'];
-  const available = runtime.listSupportedBackends().map((b) => b.name);
-  if (!available.includes(ep)) {
-    throw new UserError(`--ep ${ep}: this onnxruntime-node build has no ${ep} execution provider (it has: ${available.join(', ')}); install onnxruntime-node with CUDA support (npm's onnxruntime-node ships CUDA on linux x64 only) or use --ep cpu`);
-  }
-  return [ep, 'cpu'];
-}
-
-/** A host tensor's copy of an ORT tensor. */
-export function toHost(t: ort.Tensor): HostTensor {
-  return { dtype: t.type as HostTensor['dtype'], shape: [...t.dims], data: t.data as Float32Array | BigInt64Array };
 }
 
 /**

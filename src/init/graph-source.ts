@@ -6,7 +6,7 @@ import { Project, type CodeBlockWriter } from 'ts-morph';
 import type { InternVLChatModel } from '../models/internvl.ts';
 import { LLM_FAMILIES } from '../models/llm/index.ts';
 import type { DecoderConfig } from '../models/llm/decoder.ts';
-import type { InternViTConfig } from '../models/internvit.ts';
+import type { InternViTConfig } from '../models/internvit-config.ts';
 
 export interface GraphSourceOptions {
   name: string;

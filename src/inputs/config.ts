@@ -10,7 +10,7 @@ import * as nodePath from 'node:path';
 import { UserError } from '../errors.ts';
 import { MAX_TILES } from '../preprocess/tiling.ts';
 import { getTemplate, type ConversationTemplate } from '../prompt/templates.ts';
-import { MANIFEST_FILE } from '../artifact/write.ts';
+import { MANIFEST_FILE, PIPELINE_FILE, readManifestObject } from '../artifact/format.ts';
 
 export interface RequestConfig {
   /** The config.json read. */
@@ -36,9 +36,6 @@ export interface RequestConfig {
   /** What an artifact's manifest records (`vlmc.tokens_per_tile`, `vlmc.img_context_token_id`), to cross-check. */
   artifact?: { tokensPerTile?: number; imgContextTokenId?: number };
 }
-
-/** A split artifact's description of its pipeline (written by `vlmc build --split`). */
-export const PIPELINE_FILE = 'pipeline.json';
 
 export function readRequestConfig(dir: string, o: { template?: string } = {}): RequestConfig {
   const file = nodePath.join(dir, 'config.json');
@@ -112,7 +109,7 @@ function systemMessageOf(cfg: Record<string, unknown>, file: string): string | u
 function artifactRecord(dir: string): RequestConfig['artifact'] {
   const file = nodePath.join(dir, MANIFEST_FILE);
   if (!existsSync(file)) return undefined;
-  const meta = objectField(readJsonObject(file), 'metadata', file) ?? {};
+  const meta = objectField(readManifestObject(file), 'metadata', file) ?? {};
   const int = (k: string) => (typeof meta[k] === 'string' && /^\d+$/.test(meta[k] as string) ? Number(meta[k]) : undefined);
   return { tokensPerTile: int('vlmc.tokens_per_tile'), imgContextTokenId: int('vlmc.img_context_token_id') };
 }

@@ -97,7 +97,7 @@ const RULES: Record<string, Rule> = {
     if (sizes.length !== n.outputs.length) throw new Error(`split has ${sizes.length} sizes for ${n.outputs.length} outputs`);
     n.outputs.forEach((o, i) => (o.shape = x.map((d, j) => (j === axis ? sizes[i]! : d))));
   },
-  // Gradient ops (src/train/grad-rules): results shaped like their data, or padded.
+  // Gradient ops (src/passes/grad-rules): results shaped like their data, or padded.
   ScatterND: (n) => setShape(n, req(n, 0).shape),
   ScatterElements: (n) => setShape(n, req(n, 0).shape),
   NonZero: (n) => setShape(n, [req(n, 0).rank, freshDim('nonzero')]),

@@ -5,11 +5,10 @@
  * config.json fields; these name the graph file line.
  */
 import { checkOptionKeys, checkWhole, optionError } from '../dsl/options.ts';
-import { LIMITS } from './llm/hf-config.ts';
+import { LIMITS } from './config-fields.ts';
 import type { DecoderConfig } from './llm/decoder.ts';
 import { LAYER_TYPES } from './llm/sliding-window.ts';
-import type { InternViTConfig } from './internvit.ts';
-import type { InternVLOptions } from './internvl.ts';
+import type { InternViTConfig } from './internvit-config.ts';
 
 const DECODER_KEYS = ['hidden', 'heads', 'kvHeads', 'headDim', 'layers', 'intermediate', 'vocab', 'rmsNormEps', 'ropeTheta', 'maxPositions', 'ropeScaling', 'tieEmbeddings', 'qkvBias', 'oBias', 'mlpBias', 'partialRotaryFactor', 'padTokenId', 'slidingWindow', 'layerTypes', 'moe'] as const;
 const MOE_KEYS = ['experts', 'topK', 'intermediate', 'normTopKProb', 'decoderSparseStep', 'mlpOnlyLayers', 'swigluLimit', 'swigluAlpha'] as const;
@@ -86,7 +85,22 @@ export function checkViTOptions(what: string, c: InternViTConfig): void {
   if (c.imageSize % c.patchSize !== 0) throw optionError(what, `imageSize (${c.imageSize}) is not a multiple of patchSize (${c.patchSize})`);
 }
 
-export function checkInternVLOptions(o: InternVLOptions): void {
+/**
+ * What the InternVL check reads of `InternVLOptions`. Spelled out over the towers' config types
+ * rather than imported: internvl.ts calls this check, so importing its options type back would
+ * make a cycle.
+ */
+export interface InternVLOptionsChecked {
+  vision: { config: InternViTConfig };
+  llm: { config: DecoderConfig };
+  downsampleRatio?: number;
+  psVersion?: string;
+  selectLayer?: number;
+  imageSize?: number;
+  imgContextTokenId?: number;
+}
+
+export function checkInternVLOptions(o: InternVLOptionsChecked): void {
   const what = 'internvl';
   checkOptionKeys(what, o, INTERNVL_KEYS);
   const v = o.vision.config;

@@ -3,10 +3,11 @@
  * graph file: Path A reads one InternVLChatConfig; Path B reads a vision and an LLM config.
  */
 import { UserError } from '../errors.ts';
-import { internViT, type InternViTConfig, type InternVisionModel } from './internvit.ts';
+import { internViT, type InternVisionModel } from './internvit.ts';
+import type { InternViTConfig } from './internvit-config.ts';
 import { internvl, type InternVLChatModel, type InternVLOptions } from './internvl.ts';
 import { llmFromHF } from './llm/index.ts';
-import { LIMITS, int, optBool, optInt, optNum, positive, type HFConfig } from './llm/hf-config.ts';
+import { LIMITS, int, optBool, optInt, optNum, positive, type HFConfig } from './config-fields.ts';
 import type { PsVersion } from './projector.ts';
 import { hfVisionConfig, internvlFromHFConfig, isHFInternVLConfig, isHFVisionConfig } from './from-hf-config.ts';
 

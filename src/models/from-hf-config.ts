@@ -6,10 +6,11 @@
  * pixel shuffle v2 only. Keys are bound through src/models/internvl.hf.names.ts.
  */
 import { UserError } from '../errors.ts';
-import { internViT, type InternViTConfig, type InternVisionModel } from './internvit.ts';
+import { internViT, type InternVisionModel } from './internvit.ts';
+import type { InternViTConfig } from './internvit-config.ts';
 import { internvl, type InternVLChatModel, type InternVLOptions } from './internvl.ts';
 import { llmFromHF } from './llm/index.ts';
-import { num, optBool, optNum, type HFConfig } from './llm/hf-config.ts';
+import { num, optBool, optNum, type HFConfig } from './config-fields.ts';
 
 /** transformers' InternVLVisionRMSNorm for q_norm / k_norm is built without an eps: LlamaRMSNorm's 1e-6. */
 export const HF_QK_NORM_EPS = 1e-6;

@@ -10,23 +10,7 @@ import { i64, INT64_MAX } from '../dsl/constants.ts';
 import { LayerNorm, Linear, RMSNorm, gelu, reshape } from '../nn/layers.ts';
 import { fullAttention } from '../nn/attention.ts';
 import { checkViTOptions } from './check-options.ts';
-
-export interface InternViTConfig {
-  hidden: number;
-  heads: number;
-  layers: number;
-  intermediate: number;
-  imageSize: number;
-  patchSize: number;
-  norm: 'layer_norm' | 'rms_norm';
-  qkvBias: boolean;
-  qkNorm: boolean;
-  eps: number;
-  /** eps of q_norm / k_norm when it is not `eps` (transformers' InternVLVisionAttention fixes 1e-6). */
-  qkNormEps?: number;
-  /** Layer-scale init (config.initializer_factor). */
-  layerScaleInit?: number;
-}
+import type { InternViTConfig } from './internvit-config.ts';
 
 type Norm = LayerNorm | RMSNorm;
 const makeNorm = (c: InternViTConfig): Norm => (c.norm === 'rms_norm' ? new RMSNorm(c.hidden, c.eps) : new LayerNorm(c.hidden, c.eps));

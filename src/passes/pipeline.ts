@@ -13,7 +13,9 @@ import { MODEL_ENTRY, TRAIN_ENTRY, type Model } from '../dsl/model.ts';
 import { foldShapes } from './fold-shapes.ts';
 import { removeDeadNodes, removeUnusedParams } from './dead-nodes.ts';
 import { appendBackward, type DimSizes, type PruningReport } from './differentiate.ts';
-import { fuseGraph, parseFuse, type Target } from './fusion/index.ts';
+import { fuseGraph, isFused, parseFuse, type Target } from './fusion/index.ts';
+import { checkWebgpuGraph } from './webgpu-profile.ts';
+import { lowerComposites } from './lower.ts';
 import { quantizeLinears } from './quantize.ts';
 import { computeInHalf } from './half-precision.ts';
 import { checkOpset, retargetOpset } from './opset.ts';
@@ -37,7 +39,7 @@ export interface PassContext {
   entry: string;
   options: PipelineOptions;
   /** What passes found, for the build's summary and the manifest. */
-  report: { pruning?: PruningReport; fusions?: Record<string, number> };
+  report: { pruning?: PruningReport; fusions?: Record<string, number>; lowered?: Record<string, number> };
 }
 
 export interface Pass {
@@ -68,6 +70,14 @@ export function finishGraph(graph: Graph): void {
 }
 
 export const PASSES: readonly Pass[] = [
+  {
+    name: 'lower-composites',
+    applies: () => true,
+    run: (g, ctx) => {
+      const fusions = parseFuse(ctx.options.fuse, targetOf(ctx));
+      ctx.report.lowered = lowerComposites(g, targetOf(ctx), isTraining(ctx) ? [] : fusions);
+    },
+  },
   { name: 'fold-shapes', applies: () => true, run: (g) => foldShapes(g) },
   { name: 'dead-nodes', applies: () => true, run: (g) => removeDeadNodes(g) },
   {
@@ -101,7 +111,7 @@ export const PASSES: readonly Pass[] = [
     // parseFuse also refuses --fuse without --target gpu, so it runs for every graph.
     refuse: (ctx) => void parseFuse(ctx.options.fuse, targetOf(ctx)),
     run: (g, ctx) => {
-      const counts = fuseGraph(g, parseFuse(ctx.options.fuse, targetOf(ctx)));
+      const counts = fuseGraph(g, parseFuse(ctx.options.fuse, targetOf(ctx)), ctx.report.lowered);
       ctx.report.fusions = counts;
       g.metadata['vlmc.target'] = targetOf(ctx);
       g.metadata['vlmc.fusions'] = Object.entries(counts).map(([n, c]) => `${n}:${c}`).join(',');
@@ -111,7 +121,7 @@ export const PASSES: readonly Pass[] = [
     name: 'quantize',
     applies: (ctx) => ctx.options.quant !== undefined,
     refuse: (ctx) => {
-      if (ctx.options.quant && targetOf(ctx) !== 'gpu') throw new UserError('--quant needs --target gpu: MatMulNBits is an ONNX Runtime contrib op');
+      if (ctx.options.quant && !isFused(targetOf(ctx))) throw new UserError('--quant needs --target gpu or webgpu: MatMulNBits is an ONNX Runtime contrib op');
     },
     run: (g, ctx) => {
       const q = ctx.options.quant!;
@@ -122,7 +132,7 @@ export const PASSES: readonly Pass[] = [
   {
     name: 'compute-in-half',
     // The gpu target computes in a half storage dtype; the portable graph only stores in it.
-    applies: (ctx) => targetOf(ctx) === 'gpu' && dtypeOf(ctx) !== 'float32',
+    applies: (ctx) => isFused(targetOf(ctx)) && dtypeOf(ctx) !== 'float32',
     run: (g, ctx) => {
       const dtype = dtypeOf(ctx) as 'float16' | 'bfloat16';
       // The KV cache stays in the compute dtype between steps where onnxruntime-node can hold it.
@@ -133,8 +143,16 @@ export const PASSES: readonly Pass[] = [
   },
   {
     name: 'store-params',
-    applies: (ctx) => targetOf(ctx) !== 'gpu' && dtypeOf(ctx) !== 'float32',
+    applies: (ctx) => !isFused(targetOf(ctx)) && dtypeOf(ctx) !== 'float32',
     run: (g, ctx) => storeParamsAs(g, dtypeOf(ctx)),
+  },
+  {
+    name: 'check-webgpu',
+    applies: (ctx) => targetOf(ctx) === 'webgpu',
+    refuse: (ctx) => {
+      if (targetOf(ctx) === 'webgpu' && dtypeOf(ctx) === 'bfloat16') throw new UserError('--target webgpu with --dtype bf16: WGSL has no bfloat16, so no WebGPU kernel computes in it; use --dtype fp16 or fp32');
+    },
+    run: (g) => checkWebgpuGraph(g),
   },
   ...FINISHING_PASSES,
 ];

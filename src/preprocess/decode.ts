@@ -22,7 +22,7 @@
 import { readFile } from 'node:fs/promises';
 import type { Sharp, SharpOptions } from 'sharp';
 import { UserError } from '../errors.ts';
-import { refuseNonRegularFile } from '../artifact/fs-errors.ts';
+import { refuseNonRegularFile } from '../fs/errors.ts';
 import { gifTransparentColour } from './gif.ts';
 
 export interface RgbImage {

@@ -5,8 +5,9 @@
  * InternVL graphs the token ids, the image flags and the `<IMG_CONTEXT>` count.
  */
 import { UserError } from '../errors.ts';
-import type { Manifest, ManifestIO } from '../artifact/manifest.ts';
+import type { Manifest, ManifestIO } from '../artifact/format.ts';
 import type { StDType } from '../tensor/convert.ts';
+import type { HostTensor } from './session.ts';
 
 /** What the inputs file declares for one tensor, before its bytes are read. */
 export interface DeclaredTensor {
@@ -112,5 +113,26 @@ export function checkDataAgainstManifest(dataFile: string, dataSize: number, man
     if (!Number.isSafeInteger(p.offset) || !Number.isSafeInteger(p.length) || p.offset < 0 || p.length < 0 || p.offset + p.length > dataSize) {
       throw new UserError(`${dataFile}: parameter '${p.name}' (bytes ${p.offset}..${p.offset + p.length} per manifest.json) lies outside the file (${dataSize} bytes); the artifact is damaged, rebuild it`);
     }
+  }
+}
+
+/**
+ * A graph without image_flags (transformers' InternVL) uses every tile, so the `<IMG_CONTEXT>`
+ * tokens must number tiles x tokens per tile exactly, as transformers requires; otherwise the splice
+ * would silently drop or repeat image features.
+ */
+export function checkImageTokenCount(manifest: Manifest, inputs: Record<string, HostTensor>, where: string): void {
+  if (manifest.inputs.some((i) => i.name === 'image_flags')) return;
+  const id = Number(manifest.metadata['vlmc.img_context_token_id']);
+  const perTile = Number(manifest.metadata['vlmc.tokens_per_tile']);
+  const ids = inputs['input_ids'];
+  const pixels = inputs['pixel_values'];
+  if (!ids || !pixels || !Number.isFinite(perTile) || manifest.metadata['vlmc.img_context_token_id'] === '') return;
+  const want = BigInt(id);
+  let count = 0;
+  for (const v of ids.data as BigInt64Array) if (v === want) count++;
+  const tiles = pixels.shape[0] ?? 0;
+  if (count !== tiles * perTile) {
+    throw new UserError(`${where}: input_ids hold ${count} <IMG_CONTEXT> tokens (id ${id}), but pixel_values has ${tiles} tile${tiles === 1 ? '' : 's'} x ${perTile} tokens = ${tiles * perTile}; this graph uses every tile (no image_flags)`);
   }
 }

@@ -1,7 +1,7 @@
 /** The training part of an artifact: file names and the manifest's `train` section. */
 import { existsSync, readFileSync } from 'node:fs';
 import * as nodePath from 'node:path';
-import type { ManifestTrain } from '../artifact/manifest.ts';
+import type { ManifestTrain } from '../artifact/format.ts';
 import type { Model } from '../dsl/model.ts';
 import { InternVLChatModel } from '../models/internvl.ts';
 import { internvlConfigJson } from '../models/to-config.ts';

@@ -5,19 +5,19 @@
  * every parameter, config.json, tokenizer files) that `vlmc build --weights` takes, plus the
  * optimizer state and step (optimizer.safetensors, trainer_state.json) to resume from.
  */
-import { checkAgainstInputs } from '../artifact/output-path.ts';
+import { checkAgainstInputs } from '../fs/output-path.ts';
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { writeFile, copyFile } from 'node:fs/promises';
 import { readBound, readRange } from './weights.ts';
 import * as nodePath from 'node:path';
 import type ort from 'onnxruntime-node';
 import { UserError } from '../errors.ts';
-import { openSession, openSessionFromBytes, readManifest, run, type HostTensor } from '../runtime/run.ts';
+import { loadOrt, openSession, openSessionFromBytes, run, type ExecutionProvider, type HostTensor } from '../runtime/session.ts';
+import { providerList } from '../runtime/providers.ts';
 import { buildModelProto, encodeModel } from '../onnx/emit.ts';
 import { VLMC_VERSION } from '../version.ts';
-import { DATA_FILE } from '../artifact/write.ts';
-import { withTempSibling, writeFileAtomic } from '../artifact/atomic.ts';
-import type { Manifest, ManifestParameter } from '../artifact/manifest.ts';
+import { withTempSibling, writeFileAtomic } from '../fs/atomic.ts';
+import { DATA_FILE, readManifest, type Manifest, type ManifestParameter } from '../artifact/format.ts';
 import { SafetensorsFile } from '../checkpoint/safetensors.ts';
 import { writeSafetensors, type TensorToWrite } from '../checkpoint/safetensors-write.ts';
 import { readRequestConfig } from '../inputs/config.ts';
@@ -48,6 +48,8 @@ export interface TrainOptions {
   /** Folder image names are relative to (default: the jsonl's folder). */
   imageRoot?: string;
   onStep?: (step: number, steps: number, loss: number) => void;
+  /** Execution provider of train.onnx and the AdamW step (default cpu). */
+  ep?: ExecutionProvider;
 }
 
 export interface TrainResult {
@@ -89,8 +91,9 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
   if (o.resume) startStep = await restore(o.out, params);
   if (startStep >= o.steps) throw new UserError(`${o.out}: already at step ${startStep}; ask for more than ${startStep} --steps to continue`);
 
-  const trainSession = await openSession(o.artifact, ['cpu'], 'train');
-  const optimizers = await optimizerSessions(o.artifact, params);
+  const providers = providerList(await loadOrt(), o.ep ?? 'cpu');
+  const trainSession = await openSession(o.artifact, providers, 'train');
+  const optimizers = await optimizerSessions(o.artifact, params, providers);
   const losses: number[] = [];
   let checkpoint = '';
   const accum = o.gradAccum ?? 1;
@@ -133,7 +136,7 @@ const OPTIMIZER_CHUNK_BYTES = 256 * 1024 * 1024;
  * The artifact's optimizer.onnx when the trainable parameters are small; otherwise the same AdamW
  * step compiled for consecutive groups of at most OPTIMIZER_CHUNK_BYTES, run one after another.
  */
-async function optimizerSessions(artifact: string, params: ParamState[]): Promise<{ session: ort.InferenceSession; members: number[] }[]> {
+async function optimizerSessions(artifact: string, params: ParamState[], providers: string[]): Promise<{ session: ort.InferenceSession; members: number[] }[]> {
   const groups: number[][] = [[]];
   let bytes = 0;
   params.forEach((p, i) => {
@@ -144,12 +147,12 @@ async function optimizerSessions(artifact: string, params: ParamState[]): Promis
     groups.at(-1)!.push(i);
     bytes += p.value.byteLength;
   });
-  if (groups.length === 1) return [{ session: await openSession(artifact, ['cpu'], 'optimizer'), members: groups[0]! }];
+  if (groups.length === 1) return [{ session: await openSession(artifact, providers, 'optimizer'), members: groups[0]! }];
   const out = [];
   for (const members of groups) {
     const graph = compileOptimizer(members.map((i) => ({ name: params[i]!.meta.name, shape: params[i]!.meta.shape })));
     const bytesOf = encodeModel(buildModelProto(graph, { location: DATA_FILE, entries: new Map() }, { producerVersion: VLMC_VERSION }));
-    out.push({ session: await openSessionFromBytes(bytesOf), members });
+    out.push({ session: await openSessionFromBytes(bytesOf, providers), members });
   }
   return out;
 }

@@ -17,7 +17,7 @@ import { UserError } from '../../errors.ts';
 import { LlamaAttention, LlamaDecoderLayer, LlamaForCausalLM } from './llama.ts';
 import { attendProjected, type DecoderConfig, type DecoderContext, type MoeConfig } from './decoder.ts';
 import { combineExperts, expertLinear, gatherExperts, overTokens, topKSoftmaxWeights, usedExperts } from './moe.ts';
-import { LIMITS, optInt, optNum, type HFConfig } from './hf-config.ts';
+import { LIMITS, optInt, optNum, type HFConfig } from '../config-fields.ts';
 
 /** GptOssConfig's defaults for what the expert activation reads. */
 export const GPT_OSS_SWIGLU = { limit: 7.0, alpha: 1.702 };

@@ -1,7 +1,8 @@
 /** The LLM families vlmc knows, by the Hugging Face architecture name in their config.json. */
 import { UserError } from '../../errors.ts';
 import type { CausalLM, DecoderConfig } from './decoder.ts';
-import { decoderConfigFromHF, optBool, type HFConfig } from './hf-config.ts';
+import { optBool, type HFConfig } from '../config-fields.ts';
+import { decoderConfigFromHF } from './hf-config.ts';
 import { gptOssSlidingWindow, phi3SlidingWindow, qwen2SlidingWindow, qwen3MoeSlidingWindow, type SlidingWindowSettings, type WindowSemantics } from './sliding-window.ts';
 import { qwen3Moe, qwen3MoeFromHF } from './qwen3-moe.ts';
 import { gptOss, gptOssDefaults, gptOssMoeFromHF } from './gpt-oss.ts';

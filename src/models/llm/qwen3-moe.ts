@@ -15,7 +15,7 @@ import { i64 } from '../../dsl/constants.ts';
 import { LlamaDecoderLayer, LlamaForCausalLM, LlamaMLP } from './llama.ts';
 import { Qwen3Attention } from './qwen3.ts';
 import { isSparseLayer, type DecoderConfig, type MoeConfig } from './decoder.ts';
-import { LIMITS, optBool, optInt, type HFConfig } from './hf-config.ts';
+import { LIMITS, optBool, optInt, type HFConfig } from '../config-fields.ts';
 import { UserError } from '../../errors.ts';
 import { combineExperts, expertLinear, gatherExperts, overTokens, softmaxTopKWeights, stackTransposed, usedExperts } from './moe.ts';
 

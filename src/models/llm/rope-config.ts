@@ -15,7 +15,7 @@
  */
 import { UserError } from '../../errors.ts';
 import { yarnMscale, type RopeScaling } from '../../nn/rotary.ts';
-import type { HFConfig } from './hf-config.ts';
+import type { HFConfig } from '../config-fields.ts';
 
 export interface RopeSettings {
   theta: number;

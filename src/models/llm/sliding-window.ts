@@ -18,7 +18,7 @@
  * context (Phi-3-mini-128k's 262144), and graphs stay as they were.
  */
 import { UserError } from '../../errors.ts';
-import { LIMITS, type HFConfig } from './hf-config.ts';
+import { LIMITS, type HFConfig } from '../config-fields.ts';
 
 export type LayerType = 'full_attention' | 'sliding_attention';
 export const LAYER_TYPES: readonly LayerType[] = ['full_attention', 'sliding_attention'];
