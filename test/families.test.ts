@@ -219,3 +219,27 @@ describe('sliding-window config round trip', () => {
     }
   });
 });
+
+/** Which decoder layers become GroupQueryAttention, per target (compiled structure-only, the split decoder). */
+describe('gqa fusion of windowed and sink attention', () => {
+  const decoderGqa = async (llm: Record<string, unknown>, target: 'gpu' | 'webgpu') => {
+    const { internvlFromConfig } = await import('../src/models/from-config.ts');
+    const { compile } = await import('../src/compile.ts');
+    const cfg = JSON.parse(readFileSync(path.join(FAMILIES, 'qwen3-moe/original/config.json'), 'utf8'));
+    const model = internvlFromConfig({ ...cfg, llm_config: llm }, 'config.json');
+    const graph = compile(model, { entry: 'decoder', target, structureOnly: true });
+    return graph.nodes.filter((n) => n.op === 'GroupQueryAttention').map((n) => ({ layer: /layers\/(\d+)/.exec(n.name)![1], window: n.attrs.local_window_size?.value, sinks: n.inputs.length > 7 }));
+  };
+  const qwen2 = { architectures: ['Qwen2ForCausalLM'], hidden_size: 64, num_attention_heads: 4, num_key_value_heads: 2, num_hidden_layers: 2, intermediate_size: 96, vocab_size: 200, use_sliding_window: true, sliding_window: 4, max_window_layers: 1 };
+  const gptOss = { architectures: ['GptOssForCausalLM'], hidden_size: 64, num_attention_heads: 4, num_key_value_heads: 2, head_dim: 16, num_hidden_layers: 2, intermediate_size: 24, num_local_experts: 4, num_experts_per_tok: 2, vocab_size: 200, sliding_window: 4 };
+
+  it('--target gpu: local_window_size W on sliding layers, head_sink for sinks', async () => {
+    expect(await decoderGqa(qwen2, 'gpu')).toEqual([{ layer: '0', window: undefined, sinks: false }, { layer: '1', window: 4, sinks: false }]);
+    expect(await decoderGqa(gptOss, 'gpu')).toEqual([{ layer: '0', window: 4, sinks: true }, { layer: '1', window: undefined, sinks: true }]);
+  });
+
+  it('--target webgpu: only plain causal layers fuse; windowed and sink attention stay decomposed', async () => {
+    expect(await decoderGqa(qwen2, 'webgpu')).toEqual([{ layer: '0', window: undefined, sinks: false }]);
+    expect(await decoderGqa(gptOss, 'webgpu')).toEqual([]);
+  });
+});

@@ -165,11 +165,17 @@ function sequenceLengths(graph: Graph, mask: Value): [Value, Value] {
   return [seqlens, node(CastSig, [total], { to: DTYPES.int32.onnx })];
 }
 
-export function fuseGqa(graph: Graph): number {
+/**
+ * `windowsAndSinks` false (the webgpu target): only plain causal attention fuses; a window or sinks
+ * stay decomposed (exact anywhere), because the WebGPU kernel's local_window_size / head_sink were
+ * not checked against transformers as the CPU kernel's were (test/variants.test.ts).
+ */
+export function fuseGqa(graph: Graph, windowsAndSinks = true): number {
   const mask = graph.inputs.find((v) => v.name === 'attention_mask');
   if (!mask) return 0;
   const uses = new Uses(graph);
-  const matches = graph.nodes.map((n) => matchGqa(n, uses)).filter((m): m is GqaMatch => m !== undefined);
+  const checked = (m: GqaMatch) => windowsAndSinks || (m.localWindow < 0 && !m.sinks);
+  const matches = graph.nodes.map((n) => matchGqa(n, uses)).filter((m): m is GqaMatch => m !== undefined && checked(m));
   if (matches.length === 0) return 0;
   const [seqlens, total] = sequenceLengths(graph, mask);
   for (const m of matches) {
