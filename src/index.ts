@@ -18,6 +18,8 @@ export { llama, qwen2, LlamaForCausalLM } from './models/llm/llama.ts';
 export { internlm2, InternLM2ForCausalLM } from './models/llm/internlm2.ts';
 export { phi3, Phi3ForCausalLM } from './models/llm/phi3.ts';
 export { qwen3, Qwen3Attention } from './models/llm/qwen3.ts';
+export { qwen3Moe, Qwen3MoeSparseMoeBlock } from './models/llm/qwen3-moe.ts';
+export { gptOss, GptOssAttention, GptOssMLP } from './models/llm/gpt-oss.ts';
 export { CausalLM, type DecoderConfig } from './models/llm/decoder.ts';
 export { LLM_FAMILIES, llmFromHF } from './models/llm/index.ts';
 export type { RopeScaling } from './nn/rotary.ts';

@@ -129,7 +129,7 @@ export const PASSES: readonly Pass[] = [
     // parseFuse also refuses --fuse without --target gpu, so it runs for every graph.
     refuse: (ctx) => void parseFuse(ctx.options.fuse, targetOf(ctx)),
     run: (g, ctx) => {
-      const counts = fuseGraph(g, parseFuse(ctx.options.fuse, targetOf(ctx)), ctx.report.lowered);
+      const counts = fuseGraph(g, parseFuse(ctx.options.fuse, targetOf(ctx)), ctx.report.lowered, targetOf(ctx));
       ctx.report.fusions = counts;
       g.metadata['vlmc.target'] = targetOf(ctx);
       g.metadata['vlmc.fusions'] = Object.entries(counts).map(([n, c]) => `${n}:${c}`).join(',');

@@ -26,8 +26,8 @@ export const TARGETS: readonly Target[] = ['portable', 'gpu', 'webgpu'];
 export const isFused = (target: Target): boolean => target !== 'portable';
 
 /** Pattern fusion name (for --fuse) -> pass; each returns how many patterns it replaced. */
-export const FUSIONS: Record<string, (graph: Graph) => number> = {
-  gqa: fuseGqa,
+export const FUSIONS: Record<string, (graph: Graph, target: Target) => number> = {
+  gqa: (graph, target) => fuseGqa(graph, target !== 'webgpu'),
   'vit-attention': fuseVitAttention,
   'skip-layernorm': fuseSkipLayerNorm,
   rmsnorm: fuseRmsNorm,
@@ -53,7 +53,7 @@ export function parseFuse(spec: string | undefined, target: Target): string[] {
  * Runs the named pattern fusions; returns the count each replaced, with the counts of the lowerings
  * that already ran (`lowered`), in pipeline order (recorded in the graph's metadata).
  */
-export function fuseGraph(graph: Graph, names: readonly string[], lowered: Record<string, number> = {}): Record<string, number> {
+export function fuseGraph(graph: Graph, names: readonly string[], lowered: Record<string, number> = {}, target: Target = 'gpu'): Record<string, number> {
   const counts: Record<string, number> = {};
   for (const name of FUSION_NAMES) {
     if (!names.includes(name)) continue;
@@ -62,7 +62,7 @@ export function fuseGraph(graph: Graph, names: readonly string[], lowered: Recor
       counts[name] = lowered[name] ?? 0;
       continue;
     }
-    counts[name] = pass(graph);
+    counts[name] = pass(graph, target);
     removeDeadNodes(graph);
   }
   return counts;
