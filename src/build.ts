@@ -31,8 +31,10 @@ import type { Model } from './dsl/model.ts';
 import type { Target } from './passes/fusion/index.ts';
 import type { QuantScheme } from './quant/blockwise.ts';
 import { quantTransformFor } from './quant/transform.ts';
+import { checkLoraConfig, loraDeclarationFor, openAdapterSources, withLoraLayout, type LoraBuildOptions } from './bind/lora-sources.ts';
+import { loraFreezeRules, loraOf } from './passes/lora.ts';
 
-export interface BuildOptions extends ProjectorOptions {
+export interface BuildOptions extends ProjectorOptions, LoraBuildOptions {
   /** Path B (or an override in Path A): tile size fed to the ViT, as InternVL's `--force_image_size`; same as `imageSize`. */
   forceImageSize?: number;
   /** Graph file; when omitted the graph is derived from the checkpoint config(s). */
@@ -107,7 +109,7 @@ async function trainingGraphs(model: Model, compileOptions: CompileOptions, path
       { file: OPTIMIZER_FILE, graph: optimizer },
     ],
     files: trainingFiles(model, path === 'none' ? undefined : sources[0]!.role === 'unified' ? sources[0]!.checkpoint.dir : undefined, sources.find((s) => s.role === 'llm' || s.role === 'unified')?.checkpoint.dir),
-    manifest: { train: trainManifest(train, [...model.train, ...(compileOptions.rules ?? [])]) },
+    manifest: { train: trainManifest(train, [...model.train, ...loraFreezeRules(loraOf(model, compileOptions.lora)), ...(compileOptions.rules ?? [])], loraOf(model, compileOptions.lora)) },
     train,
   };
 }
@@ -134,9 +136,11 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
   const sources = await openSources(o, path);
   try {
     const { model, facts } = await resolveModel(o, path, sources);
+    checkLoraConfig(model, sources[0]);
+    sources.push(...(await openAdapterSources(o.adapters ?? [], model, sources)));
     if (o.split || o.train) checkRequestFiles(requestFiles(o, path, sources, facts), o.onWarning);
     // Everything decided here travels in the options; the model is never written to.
-    const common: CompileOptions = { opset: o.opset, paramDtype: o.dtype, rules: cliFreezeRules(o), facts };
+    const common: CompileOptions = { opset: o.opset, paramDtype: o.dtype, rules: cliFreezeRules(o), facts, lora: loraDeclarationFor(o, model, sources), loraInputs: o.loraInputs };
     const forward: CompileOptions = { ...common, target: o.target, fuse: o.fuse, quant: o.quant };
     // train.onnx is portable; --quant is passed so the training pass can refuse it (it would read packed weights).
     const training: CompileOptions = { ...common, quant: o.quant };
@@ -165,6 +169,7 @@ function buildPath(o: BuildOptions): BuildPath {
   if (o.weights && (o.vision || o.llm)) throw new UserError('give either --weights (Path A) or --vision and --llm (Path B), not both');
   if (o.projector && !(o.vision || o.llm)) throw new UserError('--projector belongs to Path B (--vision and --llm)');
   if (o.init !== undefined && (o.weights || o.vision || o.llm)) throw new UserError('--init random builds without weights; drop it, or drop --weights / --vision / --llm');
+  if (o.adapters?.length && !(o.weights || o.vision || o.llm)) throw new UserError('--adapter applies a LoRA adapter onto base weights: give --weights <dir> (Path A) or --vision <dir> --llm <dir> (Path B)');
   if (o.weights) return 'A';
   if (o.vision || o.llm) {
     if (!o.vision || !o.llm) throw new UserError('Path B needs both --vision <dir> and --llm <dir>');
@@ -176,7 +181,7 @@ function buildPath(o: BuildOptions): BuildPath {
 }
 
 async function openSources(o: BuildOptions, path: BuildPath): Promise<WeightSource[]> {
-  if (path === 'A') return [sourceOf('unified', await Checkpoint.open(o.weights!))];
+  if (path === 'A') return [withLoraLayout(sourceOf('unified', await Checkpoint.open(o.weights!)))];
   if (path === 'B') {
     const opened: WeightSource[] = [sourceOf('vision', await Checkpoint.open(o.vision!))];
     try {

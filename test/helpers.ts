@@ -58,6 +58,17 @@ export function maxAbsError(a: ArrayLike<number>, b: ArrayLike<number>): number 
   return m;
 }
 
+/** ||got - want|| / ||want|| (the absolute norm when want is all zero): the gradient tolerance's measure. */
+export function relativeL2(got: ArrayLike<number>, want: ArrayLike<number>): number {
+  let num = 0;
+  let den = 0;
+  for (let i = 0; i < want.length; i++) {
+    num += (got[i]! - want[i]!) ** 2;
+    den += want[i]! ** 2;
+  }
+  return den === 0 ? Math.sqrt(num) : Math.sqrt(num / den);
+}
+
 /** Debian's python3 with the onnx package (the ONNX checker), if installed. */
 export const ONNX_PYTHON = '/usr/bin/python3';
 export function hasOnnxChecker(): boolean {

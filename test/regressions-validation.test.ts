@@ -52,8 +52,8 @@ describe('defect 5: transformers-5 configs and numerics vlmc does not model', ()
   });
 
   it('an unknown rope_type is an error naming the field and the supported types', async () => {
-    const dir = unified((c) => void (c.llm_config.rope_scaling = { rope_type: 'yarn', factor: 4, original_max_position_embeddings: 32768 }));
-    await expectUserError(build({ weights: dir, out: fresh('yarn') }), 'config.json llm_config: rope_scaling', "rope_type \"yarn\" is not supported", 'linear, dynamic, llama3, longrope');
+    const dir = unified((c) => void (c.llm_config.rope_scaling = { rope_type: 'ntk-by-parts', factor: 4 }));
+    await expectUserError(build({ weights: dir, out: fresh('ntk') }), 'config.json llm_config: rope_scaling', 'rope_type "ntk-by-parts" is not supported', 'linear, dynamic, llama3, longrope, yarn, proportional');
   });
 
   it('a rope field vlmc does not understand is an error, never ignored', async () => {
@@ -61,9 +61,9 @@ describe('defect 5: transformers-5 configs and numerics vlmc does not model', ()
     await expectUserError(build({ weights: dir, out: fresh('mscale') }), "rope_parameters: field 'mscale' is not understood for rope_type 'linear'");
   });
 
-  it('a Qwen2 sliding window inside the context is refused; one that never applies is accepted', async () => {
-    const on = unified((c) => void Object.assign(c.llm_config, { use_sliding_window: true, sliding_window: 16, max_window_layers: 0 }));
-    await expectUserError(build({ weights: on, out: fresh('sw') }), 'llm_config: sliding_window 16', 'use_sliding_window true');
+  it('Qwen2 sliding layers without use_sliding_window are an error naming layer_types (transformers has no window for them)', async () => {
+    const dir = unified((c) => void Object.assign(c.llm_config, { use_sliding_window: false, sliding_window: 16, layer_types: ['sliding_attention', 'full_attention'] }));
+    await expectUserError(build({ weights: dir, out: fresh('sw') }), "llm_config: field 'layer_types' names sliding_attention layers", 'use_sliding_window is not true');
     const off = unified((c) => void Object.assign(c.llm_config, { use_sliding_window: false, sliding_window: 16 }));
     await build({ weights: off, out: fresh('sw-off') });
   });

@@ -14,32 +14,10 @@ import { encodeSample, readJsonl } from '../src/train/data.ts';
 import { readRequestConfig } from '../src/inputs/config.ts';
 import { loadTokenizer } from '../src/tokenizer/index.ts';
 import type { Manifest } from '../src/artifact/format.ts';
-import { TEMPLATES } from '../src/prompt/templates.ts';
+import { charTokenizer } from './char-tokenizer.ts';
 
 const fx = path.join(FIXTURES, 'qwen2-tiny');
 const IMAGE = path.join(FIXTURES, 'preprocess/images/png_rgb_47x31.png');
-
-/** A WordLevel tokenizer over single characters; specials at the fixture's ids. */
-function charTokenizer(): object {
-  // ASCII and the characters of the template's default (Chinese) system message.
-  const chars = [...new Set([...'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 \n.,?!:;\'"-()', ...TEMPLATES['Hermes-2']!.systemMessage])];
-  expect(chars.length).toBeLessThan(146);
-  const vocab: Record<string, number> = { '[UNK]': 0, '<|endoftext|>': 1 };
-  chars.forEach((c, i) => (vocab[c] = 2 + i));
-  const specials: [string, number][] = [['<|im_start|>', 148], ['<|im_end|>', 149], ['<img>', 151], ['</img>', 152], ['<IMG_CONTEXT>', 153]];
-  for (const [t, id] of specials) vocab[t] = id;
-  return {
-    version: '1.0',
-    truncation: null,
-    padding: null,
-    added_tokens: specials.map(([content, id]) => ({ id, content, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true })),
-    normalizer: null,
-    pre_tokenizer: { type: 'Split', pattern: { Regex: '.|\\n' }, behavior: 'Isolated', invert: false },
-    post_processor: null,
-    decoder: null,
-    model: { type: 'WordLevel', vocab, unk_token: '[UNK]' },
-  };
-}
 
 const sha256 = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
 

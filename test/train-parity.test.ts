@@ -7,21 +7,11 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
-import { FIXTURES, fixtureCases, tempDir, removeDir, vlmcInProcess, NO_TOKENIZER, expectOnlyWarnings } from './helpers.ts';
+import { FIXTURES, fixtureCases, relativeL2, tempDir, removeDir, vlmcInProcess, NO_TOKENIZER, expectOnlyWarnings } from './helpers.ts';
 import { SafetensorsFile } from '../src/checkpoint/safetensors.ts';
 import type { Manifest } from '../src/artifact/format.ts';
 
 const PRESETS = ['stage1', 'stage2', 'full'] as const;
-
-function relativeL2(got: ArrayLike<number>, want: ArrayLike<number>): number {
-  let num = 0;
-  let den = 0;
-  for (let i = 0; i < want.length; i++) {
-    num += (got[i]! - want[i]!) ** 2;
-    den += want[i]! ** 2;
-  }
-  return den === 0 ? Math.sqrt(num) : Math.sqrt(num / den);
-}
 
 describe.each(fixtureCases())('training parity %s', (name) => {
   const fx = path.join(FIXTURES, name);

@@ -20,8 +20,8 @@ import { launchChromium, missingChromium, openTab, type Tab } from './browser.ts
 
 const work = tempDir('vlmc-view-browser-');
 const unified = path.join(FIXTURES, 'qwen2-tiny', 'unified');
-const dirs = { single: path.join(work, 'single'), split: path.join(work, 'split'), train: path.join(work, 'train'), int4: path.join(work, 'int4') };
-const pages = { single: '', split: '', train: '', checkpoint: '', large: '', diff: '' };
+const dirs = { single: path.join(work, 'single'), split: path.join(work, 'split'), train: path.join(work, 'train'), int4: path.join(work, 'int4'), lora: path.join(work, 'lora') };
+const pages = { single: '', split: '', train: '', checkpoint: '', large: '', diff: '', lora: '' };
 let browser: Browser | undefined;
 let tab: Tab;
 
@@ -32,12 +32,13 @@ beforeAll(async () => {
   await build({ weights: unified, out: dirs.split, split: true });
   await build({ weights: unified, out: dirs.train, train: true, preset: 'stage1' });
   await build({ weights: unified, out: dirs.int4, target: 'gpu', quant: { bits: 4, blockSize: 32, symmetric: true } });
+  await build({ weights: unified, out: dirs.lora, useLlmLora: 4, train: true, preset: 'lora' });
   // Labelled as a user would name them, so the screenshots do not show temporary folders.
   const page = async (file: string, spec: string, label: string, cwd?: string) => {
     await writeFileAtomic(file, viewPage(buildView({ ...(await resolveOperand(spec, { cwd })), label })));
     return file;
   };
-  for (const kind of ['single', 'split', 'train'] as const) pages[kind] = await page(path.join(work, `${kind}.html`), dirs[kind], `out/qwen2-tiny-${kind}`);
+  for (const kind of ['single', 'split', 'train', 'lora'] as const) pages[kind] = await page(path.join(work, `${kind}.html`), dirs[kind], `out/qwen2-tiny-${kind}`);
   pages.checkpoint = await page(path.join(work, 'checkpoint.html'), unified, 'qwen2-tiny/unified');
   pages.large = path.join(work, 'large.html');
   await writeView('graphs/internvl2_5-78b.ts', pages.large, { cwd: ROOT });
@@ -92,6 +93,17 @@ async function centre(selector: string): Promise<{ x: number; y: number }> {
 }
 
 describe('vlmc view in Chromium', () => {
+  it('LoRA adapters are drawn in a hue of their own, with a legend entry (issue 18)', async () => {
+    await tab.open(pages.lora);
+    const hues = await tab.page.$$eval('.cell', (cs) => (cs as HTMLElement[]).map((c) => [c.dataset.path!, c.style.getPropertyValue('--h')] as const));
+    const adapters = hues.filter(([p]) => /\.lora_[AB](\.|$)/.test(p));
+    expect(adapters.length).toBeGreaterThan(0);
+    expect(adapters.every(([, h]) => h === '290')).toBe(true);
+    expect(hues.filter(([p]) => p.startsWith('language_model') && !/lora_[AB]/.test(p)).every(([, h]) => h !== '290')).toBe(true);
+    expect(await tab.page.$$eval('.legend span', (ss) => ss.map((s) => s.textContent))).toContain('LoRA adapter (lora_A, lora_B)');
+    expectClean(pages.lora);
+  });
+
   it('an artifact: the drawn totals are the manifest\'s counts', async () => {
     await tab.open(pages.single);
     const m = manifestOf(dirs.single);

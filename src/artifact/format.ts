@@ -83,6 +83,8 @@ export interface ManifestCheckpointSource {
   layout?: string;
   /** Set when several tensors were joined into this parameter: `concat(axis=0)`. */
   transform?: string;
+  /** Set when a LoRA was merged into this weight while binding: where lora_A and lora_B came from, and the scaling. */
+  lora?: { role: string; file: string; key: string[]; scaling: number; transform: string };
 }
 
 export interface ManifestSource {
@@ -107,6 +109,8 @@ export interface ManifestTrain {
   rules: { action: 'freeze' | 'unfreeze'; pattern: string }[];
   /** Graph inputs that are data (pixel_values, input_ids, image_flags, labels). */
   data_inputs: string[];
+  /** LoRA dropout per part: the scalar input of train.onnx and the declared ratio `vlmc train` feeds (0 gives the eval gradients). */
+  lora_dropout?: { input: string; ratio: number }[];
   /** Trainable parameters: graph inputs of train.onnx, with their gradient output's name. */
   trainable: { name: string; key: string; grad: string }[];
   /** Frozen parameters stay initializers. */

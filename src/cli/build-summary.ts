@@ -1,6 +1,6 @@
 /**
  * The lines `vlmc build` prints after the artifact is written: what was built, and for
- * `--target gpu` which fusions applied to which graph and how often (a fusion that applied 0 times
+ * `--target gpu` / `webgpu` which fusions applied to which graph and how often (a fusion that applied 0 times
  * is said so, with the likely reason), and for `--quant` how the parameter count comes about.
  */
 import { existsSync, readFileSync } from 'node:fs';
@@ -32,13 +32,14 @@ function graphFiles(dir: string): string[] {
 }
 
 /** Each graph's `vlmc.fusions` metadata (`name:count,...`), as the fuse pass recorded it. */
-export function fusionCounts(dir: string): { file: string; counts: [string, number][] }[] {
+export function fusionCounts(dir: string): { file: string; target: string; counts: [string, number][] }[] {
   return graphFiles(dir).flatMap((file) => {
     const model = onnx.ModelProto.decode(readFileSync(nodePath.join(dir, file)));
-    const recorded = model.metadataProps?.find((p) => p.key === 'vlmc.fusions')?.value;
+    const meta = (key: string) => model.metadataProps?.find((p) => p.key === key)?.value;
+    const recorded = meta('vlmc.fusions');
     if (recorded === undefined || recorded === null) return [];
     const counts = recorded === '' ? [] : recorded.split(',').map((e) => e.split(':')).map(([name, count]) => [name!, Number(count)] as [string, number]);
-    return [{ file, counts }];
+    return [{ file, target: meta('vlmc.target') ?? 'gpu', counts }];
   });
 }
 
@@ -54,7 +55,7 @@ function fusionLine(dir: string): string | undefined {
   const never = asked.filter((name) => graphs.every((g) => (g.counts.find(([m]) => m === name)?.[1] ?? 0) === 0));
   const split = graphs.length > 1;
   const zero = never.map((name) => `${name}${whyNotApplied(name, dir, split)}`);
-  return `fusions (--target gpu): ${applied.join('; ') || 'none applied'}${zero.length > 0 ? `; applied 0 times: ${zero.join(', ')}` : ''}`;
+  return `fusions (--target ${graphs[0]!.target}): ${applied.join('; ') || 'none applied'}${zero.length > 0 ? `; applied 0 times: ${zero.join(', ')}` : ''}`;
 }
 
 /** The usual reason a fusion found nothing to rewrite. */

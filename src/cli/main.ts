@@ -110,7 +110,7 @@ export function program(io: CliIO = { stdout: process.stdout, stderr: process.st
     .option('--seed <n>', 'seed for parameters that are initialised, not loaded', int('--seed'), 0)
     .addOption(new Option('--dtype <dtype>', 'stored parameter dtype').choices(['fp32', 'fp16', 'bf16']).default('fp32'))
     .option('--opset <n>', 'ONNX opset (17 to 24)', int('--opset'))
-    .addOption(new Option('--target <target>', 'portable: standard ONNX ops; gpu: ONNX Runtime fused ops').choices(['portable', 'gpu']).default('portable'))
+    .addOption(new Option('--target <target>', 'portable: standard ONNX ops; gpu: ONNX Runtime fused ops; webgpu: the fused ops the WebGPU provider runs').choices(['portable', 'gpu', 'webgpu']).default('portable'))
     .option('--fuse <list>', 'with --target gpu: none, all (default) or a comma list of fusions (gqa, vit-attention, gelu, skip-layernorm, rmsnorm)')
     .addOption(new Option('--quant <scheme>', 'with --target gpu: weight-only quantisation of the LLM linears (MatMulNBits)').choices(['int4', 'int8']))
     .addOption(new Option('--quant-block <n>', 'with --quant: quantisation block size along K (default 32)').choices(['16', '32', '64', '128', '256']))
@@ -125,10 +125,15 @@ export function program(io: CliIO = { stdout: process.stdout, stderr: process.st
     .addOption(new Option('--init <how>', 'without weights: initialise every parameter (else the artifact is structure-only)').choices(['random']))
     .option('--quiet', 'no progress bar (the summary line is still printed)')
     .option('--train', 'also write train.onnx (loss + gradients) and optimizer.onnx (AdamW)')
-    .addOption(new Option('--preset <preset>', 'freeze preset applied after the graph\'s own rules').choices(['stage1', 'stage2', 'full', 'inference']))
+    .addOption(new Option('--preset <preset>', 'freeze preset applied after the graph\'s own rules').choices(['stage1', 'stage2', 'full', 'inference', 'lora']))
     .option('--freeze <glob>', 'freeze parameters matching the glob (after --preset, in command-line order with --unfreeze); repeatable', collectRule('freeze', freezeRules))
     .option('--unfreeze <glob>', 'unfreeze parameters matching the glob (after --preset, in command-line order with --freeze); repeatable', collectRule('unfreeze', freezeRules))
     .option('--split', 'write vision.onnx, embedding.onnx and decoder.onnx (KV cache) with pipeline.json and the tokenizer files, for vlmc generate')
+    .option('--use-backbone-lora <r>', 'LoRA of rank r on the vision backbone (InternVL\'s --use_backbone_lora; alpha 2r); 0: none', int('--use-backbone-lora'))
+    .option('--use-llm-lora <r>', 'LoRA of rank r on the LLM (InternVL\'s --use_llm_lora; alpha 2r); 0: none', int('--use-llm-lora'))
+    .option('--keep-lora', 'keep the LoRA of a checkpoint saved with LoRA unmerged, or of --adapter, as separate parameters (default: merged at bind)')
+    .option('--adapter <dir>', 'a PEFT LoRA adapter folder applied onto the base weights (merged at bind unless --keep-lora); repeatable: one per part', collect)
+    .option('--lora-inputs', 'the declared LoRA\'s adapters become graph inputs of any rank, chosen at run time (vlmc run / generate --adapter DIR)')
     .action(async (graph: string | undefined, o) => {
       const quantOnly = [o.quantBlock !== undefined && '--quant-block', o.quantZeroPoints && '--quant-zero-points'].filter(Boolean);
       if (!o.quant && quantOnly.length > 0) throw new UserError(`${quantOnly.join(' and ')} ${quantOnly.length === 1 ? 'shapes' : 'shape'} --quant int4|int8, which was not given: add it, or drop the flag`);
@@ -160,6 +165,11 @@ export function program(io: CliIO = { stdout: process.stdout, stderr: process.st
         preset: o.preset,
         rules: freezeRules,
         split: Boolean(o.split),
+        useBackboneLora: o.useBackboneLora,
+        useLlmLora: o.useLlmLora,
+        keepLora: Boolean(o.keepLora),
+        adapters: o.adapter,
+        loraInputs: Boolean(o.loraInputs),
         onWarning: (m) => io.stderr.write(`vlmc: warning: ${m}\n`),
       });
       progress?.finish();
@@ -179,9 +189,10 @@ export function program(io: CliIO = { stdout: process.stdout, stderr: process.st
     .requiredOption('--out <file>', 'safetensors to write the outputs to')
     .addOption(new Option('--graph <graph>', 'which graph: model.onnx, train.onnx (loss and grad.*; trainable values default to the bound weights) or optimizer.onnx').choices(['model', 'train', 'optimizer']).default('model'))
     .addOption(executionProviderOption())
+    .option('--adapter <dir>', 'a PEFT LoRA adapter folder fed to an artifact built with --lora-inputs; repeatable: one per part', collect)
     .action(async (artifact: string, o) => {
       const { runArtifact } = await import('../run.ts');
-      const outputs = await runArtifact(artifact, o.inputs, o.out, o.graph, o.ep);
+      const outputs = await runArtifact(artifact, o.inputs, o.out, o.graph, o.ep, o.adapter ?? []);
       for (const [name, t] of Object.entries(outputs)) say(`${name} ${t.dtype}[${t.shape.join(', ')}]`);
     });
 
@@ -248,6 +259,7 @@ export function program(io: CliIO = { stdout: process.stdout, stderr: process.st
     .option('--out <file>', 'safetensors to write tokens I64 [batch, N] and logits F32 [batch, N, vocab] to')
     .option('--json', 'print one JSON object (steps, tokens, text) instead of streaming')
     .addOption(executionProviderOption())
+    .option('--adapter <dir>', 'a PEFT LoRA adapter folder fed to an artifact built with --lora-inputs; repeatable: one per part', collect)
     .action(async (artifact: string, o) => {
       const { generateCommand } = await import('../generate/cli.ts');
       await generateCommand({
@@ -264,6 +276,7 @@ export function program(io: CliIO = { stdout: process.stdout, stderr: process.st
         topK: o.topK,
         seed: o.seed,
         ep: o.ep,
+        adapters: o.adapter,
         onNotice: (m) => io.stderr.write(`vlmc: ${m}\n`),
         write: (s) => io.stdout.write(s),
       });
@@ -384,12 +397,22 @@ export function program(io: CliIO = { stdout: process.stdout, stderr: process.st
 
   cli
     .command('export')
-    .description("rewrite an original-layout InternVL checkpoint in another layout (hf: transformers' InternVLForConditionalGeneration)")
+    .description("rewrite an original-layout InternVL checkpoint: in another layout (--layout hf: transformers' InternVLForConditionalGeneration), or with its LoRA merged (--merge-lora)")
     .argument('<checkpoint>', 'InternVL checkpoint folder in the original layout (InternVLChatModel)')
-    .addOption(new Option('--layout <layout>', 'layout to write').choices(['hf']).makeOptionMandatory())
+    .addOption(new Option('--layout <layout>', 'layout to write').choices(['hf']))
     .addOption(new Option('--spelling <spelling>', 'key spelling of the hf layout').choices(['transformers-4', 'transformers-5']).default('transformers-4'))
+    .option('--merge-lora', 'merge the LoRA of a checkpoint saved with LoRA unmerged (and of --adapter) into plain weights, as tools/merge_lora.py')
+    .option('--adapter <dir>', 'with --merge-lora: a PEFT LoRA adapter folder merged as well; repeatable', collect)
     .requiredOption('--out <dir>', 'checkpoint folder to write')
     .action(async (checkpoint: string, o) => {
+      if (Boolean(o.mergeLora) === (o.layout !== undefined)) throw new UserError('vlmc export: give either --layout hf or --merge-lora');
+      if (o.adapter && !o.mergeLora) throw new UserError('--adapter belongs to --merge-lora (vlmc export --layout hf converts the checkpoint as it is)');
+      if (o.mergeLora) {
+        const { exportMergedLora } = await import('../export/merge-lora.ts');
+        const r = await exportMergedLora({ checkpoint, adapters: o.adapter, out: o.out });
+        say(`${r.out}: ${r.tensors} tensors, LoRA merged into ${r.merged} weights`);
+        return;
+      }
       const { exportHF } = await import('../export/hf.ts');
       const r = await exportHF({ checkpoint, out: o.out, spelling: o.spelling });
       say(`${r.out}: ${r.tensors} tensors in the Hugging Face layout (${o.spelling} keys)`);

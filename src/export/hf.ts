@@ -91,7 +91,7 @@ function refuseWhatDiffers(m: InternVLChatModel, where: string): void {
 /** InternVLConfig for the model (transformers' field names; the text model's own config as text_config). */
 export function hfConfigJson(m: InternVLChatModel, imageTokenId: number): Record<string, unknown> {
   const v = m.vision_model.config;
-  const text = llmConfigJson(m.language_model);
+  const text = llmConfigJson(m.language_model, 'transformers');
   return {
     architectures: ['InternVLForConditionalGeneration'],
     model_type: 'internvl',

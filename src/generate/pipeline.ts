@@ -55,6 +55,14 @@ export interface Pipeline {
      * (as transformers' Phi-3 generation does), so every key is rotated with the long factors.
      */
     rope_scaling?: { type: 'dynamic' | 'longrope'; original_max_position_embeddings: number };
+    /**
+     * Sliding-window attention, applied inside the decoder (its mask, or GroupQueryAttention's
+     * local_window_size): a query on a sliding layer sees this many keys, itself included. A
+     * runtime may drop older cached keys of those layers; vlmc generate keeps them.
+     */
+    sliding_window?: number;
+    /** Which layers slide (absent with a window: every layer). */
+    layer_types?: string[];
     /** Cache tensors are [batch, num_kv_heads, past, head_dim], rotary applied. */
     past_key_values: { key: string; value: string };
     present: { key: string; value: string };
@@ -113,6 +121,8 @@ export function pipelineConfig(model: InternVLChatModel, graphs: Record<SplitEnt
       head_dim: headDimOf(c),
       max_position_embeddings: c.maxPositions,
       ...lengthDependentRope(c.ropeScaling, c.maxPositions),
+      ...(c.slidingWindow !== undefined ? { sliding_window: c.slidingWindow } : {}),
+      ...(c.slidingWindow !== undefined && c.layerTypes ? { layer_types: [...c.layerTypes] } : {}),
       past_key_values: { key: 'past_key_values.%d.key', value: 'past_key_values.%d.value' },
       present: { key: 'present.%d.key', value: 'present.%d.value' },
     },

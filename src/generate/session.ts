@@ -6,6 +6,7 @@ import type ort from 'onnxruntime-node';
 import { UserError } from '../errors.ts';
 import { openSplitSessions, toHost, type HostTensor, type SessionOptions } from '../runtime/session.ts';
 import { DeviceTensors, runOnDevice } from '../runtime/providers.ts';
+import { adapterFeeds, adapterInputs } from '../runtime/adapters.ts';
 import { readPipeline, SPLIT_ENTRIES, type Pipeline, type SplitEntry } from './pipeline.ts';
 import { checkSplitFiles } from './split-files.ts';
 
@@ -18,6 +19,8 @@ export class SplitSession {
     readonly pipeline: Pipeline,
     private readonly ort: typeof import('onnxruntime-node'),
     private readonly sessions: Record<SplitEntry, ort.InferenceSession>,
+    /** Each graph's LoRA adapter feeds (none unless built with --lora-inputs). */
+    private readonly adapters: Record<SplitEntry, Record<string, ort.Tensor>>,
     /** The KV cache when it lives on the device (webgpu). */
     private readonly onDevice = new DeviceTensors(),
   ) {}
@@ -28,8 +31,11 @@ export class SplitSession {
     const files = Object.fromEntries(SPLIT_ENTRIES.map((e) => [e, pipeline.graphs[e].file])) as Record<SplitEntry, string>;
     // The cache a decoder step returns is the next step's input: it need not visit the host.
     const cache = pipeline.graphs.decoder.outputs.map((v) => v.name).filter((n) => n.startsWith('present.'));
+    // The adapters first: a folder that does not fit is refused before any session is made.
+    const feeds = await adapterFeeds(SPLIT_ENTRIES.flatMap((e) => adapterInputs(pipeline.graphs[e].inputs)), o.adapters ?? [], dir);
     const { runtime, sessions } = await openSplitSessions(dir, files, o, { decoder: cache });
-    return new SplitSession(dir, pipeline, runtime, sessions);
+    const adapters = Object.fromEntries(SPLIT_ENTRIES.map((e) => [e, Object.fromEntries(adapterInputs(pipeline.graphs[e].inputs).map((i) => [i.name, new runtime.Tensor('float32', feeds[i.name]!.data as Float32Array, feeds[i.name]!.shape)]))])) as Record<SplitEntry, Record<string, ort.Tensor>>;
+    return new SplitSession(dir, pipeline, runtime, sessions, adapters);
   }
 
   async release(): Promise<void> {
@@ -49,12 +55,12 @@ export class SplitSession {
   async vision(pixelValues: ort.Tensor): Promise<ort.Tensor> {
     // A text-only request has no tiles: nothing for the ViT to do.
     if (pixelValues.dims[0] === 0) return this.noImageFeatures().features;
-    return (await runOnDevice(this.sessions.vision, { pixel_values: pixelValues })).image_features!;
+    return (await runOnDevice(this.sessions.vision, { pixel_values: pixelValues, ...this.adapters.vision })).image_features!;
   }
 
   /** Text embeddings with the flagged tiles' features spliced in at <IMG_CONTEXT> positions. */
   async embed(inputIds: ort.Tensor, imageFeatures: ort.Tensor, imageFlags: ort.Tensor): Promise<ort.Tensor> {
-    const feeds: Record<string, ort.Tensor> = { input_ids: inputIds, image_features: imageFeatures };
+    const feeds: Record<string, ort.Tensor> = { input_ids: inputIds, image_features: imageFeatures, ...this.adapters.embedding };
     // A graph built with imageFlags: false (Hugging Face-native checkpoints) splices every tile.
     if (this.sessions.embedding.inputNames.includes('image_flags')) feeds.image_flags = imageFlags;
     return (await runOnDevice(this.sessions.embedding, feeds)).inputs_embeds!;
@@ -102,6 +108,7 @@ export class SplitSession {
       attention_mask: attentionMask,
       position_ids: positionIds,
       full_logits: new this.ort.Tensor('int64', BigInt64Array.of(fullLogits ? 1n : 0n), []),
+      ...this.adapters.decoder,
     };
     past.forEach((p, i) => {
       feeds[`past_key_values.${i}.key`] = p.key;

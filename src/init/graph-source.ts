@@ -87,6 +87,9 @@ function llmFields(c: DecoderConfig, builder: string): Record<string, unknown> {
     partialRotaryFactor: (c.partialRotaryFactor ?? 1) !== 1 ? c.partialRotaryFactor : undefined,
     tieEmbeddings: c.tieEmbeddings,
     padTokenId: c.padTokenId,
+    slidingWindow: c.slidingWindow,
+    layerTypes: c.layerTypes,
+    moe: c.moe,
   };
   // qwen2() always has q/k/v bias; other families say it when they have it.
   if (builder !== 'qwen2') {

@@ -22,6 +22,10 @@ const BROADCAST = ['Add', 'Sub', 'Mul', 'Div', 'Pow', 'Equal', 'Less', 'Greater'
 const RULES: Record<string, Rule> = {
   MatMul: (n) => setShape(n, matmulShape(req(n, 0).shape, req(n, 1).shape)),
   Gemm: inferGemm,
+  // Output and mask have the data's shape.
+  Dropout: (n) => {
+    for (const o of n.outputs) o.shape = [...req(n, 0).shape];
+  },
   Reshape: inferReshape,
   Transpose: (n, a) => {
     const x = req(n, 0).shape;
@@ -101,6 +105,13 @@ const RULES: Record<string, Rule> = {
   ScatterND: (n) => setShape(n, req(n, 0).shape),
   ScatterElements: (n) => setShape(n, req(n, 0).shape),
   NonZero: (n) => setShape(n, [req(n, 0).rank, freshDim('nonzero')]),
+  // Mixture-of-experts routing: values and indices are x with K along the axis.
+  TopK: (n, a) => {
+    const x = req(n, 0).shape;
+    const axis = normAxis(a.int('axis') ?? -1, x.length);
+    const k = req(n, 1).sym?.[0] ?? freshDim('topk');
+    for (const o of n.outputs) o.shape = x.map((d, i) => (i === axis ? k : d));
+  },
   Pad: (n) => {
     const x = req(n, 0).shape;
     const pads = req(n, 1).sym;

@@ -21,6 +21,7 @@ export const LIMITS = {
   headDim: 4096,
   positions: 1 << 24,
   imageSize: 8192,
+  experts: 4096,
 } as const;
 
 /** A field that must be present and numeric. */

@@ -164,7 +164,7 @@ export function internvlFromConfig(cfg: HFConfig, where: string, extra: Partial<
     ...options,
     psVersion: psVersionOf(options.psVersion, where),
     vision: visionModel,
-    llm: llmFromHF(llm, `${where} llm_config`),
+    llm: llmFromHF(llm, `${where} llm_config`, 'internvl'),
   });
 }
 
@@ -182,7 +182,8 @@ export function internvlFromParts(vision: HFConfig, visionWhere: string, llm: HF
   const sources: OptionSources = { ...PROJECTOR_FLAGS };
   if (o.imageSize === undefined) sources.imageSize = `${visionWhere}: field 'image_size'`;
   checkCompositeOptions(options, visionModel.config, sources);
-  return internvl({ ...options, vision: visionModel, llm: llmFromHF(llm, llmWhere) });
+  // The result is an InternVLChatModel: InternVL's own code runs its LLM (Phi-3's window included).
+  return internvl({ ...options, vision: visionModel, llm: llmFromHF(llm, llmWhere, 'internvl') });
 }
 
 type Role = 'unified' | 'vision' | 'llm' | 'unknown';

@@ -124,7 +124,7 @@ export function internvlFromHFConfig(cfg: HFConfig, where: string, extra: Partia
   }
   const model = internvl({
     vision: hfVisionFromConfig(vision, `${where} vision_config`),
-    llm: llmFromHF(textConfigOf(cfg, tiedEmbeddings(cfg, facts)), `${where} text_config`),
+    llm: llmFromHF(textConfigOf(cfg, tiedEmbeddings(cfg, facts)), `${where} text_config`, 'transformers'),
     downsampleRatio: optNum(cfg, 'downsample_ratio', 0.5, where),
     psVersion: 'v2',
     selectLayer: typeof layer === 'number' ? layer : -1,

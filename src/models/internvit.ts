@@ -166,6 +166,10 @@ export class InternVisionModel extends Module {
     this.embeddings = new InternVisionEmbeddings(config);
     this.encoder = new InternVisionEncoder(config);
   }
+  /** The modules InternVL's `wrap_backbone_lora` wraps (PEFT target_modules). */
+  loraTargets(): readonly string[] {
+    return ['attn.qkv', 'attn.proj', 'mlp.fc1', 'mlp.fc2'];
+  }
   /**
    * Hidden state `selectLayer` of (embeddings, after layer 1, ..., after layer L), as InternVL's
    * `select_layer`: -1 is the last. Layers past it are not run (their parameters stay declared).

@@ -20,11 +20,15 @@ interface TableEntry {
 }
 
 /** Per target, composite op -> its lowering. The portable target has none: it decomposes everything. */
+const ORT_FUSED: Record<string, TableEntry> = {
+  // com.microsoft Gelu is the exact (erf) form; FastGelu would be the tanh approximation.
+  Gelu: { fusion: 'gelu', lower: (node, graph) => detachedNode(graph, node.scope, GeluSig, node.inputs, {}) },
+};
+
 export const LOWERINGS: Record<string, Record<string, TableEntry>> = {
-  gpu: {
-    // com.microsoft Gelu is the exact (erf) form; FastGelu would be the tanh approximation.
-    Gelu: { fusion: 'gelu', lower: (node, graph) => detachedNode(graph, node.scope, GeluSig, node.inputs, {}) },
-  },
+  gpu: ORT_FUSED,
+  // Every kernel of the table is in the WebGPU provider's profile (src/passes/webgpu-profile.ts).
+  webgpu: ORT_FUSED,
 };
 
 /** The fusion names that are lowerings of composites (rather than pattern rewrites). */

@@ -9,6 +9,7 @@ import * as nodePath from 'node:path';
 import { Checkpoint } from '../checkpoint/checkpoint.ts';
 import { compile } from '../compile.ts';
 import { planBinding, type BoundParam } from '../bind/plan.ts';
+import { withLoraLayout } from '../bind/lora-sources.ts';
 import { internvlFromConfig } from '../models/from-config.ts';
 import { HF_LM_HEAD_KEYS, hfDefaultImageTokenId, internvlFromHFConfig, isHFInternVLConfig } from '../models/from-hf-config.ts';
 import { findSpecialTokenId } from '../checkpoint/tokens.ts';
@@ -29,7 +30,8 @@ export async function summaryFromCheckpoint(dir: string): Promise<{ summary: Gra
     // As the build finds it: the config (HF-native), the tokenizer files, transformers' default.
     const imgContextTokenId = model.options.imgContextTokenId ?? findSpecialTokenId(dir) ?? (hfNative ? hfDefaultImageTokenId(model) : undefined);
     const graph = compile(model, { structureOnly: true, facts: { imgContextTokenId } });
-    const source = { role: 'unified' as const, checkpoint, layout: hfNative ? hfLayout(checkpoint.keys()) : originalLayout('unified') };
+    // A checkpoint saved with LoRA unmerged reads as the model its merged weights make.
+    const source = withLoraLayout({ role: 'unified' as const, checkpoint, layout: hfNative ? hfLayout(checkpoint.keys()) : originalLayout('unified') });
     const plan = planBinding(graph.params, 'A', [source], { ...INTERNVL_BINDING, graphFrom: where });
     return { summary: summaryFromGraph(graph), keys: new Map(plan.params.map((b) => [b.param.name, keysOf(b)])) };
   } finally {
@@ -43,6 +45,10 @@ function keysOf(b: BoundParam): string[] {
       return [b.origin.key];
     case 'concat':
       return b.origin.keys;
+    case 'lora-merge': {
+      const base = b.origin.base;
+      return [...(base.kind === 'concat' ? base.keys : [base.key]), b.origin.a.key, b.origin.b.key];
+    }
     case 'init':
       return [];
   }

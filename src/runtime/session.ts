@@ -32,6 +32,8 @@ export interface SessionOptions {
    * artifacts with quantised weights (see `prepacksWeights`).
    */
   prepackWeights?: boolean;
+  /** PEFT adapter folders fed to an artifact built with --lora-inputs (src/runtime/adapters.ts). */
+  adapters?: readonly string[];
 }
 
 let ortModule: Promise<typeof ort> | undefined;

@@ -26,6 +26,7 @@ import { eosToken } from '../prompt/templates.ts';
 import { collate, encodeSample, readJsonl, type EncodedSample } from './data.ts';
 import { compileOptimizer, NEW_PREFIXES, STATE_PREFIXES } from './optimizer.ts';
 import { TOKENIZER_FILE_NAMES } from './artifact.ts';
+import { loraCheckpointLayout } from './lora-checkpoint.ts';
 
 export interface TrainOptions {
   artifact: string;
@@ -88,7 +89,7 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
     params.push({ meta, value: await readBound(o.artifact, meta), expAvg: new Float32Array(n), expAvgSq: new Float32Array(n) });
   }
   let startStep = 0;
-  if (o.resume) startStep = await restore(o.out, params);
+  if (o.resume) startStep = await restore(o.out, params, manifest.parameters);
   if (startStep >= o.steps) throw new UserError(`${o.out}: already at step ${startStep}; ask for more than ${startStep} --steps to continue`);
 
   const providers = providerList(await loadOrt(), o.ep ?? 'cpu');
@@ -113,7 +114,7 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
         const first = ((step - 1) * accum + micro) * batchSize;
         const batch = [];
         for (let b = 0; b < batchSize; b++) batch.push(await sampleAt(first + b));
-        const out = await run(trainSession, { ...collate(batch, padTokenId, config.imageSize), ...paramFeeds(params) });
+        const out = await run(trainSession, { ...collate(batch, padTokenId, config.imageSize), ...paramFeeds(params), ...dropoutFeeds(manifest) });
         loss += (out.loss!.data as Float32Array)[0]! / accum;
         params.forEach((p, i) => addScaled(grads[i]!, out[manifest.train!.trainable[i]!.grad]!.data as Float32Array, 1 / accum));
       }
@@ -201,6 +202,11 @@ function paramFeeds(params: ParamState[]): Record<string, HostTensor> {
   return Object.fromEntries(params.map((p) => [p.meta.name, { dtype: 'float32', shape: p.meta.shape, data: p.value } as HostTensor]));
 }
 
+/** Each LoRA part's dropout at its declared ratio (InternVL trains with 0.05). */
+function dropoutFeeds(manifest: Manifest): Record<string, HostTensor> {
+  return Object.fromEntries((manifest.train?.lora_dropout ?? []).map((d) => [d.input, { dtype: 'float32', shape: [], data: Float32Array.of(d.ratio) } as HostTensor]));
+}
+
 function addScaled(into: Float32Array, g: Float32Array, k: number): void {
   for (let i = 0; i < into.length; i++) into[i]! += g[i]! * k;
 }
@@ -242,14 +248,16 @@ const ST_DTYPE = { float32: 'F32', float16: 'F16', bfloat16: 'BF16' } as const;
 async function saveCheckpoint(o: TrainOptions, manifest: Manifest, params: ParamState[], step: number): Promise<string> {
   const dir = nodePath.join(o.out, `checkpoint-${step}`);
   const trained = new Map(params.map((p) => [p.meta.name, p]));
+  const lora = loraCheckpointLayout(manifest.parameters);
   await withTempSibling(dir, async (tmp) => {
     const tensors: TensorToWrite[] = [];
     for (const p of manifest.parameters) {
       const t = trained.get(p.name);
       const data = t ? new Uint8Array(t.value.buffer, t.value.byteOffset, t.value.byteLength) : await readRange(nodePath.join(o.artifact, DATA_FILE), p.offset, p.length);
-      // Saved in the unified layout: every parameter under its graph name (= unified checkpoint key).
-      tensors.push({ name: p.name, dtype: t ? 'F32' : ST_DTYPE[p.dtype], shape: p.shape, data });
+      // Saved in the unified layout (every parameter under its graph name = unified key), or InternVL's with LoRA unmerged.
+      tensors.push({ name: lora?.keyOf(p.name) ?? p.name, dtype: t ? 'F32' : ST_DTYPE[p.dtype], shape: p.shape, data });
     }
+    for (const head of lora?.untiedHeads ?? []) tensors.push({ ...tensors[manifest.parameters.findIndex((p) => p.name === head.from)]!, name: head.key });
     await writeSafetensors(nodePath.join(tmp, 'model.safetensors'), tensors, { format: 'pt' });
     const state: TensorToWrite[] = params.flatMap((p) => [
       { name: `exp_avg.${p.meta.name}`, dtype: 'F32' as const, shape: p.meta.shape, data: new Uint8Array(p.expAvg.buffer, p.expAvg.byteOffset, p.expAvg.byteLength) },
@@ -258,7 +266,9 @@ async function saveCheckpoint(o: TrainOptions, manifest: Manifest, params: Param
     await writeSafetensors(nodePath.join(tmp, OPTIMIZER_STATE_FILE), state);
     for (const name of ['config.json', ...TOKENIZER_FILE_NAMES]) {
       const f = nodePath.join(o.artifact, name);
-      if (existsSync(f)) await copyFile(f, nodePath.join(tmp, name));
+      if (!existsSync(f)) continue;
+      if (name === 'config.json' && lora) await writeFile(nodePath.join(tmp, name), `${JSON.stringify(lora.config(JSON.parse(readFileSync(f, 'utf8'))), null, 2)}\n`);
+      else await copyFile(f, nodePath.join(tmp, name));
     }
     await writeFile(nodePath.join(tmp, STATE_FILE), `${JSON.stringify({ step, lr: o.lr, artifact: nodePath.resolve(o.artifact) }, null, 2)}\n`);
   });
@@ -267,20 +277,22 @@ async function saveCheckpoint(o: TrainOptions, manifest: Manifest, params: Param
 }
 
 /** Trained values and optimizer state from the last checkpoint in `out`; returns its step. */
-async function restore(out: string, params: ParamState[]): Promise<number> {
+async function restore(out: string, params: ParamState[], all: readonly ManifestParameter[]): Promise<number> {
   const stateFile = nodePath.join(out, STATE_FILE);
   if (!existsSync(stateFile)) throw new UserError(`${out}: nothing to resume (no ${STATE_FILE})`);
   const state = JSON.parse(readFileSync(stateFile, 'utf8')) as { step: number; last_checkpoint: string };
   const dir = nodePath.join(out, state.last_checkpoint);
   const model = await SafetensorsFile.open(nodePath.join(dir, 'model.safetensors'));
   const opt = await SafetensorsFile.open(nodePath.join(dir, OPTIMIZER_STATE_FILE));
+  const lora = loraCheckpointLayout(all);
   try {
     for (const p of params) {
       const key = p.meta.name;
-      for (const [file, name] of [[model, key], [opt, `exp_avg.${key}`], [opt, `exp_avg_sq.${key}`]] as const) {
+      const saved = lora?.keyOf(key) ?? key;
+      for (const [file, name] of [[model, saved], [opt, `exp_avg.${key}`], [opt, `exp_avg_sq.${key}`]] as const) {
         if (!file.keys().includes(name)) throw new UserError(`${dir}: cannot resume: '${name}' is missing (was it trained with other freeze rules?)`);
       }
-      p.value = await model.readAsFloat32(model.entry(key));
+      p.value = await model.readAsFloat32(model.entry(saved));
       p.expAvg = await opt.readAsFloat32(opt.entry(`exp_avg.${key}`));
       p.expAvgSq = await opt.readAsFloat32(opt.entry(`exp_avg_sq.${key}`));
     }

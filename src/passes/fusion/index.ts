@@ -13,11 +13,21 @@ import { LOWERED_FUSIONS } from '../lower.ts';
 import { fuseSkipLayerNorm } from './layernorm.ts';
 import { fuseRmsNorm } from './rmsnorm.ts';
 
-export type Target = 'portable' | 'gpu';
+/**
+ * `portable`: standard ONNX ops only. `gpu`: ONNX Runtime's fused ops (CPU and CUDA providers).
+ * `webgpu`: the same fusions, limited to the ops and dtypes the WebGPU provider has kernels for
+ * (src/passes/webgpu-profile.ts).
+ */
+export type Target = 'portable' | 'gpu' | 'webgpu';
+
+export const TARGETS: readonly Target[] = ['portable', 'gpu', 'webgpu'];
+
+/** Targets that lower to ONNX Runtime's fused ops. */
+export const isFused = (target: Target): boolean => target !== 'portable';
 
 /** Pattern fusion name (for --fuse) -> pass; each returns how many patterns it replaced. */
-export const FUSIONS: Record<string, (graph: Graph) => number> = {
-  gqa: fuseGqa,
+export const FUSIONS: Record<string, (graph: Graph, target: Target) => number> = {
+  gqa: (graph, target) => fuseGqa(graph, target !== 'webgpu'),
   'vit-attention': fuseVitAttention,
   'skip-layernorm': fuseSkipLayerNorm,
   rmsnorm: fuseRmsNorm,
@@ -29,13 +39,13 @@ for (const name of [...Object.keys(FUSIONS), ...LOWERED_FUSIONS]) if (!FUSION_NA
 
 /** `--fuse none|all|a,b` -> the fusion names, in pipeline order; a UserError for unknown names. */
 export function parseFuse(spec: string | undefined, target: Target): string[] {
-  if (spec === undefined) return target === 'gpu' ? FUSION_NAMES : [];
+  if (spec === undefined) return isFused(target) ? FUSION_NAMES : [];
   if (spec === 'none') return [];
   if (spec === 'all') return FUSION_NAMES;
   const asked = spec.split(',').map((s) => s.trim()).filter((s) => s.length > 0);
   const unknown = asked.filter((s) => !FUSION_NAMES.includes(s));
   if (unknown.length > 0) throw new UserError(`--fuse: unknown fusion ${unknown.join(', ')} (known: none, all, ${FUSION_NAMES.join(', ')})`);
-  if (asked.length > 0 && target !== 'gpu') throw new UserError('--fuse needs --target gpu: the fused ops run only on ONNX Runtime');
+  if (asked.length > 0 && !isFused(target)) throw new UserError('--fuse needs --target gpu or webgpu: the fused ops run only on ONNX Runtime');
   return FUSION_NAMES.filter((n) => asked.includes(n));
 }
 
@@ -43,7 +53,7 @@ export function parseFuse(spec: string | undefined, target: Target): string[] {
  * Runs the named pattern fusions; returns the count each replaced, with the counts of the lowerings
  * that already ran (`lowered`), in pipeline order (recorded in the graph's metadata).
  */
-export function fuseGraph(graph: Graph, names: readonly string[], lowered: Record<string, number> = {}): Record<string, number> {
+export function fuseGraph(graph: Graph, names: readonly string[], lowered: Record<string, number> = {}, target: Target = 'gpu'): Record<string, number> {
   const counts: Record<string, number> = {};
   for (const name of FUSION_NAMES) {
     if (!names.includes(name)) continue;
@@ -52,7 +62,7 @@ export function fuseGraph(graph: Graph, names: readonly string[], lowered: Recor
       counts[name] = lowered[name] ?? 0;
       continue;
     }
-    counts[name] = pass(graph);
+    counts[name] = pass(graph, target);
     removeDeadNodes(graph);
   }
   return counts;

@@ -60,8 +60,13 @@
     return e;
   }
 
+  // A LoRA adapter (the module `<linear>.lora_A` / `.lora_B` and its weight) has a hue of its own, whatever part it adapts.
+  var LORA = /(^|\.)lora_[AB](\.|$)/;
+  var LORA_HUE = 290;
+
   function hueOf(path) {
     if (path === '') return 220;
+    if (LORA.test(path)) return LORA_HUE;
     var top = path.split('.')[0];
     if (Object.prototype.hasOwnProperty.call(ROLES, top)) return ROLES[top];
     var h = 0;
@@ -182,6 +187,10 @@
       var r = rects[i];
       if (r.w >= 1 && r.h >= 1) draw(panel, frag, c, r.x, r.y, r.w, r.h, depth + 1);
     });
+  }
+
+  function hasLora(node) {
+    return LORA.test(node.path) || (node.children || []).some(hasLora);
   }
 
   function cellClass(panel, chain, depth) {
@@ -371,6 +380,7 @@
     ['quantised (int4 / int8 blocks)', 'background:hsl(140 62% 62%);background-image:repeating-linear-gradient(135deg,rgba(0,0,0,.24) 0 2px,transparent 2px 7px)'],
     ['unused', 'background:hsl(210 10% 80%);background-image:radial-gradient(rgba(0,0,0,.3) 1px,transparent 1.5px);background-size:6px 6px'],
   ];
+  if (!isDiff && hasLora(data.root)) swatches.push(['LoRA adapter (lora_A, lora_B)', 'background:hsl(' + LORA_HUE + ' 62% 62%)']);
 
   if (!isDiff) {
     header.appendChild(el('h1', '', 'vlmc view: ' + data.name));
