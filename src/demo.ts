@@ -1,7 +1,7 @@
 /**
  * The default run (`npm start`): make a tiny random-weight InternVL checkpoint under out/ (no
- * download) with a tiny tokenizer and a template, the same weights as Path B parts, a sample image
- * and training file, build graphs/internvl-tiny.ts from the checkpoint, run one forward with
+ * download) with a tiny tokenizer and a template, the same weights as Path B parts, a LoRA adapter,
+ * a sample image and training file, build graphs/internvl-tiny.ts from the checkpoint, run one forward with
  * onnxruntime-node and report the I/O signature, parameter counts and a logits checksum. The
  * README's and docs/training.md's commands run on what it writes (test/walkthrough.test.ts).
  */
@@ -77,6 +77,30 @@ async function writePartCheckpoints(model: InternVLChatModel, visionDir: string,
   await writeMarkedFolder(llmDir, 'a random LLM written by vlmc demo', { 'model.safetensors': part('language_model.'), 'config.json': json(llmConfigJson(model.language_model)), ...tokenizerFilesOf(model) });
 }
 
+/**
+ * A random PEFT LoRA adapter for the demo's LLM (what `PeftModel.save_pretrained` writes for the
+ * standalone LLM: rank 4, alpha 8, the family's targets, keys `base_model.model.<module>.lora_{A,B}.weight`),
+ * for the walkthrough's adapters at run time. lora_B is not zero, so the adapter changes the logits.
+ */
+async function writeSampleAdapter(model: InternVLChatModel, dir: string, seed: number): Promise<void> {
+  const rank = 4;
+  const llm = model.language_model;
+  const targets = llm.loraTargets();
+  const tensors: TensorToWrite[] = [];
+  const linear = (module: string) => collectParams(model).find((p) => p.name === `language_model.${module}.weight`)!;
+  for (let layer = 0; layer < llm.config.layers; layer++) {
+    for (const target of targets) {
+      const module = `model.layers.${layer}.${target}`;
+      const [out, inp] = linear(module).shape as [number, number];
+      const init = (name: string, n: number) => new Uint8Array(initialValues({ kind: 'uniform', bound: 0.1 }, n, seed, name).buffer);
+      tensors.push({ name: `base_model.model.${module}.lora_A.weight`, dtype: 'F32', shape: [rank, inp], data: init(`${module}.lora_A`, rank * inp) });
+      tensors.push({ name: `base_model.model.${module}.lora_B.weight`, dtype: 'F32', shape: [out, rank], data: init(`${module}.lora_B`, out * rank) });
+    }
+  }
+  const config = { peft_type: 'LORA', task_type: 'CAUSAL_LM', r: rank, lora_alpha: 2 * rank, lora_dropout: 0.05, bias: 'none', target_modules: [...targets].sort(), fan_in_fan_out: false, use_dora: false, use_rslora: false, modules_to_save: null, inference_mode: true };
+  await writeMarkedFolder(dir, 'a random LoRA adapter written by vlmc demo', { 'adapter_model.safetensors': tensors, 'adapter_config.json': `${JSON.stringify(config, null, 2)}\n` });
+}
+
 /** A sample image and a two-sample training file (one with the image, one text-only) for the walkthrough. */
 async function writeSamples(dir: string): Promise<void> {
   const samples = [
@@ -150,7 +174,7 @@ export interface DemoReport {
 /** Where the demo writes, under its output folder. */
 export function demoPaths(outRoot: string) {
   const at = (name: string) => nodePath.join(outRoot, name);
-  return { root: outRoot, checkpoint: at('internvl-tiny-checkpoint'), vision: at('internvl-tiny-vit'), llm: at('internvl-tiny-llm'), samples: at('samples'), artifact: at('internvl-tiny') };
+  return { root: outRoot, checkpoint: at('internvl-tiny-checkpoint'), vision: at('internvl-tiny-vit'), llm: at('internvl-tiny-llm'), adapter: at('internvl-tiny-adapter'), samples: at('samples'), artifact: at('internvl-tiny') };
 }
 
 /** Marks a folder `vlmc demo` made, so a later demo may write into it again (the walkthrough's outputs may sit beside its own). */
@@ -163,7 +187,7 @@ export const DEMO_MARK = '.vlmc-demo';
 function checkDemoOutputs(p: ReturnType<typeof demoPaths>): void {
   const problem = demoFolderProblem(p.root, p.checkpoint);
   if (problem) throw new UserError(`--out ${p.root}: ${problem}`);
-  for (const dir of [p.checkpoint, p.vision, p.llm, p.samples]) checkOutputPath(dir, { kind: 'checkpoint', flag: '--out' });
+  for (const dir of [p.checkpoint, p.vision, p.llm, p.adapter, p.samples]) checkOutputPath(dir, { kind: 'checkpoint', flag: '--out' });
   checkOutputPath(p.artifact, { kind: 'artifact', flag: '--out' });
 }
 
@@ -192,6 +216,7 @@ export async function demo(outRoot = 'out', graphFile = DEFAULT_GRAPH): Promise<
   await writeFileAtomic(nodePath.join(outRoot, DEMO_MARK), 'a folder vlmc demo writes its checkpoints, samples and artifact into\n');
   await writeRandomCheckpoint(model, checkpoint, 0);
   await writePartCheckpoints(model, paths.vision, paths.llm, 0);
+  await writeSampleAdapter(model, paths.adapter, 0);
   await writeSamples(paths.samples);
   const { manifest } = await build({ graph: graphFile, weights: checkpoint, out: artifact });
   const session = await openSession(artifact);
@@ -204,6 +229,7 @@ export async function demo(outRoot = 'out', graphFile = DEFAULT_GRAPH): Promise<
   const lines = [
     `checkpoint  ${checkpoint} (random weights, seed 0; tokenizer.json, template ${WRITTEN_TEMPLATE})`,
     `parts       ${paths.vision}, ${paths.llm} (Path B: the same weights, no projector)`,
+    `adapter     ${paths.adapter} (a random PEFT LoRA adapter for the LLM, rank 4)`,
     `samples     ${nodePath.join(paths.samples, SAMPLE_IMAGE)}, ${nodePath.join(paths.samples, SAMPLE_DATA)}`,
     `artifact    ${artifact}`,
     'inputs',
