@@ -39,7 +39,7 @@ export { loadGraphFile } from './graph-file.ts';
 export { build, type BuildOptions, type BuildResult } from './build.ts';
 export { openSession, run, type HostTensor, type ExecutionProvider, type SessionOptions } from './runtime/session.ts';
 export { readInputs, writeOutputs } from './runtime/tensor-files.ts';
-export { checkImageTokenCount } from './runtime/check-inputs.ts';
+export { checkImageTokenCount, checkForwardInputs } from './runtime/check-inputs.ts';
 export { runArtifact } from './run.ts';
 export { readManifest, isSplitArtifact, isArtifactFolder, ARTIFACT_FILES, PIPELINE_FILE } from './artifact/format.ts';
 export { init, type InitOptions } from './init/init.ts';

@@ -10,19 +10,23 @@ import { UserError } from './errors.ts';
 import { DATA_FILE, MODEL_FILE, isSplitArtifact, readManifest, type Manifest } from './artifact/format.ts';
 import { checkOutputPath } from './fs/output-path.ts';
 import { checkExternalReferences } from './onnx/read.ts';
-import { checkDataAgainstManifest, checkDeclaredInputs, checkFiniteFloats, checkImageTokenCount, checkInputValues } from './runtime/check-inputs.ts';
+import { checkDataAgainstManifest, checkDeclaredInputs, checkForwardInputs, forwardInputNames } from './runtime/check-inputs.ts';
 import { loadOrt, openSession, run, type ExecutionProvider, type HostTensor } from './runtime/session.ts';
 import { providerList } from './runtime/providers.ts';
 import { readInputs, writeOutputs } from './runtime/tensor-files.ts';
 import { adapterFeeds, dataInputs } from './runtime/adapters.ts';
 
+/** Graphs built before vlmc's ViT took zero tiles fail inside onnxruntime on a text-only request without a blank tile. */
+function zeroTilesError(artifactDir: string, inputsFile: string, inputs: Record<string, HostTensor>, e: unknown): unknown {
+  if (inputs['pixel_values']?.shape[0] !== 0) return e;
+  return new UserError(`${inputsFile}: input 'pixel_values' has no tiles, which ${artifactDir} cannot run (built by an earlier vlmc: ${(e as Error).message.split('\n')[0]}); rebuild it, or give one blank tile with image_flags 0`);
+}
+
 /** `vlmc run` on a split artifact: vision, embedding, then one decoder prefill with full logits. */
 async function runSplitArtifact(artifactDir: string, manifest: Manifest, inputsFile: string, outFile: string, graph: string, ep: ExecutionProvider, adapters: readonly string[]): Promise<Record<string, HostTensor>> {
   if (graph !== 'model') throw new UserError(`--graph ${graph}: ${artifactDir} is a split artifact (vision, embedding, decoder); build with --train, without --split, for training graphs`);
-  const inputs = await readInputs(inputsFile, manifest.inputs.map((i) => i.name), (declared) => checkDeclaredInputs(inputsFile, manifest, declared));
-  checkInputValues(inputsFile, manifest, inputs.input_ids?.data as BigInt64Array | undefined, inputs.image_flags?.data as BigInt64Array | undefined);
-  checkImageTokenCount(manifest, inputs, inputsFile);
-  checkFiniteFloats(inputsFile, inputs);
+  const read = await readInputs(inputsFile, forwardInputNames(manifest), (declared) => checkDeclaredInputs(inputsFile, manifest, declared));
+  const inputs = checkForwardInputs(inputsFile, manifest, read);
   // Loaded on demand, as below: a plain `vlmc run` does not pay for the split pipeline (it loads the zoo) or the training weights.
   const { runSplit } = await import('./generate/session.ts');
   const outputs = await runSplit(artifactDir, inputs, { ep, adapters });
@@ -49,12 +53,7 @@ export async function runArtifact(artifactDir: string, inputsFile: string, outFi
   const extra = graph === 'train' ? ['labels', ...(manifest.train?.trainable.map((t) => t.name) ?? []), ...dropout.map((d) => d.input)] : [];
   const inputs = modelInputs
     ? await readInputs(inputsFile)
-    : await readInputs(inputsFile, [...manifest.inputs.map((i) => i.name), ...extra], (declared) => checkDeclaredInputs(inputsFile, manifest, declared));
-  if (!modelInputs) {
-    checkFiniteFloats(inputsFile, inputs);
-    checkInputValues(inputsFile, manifest, inputs.input_ids?.data as BigInt64Array | undefined, inputs.image_flags?.data as BigInt64Array | undefined);
-    checkImageTokenCount(manifest, inputs, inputsFile);
-  }
+    : checkForwardInputs(inputsFile, manifest, await readInputs(inputsFile, [...forwardInputNames(manifest), ...extra], (declared) => checkDeclaredInputs(inputsFile, manifest, declared)));
   const session = await openSession(artifactDir, providerList(await loadOrt(), ep), graph);
   try {
     if (graph === 'train') {
@@ -66,7 +65,9 @@ export async function runArtifact(artifactDir: string, inputsFile: string, outFi
     }
     if (graph === 'model') Object.assign(inputs, await adapterFeeds(full.inputs, adapters, artifactDir));
     else if (adapters.length > 0) throw new UserError(`--adapter feeds model.onnx; --graph ${graph} takes none`);
-    const outputs = await run(session, inputs);
+    const outputs = await run(session, inputs).catch((e: unknown) => {
+      throw zeroTilesError(artifactDir, inputsFile, inputs, e);
+    });
     await writeOutputs(outFile, outputs);
     return outputs;
   } finally {

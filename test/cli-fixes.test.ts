@@ -140,3 +140,38 @@ describe('npm test without the shared fixtures', () => {
     }
   });
 });
+
+describe('issue 16 defect 7: build flags that would do nothing are refused, naming the flag', () => {
+  const refused = async (args: string[], ...parts: string[]) => {
+    const out = path.join(work, `nothing-${args.join('-').replace(/[^a-z0-9-]/gi, '')}`);
+    const r = await vlmcInProcess(['build', '--weights', unified, '--out', out, ...args]);
+    expect({ args, status: r.status }).toEqual({ args, status: 2 });
+    expect(r.stderr.trim().split('\n')).toHaveLength(1);
+    for (const p of parts) expect(r.stderr).toContain(p);
+    expect(() => statSync(out)).toThrow();
+  };
+
+  it('--quant-block / --quant-zero-points without --quant', async () => {
+    await refused(['--quant-block', '64'], '--quant-block shapes --quant int4|int8, which was not given');
+    await refused(['--quant-zero-points'], '--quant-zero-points shapes --quant');
+    await refused(['--target', 'gpu', '--quant-block', '64', '--quant-zero-points'], '--quant-block and --quant-zero-points shape --quant');
+  });
+
+  it('--allow-missing / --ignore-unexpected globs that match nothing', async () => {
+    await refused(['--allow-missing', 'mlp2.**'], "--allow-missing 'mlp2.**' matches no parameter of the graph");
+    await refused(['--ignore-unexpected', 'extra.**'], "--ignore-unexpected 'extra.**' matches no key of the checkpoint", unified);
+    // Globs that match something still work as before (tested in binding.test.ts): the parameter exists, the key is used.
+    const ok = await vlmcInProcess(['build', '--weights', unified, '--out', path.join(work, 'globs-ok'), '--allow-missing', 'mlp1.**', '--ignore-unexpected', 'mlp1.**']);
+    expect(ok.stderr).toBe('');
+    expect(ok.status).toBe(0);
+  });
+});
+
+describe('issue 16 defect 8: a --downsample-ratio that does not fit the checkpoint is blamed on the flag', () => {
+  it('the binding report names the flag beside config.json', async () => {
+    const r = await vlmcInProcess(['build', '--weights', unified, '--out', path.join(work, 'ratio'), '--downsample-ratio', '0.25']);
+    expect(r.status).toBe(2);
+    expect(r.stderr).toContain(`the checkpoint does not match the graph from ${path.join(unified, 'config.json')} with --downsample-ratio 0.25 (3 problems)`);
+    expect(r.stderr).toContain('mlp1.0.weight: graph [512], checkpoint [128]');
+  });
+});

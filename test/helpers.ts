@@ -90,6 +90,32 @@ export async function readFloats(file: string, key: string): Promise<Float32Arra
   }
 }
 
+/**
+ * stderr that holds only `vlmc: warning:` lines, each matching one of `expected` (a build of a
+ * fixture, which has no tokenizer.json, warns that generate / train will lack one), and at least one each.
+ */
+export function expectOnlyWarnings(stderr: string, ...expected: RegExp[]): void {
+  const lines = stderr.split('\n').filter((l) => l !== '');
+  for (const l of lines) {
+    if (!l.startsWith('vlmc: warning: ') || !expected.some((re) => re.test(l))) throw new Error(`unexpected stderr line: ${l}`);
+  }
+  for (const re of expected) if (!lines.some((l) => re.test(l))) throw new Error(`no warning matching ${re} in: ${stderr}`);
+}
+
+/** The warning a split or training build of a checkpoint without tokenizer.json gives. */
+export const NO_TOKENIZER = /has no tokenizer\.json/;
+
+/** The checkpoint `npm start` writes (random weights, tiny tokenizer, Hermes-2 template), at `dir`. */
+export async function demoCheckpoint(dir: string): Promise<string> {
+  const { writeRandomCheckpoint, DEFAULT_GRAPH } = await import('../src/demo.ts');
+  const { loadGraphFile } = await import('../src/graph-file.ts');
+  const { InternVLChatModel } = await import('../src/models/internvl.ts');
+  const model = await loadGraphFile(DEFAULT_GRAPH);
+  if (!(model instanceof InternVLChatModel)) throw new Error(`${DEFAULT_GRAPH}: not an InternVL model`);
+  await writeRandomCheckpoint(model, dir, 0);
+  return dir;
+}
+
 /** A `vlmc generate --out` file (or the fixtures' generation.safetensors): tokens [batch, N] row-major, logits [batch, N, vocab]. */
 export async function readGeneration(file: string): Promise<{ tokens: number[]; logits: Float32Array }> {
   const st = await SafetensorsFile.open(file);

@@ -403,3 +403,25 @@ describe('tokens added at load time', () => {
     expect([...r.inputs.input_ids.data].filter((id) => id === 153n).length).toBe(4);
   });
 });
+
+describe('issue 16 defect 7: the image formats the docs name (PNG, JPEG, WebP, GIF)', () => {
+  /** A two-colour 80 x 56 picture, lossless in every format (a GIF palette holds both colours exactly). */
+  async function picture(file: string, format: 'png' | 'webp' | 'gif'): Promise<string> {
+    const sharp = (await import('sharp')).default;
+    const raw = Buffer.alloc(80 * 56 * 3);
+    for (let i = 0; i < 80 * 56; i++) raw.set(i % 80 < 30 ? [255, 0, 0] : [0, 0, 255], i * 3);
+    const img = sharp(raw, { raw: { width: 80, height: 56, channels: 3 } });
+    await (format === 'png' ? img.png() : format === 'webp' ? img.webp({ lossless: true }) : img.gif()).toFile(file);
+    return file;
+  }
+
+  it.each(['webp', 'gif'] as const)('%s gives the pixel_values of the same picture as PNG', async (format) => {
+    const png = await picture(path.join(root, 'two.png'), 'png');
+    const other = await picture(path.join(root, `two.${format}`), format);
+    const a = await buildInputs({ checkpoint: qwen, prompts: ['What is it?'], images: [png] });
+    const b = await buildInputs({ checkpoint: qwen, prompts: ['What is it?'], images: [other] });
+    expect(b.inputs.pixel_values.shape).toEqual(a.inputs.pixel_values.shape);
+    expect(b.inputs.pixel_values.data).toEqual(a.inputs.pixel_values.data);
+    expect(new Set(a.inputs.pixel_values.data).size).toBeGreaterThan(2); // two colours, three channels, normalised
+  });
+});

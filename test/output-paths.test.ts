@@ -195,6 +195,14 @@ describe('vlmc init --out and vlmc lock', () => {
     expectRefused(await vlmcInProcess(['init', '--from', ckpt, '--out', path.join(ckpt, 'g.ts')]), 'inside the input folder');
   });
 
+  it('issue 16 defect 8: init --out at an existing file that is not .ts names the extension, never asks for --force first', async () => {
+    const notes = path.join(work, 'existing.txt');
+    writeFileSync(notes, 'mine\n');
+    expectRefused(await vlmcInProcess(['init', '--from', unified, '--out', notes]), `--out ${notes}: a graph file is TypeScript; give a path ending in .ts`);
+    expectRefused(await vlmcInProcess(['init', '--from', unified, '--out', notes, '--force']), 'give a path ending in .ts');
+    expect(readFileSync(notes, 'utf8')).toBe('mine\n');
+  });
+
   it('lock refuses to replace a file that is not a lock', async () => {
     const dir = path.join(ROOT, 'out', `test-outpaths-${process.pid}`);
     mkdirSync(dir, { recursive: true });
@@ -206,6 +214,37 @@ describe('vlmc init --out and vlmc lock', () => {
     } finally {
       removeDir(dir);
     }
+  });
+});
+
+describe('issue 16 defect 9: vlmc demo --out', async () => {
+  it('checks every path before writing anything: a folder of the user\'s own, or one whose artifact slot holds something else, is refused untouched', async () => {
+    const mine = path.join(work, 'demo-mine');
+    mkdirSync(mine);
+    writeFileSync(path.join(mine, 'notes.txt'), 'mine\n');
+    expectRefused(await vlmcInProcess(['demo', '--out', mine]), `--out ${mine}: is a folder vlmc demo did not write (it holds notes.txt)`);
+    expect(readdirSync(mine)).toEqual(['notes.txt']);
+    // An earlier demo folder whose artifact path now holds a user's folder: nothing is written, the checkpoint included.
+    const earlier = path.join(work, 'demo-earlier');
+    mkdirSync(earlier);
+    writeFileSync(path.join(earlier, '.vlmc-demo'), 'x\n');
+    mkdirSync(path.join(earlier, 'internvl-tiny'));
+    writeFileSync(path.join(earlier, 'internvl-tiny', 'mine.txt'), 'mine\n');
+    const before = snapshot(earlier);
+    expectRefused(await vlmcInProcess(['demo', '--out', earlier]), path.join(earlier, 'internvl-tiny'), 'not a vlmc artifact');
+    expect(snapshot(earlier)).toEqual(before);
+    expect(existsSync(path.join(earlier, 'internvl-tiny-checkpoint'))).toBe(false);
+  });
+
+  it('writes a new folder, and writes it again (beside what the walkthrough added)', async () => {
+    const out = path.join(work, 'demo-new');
+    expect((await vlmcInProcess(['demo', '--out', out])).status).toBe(0);
+    writeFileSync(path.join(out, 'in.safetensors'), 'the walkthrough\'s own files may sit beside');
+    const first = snapshot(out);
+    const again = await vlmcInProcess(['demo', '--out', out]);
+    expect(again.stderr).toBe('');
+    expect(again.status).toBe(0);
+    expect(snapshot(out)).toEqual(first); // same bytes: deterministic
   });
 });
 

@@ -186,3 +186,18 @@ describe.each(fixtureCases())('fixture %s, --quant', (name) => {
     }
   });
 });
+
+describe('issue 16: the --quant build summary explains its parameter count', () => {
+  const work = tempDir('vlmc-quant-summary-');
+  afterAll(() => removeDir(work));
+
+  it('a tied head is stored again, quantised: the count includes the copy and says how much the model itself has', async () => {
+    const r = await vlmcInProcess(['build', '--weights', path.join(FIXTURES, 'qwen2-tiny/unified'), '--out', path.join(work, 'int4'), '--target', 'gpu', '--quant', 'int4', '--quiet']);
+    expect(r.status).toBe(0);
+    const [summary, , quant] = r.stdout.split('\n');
+    expect(summary).toContain('102,704 parameters');
+    expect(quant).toBe('quantised: 15 weights stored as int4-symmetric (block 32, MatMulNBits), counted at their unpacked sizes; the 102,704 parameters include 7,680 of language_model.model.embed_tokens.lm_head, a quantised copy of the tied language_model.model.embed_tokens.weight (the embedding stays unquantised for the lookup), so the model itself has 95,024');
+    const manifest = JSON.parse(readFileSync(path.join(work, 'int4', 'manifest.json'), 'utf8'));
+    expect(manifest.counts.total - 160 * 48).toBe(95_024);
+  });
+});

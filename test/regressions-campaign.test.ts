@@ -111,7 +111,7 @@ describe('nothing hangs on a FIFO where a file belongs', () => {
     fifo(path.join(dir, 'tokenizer.json'));
     await expectUserError(buildInputs({ checkpoint: dir, prompts: ['x'] }), 'tokenizer.json', 'is a FIFO');
     const image = fifo(fresh('image.png'));
-    await expectUserError(preprocessImage(image, { imageSize: 56 }), image, 'is a FIFO', 'PNG or JPEG');
+    await expectUserError(preprocessImage(image, { imageSize: 56 }), image, 'is a FIFO', 'PNG, JPEG, WebP or GIF');
     const history = fifo(fresh('history.json'));
     await expectUserError(() => readHistoryFile(history), history, 'is a FIFO');
   });

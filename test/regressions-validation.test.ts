@@ -175,7 +175,18 @@ describe('defect 7: vlmc run inputs checked against the artifact before onnxrunt
   it('more <IMG_CONTEXT> tokens than flagged tiles need', () => runWith({ ...spec, flags: [1, 0], override: { input_ids: ids([1, ...ctx]) } }, 'holds 8 <IMG_CONTEXT> tokens', '= 4'));
   it('image_flags length differs from the tiles', () => runWith({ ...spec, flags: [1, 1, 1], override: { input_ids: ids([1, ...ctx]) } }, "'image_flags' has tiles = 3", 'tiles = 2'));
   it('image_flags values other than 0/1', () => runWith({ ...spec, flags: [1, 2] }, "'image_flags' holds 2 for tile 1"));
-  it('zero tiles', () => runWith({ ...spec, tiles: 0, flags: [] }, 'tiles = 0'));
+  it('issue 16 defect 10: zero tiles (a text-only request) run, and give the logits of one blank tile flagged 0', async () => {
+    const none = fresh('text-only.safetensors');
+    await writeInputs(none, { ...spec, tiles: 0, flags: [] });
+    const blank = fresh('blank-tile.safetensors');
+    await writeInputs(blank, { ...spec, tiles: 1, flags: [0] });
+    const a = await runArtifact(artifact, none, fresh('a.safetensors'));
+    const b = await runArtifact(artifact, blank, fresh('b.safetensors'));
+    expect(a.vit_embeds!.shape).toEqual([0, 4, 48]);
+    expect(a.logits!.shape).toEqual([1, 5, 160]);
+    expect(maxAbsError(a.logits!.data as Float32Array, b.logits!.data as Float32Array)).toBeLessThan(1e-6);
+  });
+  it('zero rows or an empty sequence are still refused', () => runWith({ ...spec, override: { input_ids: ids([]) } }, "'input_ids' has seq = 0"));
 
   it('image_flags as [tiles, 1] and extra tensors (attention_mask, BOOL) are accepted', async () => {
     const inputs = fresh('ok.safetensors');

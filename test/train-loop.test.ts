@@ -5,7 +5,7 @@
  * copy of its folder, with the fixture's own <img>/</img>/<IMG_CONTEXT> ids.
  */
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
-import { cpSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
+import { cpSync, readFileSync, readdirSync, statSync, writeFileSync, existsSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import * as path from 'node:path';
 import { FIXTURES, tempDir, removeDir, vlmc, vlmcInProcess } from './helpers.ts';
@@ -98,6 +98,34 @@ describe('vlmc train: Path B -> stage 1 -> Path A -> stage 2', () => {
     expect(r3.stdout).toMatch(/^step 4 loss/);
     expect(r3.stdout).toContain('checkpoint-5');
     expect(JSON.parse(readFileSync(path.join(t2, 'trainer_state.json'), 'utf8'))).toEqual({ step: 5, last_checkpoint: 'checkpoint-5' });
+  });
+
+  it('issue 16 defect 6: --out at an earlier run without --resume is refused, its checkpoints and state left as they were', () => {
+    const t1 = path.join(work, 'stage1');
+    const before = readdirSync(t1).sort().map((f) => [f, statSync(path.join(t1, f)).isFile() ? readFileSync(path.join(t1, f)).toString('hex') : readdirSync(path.join(t1, f)).join()]);
+    const ckptBytes = readFileSync(path.join(t1, 'checkpoint-6', 'model.safetensors'));
+    const r = vlmc(['train', path.join(work, 'stage1-artifact'), '--data', data, '--steps', '6', '--out', t1]);
+    expect(r.status).toBe(2);
+    expect(r.stderr).toBe(`vlmc: --out ${t1}: holds an earlier training run (trainer_state.json); pass --resume to continue it, or give a new path (a new run would replace its checkpoints)\n`);
+    expect(readdirSync(t1).sort().map((f) => [f, statSync(path.join(t1, f)).isFile() ? readFileSync(path.join(t1, f)).toString('hex') : readdirSync(path.join(t1, f)).join()])).toEqual(before);
+    expect(readFileSync(path.join(t1, 'checkpoint-6', 'model.safetensors')).equals(ckptBytes)).toBe(true);
+  });
+
+  it('issue 16 defect 7: AdamW settings torch refuses are refused, naming the flag', () => {
+    const a1 = path.join(work, 'stage1-artifact');
+    const cases: [string[], string][] = [
+      [['--beta1', '1.5'], '--beta1 must be from 0 up to (not including) 1 (got 1.5), as torch.optim.AdamW requires'],
+      [['--beta2', '1'], '--beta2 must be from 0 up to (not including) 1 (got 1)'],
+      [['--weight-decay', '-1'], "--weight-decay must be a number >= 0 (got '-1')"],
+      [['--eps', 'abc'], "--eps must be a number >= 0 (got 'abc')"],
+    ];
+    for (const [flags, message] of cases) {
+      const out = path.join(work, 'never');
+      const r = vlmc(['train', a1, '--data', data, '--steps', '1', '--out', out, ...flags]);
+      expect(r.status, flags.join(' ')).toBe(2);
+      expect(r.stderr).toContain(message);
+      expect(existsSync(out)).toBe(false);
+    }
   });
 
   it('bad input exits 2 naming the problem', async () => {

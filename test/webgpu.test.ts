@@ -13,7 +13,7 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import * as path from 'node:path';
 import { existsSync } from 'node:fs';
-import { FIXTURES, ROOT, fixtureCases, maxAbsError, tempDir, removeDir, vlmcInProcess, readGeneration, type CliResult } from './helpers.ts';
+import { FIXTURES, ROOT, fixtureCases, maxAbsError, tempDir, removeDir, vlmcInProcess, readGeneration, type CliResult, NO_TOKENIZER, expectOnlyWarnings } from './helpers.ts';
 import { DeviceTensors, cpuOnlyNodes, deviceRunFailure, providerFailure, sessionOptionsFor } from '../src/runtime/providers.ts';
 import { NO_ADAPTER_ENV, NO_SWIFTSHADER, SWIFTSHADER_ICD, lastLine, swiftshaderEnv, vlmcWithEnv } from './webgpu-env.ts';
 
@@ -24,7 +24,9 @@ const NO_F16 = 'vlmc: --ep webgpu: this WebGPU adapter has no 16-bit float shade
 
 async function build(fx: string, out: string, extra: string[]): Promise<string> {
   const r = await vlmcInProcess(['build', '--weights', path.join(fx, 'unified'), '--out', out, '--quiet', ...extra]);
-  expect(r.stderr).toBe('');
+  // The fixtures have no tokenizer.json: split and training builds say what generate / train will lack.
+  if (extra.includes('--split') || extra.includes('--train')) expectOnlyWarnings(r.stderr, NO_TOKENIZER);
+  else expect(r.stderr).toBe('');
   expect(r.status).toBe(0);
   return out;
 }

@@ -55,7 +55,7 @@ function locate(param: GraphParam, path: BuildPath, sources: WeightSource[]): { 
 }
 
 /** The graph name a source key stands for (for reports and tied duplicates). */
-function graphNameOf(source: WeightSource, key: string): string {
+export function graphNameOf(source: WeightSource, key: string): string {
   return source.layout.nameFor(key) ?? key;
 }
 

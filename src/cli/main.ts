@@ -32,6 +32,34 @@ function positiveNumber(name: string) {
   };
 }
 
+function nonNegativeNumber(name: string) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (v.trim() === '' || !Number.isFinite(n) || n < 0) throw new UserError(`${name} must be a number >= 0 (got '${v}')`);
+    return n;
+  };
+}
+
+/**
+ * How `vlmc inputs` and `vlmc generate` build a request from images and questions: the same flags,
+ * meaning the same (src/inputs).
+ */
+function withRequestOptions(command: Command): Command {
+  return command
+    .option('--image <file>', 'image file (PNG, JPEG, WebP, GIF); repeatable: with one --prompt all belong to it, with several one per prompt', collect)
+    .option('--history <file>', 'JSON array of earlier [question, answer] turns (one prompt only)')
+    .option('--max-num <n>', 'max tiles per image (default: max_dynamic_patch of config.json)', int('--max-num'))
+    .option('--no-thumbnail', 'no thumbnail tile (default: use_thumbnail of config.json)')
+    .option('--system-message <text>', 'system message (default: config.json system_message, else the template\'s)')
+    .option('--template <name>', 'conversation template (default: template of config.json)');
+}
+
+/** withRequestOptions' values; --max-num below 1 is refused here, for both commands. */
+function requestOptionsOf(o: { history?: string; maxNum?: number; thumbnail?: boolean; systemMessage?: string; template?: string }) {
+  if (o.maxNum !== undefined && o.maxNum < 1) throw new UserError(`--max-num must be at least 1 (got ${o.maxNum})`);
+  return { history: o.history, maxNum: o.maxNum, useThumbnail: o.thumbnail === false ? false : undefined, systemMessage: o.systemMessage, template: o.template };
+}
+
 const collect = (v: string, prev: string[] = []) => [...prev, v];
 
 function collectRule(action: 'freeze' | 'unfreeze', into: { action: 'freeze' | 'unfreeze'; pattern: string }[]) {
@@ -85,8 +113,8 @@ export function program(io: CliIO = { stdout: process.stdout, stderr: process.st
     .addOption(new Option('--target <target>', 'portable: standard ONNX ops; gpu: ONNX Runtime fused ops; webgpu: the fused ops the WebGPU provider runs').choices(['portable', 'gpu', 'webgpu']).default('portable'))
     .option('--fuse <list>', 'with --target gpu: none, all (default) or a comma list of fusions (gqa, vit-attention, gelu, skip-layernorm, rmsnorm)')
     .addOption(new Option('--quant <scheme>', 'with --target gpu: weight-only quantisation of the LLM linears (MatMulNBits)').choices(['int4', 'int8']))
-    .addOption(new Option('--quant-block <n>', 'quantisation block size along K').choices(['16', '32', '64', '128', '256']).default('32'))
-    .option('--quant-zero-points', 'asymmetric quantisation with a zero point per block (default: symmetric)')
+    .addOption(new Option('--quant-block <n>', 'with --quant: quantisation block size along K (default 32)').choices(['16', '32', '64', '128', '256']))
+    .option('--quant-zero-points', 'with --quant: asymmetric quantisation with a zero point per block (default: symmetric)')
     .option('--img-context-token-id <id>', 'id of <IMG_CONTEXT> when the graph does not set it', int('--img-context-token-id'))
     .option('--downsample-ratio <r>', 'projector pixel-shuffle ratio (derived graphs)', positiveNumber('--downsample-ratio'))
     .addOption(new Option('--ps-version <v>', 'pixel shuffle version (derived graphs)').choices(['v1', 'v2']))
@@ -107,6 +135,8 @@ export function program(io: CliIO = { stdout: process.stdout, stderr: process.st
     .option('--adapter <dir>', 'a PEFT LoRA adapter folder applied onto the base weights (merged at bind unless --keep-lora); repeatable: one per part', collect)
     .option('--lora-inputs', 'the declared LoRA\'s adapters become graph inputs of any rank, chosen at run time (vlmc run / generate --adapter DIR)')
     .action(async (graph: string | undefined, o) => {
+      const quantOnly = [o.quantBlock !== undefined && '--quant-block', o.quantZeroPoints && '--quant-zero-points'].filter(Boolean);
+      if (!o.quant && quantOnly.length > 0) throw new UserError(`${quantOnly.join(' and ')} ${quantOnly.length === 1 ? 'shapes' : 'shape'} --quant int4|int8, which was not given: add it, or drop the flag`);
       const { build } = await import('../build.ts');
       const progress = progressBar('binding', Boolean(o.quiet), io.stderr);
       const { manifest } = await build({
@@ -121,7 +151,7 @@ export function program(io: CliIO = { stdout: process.stdout, stderr: process.st
         opset: o.opset,
         target: o.target,
         fuse: o.fuse,
-        quant: o.quant ? { bits: o.quant === 'int4' ? 4 : 8, blockSize: Number(o.quantBlock), symmetric: !o.quantZeroPoints } : undefined,
+        quant: o.quant ? { bits: o.quant === 'int4' ? 4 : 8, blockSize: Number(o.quantBlock ?? 32), symmetric: !o.quantZeroPoints } : undefined,
         imgContextTokenId: o.imgContextTokenId,
         downsampleRatio: o.downsampleRatio,
         psVersion: o.psVersion,
@@ -140,11 +170,11 @@ export function program(io: CliIO = { stdout: process.stdout, stderr: process.st
         keepLora: Boolean(o.keepLora),
         adapters: o.adapter,
         loraInputs: Boolean(o.loraInputs),
+        onWarning: (m) => io.stderr.write(`vlmc: warning: ${m}\n`),
       });
       progress?.finish();
-      const c = manifest.counts;
-      const kind = manifest.build.structure_only ? ', structure only (no weights; `vlmc run` needs --weights or --init random)' : '';
-      say(`${o.out}: ${manifest.parameters.length} tensors, ${c.total.toLocaleString('en-US')} parameters (${c.trainable.toLocaleString('en-US')} trainable), path ${manifest.build.path}, ${manifest.build.dtype}${kind}`);
+      const { buildSummary } = await import('./build-summary.ts');
+      for (const line of buildSummary(o.out, manifest)) say(line);
       if (manifest.train) {
         const { pruningLine } = await import('../train/artifact.ts');
         say(pruningLine(manifest.train));
@@ -174,15 +204,15 @@ export function program(io: CliIO = { stdout: process.stdout, stderr: process.st
     .requiredOption('--steps <n>', 'optimizer steps', int('--steps'))
     .requiredOption('--out <dir>', 'where checkpoints go (checkpoint-<step>/, trainer_state.json)')
     .option('--lr <x>', 'learning rate', positiveNumber('--lr'), 1e-4)
-    .option('--weight-decay <x>', 'AdamW weight decay', Number, 0)
-    .option('--beta1 <x>', 'AdamW beta1', Number, 0.9)
-    .option('--beta2 <x>', 'AdamW beta2', Number, 0.999)
-    .option('--eps <x>', 'AdamW eps', Number, 1e-8)
+    .option('--weight-decay <x>', 'AdamW weight decay (>= 0)', nonNegativeNumber('--weight-decay'), 0)
+    .option('--beta1 <x>', 'AdamW beta1 (0 <= beta1 < 1)', nonNegativeNumber('--beta1'), 0.9)
+    .option('--beta2 <x>', 'AdamW beta2 (0 <= beta2 < 1)', nonNegativeNumber('--beta2'), 0.999)
+    .option('--eps <x>', 'AdamW eps (>= 0)', nonNegativeNumber('--eps'), 1e-8)
     .option('--grad-accum <n>', 'micro-batches per step (gradients averaged)', int('--grad-accum'), 1)
     .option('--batch-size <n>', 'samples per micro-batch', int('--batch-size'), 1)
     .option('--save-every <n>', 'checkpoint every N steps (and after the last)', int('--save-every'))
     .option('--image-root <dir>', 'folder image names are relative to (default: the jsonl\'s)')
-    .option('--resume', 'continue from the last checkpoint in --out')
+    .option('--resume', 'continue from the last checkpoint in --out (an earlier run\'s folder is refused without it)')
     .option('--quiet', 'no progress output')
     .addOption(executionProviderOption())
     .action(async (artifact: string, o) => {
@@ -214,18 +244,18 @@ export function program(io: CliIO = { stdout: process.stdout, stderr: process.st
       }
     });
 
-  cli
+  const generateCommand = cli
     .command('generate')
-    .description('generate text with a split artifact (vlmc build --split): greedy decoding with the KV cache, streamed to stdout')
+    .description('generate text with a split artifact (vlmc build --split) and the KV cache, streamed to stdout: greedy, or sampled with --temperature; a prompt needs no image')
     .argument('<artifact>', 'split artifact folder')
-    .option('--inputs <file>', 'safetensors with pixel_values, input_ids, image_flags and optionally attention_mask (right padding)')
-    .option('--image <file>', 'image file (with --prompt); repeatable', collect)
-    .option('--prompt <text>', 'the question (with --image)')
-    .option('--max-new-tokens <n>', 'tokens to generate at most', int('--max-new-tokens'), 32)
+    .option('--inputs <file>', 'safetensors with pixel_values, input_ids, and optionally image_flags (default: every tile counts) and attention_mask (right padding)')
+    .option('--prompt <text>', 'the question (an image is optional); repeatable, one batch row each', collect);
+  withRequestOptions(generateCommand)
+    .option('--max-new-tokens <n>', 'tokens to generate at most, per row (stops earlier at the model\'s context length)', int('--max-new-tokens'), 32)
     .option('--ignore-eos', 'do not stop at eos')
-    .option('--temperature <t>', 'sample at this temperature (default 0: greedy)', Number)
-    .option('--top-k <k>', 'sample from the k most likely tokens', int('--top-k'))
-    .option('--seed <n>', 'sampling seed', int('--seed'))
+    .option('--temperature <t>', 'sample at this temperature (default 0: greedy)', nonNegativeNumber('--temperature'))
+    .option('--top-k <k>', 'with --temperature: sample from the k most likely tokens', int('--top-k'))
+    .option('--seed <n>', 'with --temperature: sampling seed (default 0)', int('--seed'))
     .option('--out <file>', 'safetensors to write tokens I64 [batch, N] and logits F32 [batch, N, vocab] to')
     .option('--json', 'print one JSON object (steps, tokens, text) instead of streaming')
     .addOption(executionProviderOption())
@@ -237,6 +267,7 @@ export function program(io: CliIO = { stdout: process.stdout, stderr: process.st
         inputs: o.inputs,
         image: o.image,
         prompt: o.prompt,
+        request: requestOptionsOf(o),
         out: o.out,
         json: Boolean(o.json),
         maxNewTokens: o.maxNewTokens,
@@ -246,6 +277,7 @@ export function program(io: CliIO = { stdout: process.stdout, stderr: process.st
         seed: o.seed,
         ep: o.ep,
         adapters: o.adapter,
+        onNotice: (m) => io.stderr.write(`vlmc: ${m}\n`),
         write: (s) => io.stdout.write(s),
       });
     });
@@ -337,32 +369,17 @@ export function program(io: CliIO = { stdout: process.stdout, stderr: process.st
       say(`${o.out}: ${view.total.toLocaleString('en-US')} parameters (${trainable}), ${view.tensors} tensors, ${view.panels.length} panel${view.panels.length === 1 ? '' : 's'}`);
     });
 
-  cli
+  const inputsCommand = cli
     .command('inputs')
     .description('image(s) + question -> the tensors vlmc run / generate take (InternVL preprocessing, template, tokenizer)')
     .requiredOption('--checkpoint <dir>', 'checkpoint folder, artifact, or a folder with config.json and the tokenizer files')
-    .option('--image <file>', 'image file (PNG, JPEG); repeatable', collect)
-    .requiredOption('--prompt <text>', 'the question; repeatable (one batch row each, right-padded)', collect)
-    .option('--history <file>', 'JSON array of earlier [question, answer] turns')
-    .option('--max-num <n>', 'max tiles per image (default: max_dynamic_patch of config.json)', int('--max-num'))
-    .option('--no-thumbnail', 'no thumbnail tile (default: use_thumbnail of config.json)')
-    .option('--system-message <text>', 'system message (default: config.json system_message, else the template\'s)')
-    .option('--template <name>', 'conversation template (default: template of config.json)')
+    .requiredOption('--prompt <text>', 'the question; repeatable (one batch row each, right-padded)', collect);
+  withRequestOptions(inputsCommand)
     .requiredOption('--out <file>', 'safetensors file to write')
     .action(async (o) => {
       const { readHistoryFile, writeInputs } = await import('../inputs/index.ts');
-      if (o.maxNum !== undefined && o.maxNum < 1) throw new UserError(`--max-num must be at least 1 (got ${o.maxNum})`);
-      const r = await writeInputs({
-        checkpoint: o.checkpoint,
-        images: o.image,
-        prompts: o.prompt,
-        history: o.history === undefined ? undefined : readHistoryFile(o.history),
-        maxNum: o.maxNum,
-        useThumbnail: o.thumbnail === false ? false : undefined,
-        systemMessage: o.systemMessage,
-        template: o.template,
-        out: o.out,
-      });
+      const { history, ...request } = requestOptionsOf(o);
+      const r = await writeInputs({ checkpoint: o.checkpoint, images: o.image, prompts: o.prompt, history: history === undefined ? undefined : readHistoryFile(history), ...request, out: o.out });
       const [rows, seq] = r.inputs.input_ids.shape;
       say(`${o.out}: input_ids [${rows}, ${seq}], pixel_values [${r.inputs.pixel_values.shape.join(', ')}], template ${r.config.template.name}, eos ${r.eosTokenId}`);
       for (const im of r.images) say(`  ${im.file}: ${im.width}x${im.height} -> ${im.grid[0]}x${im.grid[1]} grid, ${im.tiles} tiles`);

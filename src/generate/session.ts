@@ -8,6 +8,7 @@ import { openSplitSessions, toHost, type HostTensor, type SessionOptions } from 
 import { DeviceTensors, runOnDevice } from '../runtime/providers.ts';
 import { adapterFeeds, adapterInputs } from '../runtime/adapters.ts';
 import { readPipeline, SPLIT_ENTRIES, type Pipeline, type SplitEntry } from './pipeline.ts';
+import { checkSplitFiles } from './split-files.ts';
 
 /** The cache of one layer: [batch, kv_heads, past, head_dim]. */
 export type KvPair = { key: ort.Tensor; value: ort.Tensor };
@@ -26,6 +27,7 @@ export class SplitSession {
 
   static async open(dir: string, o: SessionOptions = {}): Promise<SplitSession> {
     const pipeline = readPipeline(dir);
+    checkSplitFiles(dir, pipeline);
     const files = Object.fromEntries(SPLIT_ENTRIES.map((e) => [e, pipeline.graphs[e].file])) as Record<SplitEntry, string>;
     // The cache a decoder step returns is the next step's input: it need not visit the host.
     const cache = pipeline.graphs.decoder.outputs.map((v) => v.name).filter((n) => n.startsWith('present.'));

@@ -11,6 +11,7 @@ import { UserError } from '../errors.ts';
 import { MAX_TILES } from '../preprocess/tiling.ts';
 import { getTemplate, type ConversationTemplate } from '../prompt/templates.ts';
 import { MANIFEST_FILE, PIPELINE_FILE, readManifestObject } from '../artifact/format.ts';
+import { isHFInternVLConfig } from '../models/from-hf-config.ts';
 
 export interface RequestConfig {
   /** The config.json read. */
@@ -49,9 +50,11 @@ export function readRequestConfig(dir: string, o: { template?: string } = {}): R
 function fromInternVLConfig(dir: string, file: string, o: { template?: string }): RequestConfig {
   const cfg = readJsonObject(file);
   const vision = objectField(cfg, 'vision_config', file);
-  const llm = objectField(cfg, 'llm_config', file);
-  const imageSize = positiveInt(cfg['force_image_size'] ?? vision?.['image_size'], 'force_image_size (or vision_config.image_size)', file);
-  const patchSize = positiveInt(vision?.['patch_size'], 'vision_config.patch_size', file);
+  // transformers' InternVLConfig names the LLM's config text_config and may give sizes as [h, w].
+  const hf = isHFInternVLConfig(cfg);
+  const llm = objectField(cfg, hf ? 'text_config' : 'llm_config', file);
+  const imageSize = positiveInt(square(cfg['force_image_size'] ?? vision?.['image_size']), 'force_image_size (or vision_config.image_size)', file);
+  const patchSize = positiveInt(square(vision?.['patch_size']), 'vision_config.patch_size', file);
   const downsampleRatio = positive(cfg['downsample_ratio'] ?? 0.5, 'downsample_ratio', file);
   const template = templateOf(cfg, file, o);
   const dynamic = optionalBool(cfg, 'dynamic_image_size', true, file);
@@ -92,6 +95,11 @@ function fromPipeline(dir: string, file: string, o: { template?: string }): Requ
     padTokenId: typeof p['pad_token_id'] === 'number' ? p['pad_token_id'] : undefined,
     artifact: { tokensPerTile, imgContextTokenId: typeof image['img_context_token_id'] === 'number' ? image['img_context_token_id'] : undefined },
   };
+}
+
+/** A size given as [n, n] (transformers' configs) is n; anything else is returned for the caller's check. */
+function square(v: unknown): unknown {
+  return Array.isArray(v) && v.length === 2 && v[0] === v[1] ? v[0] : v;
 }
 
 function templateOf(cfg: Record<string, unknown>, file: string, o: { template?: string }): ConversationTemplate {

@@ -33,7 +33,8 @@ export class InternVisionEmbeddings extends Module {
     const c = this.c;
     const patches = this.patch_embedding.call(pixels);
     const grid = patches.shape[2] as number;
-    const tokens = op.Transpose(reshape(patches, [0, 0, -1]), { perm: [0, 2, 1] });
+    // Static sizes, no -1: ONNX cannot infer a -1 beside a copied 0, and zero tiles (a text-only request) must run.
+    const tokens = op.Transpose(reshape(patches, [0, 0, grid * grid]), { perm: [0, 2, 1] });
     const batch = op.Shape(tokens, { start: 0, end: 1 });
     const cls = op.Expand(this.class_embedding.value, op.Concat([batch, i64([1, c.hidden])], { axis: 0 }));
     const embeddings = op.Concat([cls, tokens], { axis: 1 });

@@ -155,6 +155,9 @@ function ropeScalingJson(s: RopeScaling): Record<string, unknown> {
   }
 }
 
+/** The conversation template a config.json written from a model names (InternVL2's own default). */
+export const WRITTEN_TEMPLATE = 'Hermes-2';
+
 /** InternVLChatConfig for a unified checkpoint. */
 export function internvlConfigJson(m: InternVLChatModel): Record<string, unknown> {
   const o = m.options;
@@ -165,7 +168,7 @@ export function internvlConfigJson(m: InternVLChatModel): Record<string, unknown
     ps_version: o.psVersion,
     select_layer: o.selectLayer,
     force_image_size: o.imageSize,
-    template: 'Hermes-2',
+    template: WRITTEN_TEMPLATE,
     vision_config: visionConfigJson(m.vision_model),
     llm_config: llmConfigJson(m.language_model),
   };

@@ -45,7 +45,7 @@ export async function decodeRgb(file: string): Promise<RgbImage> {
 }
 
 async function readImageFile(file: string): Promise<Buffer> {
-  refuseNonRegularFile(file, 'a PNG or JPEG file');
+  refuseNonRegularFile(file, 'an image file (PNG, JPEG, WebP or GIF)');
   try {
     return await readFile(file);
   } catch (err) {

@@ -124,7 +124,9 @@ export async function openSplitSessions<K extends string>(
     const failure = providerFailure(providers, err) ?? noKernelFailure(dir, providers, err, manifest);
     if (failure) throw failure;
     if (o.ep && o.ep !== 'cpu') throw new UserError(`--ep ${o.ep}: onnxruntime-node could not use it (${(err as Error).message.split('\n')[0]}); install its ${o.ep} provider libraries or use --ep cpu`);
-    throw err;
+    // Its files were checked (src/generate/split-files.ts), so a graph onnxruntime cannot load is damaged, as for a single graph.
+    const failed = (Object.keys(files) as K[]).find((g) => !sessions[g]) ?? (Object.keys(files)[0] as K);
+    throw new UserError(`${nodePath.join(dir, files[failed])}: onnxruntime cannot load the model (${(err as Error).message.split('\n')[0]}); the artifact is damaged, rebuild it`);
   }
   return { runtime, sessions: sessions as Record<K, ort.InferenceSession> };
 }

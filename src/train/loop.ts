@@ -166,18 +166,36 @@ function checkOptions(o: TrainOptions): void {
   positiveInt(o.gradAccum, '--grad-accum');
   positiveInt(o.batchSize, '--batch-size');
   positiveInt(o.saveEvery, '--save-every');
-  if (!(o.lr > 0)) throw new UserError(`--lr must be positive (got ${o.lr})`);
+  if (!(o.lr > 0) || !Number.isFinite(o.lr)) throw new UserError(`--lr must be a positive number (got ${o.lr})`);
+  checkAdamW(o);
   if (!existsSync(o.data)) throw new UserError(`${o.data}: training data not found`);
   checkAgainstInputs(o.out, `--out ${o.out}`, { inputs: [o.artifact, o.data, o.imageRoot] });
-  checkRunFolder(o.out);
+  checkRunFolder(o.out, Boolean(o.resume));
 }
 
-/** `--out` is new, empty, or an earlier `vlmc train` run (it has trainer_state.json): nothing else is written into. */
-function checkRunFolder(out: string): void {
+/** The ranges torch.optim.AdamW accepts; anything else it refuses (a beta of 1 or more never forgets, a negative decay grows the weights). */
+function checkAdamW(o: TrainOptions): void {
+  const inRange = (v: number | undefined, flag: string, ok: (v: number) => boolean, range: string) => {
+    if (v !== undefined && (!Number.isFinite(v) || !ok(v))) throw new UserError(`${flag} must be ${range} (got ${v}), as torch.optim.AdamW requires`);
+  };
+  inRange(o.beta1, '--beta1', (v) => v >= 0 && v < 1, 'from 0 up to (not including) 1');
+  inRange(o.beta2, '--beta2', (v) => v >= 0 && v < 1, 'from 0 up to (not including) 1');
+  inRange(o.eps, '--eps', (v) => v >= 0, '>= 0');
+  inRange(o.weightDecay, '--weight-decay', (v) => v >= 0, '>= 0');
+}
+
+/**
+ * `--out` is new or empty; an earlier `vlmc train` run's folder (it has trainer_state.json) only
+ * with --resume, which continues it: without it, a new run would replace that run's checkpoints.
+ * Nothing else is written into.
+ */
+function checkRunFolder(out: string, resume: boolean): void {
   if (!existsSync(out)) return;
   if (!statSync(out).isDirectory()) throw new UserError(`--out ${out}: is not a folder; give a new path`);
   const entries = readdirSync(out);
-  if (entries.length > 0 && !entries.includes(STATE_FILE)) throw new UserError(`--out ${out}: is a folder vlmc train did not write (no ${STATE_FILE}); give a new path`);
+  if (entries.length === 0) return;
+  if (!entries.includes(STATE_FILE)) throw new UserError(`--out ${out}: is a folder vlmc train did not write (no ${STATE_FILE}); give a new path`);
+  if (!resume) throw new UserError(`--out ${out}: holds an earlier training run (${STATE_FILE}); pass --resume to continue it, or give a new path (a new run would replace its checkpoints)`);
 }
 
 function paramFeeds(params: ParamState[]): Record<string, HostTensor> {
