@@ -5,7 +5,8 @@
  * sparse MoE: a biased router, top-k logits softmaxed among themselves, and experts with fused,
  * biased weights — `gate_up_proj` [E, H, 2I] (gate the even columns, up the odd ones; x · W, not
  * W^T), `down_proj` [E, I, H] — and the clamped SwiGLU (up + 1) · g · σ(α g), g = min(gate, limit),
- * up clamped to ±limit. Both checkpoint layouts store these tensors as they are here.
+ * up clamped to ±limit. Both checkpoint layouts store these tensors as they are here, or (quant_method
+ * mxfp4) as `*_blocks` / `*_scales` pairs that are dequantised while binding (src/quant/mxfp4.ts).
  */
 import { checkDecoderOptions } from '../check-options.ts';
 import { Module, type Tensor } from '../../dsl/module.ts';
@@ -104,9 +105,10 @@ export function gptOss(config: DecoderConfig): LlamaForCausalLM {
  * (openai's spellings) are not read by transformers; num_experts_per_tok and the dict are.
  */
 export function gptOssDefaults(hf: HFConfig, where: string): HFConfig {
+  // MXFP4 experts are dequantised while binding (src/bind/packed.ts); nothing else is read.
   const quant = hf.quantization_config as HFConfig | undefined;
-  if (quant && typeof quant === 'object') {
-    throw new UserError(`${where}: field 'quantization_config' (quant_method ${JSON.stringify(quant.quant_method)}) is not supported: vlmc binds float weights; dequantise the MXFP4 *_blocks / *_scales experts first`);
+  if (quant !== undefined && quant !== null && (typeof quant !== 'object' || quant.quant_method !== 'mxfp4')) {
+    throw new UserError(`${where}: field 'quantization_config' (quant_method ${JSON.stringify(typeof quant === 'object' ? quant.quant_method : quant)}) is not supported: vlmc reads float weights and MXFP4 experts (quant_method "mxfp4")`);
   }
   const ropeDict = [hf.rope_scaling, hf.rope_parameters].find((d) => d && typeof d === 'object' && Object.keys(d).length > 0) as HFConfig | undefined;
   const theta = hf.rope_theta ?? ropeDict?.rope_theta ?? 150000;
