@@ -304,7 +304,8 @@ describe('GPT-OSS MXFP4 experts', () => {
         hidden: 64, heads: 4, kvHeads: 2, headDim: 16, layers: 2, intermediate: 32, vocab: 200, rmsNormEps: 1e-5, ropeTheta: 150_000, maxPositions: 131_072,
         ropeScaling: { type: 'yarn', factor: 32, originalMaxPositions: 4096, betaFast: 32, betaSlow: 1, truncate: false },
         tieEmbeddings: false, qkvBias: true, oBias: true, slidingWindow: 4, layerTypes: ['sliding_attention', 'full_attention'],
-        moe: { experts: 6, topK: 2, intermediate: 32, swigluLimit: 7, swigluAlpha: 1.702 },
+        // A limit of 0.5 clamps some gate / up activations at these weights.
+        moe: { experts: 6, topK: 2, intermediate: 32, swigluLimit: 0.5, swigluAlpha: 1.702 },
       }),
       downsampleRatio: 0.5, psVersion: 'v2', selectLayer: -1,
     });
@@ -339,18 +340,24 @@ describe('GPT-OSS MXFP4 experts', () => {
       writeFileSync(path.join(dir, 'config.json'), JSON.stringify(cfg));
       await writeSafetensors(path.join(dir, 'model.safetensors'), tensors);
     }
-    const built = async (dir: string) => {
-      const out = `${dir}.out`;
-      await build({ weights: dir, out, imgContextTokenId: 192 });
-      return { manifest: readManifest(out), logits: (await runArtifact(out, path.join(FAMILIES, 'phi3-sliding', 'inputs.safetensors'), `${out}.run.safetensors`)).logits!.data as Float32Array };
+    const built = async (dir: string, target: 'portable' | 'gpu' = 'portable') => {
+      const out = `${dir}.${target}`;
+      const { graph } = await build({ weights: dir, out, imgContextTokenId: 192, target });
+      const moe = graph.nodes.filter((n) => n.op === 'MoE').map((n) => Object.fromEntries(Object.entries(n.attrs).map(([k, a]) => [k, a.value])));
+      return { manifest: readManifest(out), moe, logits: (await runArtifact(out, path.join(FAMILIES, 'phi3-sliding', 'inputs.safetensors'), `${out}.run.safetensors`)).logits!.data as Float32Array };
     };
-    const [f, q] = [await built(dirs.float), await built(dirs.mxfp4)];
+    const [f, q, gpu] = [await built(dirs.float), await built(dirs.mxfp4), await built(dirs.mxfp4, 'gpu')];
     // Every parameter's bytes are the float checkpoint's (sha256 over the bound values).
     expect(q.manifest.parameters.map((p) => [p.name, p.sha256])).toEqual(f.manifest.parameters.map((p) => [p.name, p.sha256]));
     const gateUp = q.manifest.parameters.find((p) => p.name.endsWith('layers.1.mlp.experts.gate_up_proj'))!;
     expect(gateUp.source).toMatchObject({ key: ['language_model.model.layers.1.mlp.experts.gate_up_proj_blocks', 'language_model.model.layers.1.mlp.experts.gate_up_proj_scales'], dtype: 'U8', transform: expect.stringMatching(/^mxfp4 dequantise/) });
     expect(maxAbsError(q.logits, f.logits)).toBe(0);
     expect(Math.max(...Array.from(f.logits, Math.abs))).toBeGreaterThan(1e-3);
+    // --target gpu: each layer's experts are ONNX Runtime's MoE kernel, GPT-OSS's routing and clamped SwiGLU as attributes.
+    expect(f.moe).toEqual([]);
+    expect(gpu.moe).toEqual(Array(2).fill({ k: 2, activation_type: 'swiglu', swiglu_fusion: 1, activation_alpha: expect.closeTo(1.702, 6), activation_beta: 1, swiglu_limit: 0.5, normalize_routing_weights: 1 }));
+    measured.push(`gpt-oss mxfp4 (random weights) --target gpu (MoE kernel) vs portable: logits ${maxAbsError(gpu.logits, f.logits).toExponential(2)}`);
+    expect(maxAbsError(gpu.logits, f.logits)).toBeLessThan(1e-5);
     await expect(build({ weights: dirs.gptq, out: `${dirs.gptq}.out`, imgContextTokenId: 192 })).rejects.toThrow(/config\.json: field 'llm_config\.quantization_config' \(quant_method "gptq"\) is not supported/);
   });
 });

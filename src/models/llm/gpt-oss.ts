@@ -17,7 +17,7 @@ import { f32Scalar, i64 } from '../../dsl/constants.ts';
 import { UserError } from '../../errors.ts';
 import { LlamaAttention, LlamaDecoderLayer, LlamaForCausalLM } from './llama.ts';
 import { attendProjected, type DecoderConfig, type DecoderContext, type MoeConfig } from './decoder.ts';
-import { combineExperts, expertLinear, gatherExperts, overTokens, topKSoftmaxWeights, usedExperts } from './moe.ts';
+import { combineExperts, expertLinear, gatherExperts, overTokens, sparseMoe, topKSoftmaxWeights, usedExperts, type StackedExperts } from './moe.ts';
 import { LIMITS, optInt, optNum, type HFConfig } from '../config-fields.ts';
 
 /** GptOssConfig's defaults for what the expert activation reads. */
@@ -52,11 +52,14 @@ export class GptOssExperts extends Module {
     this.down_proj = this.param([E, I, hidden], { kind: 'normal', std: 0.02 });
     this.down_proj_bias = this.param([E, hidden], { kind: 'zeros' });
   }
+  /** The fused tensors as the MoE kernel's composite takes them. */
+  stacked(): StackedExperts {
+    return { gateUp: this.gate_up_proj.value, down: this.down_proj.value, bias: { gateUp: this.gate_up_proj_bias.value, down: this.down_proj_bias.value } };
+  }
   /** tokens [T, H] through the experts `used` [n] -> [n, T, H]. */
   forward(tokens: Tensor, used: Tensor): Tensor {
     const I = this.m.intermediate;
-    const limit = this.m.swigluLimit ?? GPT_OSS_SWIGLU.limit;
-    const alpha = this.m.swigluAlpha ?? GPT_OSS_SWIGLU.alpha;
+    const { limit, alpha } = swigluOf(this.m);
     const gateUp = expertLinear(tokens, gatherExperts(this.gate_up_proj.value, used), gatherExperts(this.gate_up_proj_bias.value, used));
     // Interleaved columns: [.., 2I] -> [.., I, 2]; gate = [..., 0], up = [..., 1].
     const pairs = reshape(gateUp, [0, 0, I, 2]);
@@ -68,6 +71,8 @@ export class GptOssExperts extends Module {
     return expertLinear(act, gatherExperts(this.down_proj.value, used), gatherExperts(this.down_proj_bias.value, used));
   }
 }
+
+const swigluOf = (m: MoeConfig) => ({ limit: m.swigluLimit ?? GPT_OSS_SWIGLU.limit, alpha: m.swigluAlpha ?? GPT_OSS_SWIGLU.alpha });
 
 /** Mirrors GptOssMLP: router, then the chosen experts, weighted. */
 export class GptOssMLP extends Module {
@@ -81,10 +86,15 @@ export class GptOssMLP extends Module {
   }
   forward(x: Tensor): Tensor {
     const m = this.c.moe!;
+    const { limit, alpha } = swigluOf(m);
     return overTokens(x, this.c.hidden, (tokens) => {
-      const { weights, chosen } = topKSoftmaxWeights(this.router.call(tokens), m.topK, m.experts);
-      const used = usedExperts(chosen);
-      return combineExperts(this.experts.call(tokens, used), weights, used);
+      const logits = this.router.call(tokens);
+      // The top-k logits softmaxed among themselves = the softmax over all, kept and renormalised.
+      return sparseMoe(tokens, logits, this.experts.stacked(), { topK: m.topK, normalize: true, gateUp: 'interleaved', alpha, beta: 1, limit }, () => {
+        const { weights, chosen } = topKSoftmaxWeights(logits, m.topK, m.experts);
+        const used = usedExperts(chosen);
+        return combineExperts(this.experts.call(tokens, used), weights, used);
+      });
     });
   }
 }
