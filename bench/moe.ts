@@ -6,9 +6,9 @@
  *   npx tsx bench/moe.ts [--prefill N] [--steps N] [--keep]
  *
  * 1. Builds (once, reused; random weights) under out/bench/moe/: the layer portable, --target gpu
- *    (the other fusions; the sparse block as the portable lowering), --target gpu --fuse all (the
- *    opt-in `moe` fusion: ONNX Runtime's MoE kernel), --target gpu --quant int4 (attention and
- *    router int4, the experts still fp32), and the floor graph: one M = 1 Gemm over each weight a decode step must read
+ *    without the `moe` fusion (the sparse block as the portable lowering), --target gpu (ONNX
+ *    Runtime's MoE kernel), --target gpu --quant int4 (attention and router int4, the experts still
+ *    fp32 in the MoE kernel), and the floor graph: one M = 1 Gemm over each weight a decode step must read
  *    (attention q/k/v/o, the router, 8 experts' gate/up/down: 57M parameters, 228 MB).
  * 2. Per artifact, in this process: session creation; decode (1 token: the gathered union is the 8
  *    chosen experts), median of --steps (default 5); prefill of --prefill tokens (default 256: the
@@ -21,6 +21,7 @@ import { rm } from 'node:fs/promises';
 import * as nodePath from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from '../src/build.ts';
+import { FUSION_NAMES } from '../src/passes/fusion/index.ts';
 import { openSession, run, type HostTensor } from '../src/runtime/session.ts';
 import { machine } from './bind.ts';
 import { QWEN3_30B_A3B_LAYER } from './moe-layer.ts';
@@ -99,12 +100,11 @@ async function main(): Promise<void> {
   mkdirSync(WORK, { recursive: true });
   const variants: [string, string][] = [
     ['portable', await ensureArtifact('layer', 'MoeLayerBench', {})],
-    // --target gpu's default: the other fusions, the sparse block as the portable lowering.
-    ['--target gpu (fp32)', await ensureArtifact('layer-gpu', 'MoeLayerBench', { target: 'gpu' })],
-    // --fuse all adds the opt-in moe fusion: ONNX Runtime's MoE kernel.
-    ['--target gpu --fuse all (fp32, MoE kernel)', await ensureArtifact('layer-gpu-moe', 'MoeLayerBench', { target: 'gpu', fuse: 'all' })],
-    // --quant int4 packs the Linear weights (attention, router) for MatMulNBits; the experts stay fp32 (QMoE is not wired).
-    ['--target gpu --quant int4 (experts fp32)', await ensureArtifact('layer-gpu-int4', 'MoeLayerBench', { target: 'gpu', quant: { bits: 4, blockSize: 32, symmetric: true } })],
+    // The other fusions, the sparse block left as the portable lowering.
+    ['--target gpu --fuse all but moe (fp32)', await ensureArtifact('layer-gpu-nomoe', 'MoeLayerBench', { target: 'gpu', fuse: FUSION_NAMES.filter((f) => f !== 'moe').join(',') })],
+    ['--target gpu (fp32, MoE kernel)', await ensureArtifact('layer-gpu', 'MoeLayerBench', { target: 'gpu' })],
+    // --quant int4 packs the Linear weights (attention, router) for MatMulNBits; the experts stay fp32 in the MoE kernel (QMoE is not wired).
+    ['--target gpu --quant int4 (MoE kernel, experts fp32)', await ensureArtifact('layer-gpu-int4', 'MoeLayerBench', { target: 'gpu', quant: { bits: 4, blockSize: 32, symmetric: true } })],
   ];
   const floorDir = await ensureArtifact('floor', 'ActiveWeightsFloor', {});
   const floor = await measureFloor(floorDir, steps);

@@ -113,9 +113,7 @@ describe.each(Object.entries(GRAPHS))('fusions on %s', (name, graphFile) => {
 
 describe('--fuse and --target', () => {
   it('default to every fusion for gpu and none for portable', () => {
-    // moe (ONNX Runtime's MoE kernel) is opt-in: --fuse moe or --fuse all.
-    expect(parseFuse(undefined, 'gpu')).toEqual(FUSION_NAMES.filter((f) => f !== 'moe'));
-    expect(parseFuse('all', 'gpu')).toEqual(FUSION_NAMES);
+    expect(parseFuse(undefined, 'gpu')).toEqual(FUSION_NAMES);
     expect(parseFuse(undefined, 'portable')).toEqual([]);
     expect(parseFuse('none', 'gpu')).toEqual([]);
     expect(parseFuse('rmsnorm, gelu', 'gpu')).toEqual(['gelu', 'rmsnorm']);

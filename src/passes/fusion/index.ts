@@ -37,16 +37,9 @@ export const FUSIONS: Record<string, (graph: Graph, target: Target) => number> =
 export const FUSION_NAMES = ['gqa', 'vit-attention', 'gelu', 'moe', 'skip-layernorm', 'rmsnorm'];
 for (const name of [...Object.keys(FUSIONS), ...LOWERED_FUSIONS]) if (!FUSION_NAMES.includes(name)) throw new Error(`fusion ${name} has no place in FUSION_NAMES`);
 
-/**
- * Fusions a fused target applies only when asked (`--fuse moe` or `--fuse all`): ONNX Runtime 1.30's
- * CPU MoE kernel reads every expert's weights each call, so on the CPU a decode step costs far more
- * than the portable lowering's (docs/performance.md#mixture-of-experts).
- */
-export const OPT_IN_FUSIONS = ['moe'];
-
 /** `--fuse none|all|a,b` -> the fusion names, in pipeline order; a UserError for unknown names. */
 export function parseFuse(spec: string | undefined, target: Target): string[] {
-  if (spec === undefined) return isFused(target) ? FUSION_NAMES.filter((n) => !OPT_IN_FUSIONS.includes(n)) : [];
+  if (spec === undefined) return isFused(target) ? FUSION_NAMES : [];
   if (spec === 'none') return [];
   if (spec === 'all') return FUSION_NAMES;
   const asked = spec.split(',').map((s) => s.trim()).filter((s) => s.length > 0);
