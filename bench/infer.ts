@@ -38,7 +38,7 @@ import { Linear, linear } from '../src/nn/layers.ts';
 import * as op from '../src/ops/index.ts';
 import { buildModelProto, encodeModel } from '../src/onnx/emit.ts';
 import { SPLIT_DATA_FILE } from '../src/artifact/write.ts';
-import { writeSafetensors } from '../src/checkpoint/safetensors-write.ts';
+import { PROMPT_TOKENS, writeInputs } from './inputs.ts';
 import type { InternVLChatModel } from '../src/models/internvl.ts';
 import type { Manifest } from '../src/artifact/manifest.ts';
 import { VLMC_VERSION } from '../src/version.ts';
@@ -49,7 +49,6 @@ const SINGLE = nodePath.join(WORK, 'single');
 const SPLIT = nodePath.join(WORK, 'split');
 const INPUTS = nodePath.join(WORK, 'inputs.safetensors');
 const FLOOR_FILE = 'bandwidth-floor.onnx';
-const PROMPT_TOKENS = 64;
 const FLOORS = { decodeOverBandwidth: 1.3, sessionsSeconds: 5, firstTokenSeconds: 12, int4DecodeSpeedup: 2.5 };
 /** --gpu: the --target gpu split artifacts, fused fp32 and fused + int4. */
 const FUSED = nodePath.join(WORK, 'split-gpu');
@@ -104,43 +103,6 @@ async function writeFloorGraph(model: InternVLChatModel, manifest: Manifest): Pr
   }
   await writeFile(nodePath.join(SPLIT, FLOOR_FILE), encodeModel(buildModelProto(graph, { location: SPLIT_DATA_FILE, entries }, { producerVersion: VLMC_VERSION })));
   return bytes;
-}
-
-// ---------------------------------------------------------------------------------------------
-// Inputs
-
-function seeded(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s ^= s << 13;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    return (s >>> 0) / 4294967296;
-  };
-}
-
-async function writeInputs(model: InternVLChatModel): Promise<number> {
-  const r = seeded(7);
-  const size = model.options.imageSize;
-  const pixels = Float32Array.from({ length: 3 * size * size }, () => r() * 4 - 2);
-  const ctx = model.options.imgContextTokenId!;
-  const text = () => BigInt(1000 + Math.floor(r() * 100_000));
-  const before = 8;
-  const ids = [
-    ...Array.from({ length: before }, text),
-    BigInt(ctx - 2), // <img>
-    ...Array.from({ length: model.tokensPerTile }, () => BigInt(ctx)),
-    BigInt(ctx - 1), // </img>
-    ...Array.from({ length: PROMPT_TOKENS - before }, text),
-  ];
-  const bytes = (a: Float32Array | BigInt64Array) => new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
-  await writeSafetensors(INPUTS, [
-    { name: 'pixel_values', dtype: 'F32', shape: [1, 3, size, size], data: bytes(pixels) },
-    { name: 'input_ids', dtype: 'I64', shape: [1, ids.length], data: bytes(BigInt64Array.from(ids)) },
-    { name: 'image_flags', dtype: 'I64', shape: [1], data: bytes(BigInt64Array.of(1n)) },
-    { name: 'attention_mask', dtype: 'I64', shape: [1, ids.length], data: bytes(new BigInt64Array(ids.length).fill(1n)) },
-  ]);
-  return ids.length;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -343,7 +305,7 @@ async function main(): Promise<void> {
   const built = await build({ weights: ckpt.dir, out: SPLIT, split: true });
   console.error(`  built in ${(now() - t).toFixed(1)} s`);
   const floorBytes = await writeFloorGraph(built.model as InternVLChatModel, built.manifest);
-  const seq = await writeInputs(built.model as InternVLChatModel);
+  const seq = await writeInputs(built.model as InternVLChatModel, INPUTS);
   t = now();
   const split = await runChild('split', args.steps);
   const single = await runChild('single', args.steps);
