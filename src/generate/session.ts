@@ -15,9 +15,12 @@ export interface SessionOptions {
   /** Execution provider; `cuda` only where this onnxruntime-node build has it. */
   ep?: ExecutionProvider;
   /**
-   * Let ORT repack every weight for its GEMM kernels at session creation. Off by default: the
-   * repacked copy costs seconds and a second copy of the weights in memory, while the unpacked
-   * weights stay memory-mapped from the data file (see docs/performance.md, Inference).
+   * Let ORT repack weights for its GEMM kernels at session creation: `true` for every graph,
+   * `false` for none. By default only the decoder's (a decode step streams every decoder weight
+   * once per token, and the packed layout streams faster than the M = 1 kernel over unpacked
+   * weights) and those of quantised graphs (MatMulNBits dequantises on every call without it).
+   * The vision graph stays unpacked: its packed copy would cost seconds at session creation and
+   * a second copy of its weights for one forward per image (docs/performance.md, Peer).
    */
   prepackWeights?: boolean;
 }
@@ -41,11 +44,12 @@ export class SplitSession {
     // ORT would also log a failed provider load itself; the UserError below says it once.
     if (o.ep && o.ep !== 'cpu') runtime.env.logLevel = 'fatal';
     const sessions: Partial<Record<SplitEntry, ort.InferenceSession>> = {};
-    const options = sessionOptions(providers, { ...o, prepackWeights: o.prepackWeights ?? hasQuantisedWeights(dir) });
+    const quantised = hasQuantisedWeights(dir);
     try {
       // One at a time: together they would only compete for the same cores and disk.
       for (const e of SPLIT_ENTRIES) {
-        sessions[e] = await runtime.InferenceSession.create(nodePath.join(dir, pipeline.graphs[e].file), options);
+        const prepack = o.prepackWeights ?? (e === 'decoder' || quantised);
+        sessions[e] = await runtime.InferenceSession.create(nodePath.join(dir, pipeline.graphs[e].file), sessionOptions(providers, prepack));
       }
     } catch (err) {
       for (const s of Object.values(sessions)) await s.release();
@@ -133,11 +137,11 @@ export class SplitSession {
   }
 }
 
-function sessionOptions(providers: string[], o: SessionOptions): import('onnxruntime-node').InferenceSession.SessionOptions {
+function sessionOptions(providers: string[], prepackWeights: boolean): import('onnxruntime-node').InferenceSession.SessionOptions {
   return {
     executionProviders: providers,
     logSeverityLevel: 3,
-    ...(o.prepackWeights ? {} : { extra: { session: { disable_prepacking: '1' } } }),
+    ...(prepackWeights ? {} : { extra: { session: { disable_prepacking: '1' } } }),
   };
 }
 

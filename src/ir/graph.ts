@@ -130,6 +130,8 @@ export class GraphParam {
   quant: ParamQuant | undefined;
   /** False for weights read other than as a Linear's (an embedding table, also when tied to lm_head). */
   quantizable: boolean;
+  /** Set when this parameter is the named parameters concatenated along axis 0 (src/passes/pack-projections.ts); bound from their keys. */
+  packs: readonly string[] | undefined;
   readonly value: Value;
   readonly shape: number[];
   constructor(

@@ -11,6 +11,7 @@ import { fuseGqa } from './gqa.ts';
 import { fuseGelu } from './gelu.ts';
 import { fuseSkipLayerNorm } from './layernorm.ts';
 import { fuseRmsNorm } from './rmsnorm.ts';
+import { packProjections } from '../pack-projections.ts';
 
 export type Target = 'portable' | 'gpu';
 
@@ -21,6 +22,8 @@ export const FUSIONS: Record<string, (graph: Graph) => number> = {
   gelu: fuseGelu,
   'skip-layernorm': fuseSkipLayerNorm,
   rmsnorm: fuseRmsNorm,
+  // Last: the attention fusions match the separate q/k/v projections' outputs, not a Split.
+  'pack-projections': packProjections,
 };
 
 export const FUSION_NAMES = Object.keys(FUSIONS);
