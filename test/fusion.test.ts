@@ -64,6 +64,13 @@ const EXPECT: Record<string, (g: Graph, portable: Graph, name: string) => void> 
     expect(ops(g, 'SkipLayerNormalization')).toBe(fused);
     expect(ops(g, 'LayerNormalization')).toBe(ops(p, 'LayerNormalization') - fused);
   },
+  // Qwen2: q/k/v and gate/up of 2 layers; InternLM2: w1/w3 of 2 layers (wqkv is packed already).
+  'pack-projections': (g, p, name) => {
+    const groups = name === 'vit300m-qwen2' ? 4 : 2;
+    expect(ops(g, 'Split')).toBe(ops(p, 'Split') + groups);
+    expect(g.params.filter((q) => q.packs !== undefined).length).toBe(name === 'vit300m-qwen2' ? 6 : 2); // q/k/v weight + bias
+    expect(g.params.some((q) => /\.q_proj\.weight$|\.w1\.weight$/.test(q.name))).toBe(false);
+  },
   rmsnorm: (g, p) => {
     const skip = ops(g, 'SkipSimplifiedLayerNormalization');
     expect(skip).toBeGreaterThanOrEqual(4); // 2 LLM layers x 2 norms, minus the first, plus the final norm
@@ -116,7 +123,7 @@ describe('--fuse and --target', () => {
     expect(parseFuse(undefined, 'portable')).toEqual([]);
     expect(parseFuse('none', 'gpu')).toEqual([]);
     expect(parseFuse('rmsnorm, gelu', 'gpu')).toEqual(['gelu', 'rmsnorm']);
-    expect(FUSION_NAMES).toEqual(['gqa', 'vit-attention', 'gelu', 'skip-layernorm', 'rmsnorm']);
+    expect(FUSION_NAMES).toEqual(['gqa', 'vit-attention', 'gelu', 'skip-layernorm', 'rmsnorm', 'pack-projections']);
   });
 
   it('reject unknown fusions and fusions without --target gpu', () => {

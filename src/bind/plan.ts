@@ -62,7 +62,7 @@ export interface BindOptions {
 function locate(param: GraphParam, path: BuildPath, sources: WeightSource[]): { source: WeightSource; key: KeySource } | 'init' {
   if (path === 'none') return 'init';
   // Parameters packed into one (q/k/v for one Gemm) bind from the parts' keys, concatenated.
-  if (param.packs) return locatePacked(param.packs, path, sources);
+  if (param.packs) return locatePacked(param.packs.map((p) => p.name), path, sources);
   // A copy of another parameter (a tied lm_head stored quantised) binds from that one's key.
   const name = param.sourceName ?? param.name;
   if (path === 'A') return { source: sources[0]!, key: sources[0]!.layout.keysFor(name) ?? name };

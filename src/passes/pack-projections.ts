@@ -100,7 +100,7 @@ function packParams(graph: Graph, parts: GraphParam[], suffix: 'weight' | 'bias'
   const rows = parts.reduce((n, p) => n + p.shape[0]!, 0);
   const decl = new Param(packedName(parts, suffix), [rows, ...first.shape.slice(1)], first.dtype, first.init, first.decl.role);
   const packed = new GraphParam(decl);
-  packed.packs = parts.map((p) => p.sourceName ?? p.name);
+  packed.packs = parts.map((p) => ({ name: p.sourceName ?? p.name, shape: p.shape, init: p.init }));
   packed.trainable = first.trainable;
   packed.quantizable = parts.every((p) => p.quantizable);
   const at = graph.params.indexOf(first);

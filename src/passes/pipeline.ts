@@ -15,6 +15,7 @@ import { removeDeadNodes, removeUnusedParams } from './dead-nodes.ts';
 import { appendBackward, type DimSizes, type PruningReport } from './differentiate.ts';
 import { fuseGraph, parseFuse, type Target } from './fusion/index.ts';
 import { quantizeLinears } from './quantize.ts';
+import { ndLinears } from './nd-linears.ts';
 import { computeInHalf } from './half-precision.ts';
 import { checkOpset, retargetOpset } from './opset.ts';
 import { storeParamsAs } from './param-storage.ts';
@@ -118,6 +119,12 @@ export const PASSES: readonly Pass[] = [
       const count = quantizeLinears(g, q);
       g.metadata['vlmc.quant'] = `int${q.bits} ${q.symmetric ? 'symmetric' : 'asymmetric'} block ${q.blockSize}: ${count} weights`;
     },
+  },
+  {
+    name: 'nd-linears',
+    // After quantize, so MatMulNBits drops its flattening too; before the half pass, which sees the final ops.
+    applies: (ctx) => targetOf(ctx) === 'gpu',
+    run: (g, ctx) => void ndLinears(g, dtypeOf(ctx) !== 'float32'),
   },
   {
     name: 'compute-in-half',
