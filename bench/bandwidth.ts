@@ -10,9 +10,11 @@
  * The kernel (assembled with wabt at start-up, bench only): four independent f32x4 accumulators,
  * 64 bytes per iteration, so the loop is bound by loads, not by the add latency.
  */
+import { readFileSync } from 'node:fs';
 import { Worker } from 'node:worker_threads';
 import { fileURLToPath } from 'node:url';
 import wabt from 'wabt';
+import { onnx } from '../src/onnx/proto.ts';
 
 const KERNEL = `(module
   (memory (export "memory") 1 65536)
@@ -96,6 +98,17 @@ export async function openBandwidthProbe(threads = 2, mib = 1024): Promise<Bandw
       await Promise.all(workers.map((w) => w.terminate()));
     },
   };
+}
+
+/** Bytes of every initializer of an .onnx file (external or inline): what one forward reads at least once. */
+export function initializerBytes(file: string): number {
+  const model = onnx.ModelProto.decode(readFileSync(file));
+  let bytes = 0;
+  for (const t of model.graph?.initializer ?? []) {
+    const length = t.externalData?.find((e) => e.key === 'length')?.value;
+    bytes += length !== undefined && length !== null ? Number(length) : (t.rawData?.byteLength ?? 0);
+  }
+  return bytes;
 }
 
 function median(xs: number[]): number {

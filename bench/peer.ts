@@ -37,8 +37,7 @@ import { fileURLToPath } from 'node:url';
 import type ort from 'onnxruntime-node';
 import { benchModel, ensureCheckpoint, machine } from './bind.ts';
 import { writeInputs } from './inputs.ts';
-import { openBandwidthProbe, type BandwidthProbe } from './bandwidth.ts';
-import { onnx } from '../src/onnx/proto.ts';
+import { initializerBytes, openBandwidthProbe, type BandwidthProbe } from './bandwidth.ts';
 import { loadOrt, readInputs, type HostTensor } from '../src/runtime/run.ts';
 import type { InternVLChatModel } from '../src/models/internvl.ts';
 import type { KvPair, SplitSession } from '../src/generate/session.ts';
@@ -68,17 +67,6 @@ function median(xs: number[]): number {
 function peakRssMiB(): number {
   const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync('/proc/self/status', 'utf8'));
   return m ? Number(m[1]) / 1024 : process.resourceUsage().maxRSS / 1024;
-}
-
-/** Bytes of every initializer of an .onnx file (external or inline): what one forward reads at least once. */
-function initializerBytes(file: string): number {
-  const model = onnx.ModelProto.decode(readFileSync(file));
-  let bytes = 0;
-  for (const t of model.graph?.initializer ?? []) {
-    const length = t.externalData?.find((e) => e.key === 'length')?.value;
-    bytes += length !== undefined && length !== null ? Number(length) : (t.rawData?.byteLength ?? 0);
-  }
-  return bytes;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -3,7 +3,7 @@
  * forward (vision, embedding, decoder with a KV cache) on host tensors.
  */
 import * as nodePath from 'node:path';
-import { hasQuantisedWeights, peekManifest } from '../artifact/manifest.ts';
+import { peekManifest } from '../artifact/manifest.ts';
 import type ort from 'onnxruntime-node';
 import { UserError } from '../errors.ts';
 import { loadOrt, refuseStructureOnly, type HostTensor } from '../runtime/run.ts';
@@ -16,11 +16,12 @@ export interface SessionOptions {
   ep?: ExecutionProvider;
   /**
    * Let ORT repack weights for its GEMM kernels at session creation: `true` for every graph,
-   * `false` for none. By default only the decoder's (a decode step streams every decoder weight
+   * `false` for none. By default only the decoder's: a decode step streams every decoder weight
    * once per token, and the packed layout streams faster than the M = 1 kernel over unpacked
-   * weights) and those of quantised graphs (MatMulNBits dequantises on every call without it).
-   * The vision graph stays unpacked: its packed copy would cost seconds at session creation and
-   * a second copy of its weights for one forward per image (docs/performance.md, Peer).
+   * weights; a quantised decoder needs it most (MatMulNBits dequantises on every call without it).
+   * The vision graph (always float) stays unpacked: its packed copy would cost seconds at session
+   * creation and a second copy of its weights for one forward per image (docs/performance.md,
+   * "vlmc and mobius side by side").
    */
   prepackWeights?: boolean;
 }
@@ -44,11 +45,10 @@ export class SplitSession {
     // ORT would also log a failed provider load itself; the UserError below says it once.
     if (o.ep && o.ep !== 'cpu') runtime.env.logLevel = 'fatal';
     const sessions: Partial<Record<SplitEntry, ort.InferenceSession>> = {};
-    const quantised = hasQuantisedWeights(dir);
     try {
       // One at a time: together they would only compete for the same cores and disk.
       for (const e of SPLIT_ENTRIES) {
-        const prepack = o.prepackWeights ?? (e === 'decoder' || quantised);
+        const prepack = o.prepackWeights ?? e === 'decoder';
         sessions[e] = await runtime.InferenceSession.create(nodePath.join(dir, pipeline.graphs[e].file), sessionOptions(providers, prepack));
       }
     } catch (err) {
