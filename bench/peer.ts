@@ -222,11 +222,22 @@ async function timed(f: () => Promise<void>): Promise<number> {
   return now() - t0;
 }
 
+/**
+ * ONNX Runtime's pool threads spin for a while after a run; on 2 cores the other side's spinning
+ * threads would take the cores from the next run (measured: whichever side ran second was ~1.7x
+ * slower). Each timed run starts after this quiet time, so neither side pays for the other.
+ */
+const SETTLE_MS = 150;
+const settle = () => new Promise((r) => setTimeout(r, SETTLE_MS));
+
 /** Runs f for both sides, the order swapped every round; returns each side's time. */
 async function alternate(sides: [Side, Side], round: number, f: (s: Side) => Promise<void>): Promise<[number, number]> {
   const order = round % 2 === 0 ? [0, 1] : [1, 0];
   const t: [number, number] = [0, 0];
-  for (const i of order) t[i] = await timed(() => f(sides[i]!));
+  for (const i of order) {
+    await settle();
+    t[i] = await timed(() => f(sides[i]!));
+  }
   return t;
 }
 
@@ -251,6 +262,7 @@ async function childPair(a: string, b: string, steps: number, runs: number): Pro
   const bandwidth: number[] = [];
   for (let r = 0; r < steps; r++) {
     record('decode', await alternate(sides, r, (s) => s.step()));
+    await settle();
     bandwidth.push((await probe.run()).gbPerSecond);
   }
   await probe.close();
@@ -359,7 +371,7 @@ function parseArgs(argv: string[]): Args {
 
 const f3 = (x: number) => x.toFixed(3);
 
-function reportPair(r: PairResult): { decodeRatio: number; visionPrefillRatio: number; mobiusFirst: number; decodeOverLimit: number } {
+function reportPair(r: PairResult): { decodeRatio: number; pairedDecodeRatio: number; visionPrefillRatio: number; mobiusFirst: number; decodeOverLimit: number } {
   const [a, b] = r.phases;
   const bw = median(r.bandwidthGBs);
   const limits: [number, number] = [r.bytes[0] / 1e9 / bw, r.bytes[1] / 1e9 / bw];
@@ -370,12 +382,15 @@ function reportPair(r: PairResult): { decodeRatio: number; visionPrefillRatio: n
     const min = (x: number[]) => Math.min(...x);
     console.log(`| ${p}${p === 'decode' ? ` (${a.decode.length} steps)` : ` (${a[p].length} runs)`}, s | ${f3(median(a[p]))} | ${f3(median(b[p]))} | **${(median(a[p]) / median(b[p])).toFixed(2)}** | ${(min(a[p]) / min(b[p])).toFixed(2)} |`);
   }
+  // Each round ran both sides back to back: the median of the per-round ratios cancels the load's drift between rounds.
+  const paired = median(a.decode.map((x, i) => x / b.decode[i]!));
+  console.log(`| decode, median of per-round ratios | | | **${paired.toFixed(2)}** | |`);
   const vp = (x: Phases) => median(x.vision) + median(x.prefill);
   console.log(`| vision + prefill, s | ${f3(vp(a))} | ${f3(vp(b))} | **${(vp(a) / vp(b)).toFixed(2)}** | |`);
   console.log(`| decode limit (decoder bytes / streaming read ${bw.toFixed(1)} GB/s), s | ${f3(limits[0])} (${(r.bytes[0] / 1e9).toFixed(2)} GB) | ${f3(limits[1])} (${(r.bytes[1] / 1e9).toFixed(2)} GB) | | |`);
   console.log(`| decode / limit | ${(median(a.decode) / limits[0]).toFixed(2)} | ${(median(b.decode) / limits[1]).toFixed(2)} | | |`);
   console.log(`\nstreaming-read bandwidth between decode rounds: median ${bw.toFixed(1)}, best ${Math.max(...r.bandwidthGBs).toFixed(1)} GB/s; decode rounds vlmc ${a.decode.map((x) => (x * 1000).toFixed(0)).join(' ')} ms; mobius ${b.decode.map((x) => (x * 1000).toFixed(0)).join(' ')} ms`);
-  return { decodeRatio: median(a.decode) / median(b.decode), visionPrefillRatio: vp(a) / vp(b), mobiusFirst: median(b.sessions) + vp(b), decodeOverLimit: median(a.decode) / limits[0] };
+  return { decodeRatio: median(a.decode) / median(b.decode), pairedDecodeRatio: paired, visionPrefillRatio: vp(a) / vp(b), mobiusFirst: median(b.sessions) + vp(b), decodeOverLimit: median(a.decode) / limits[0] };
 }
 
 async function main(): Promise<void> {
@@ -417,7 +432,7 @@ async function main(): Promise<void> {
   for (const v of args.pairs) {
     const r = results.get(v)!;
     const met = (ok: boolean) => (ok ? 'met' : 'not met');
-    console.log(`- ${v}: decode vlmc/mobius ${r.decodeRatio.toFixed(2)} (target <= ${TARGETS[v]}): ${met(r.decodeRatio <= TARGETS[v])}; vision + prefill ${r.visionPrefillRatio.toFixed(2)} (<= ${TARGETS.visionPrefill}): ${met(r.visionPrefillRatio <= TARGETS.visionPrefill)}; decode / limit ${r.decodeOverLimit.toFixed(2)} (<= ${TARGETS.decodeOverLimit}): ${met(r.decodeOverLimit <= TARGETS.decodeOverLimit)}`);
+    console.log(`- ${v}: decode vlmc/mobius ${r.decodeRatio.toFixed(2)}, paired ${r.pairedDecodeRatio.toFixed(2)} (target <= ${TARGETS[v]}): ${met(Math.max(r.decodeRatio, r.pairedDecodeRatio) <= TARGETS[v])}; vision + prefill ${r.visionPrefillRatio.toFixed(2)} (<= ${TARGETS.visionPrefill}): ${met(r.visionPrefillRatio <= TARGETS.visionPrefill)}; decode / limit ${r.decodeOverLimit.toFixed(2)} (<= ${TARGETS.decodeOverLimit}): ${met(r.decodeOverLimit <= TARGETS.decodeOverLimit)}`);
   }
   const fused = results.get('fused');
   if (args.generate && fused) {

@@ -157,9 +157,12 @@ describe.each(fixtureCases())('fixture %s, --quant', (name) => {
     const quantised = manifest.parameters.filter((p: { quant?: unknown }) => p.quant);
     expect(quantised.length).toBeGreaterThan(0);
     for (const p of quantised) {
-      expect(p.key.startsWith('language_model.')).toBe(true);
+      // A packed projection (q/k/v, gate/up: pack-projections) names its parts' keys.
+      const keys: string[] = Array.isArray(p.key) ? p.key : [p.key];
+      for (const k of keys) expect(k.startsWith('language_model.')).toBe(true);
       // The embedding itself stays float; a tied lm_head reads a quantised copy bound from its key.
-      if (p.key === p.name) expect(p.key).not.toMatch(/embed_tokens|tok_embeddings/);
+      if (Array.isArray(p.key)) expect(p.name.split('+').length).toBe(p.key.length);
+      else if (p.key === p.name) expect(p.key).not.toMatch(/embed_tokens|tok_embeddings/);
       else expect(p.name).toBe(`${p.key.replace(/\.weight$/, '')}.lm_head`);
       expect(p.quant.block_size).toBe(extra.includes('128') ? 128 : 32);
       expect(p.quant.scheme).toBe(`${scheme}-${extra.includes('--quant-zero-points') ? 'asymmetric' : 'symmetric'}`);

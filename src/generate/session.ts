@@ -49,7 +49,7 @@ export class SplitSession {
       // One at a time: together they would only compete for the same cores and disk.
       for (const e of SPLIT_ENTRIES) {
         const prepack = o.prepackWeights ?? e === 'decoder';
-        sessions[e] = await runtime.InferenceSession.create(nodePath.join(dir, pipeline.graphs[e].file), sessionOptions(providers, prepack));
+        sessions[e] = await runtime.InferenceSession.create(nodePath.join(dir, pipeline.graphs[e].file), sessionOptions(providers, prepack, e === 'decoder'));
       }
     } catch (err) {
       for (const s of Object.values(sessions)) await s.release();
@@ -137,12 +137,16 @@ export class SplitSession {
   }
 }
 
-function sessionOptions(providers: string[], prepackWeights: boolean): import('onnxruntime-node').InferenceSession.SessionOptions {
-  return {
-    executionProviders: providers,
-    logSeverityLevel: 3,
-    ...(prepackWeights ? {} : { extra: { session: { disable_prepacking: '1' } } }),
-  };
+/**
+ * Only the decoder's pool threads spin between runs (ORT's default). The vision and embedding
+ * graphs run right before a decoder run, and their threads spinning after it would take the
+ * cores the decoder needs (2 cores: a decode step measured up to 1.7x slower behind another
+ * session's spinning pool); the decoder's own runs follow each other, and spinning keeps its
+ * threads ready between its ops.
+ */
+function sessionOptions(providers: string[], prepackWeights: boolean, spin: boolean): import('onnxruntime-node').InferenceSession.SessionOptions {
+  const session = { ...(prepackWeights ? {} : { disable_prepacking: '1' }), ...(spin ? {} : { intra_op: { allow_spinning: '0' } }) };
+  return { executionProviders: providers, logSeverityLevel: 3, ...(Object.keys(session).length > 0 ? { extra: { session } } : {}) };
 }
 
 async function executionProviders(runtime: typeof import('onnxruntime-node'), ep: ExecutionProvider): Promise<string[]> {
