@@ -28,10 +28,11 @@ import { mkdir, open, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { availableParallelism, cpus, totalmem } from 'node:os';
 import * as nodePath from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { assignPaths, collectParams, internvl, internViT, qwen2, InternVLChatModel } from '../src/index.ts';
+import { assignPaths, collectParams, InternVLChatModel } from '../src/index.ts';
+import { internvl2OneB } from './shapes.ts';
 import { loadGraphFile } from '../src/graph-file.ts';
 import { internvlConfigJson } from '../src/models/to-config.ts';
-import { withTempSibling } from '../src/artifact/atomic.ts';
+import { withTempSibling } from '../src/fs/atomic.ts';
 
 const ROOT = nodePath.resolve(nodePath.dirname(fileURLToPath(import.meta.url)), '..');
 const BENCH_DIR = nodePath.join(ROOT, 'out', 'bench');
@@ -76,20 +77,7 @@ export async function benchModel(): Promise<{ model: InternVLChatModel; from: st
     const model = await loadGraphFile(GRAPH_FILE);
     if (model instanceof InternVLChatModel) return { model, from: nodePath.relative(ROOT, GRAPH_FILE) };
   }
-  return { model: internvl2OneB(), from: 'bench/bind.ts (built in code)' };
-}
-
-/** InternVL2-1B: InternViT-300M-448px + Qwen2-0.5B; the released checkpoint stores lm_head untied. */
-function internvl2OneB(): InternVLChatModel {
-  return internvl({
-    name: 'internvl2-1b',
-    vision: internViT({ hidden: 1024, heads: 16, layers: 24, intermediate: 4096, imageSize: 448, patchSize: 14, norm: 'layer_norm', qkvBias: true, qkNorm: false, eps: 1e-6 }),
-    llm: qwen2({ hidden: 896, heads: 14, kvHeads: 2, layers: 24, intermediate: 4864, vocab: 151_655, rmsNormEps: 1e-6, ropeTheta: 1_000_000, maxPositions: 32768, tieEmbeddings: false }),
-    downsampleRatio: 0.5,
-    psVersion: 'v2',
-    selectLayer: -1,
-    imgContextTokenId: 151648,
-  });
+  return { model: internvl2OneB(), from: 'bench/shapes.ts (built in code)' };
 }
 
 function tensorsOf(model: InternVLChatModel): TensorSpec[] {

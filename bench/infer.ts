@@ -26,12 +26,13 @@
  * decode >= 2.5x faster than the portable fp32 decode step).
  */
 import { spawn } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import * as nodePath from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { benchModel, ensureCheckpoint, machine } from './bind.ts';
 import { initializerBytes, openBandwidthProbe } from './bandwidth.ts';
+import { median, peakRssMiB } from './process-stats.ts';
 import { build } from '../src/build.ts';
 import { PROMPT_TOKENS, writeInputs } from './inputs.ts';
 import type { InternVLChatModel } from '../src/models/internvl.ts';
@@ -63,19 +64,9 @@ interface Measured {
 
 const now = () => performance.now() / 1000;
 
-function peakRssMiB(): number {
-  const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync('/proc/self/status', 'utf8'));
-  return m ? Number(m[1]) / 1024 : process.resourceUsage().maxRSS / 1024;
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)]!;
-}
-
 async function childSplit(steps: number, dir = SPLIT): Promise<Measured> {
   const { SplitSession } = await import('../src/generate/session.ts');
-  const { readInputs } = await import('../src/runtime/run.ts');
+  const { readInputs } = await import('../src/runtime/tensor-files.ts');
   const { argmax } = await import('../src/generate/generate.ts');
   const inputs = await readInputs(INPUTS);
   let t = now();
@@ -129,7 +120,8 @@ async function childSplit(steps: number, dir = SPLIT): Promise<Measured> {
 }
 
 async function childSingle(steps: number): Promise<Measured> {
-  const { openSession, run, readInputs } = await import('../src/runtime/run.ts');
+  const { openSession, run } = await import('../src/runtime/session.ts');
+  const { readInputs } = await import('../src/runtime/tensor-files.ts');
   const inputs = await readInputs(INPUTS);
   let t = now();
   const session = await openSession(SINGLE);

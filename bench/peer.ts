@@ -30,15 +30,17 @@
  * logits for every position, as it is built.
  */
 import { spawn } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { mkdir, rm } from 'node:fs/promises';
 import * as nodePath from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type ort from 'onnxruntime-node';
 import { benchModel, ensureCheckpoint, machine } from './bind.ts';
 import { writeInputs } from './inputs.ts';
+import { median, peakRssMiB } from './process-stats.ts';
 import { initializerBytes, openBandwidthProbe, type BandwidthProbe } from './bandwidth.ts';
-import { loadOrt, readInputs, type HostTensor } from '../src/runtime/run.ts';
+import { loadOrt, type HostTensor } from '../src/runtime/session.ts';
+import { readInputs } from '../src/runtime/tensor-files.ts';
 import type { InternVLChatModel } from '../src/models/internvl.ts';
 import type { KvPair, SplitSession } from '../src/generate/session.ts';
 
@@ -58,16 +60,6 @@ const PEER_OF: Record<VlmcVariant, 'f32' | 'int4'> = { portable: 'f32', fused: '
 const TARGETS = { fused: 0.9, portable: 1.0, int4: 0.7, visionPrefill: 0.9, decodeOverLimit: 1.2 };
 
 const now = () => performance.now() / 1000;
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)]!;
-}
-
-function peakRssMiB(): number {
-  const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync('/proc/self/status', 'utf8'));
-  return m ? Number(m[1]) / 1024 : process.resourceUsage().maxRSS / 1024;
-}
 
 // ---------------------------------------------------------------------------------------------
 // The two sides, behind one interface

@@ -23,14 +23,13 @@ import { fileURLToPath } from 'node:url';
 import { build } from '../src/build.ts';
 import { loadGraphFile } from '../src/graph-file.ts';
 import { buildModelProto, encodeModel } from '../src/onnx/emit.ts';
-import { DATA_FILE } from '../src/artifact/write.ts';
-import { readManifest, openSession, run, type HostTensor } from '../src/runtime/run.ts';
+import { openSession, run, type HostTensor } from '../src/runtime/session.ts';
 import { preset as presetRules } from '../src/dsl/freeze.ts';
 import { compileTrain } from '../src/train/compile-train.ts';
 import { compileOptimizer } from '../src/train/optimizer.ts';
 import { readBound } from '../src/train/weights.ts';
 import { VLMC_VERSION } from '../src/version.ts';
-import type { Manifest } from '../src/artifact/manifest.ts';
+import { DATA_FILE, readManifest, type Manifest } from '../src/artifact/format.ts';
 
 const ROOT = nodePath.resolve(nodePath.dirname(fileURLToPath(import.meta.url)), '..');
 const ARTIFACT = nodePath.join(ROOT, 'out', 'bench', 'internvl2-1b-train');

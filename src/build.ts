@@ -19,17 +19,22 @@ import { hfLayout, hfVisionLayout } from './models/internvl.hf.names.ts';
 import { INTERNVL_BINDING, originalLayout, type SourceRole } from './models/internvl.names.ts';
 import { planBinding, type BuildPath, type WeightSource } from './bind/plan.ts';
 import { checkAgainstConfig } from './bind/config-check.ts';
+import { checkGlobsMatch } from './bind/globs.ts';
+import { checkRequestFiles, type RequestFiles } from './inputs/needs.ts';
+import { WRITTEN_TEMPLATE } from './models/to-config.ts';
 import { writeArtifact, type ExtraGraph } from './artifact/write.ts';
-import { checkOutputPath } from './artifact/output-path.ts';
+import { checkOutputPath } from './fs/output-path.ts';
 import { freeze, preset, unfreeze, type FreezeRule } from './dsl/freeze.ts';
 import type { TrainGraph } from './train/compile-train.ts';
-import type { Manifest } from './artifact/manifest.ts';
+import type { Manifest } from './artifact/format.ts';
 import type { Model } from './dsl/model.ts';
 import type { Target } from './passes/fusion/index.ts';
 import type { QuantScheme } from './quant/blockwise.ts';
 import { quantTransformFor } from './quant/transform.ts';
+import { checkLoraConfig, loraDeclarationFor, openAdapterSources, withLoraLayout, type LoraBuildOptions } from './bind/lora-sources.ts';
+import { loraFreezeRules, loraOf } from './passes/lora.ts';
 
-export interface BuildOptions extends ProjectorOptions {
+export interface BuildOptions extends ProjectorOptions, LoraBuildOptions {
   /** Path B (or an override in Path A): tile size fed to the ViT, as InternVL's `--force_image_size`; same as `imageSize`. */
   forceImageSize?: number;
   /** Graph file; when omitted the graph is derived from the checkpoint config(s). */
@@ -69,6 +74,8 @@ export interface BuildOptions extends ProjectorOptions {
   unfreeze?: string[];
   /** Write the split artifact (vision.onnx, embedding.onnx, decoder.onnx, pipeline.json, tokenizer files). */
   split?: boolean;
+  /** Told what a split or training artifact will lack for vlmc generate / vlmc train (src/inputs/needs.ts). */
+  onWarning?: (message: string) => void;
 }
 
 export interface BuildResult {
@@ -102,7 +109,7 @@ async function trainingGraphs(model: Model, compileOptions: CompileOptions, path
       { file: OPTIMIZER_FILE, graph: optimizer },
     ],
     files: trainingFiles(model, path === 'none' ? undefined : sources[0]!.role === 'unified' ? sources[0]!.checkpoint.dir : undefined, sources.find((s) => s.role === 'llm' || s.role === 'unified')?.checkpoint.dir),
-    manifest: { train: trainManifest(train, [...model.train, ...(compileOptions.rules ?? [])]) },
+    manifest: { train: trainManifest(train, [...model.train, ...loraFreezeRules(loraOf(model, compileOptions.lora)), ...(compileOptions.rules ?? [])], loraOf(model, compileOptions.lora)) },
     train,
   };
 }
@@ -129,16 +136,20 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
   const sources = await openSources(o, path);
   try {
     const { model, facts } = await resolveModel(o, path, sources);
+    checkLoraConfig(model, sources[0]);
+    sources.push(...(await openAdapterSources(o.adapters ?? [], model, sources)));
+    if (o.split || o.train) checkRequestFiles(requestFiles(o, path, sources, facts), o.onWarning);
     // Everything decided here travels in the options; the model is never written to.
-    const common: CompileOptions = { opset: o.opset, paramDtype: o.dtype, rules: cliFreezeRules(o), facts };
-    const forward: CompileOptions = { ...common, target: o.target, fuse: o.fuse, quant: o.quant };
+    const common: CompileOptions = { opset: o.opset, paramDtype: o.dtype, rules: cliFreezeRules(o), facts, lora: loraDeclarationFor(o, model, sources), loraInputs: o.loraInputs };
+    const forward: CompileOptions = { ...common, target: o.target, fuse: o.fuse, quant: o.quant, keepParamNames: o.train === true || sources.some((s) => s.lora) };
     // train.onnx is portable; --quant is passed so the training pass can refuse it (it would read packed weights).
     const training: CompileOptions = { ...common, quant: o.quant };
     checkCompileOptions(forward);
     if (o.train) checkCompileOptions({ ...training, entry: TRAIN_ENTRY });
     const graph = compile(model, forward);
     const trained = o.train ? await trainingGraphs(model, training, path, sources) : undefined;
-    const plan = planBinding(graph.params, path, sources, { ...INTERNVL_BINDING, seed: o.seed ?? 0, allowMissing: o.allowMissing, ignoreUnexpected: o.ignoreUnexpected, graphFrom: o.graph ?? sources.filter((s) => s.role !== 'projector').map(configFile).join(' + ') });
+    checkGlobsMatch(graph.params, path, sources, o);
+    const plan = planBinding(graph.params, path, sources, { ...INTERNVL_BINDING, seed: o.seed ?? 0, allowMissing: o.allowMissing, ignoreUnexpected: o.ignoreUnexpected, graphFrom: o.graph ?? derivedFrom(o, sources) });
     const structureOnly = path === 'none' && o.init !== 'random';
     const transform = quantTransformFor(graph);
     if (o.split) {
@@ -158,6 +169,7 @@ function buildPath(o: BuildOptions): BuildPath {
   if (o.weights && (o.vision || o.llm)) throw new UserError('give either --weights (Path A) or --vision and --llm (Path B), not both');
   if (o.projector && !(o.vision || o.llm)) throw new UserError('--projector belongs to Path B (--vision and --llm)');
   if (o.init !== undefined && (o.weights || o.vision || o.llm)) throw new UserError('--init random builds without weights; drop it, or drop --weights / --vision / --llm');
+  if (o.adapters?.length && !(o.weights || o.vision || o.llm)) throw new UserError('--adapter applies a LoRA adapter onto base weights: give --weights <dir> (Path A) or --vision <dir> --llm <dir> (Path B)');
   if (o.weights) return 'A';
   if (o.vision || o.llm) {
     if (!o.vision || !o.llm) throw new UserError('Path B needs both --vision <dir> and --llm <dir>');
@@ -169,7 +181,7 @@ function buildPath(o: BuildOptions): BuildPath {
 }
 
 async function openSources(o: BuildOptions, path: BuildPath): Promise<WeightSource[]> {
-  if (path === 'A') return [sourceOf('unified', await Checkpoint.open(o.weights!))];
+  if (path === 'A') return [withLoraLayout(sourceOf('unified', await Checkpoint.open(o.weights!)))];
   if (path === 'B') {
     const opened: WeightSource[] = [sourceOf('vision', await Checkpoint.open(o.vision!))];
     try {
@@ -258,6 +270,13 @@ function derivedName(o: BuildOptions, path: BuildPath, sources: WeightSource[]):
 
 const configFile = (s: WeightSource): string => nodePath.join(s.checkpoint.dir, 'config.json');
 
+/** What a derived graph came from, for the binding report: the config(s), and the projector flags that changed them. */
+function derivedFrom(o: BuildOptions, sources: WeightSource[]): string {
+  const configs = sources.filter((s) => s.role !== 'projector').map(configFile).join(' + ');
+  const flags = (Object.keys(PROJECTOR_FLAGS) as (keyof typeof PROJECTOR_FLAGS)[]).filter((k) => o[k] !== undefined).map((k) => `${PROJECTOR_FLAGS[k].split(' ')[0]} ${String(o[k])}`);
+  return flags.length > 0 ? `${configs} with ${flags.join(', ')}` : configs;
+}
+
 function deriveFromConfigs(o: BuildOptions, path: BuildPath, sources: WeightSource[]): InternVLChatModel | undefined {
   // A graph file names itself; a derived one is named after its checkpoint.
   const named = o.graph || path === 'none' ? {} : { name: derivedName(o, path, sources) };
@@ -295,6 +314,17 @@ function tokenizerContextId(path: BuildPath, sources: WeightSource[]): { id: num
 /** Where the tokenizer files are: the unified checkpoint (Path A) or the LLM's (Path B). */
 function tokenizerDir(path: BuildPath, sources: WeightSource[]): string | undefined {
   return path === 'A' ? sources[0]?.checkpoint.dir : sources.find((s) => s.role === 'llm')?.checkpoint.dir;
+}
+
+/** What vlmc generate (--split) or vlmc train (--train) will read from the artifact, for checkRequestFiles. */
+function requestFiles(o: BuildOptions, path: BuildPath, sources: WeightSource[], facts: TraceFacts): RequestFiles {
+  const unified = path === 'A' ? sources[0]! : undefined;
+  // Without a unified config, --train writes one naming the default template; --split writes none.
+  const template = unified
+    ? { name: unified.checkpoint.config['template'], where: configFile(unified) }
+    : { name: o.train ? WRITTEN_TEMPLATE : undefined, where: 'the config.json written for a split artifact built without a unified checkpoint' };
+  const source = o.imgContextTokenId !== undefined ? `--img-context-token-id ${o.imgContextTokenId}` : o.graph ? `${o.graph} (imgContextTokenId)` : undefined;
+  return { purpose: o.split ? '--split' : '--train', tokenizerDir: tokenizerDir(path, sources), template, imgContextTokenId: facts.imgContextTokenId, imgContextSource: source };
 }
 
 function llmConfigOf(path: BuildPath, sources: WeightSource[]): Readonly<Record<string, unknown>> | undefined {

@@ -5,7 +5,7 @@
  * GraphParam), facts decided at build time travel in the options, and each pass edits only the
  * graph. A pass that cannot serve a combination of options refuses it before anything is traced.
  *
- *   trace ─ fold-shapes ─ dead-nodes ─ freeze ─ [prune-params] ─ [differentiate] ─ [fuse]
+ *   trace ─ fold-shapes ─ dead-nodes ─ [lora] ─ freeze ─ [prune-params] ─ [differentiate] ─ [fuse]
  *         ─ [quantize] ─ [compute-in-half] ─ retarget-opset ─ [store-params] ─ name ─ check-opset
  */
 import { activeBuilder, GraphBuilder, withBuilder, type TraceFacts } from './ir/builder.ts';
@@ -21,6 +21,7 @@ import { causalLmLoss } from './nn/loss.ts';
 import { PASSES, type Pass, type PassContext } from './passes/pipeline.ts';
 import type { Target } from './passes/fusion/index.ts';
 import type { DimSizes, PruningReport } from './passes/differentiate.ts';
+import type { LoraDeclaration } from './dsl/lora.ts';
 
 export { MODEL_ENTRY, TRAIN_ENTRY };
 export { GRAD_PREFIX, type PruningReport } from './passes/differentiate.ts';
@@ -46,6 +47,17 @@ export interface CompileOptions {
   facts?: TraceFacts;
   /** Sizes of the symbolic dims for the FLOP figures of train.onnx's pruning report. */
   sizes?: DimSizes;
+  /** LoRA the build adds to the model's own (--use-llm-lora, a LoRA checkpoint kept separate); the `lora` pass applies both. */
+  lora?: LoraDeclaration;
+  /** The LoRA adapters are graph inputs fed at run time (`vlmc run --adapter`), not parameters. */
+  loraInputs?: boolean;
+  /**
+   * Every parameter keeps its own name (`pack-projections` packs nothing): another graph of the
+   * artifact reads the parameters by name (train.onnx beside a --target gpu model.onnx), or binding
+   * merges LoRA adapters into their base weights (a LoRA checkpoint without --keep-lora, --adapter),
+   * one base weight each.
+   */
+  keepParamNames?: boolean;
 }
 
 /** A compiled graph and what its passes reported. */

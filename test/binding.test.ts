@@ -5,11 +5,11 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { cpSync, existsSync, readFileSync, writeFileSync, readdirSync } from 'node:fs';
 import * as path from 'node:path';
-import { FIXTURES, fixtureCases, maxAbsError, removeDir, tempDir, vlmc } from './helpers.ts';
+import { FIXTURES, fixtureCases, maxAbsError, removeDir, tempDir, vlmcInProcess } from './helpers.ts';
 import { SafetensorsFile } from '../src/checkpoint/safetensors.ts';
 import { writeSafetensors } from '../src/checkpoint/safetensors-write.ts';
 import { f16ToF32 } from '../src/tensor/convert.ts';
-import type { Manifest, ManifestParameter } from '../src/artifact/manifest.ts';
+import type { Manifest, ManifestParameter } from '../src/artifact/format.ts';
 
 const work = tempDir();
 afterAll(() => removeDir(work));
@@ -22,14 +22,14 @@ function dataOf(dir: string, p: ManifestParameter): Buffer {
   return readFileSync(path.join(dir, 'model.onnx.data')).subarray(p.offset, p.offset + p.length);
 }
 
-function build(args: string[]): void {
-  const r = vlmc(['build', ...args, '--quiet']);
+async function build(args: string[]): Promise<void> {
+  const r = await vlmcInProcess(['build', ...args, '--quiet']);
   if (r.status !== 0) throw new Error(`vlmc build failed (${r.status}): ${r.stderr}`);
 }
 
 async function runLogits(artifact: string, fx: string): Promise<Float32Array> {
   const out = path.join(artifact, '..', `${path.basename(artifact)}-out.safetensors`);
-  const r = vlmc(['run', artifact, '--inputs', path.join(fx, 'inputs.safetensors'), '--out', out]);
+  const r = await vlmcInProcess(['run', artifact, '--inputs', path.join(fx, 'inputs.safetensors'), '--out', out]);
   if (r.status !== 0) throw new Error(r.stderr);
   const st = await SafetensorsFile.open(out);
   const logits = await st.readAsFloat32(st.entry('logits'));
@@ -50,9 +50,9 @@ describe.each(fixtureCases())('Path A and Path B on %s', (name) => {
   const a = path.join(dir, 'a');
   const b = path.join(dir, 'b');
 
-  beforeAll(() => {
-    build(['--weights', path.join(fx, 'unified'), '--out', a]);
-    build(['--vision', path.join(fx, 'vision'), '--llm', path.join(fx, 'llm'), '--out', b, '--seed', '7']);
+  beforeAll(async () => {
+    await build(['--weights', path.join(fx, 'unified'), '--out', a]);
+    await build(['--vision', path.join(fx, 'vision'), '--llm', path.join(fx, 'llm'), '--out', b, '--seed', '7']);
   });
 
   it('binds the same vision and LLM bytes on both paths', () => {
@@ -104,11 +104,11 @@ describe.each(fixtureCases())('Path A and Path B on %s', (name) => {
     expect(p.get('mlp1.1.weight')!.shape).toEqual([m.parameters.find((q) => q.key === 'mlp1.3.weight')!.shape[0], p.get('mlp1.0.weight')!.shape[0]]);
   });
 
-  it('is deterministic for a seed and differs across seeds', () => {
+  it('is deterministic for a seed and differs across seeds', async () => {
     const again = path.join(dir, 'b-again');
     const other = path.join(dir, 'b-other');
-    build(['--vision', path.join(fx, 'vision'), '--llm', path.join(fx, 'llm'), '--out', again, '--seed', '7']);
-    build(['--vision', path.join(fx, 'vision'), '--llm', path.join(fx, 'llm'), '--out', other, '--seed', '8']);
+    await build(['--vision', path.join(fx, 'vision'), '--llm', path.join(fx, 'llm'), '--out', again, '--seed', '7']);
+    await build(['--vision', path.join(fx, 'vision'), '--llm', path.join(fx, 'llm'), '--out', other, '--seed', '8']);
     for (const f of ['model.onnx', 'model.onnx.data', 'manifest.json']) {
       expect(readFileSync(path.join(again, f)).equals(readFileSync(path.join(b, f))), f).toBe(true);
     }
@@ -117,13 +117,13 @@ describe.each(fixtureCases())('Path A and Path B on %s', (name) => {
 
   it('with the projector taken from the unified checkpoint, reproduces the expected logits', async () => {
     const c = path.join(dir, 'c');
-    build(['--vision', path.join(fx, 'vision'), '--llm', path.join(fx, 'llm'), '--projector', path.join(fx, 'mlp1.safetensors'), '--out', c]);
+    await build(['--vision', path.join(fx, 'vision'), '--llm', path.join(fx, 'llm'), '--projector', path.join(fx, 'mlp1.safetensors'), '--out', c]);
     expect(maxAbsError(await runLogits(c, fx), await expectedLogits(fx))).toBeLessThanOrEqual(1e-4);
   });
 
   it('--dtype fp16 stores rounded parameters and still computes in fp32', async () => {
     const h = path.join(dir, 'h');
-    build(['--weights', path.join(fx, 'unified'), '--out', h, '--dtype', 'fp16']);
+    await build(['--weights', path.join(fx, 'unified'), '--out', h, '--dtype', 'fp16']);
     const m = manifestOf(h);
     expect(m.parameters.every((p) => p.dtype === 'float16')).toBe(true);
     const pa = byKey(manifestOf(a));
@@ -163,7 +163,7 @@ describe('strict binding', () => {
       t.set('mlp1.1.weight', { ...w, shape: [w.shape[1]!, w.shape[0]!] });
     });
     const out = path.join(work, 'strict-out');
-    const r = vlmc(['build', '--weights', dir, '--out', out]);
+    const r = await vlmcInProcess(['build', '--weights', dir, '--out', out]);
     expect(r.status).toBe(2);
     expect(r.stderr).toContain('4 problems');
     expect(r.stderr).toMatch(/missing\s+mlp1\.0\.bias/);
@@ -180,29 +180,29 @@ describe('strict binding', () => {
       t.set('vision_model.extra.weight', { dtype: 'F32', shape: [2], data: new Uint8Array(8) });
     });
     const out = path.join(work, 'allowed-out');
-    build(['--weights', dir, '--out', out, '--allow-missing', 'mlp1.*', '--ignore-unexpected', 'vision_model.extra.*']);
+    await build(['--weights', dir, '--out', out, '--allow-missing', 'mlp1.*', '--ignore-unexpected', 'vision_model.extra.*']);
     expect(byKey(manifestOf(out)).get('mlp1.0.bias')!.source).toEqual({ init: 'zeros', seed: 0 });
   });
 
-  it('a config that disagrees with the graph is reported field by field', () => {
+  it('a config that disagrees with the graph is reported field by field', async () => {
     const dir = path.join(work, 'wrong-config');
     cpSync(unified, dir, { recursive: true });
     const cfg = JSON.parse(readFileSync(path.join(dir, 'config.json'), 'utf8'));
     cfg.llm_config.rope_theta = 10000;
     cfg.select_layer = -2;
     writeFileSync(path.join(dir, 'config.json'), JSON.stringify(cfg));
-    const r = vlmc(['build', 'graphs/internvl-tiny.ts', '--weights', dir, '--out', path.join(work, 'wc')]);
+    const r = await vlmcInProcess(['build', 'graphs/internvl-tiny.ts', '--weights', dir, '--out', path.join(work, 'wc')]);
     expect(r.status).toBe(2);
     expect(r.stderr).toContain('llm.ropeTheta: graph has 1000000');
     expect(r.stderr).toContain('has 10000');
     expect(r.stderr).toContain('internvl.selectLayer: graph has -1');
   });
 
-  it('an earlier artifact survives a failed build', () => {
+  it('an earlier artifact survives a failed build', async () => {
     const out = path.join(work, 'survivor');
-    build(['--weights', unified, '--out', out]);
+    await build(['--weights', unified, '--out', out]);
     const before = readFileSync(path.join(out, 'manifest.json'));
-    const r = vlmc(['build', '--weights', path.join(work, 'strict-all'), '--out', out]);
+    const r = await vlmcInProcess(['build', '--weights', path.join(work, 'strict-all'), '--out', out]);
     expect(r.status).toBe(2);
     expect(readFileSync(path.join(out, 'manifest.json')).equals(before)).toBe(true);
   });
@@ -233,10 +233,10 @@ describe('bad checkpoints through vlmc build', () => {
     ],
   ];
 
-  it.each(cases)('%s: exit 2, names the file, writes nothing', (name, edit, mentions) => {
+  it.each(cases)('%s: exit 2, names the file, writes nothing', async (name, edit, mentions) => {
     const dir = corrupt(name, edit);
     const out = path.join(work, `bad-out-${name}`);
-    const r = vlmc(['build', '--weights', dir, '--out', out]);
+    const r = await vlmcInProcess(['build', '--weights', dir, '--out', out]);
     expect(r.status).toBe(2);
     expect(r.stderr).toContain(mentions);
     expect(r.stderr).not.toContain('internal error');

@@ -7,7 +7,7 @@ import { describe, it, expect, afterAll } from 'vitest';
 import { spawnSync } from 'node:child_process';
 import { cpSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
-import { FIXTURES, ROOT, removeDir, tempDir, vlmc } from './helpers.ts';
+import { FIXTURES, ROOT, removeDir, tempDir, vlmcInProcess } from './helpers.ts';
 import { build, UserError } from '../src/index.ts';
 import { size, timing } from '../src/cli/progress.ts';
 import { pathGlob } from '../src/bind/plan.ts';
@@ -21,9 +21,9 @@ const graph = path.join(ROOT, 'graphs', 'internvl-tiny.ts');
 const manifestOf = (dir: string) => JSON.parse(readFileSync(path.join(dir, 'manifest.json'), 'utf8'));
 
 describe('vlmc build without weights', () => {
-  it('writes a structure-only artifact (no values on disk) that vlmc run refuses', () => {
+  it('writes a structure-only artifact (no values on disk) that vlmc run refuses', async () => {
     const out = path.join(work, 'structure');
-    const r = vlmc(['build', graph, '--out', out]);
+    const r = await vlmcInProcess(['build', graph, '--out', out]);
     expect(r.stderr).toBe('');
     expect(r.status).toBe(0);
     expect(r.stdout).toContain('structure only');
@@ -34,28 +34,28 @@ describe('vlmc build without weights', () => {
     expect(data.size).toBeGreaterThanOrEqual(m.counts.total * 4);
     expect(data.blocks * 512).toBeLessThan(data.size / 4); // sparse: no disk space for the values
     // It reviews like any artifact.
-    const d = vlmc(['diff', graph, out]);
+    const d = await vlmcInProcess(['diff', graph, out]);
     expect(d.stdout).toBe('');
     expect(d.status).toBe(0);
-    const run = vlmc(['run', out, '--inputs', inputs, '--out', path.join(work, 'structure.safetensors')]);
+    const run = await vlmcInProcess(['run', out, '--inputs', inputs, '--out', path.join(work, 'structure.safetensors')]);
     expect(run.status).toBe(2);
     expect(run.stderr).toContain('structure-only artifact');
     expect(run.stderr).toContain('--init random');
   });
 
-  it('--init random initialises every parameter, and the artifact runs', () => {
+  it('--init random initialises every parameter, and the artifact runs', async () => {
     const out = path.join(work, 'random');
-    const r = vlmc(['build', graph, '--out', out, '--init', 'random', '--seed', '2', '--quiet']);
+    const r = await vlmcInProcess(['build', graph, '--out', out, '--init', 'random', '--seed', '2', '--quiet']);
     expect(r.status).toBe(0);
     // --quiet hides the progress bar only; the summary line stays.
     expect(r.stdout).toMatch(/random: 64 tensors, 95,024 parameters/);
     expect(manifestOf(out).build.structure_only).toBeUndefined();
-    expect(vlmc(['run', out, '--inputs', inputs, '--out', path.join(work, 'random.safetensors')]).status).toBe(0);
+    expect((await vlmcInProcess(['run', out, '--inputs', inputs, '--out', path.join(work, 'random.safetensors')])).status).toBe(0);
   });
 
-  it('--init random with weights, or an unknown --init, is bad input', () => {
-    expect(vlmc(['build', '--weights', unified, '--init', 'random', '--out', path.join(work, 'x')]).stderr).toContain('--init random builds without weights');
-    expect(vlmc(['build', graph, '--init', 'zeros', '--out', path.join(work, 'y')]).status).toBe(2);
+  it('--init random with weights, or an unknown --init, is bad input', async () => {
+    expect((await vlmcInProcess(['build', '--weights', unified, '--init', 'random', '--out', path.join(work, 'x')])).stderr).toContain('--init random builds without weights');
+    expect((await vlmcInProcess(['build', graph, '--init', 'zeros', '--out', path.join(work, 'y')])).status).toBe(2);
   });
 });
 
@@ -109,15 +109,15 @@ describe('vlmc init', () => {
     expect(checkpointName('/runs/my-run/checkpoint-500', { _name_or_path: '/runs/base/unified' })).toBe('my-run');
   });
 
-  it('writes graphs/<name>.ts and its lock, so lock --check passes at once', () => {
+  it('writes graphs/<name>.ts and its lock, so lock --check passes at once', async () => {
     const project = path.join(work, 'init-project');
     mkdirSync(project);
     const ckpt = path.join(work, 'InternVL-Fixture', 'unified');
     cpSync(unified, ckpt, { recursive: true });
-    const r = vlmc(['init', '--from', ckpt], project);
+    const r = await vlmcInProcess(['init', '--from', ckpt], project);
     expect(r.stderr).toBe('');
     expect(r.stdout).toBe('wrote graphs/InternVL-Fixture.ts\nwrote graphs/InternVL-Fixture.graph.lock\n');
-    const check = vlmc(['lock', '--check', 'graphs/InternVL-Fixture.ts'], project);
+    const check = await vlmcInProcess(['lock', '--check', 'graphs/InternVL-Fixture.ts'], project);
     expect(check.stdout).toBe('1 lock up to date\n');
     expect(check.status).toBe(0);
   });
@@ -138,5 +138,40 @@ describe('npm test without the shared fixtures', () => {
     } finally {
       removeDir(probe);
     }
+  });
+});
+
+describe('issue 16 defect 7: build flags that would do nothing are refused, naming the flag', () => {
+  const refused = async (args: string[], ...parts: string[]) => {
+    const out = path.join(work, `nothing-${args.join('-').replace(/[^a-z0-9-]/gi, '')}`);
+    const r = await vlmcInProcess(['build', '--weights', unified, '--out', out, ...args]);
+    expect({ args, status: r.status }).toEqual({ args, status: 2 });
+    expect(r.stderr.trim().split('\n')).toHaveLength(1);
+    for (const p of parts) expect(r.stderr).toContain(p);
+    expect(() => statSync(out)).toThrow();
+  };
+
+  it('--quant-block / --quant-zero-points without --quant', async () => {
+    await refused(['--quant-block', '64'], '--quant-block shapes --quant int4|int8, which was not given');
+    await refused(['--quant-zero-points'], '--quant-zero-points shapes --quant');
+    await refused(['--target', 'gpu', '--quant-block', '64', '--quant-zero-points'], '--quant-block and --quant-zero-points shape --quant');
+  });
+
+  it('--allow-missing / --ignore-unexpected globs that match nothing', async () => {
+    await refused(['--allow-missing', 'mlp2.**'], "--allow-missing 'mlp2.**' matches no parameter of the graph");
+    await refused(['--ignore-unexpected', 'extra.**'], "--ignore-unexpected 'extra.**' matches no key of the checkpoint", unified);
+    // Globs that match something still work as before (tested in binding.test.ts): the parameter exists, the key is used.
+    const ok = await vlmcInProcess(['build', '--weights', unified, '--out', path.join(work, 'globs-ok'), '--allow-missing', 'mlp1.**', '--ignore-unexpected', 'mlp1.**']);
+    expect(ok.stderr).toBe('');
+    expect(ok.status).toBe(0);
+  });
+});
+
+describe('issue 16 defect 8: a --downsample-ratio that does not fit the checkpoint is blamed on the flag', () => {
+  it('the binding report names the flag beside config.json', async () => {
+    const r = await vlmcInProcess(['build', '--weights', unified, '--out', path.join(work, 'ratio'), '--downsample-ratio', '0.25']);
+    expect(r.status).toBe(2);
+    expect(r.stderr).toContain(`the checkpoint does not match the graph from ${path.join(unified, 'config.json')} with --downsample-ratio 0.25 (3 problems)`);
+    expect(r.stderr).toContain('mlp1.0.weight: graph [512], checkpoint [128]');
   });
 });

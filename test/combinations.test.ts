@@ -3,27 +3,29 @@
  * provider runs it, computes the reference's logits / loss and gradients within that dtype's
  * documented tolerance) or is refused with one message naming the flags, having written nothing.
  *
- * Dimensions: fixture x {single, split, train} x {portable, gpu} x {fp32, fp16, bf16} x
+ * Dimensions: fixture x {single, split, train} x {portable, gpu, webgpu} x {fp32, fp16, bf16} x
  * {no quant, int4, int8} x {opset 17, 21, 24} x {Path A, Path B, structure-only}. Every refusal is
  * checked by a build; of the combinations that build, `npm test` builds and runs a set that covers
- * every pair of values (pairwise); VLMC_COMBINATIONS=all builds and runs them all (about 650;
+ * every pair of values (pairwise); VLMC_COMBINATIONS=all builds and runs them all (about 900;
  * `npm run test:combinations`). The table of what combines is in docs/cli.md.
  */
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { existsSync, readFileSync, rmSync } from 'node:fs';
 import * as path from 'node:path';
-import { FIXTURES, fixtureCases, maxAbsError, readFloats, removeDir, tempDir } from './helpers.ts';
+import { FIXTURES, fixtureCases, maxAbsError, readFloats, relativeL2, removeDir, tempDir } from './helpers.ts';
 import { build, type BuildOptions } from '../src/build.ts';
 import { init } from '../src/init/init.ts';
-import { openSession, readInputs, run, runArtifact, type HostTensor } from '../src/runtime/run.ts';
+import { openSession, run, type HostTensor } from '../src/runtime/session.ts';
+import { readInputs } from '../src/runtime/tensor-files.ts';
+import { runArtifact } from '../src/run.ts';
 import { runSplit } from '../src/generate/session.ts';
-import type { Manifest } from '../src/artifact/manifest.ts';
+import type { Manifest } from '../src/artifact/format.ts';
 import { UserError } from '../src/errors.ts';
 
 const DIMENSIONS = {
   fixture: fixtureCases(),
   kind: ['single', 'split', 'train'],
-  target: ['portable', 'gpu'],
+  target: ['portable', 'gpu', 'webgpu'],
   dtype: ['fp32', 'fp16', 'bf16'],
   quant: ['none', 'int4', 'int8'],
   opset: [17, 21, 24],
@@ -35,8 +37,10 @@ type Combination = { [K in Dim]: (typeof DIMENSIONS)[K][number] };
 
 /** The documented table (docs/cli.md, "What combines"): why a combination is refused, naming the flags; undefined if it builds. */
 export function refusal(c: Combination): RegExp | undefined {
-  if (c.quant !== 'none' && c.target === 'portable') return /--quant needs --target gpu/;
-  if (c.quant !== 'none' && c.kind === 'train') return /--train with --quant/;
+  // model.onnx's options are checked first, then train.onnx's.
+  if (c.quant !== 'none' && c.target === 'portable') return /^--quant needs --target gpu or webgpu/;
+  if (c.target === 'webgpu' && c.dtype === 'bf16') return /^--target webgpu with --dtype bf16/;
+  if (c.quant !== 'none' && c.kind === 'train') return /^--train with --quant/;
   return undefined;
 }
 
@@ -50,7 +54,7 @@ function logitsTolerance(c: Combination): number {
 }
 
 /** The CPU execution provider has no bf16 kernels for what a gpu-target bf16 graph computes. */
-const runsOnCpu = (c: Combination) => c.source !== 'structure' && !(c.target === 'gpu' && c.dtype === 'bf16');
+const runsOnCpu = (c: Combination) => c.source !== 'structure' && !(c.target !== 'portable' && c.dtype === 'bf16');
 
 function allCombinations(): Combination[] {
   let out: Partial<Combination>[] = [{}];
@@ -186,12 +190,3 @@ async function runGraph(dir: string, graph: string, inputs: Record<string, HostT
 
 const floats = (t: HostTensor) => t.data as Float32Array;
 
-function relativeL2(got: ArrayLike<number>, want: ArrayLike<number>): number {
-  let num = 0;
-  let den = 0;
-  for (let i = 0; i < want.length; i++) {
-    num += (got[i]! - want[i]!) ** 2;
-    den += want[i]! ** 2;
-  }
-  return den === 0 ? Math.sqrt(num) : Math.sqrt(num / den);
-}

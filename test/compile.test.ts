@@ -5,7 +5,7 @@ import * as path from 'node:path';
 import { compile, GraphError, internvl, internViT, qwen2 } from '../src/index.ts';
 import { loadGraphFile } from '../src/graph-file.ts';
 import { build } from '../src/build.ts';
-import { ROOT, tempDir, removeDir, vlmc } from './helpers.ts';
+import { ROOT, tempDir, removeDir, vlmcInProcess } from './helpers.ts';
 import tiny from '../graphs/internvl-tiny.ts';
 
 const vision = () => internViT({ hidden: 32, heads: 4, layers: 2, intermediate: 64, imageSize: 56, patchSize: 14, norm: 'layer_norm', qkvBias: true, qkNorm: false, eps: 1e-6 });
@@ -69,9 +69,9 @@ describe('compile', () => {
     expect(msg).toContain('[tiles, 4, 128] x weight [48, 64]');
   });
 
-  it('the CLI reports that shape error with exit code 2 and writes nothing', () => {
+  it('the CLI reports that shape error with exit code 2 and writes nothing', async () => {
     const work = tempDir();
-    const r = vlmc(['build', 'test/graphs/bad-projector.ts', '--out', path.join(work, 'a')]);
+    const r = await vlmcInProcess(['build', 'test/graphs/bad-projector.ts', '--out', path.join(work, 'a')]);
     expect(r.status).toBe(2);
     expect(r.stderr).toMatch(/bad-projector\.ts:5:\d+: mlp1\.proj: Linear: inner dimensions differ/);
     expect(readdir(work)).toEqual([]);

@@ -15,8 +15,9 @@ import { collectParams } from '../src/dsl/module.ts';
 import { unfreeze } from '../src/dsl/freeze.ts';
 import { UserError } from '../src/errors.ts';
 import type { Model } from '../src/dsl/model.ts';
-import type { Manifest } from '../src/artifact/manifest.ts';
-import { openSession, readInputs, run } from '../src/runtime/run.ts';
+import type { Manifest } from '../src/artifact/format.ts';
+import { openSession, run } from '../src/runtime/session.ts';
+import { readInputs } from '../src/runtime/tensor-files.ts';
 
 const GRAPH = path.join(ROOT, 'graphs/internvl-tiny.ts');
 const QWEN2 = path.join(FIXTURES, 'qwen2-tiny');

@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawnSync } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
 import * as path from 'node:path';
-import { FIXTURES, ROOT, removeDir, tempDir } from './helpers.ts';
+import { FIXTURES, ROOT, removeDir, tempDir, vlmcInProcess } from './helpers.ts';
 import { SafetensorsFile } from '../src/checkpoint/safetensors.ts';
 import { writeSafetensors, type TensorToWrite } from '../src/checkpoint/safetensors-write.ts';
 
@@ -45,6 +45,13 @@ async function writeMixedCheckpoint(): Promise<void> {
   await writeSafetensors(path.join(ckpt, 'model.safetensors'), tensors);
 }
 
+/** The normal run, in this process (WebAssembly and the SIMD kernels available). */
+async function buildWithWasm(out: string, dtype: string): Promise<void> {
+  const r = await vlmcInProcess(['build', '--weights', ckpt, '--out', out, '--dtype', dtype, '--quiet']);
+  if (r.status !== 0) throw new Error(`vlmc build exited ${r.status}: ${r.stderr}`);
+}
+
+/** A process of its own: Node flags (--no-expose-wasm) apply to a process. */
 function build(out: string, dtype: string, nodeFlags: string[]): void {
   const r = spawnSync(process.execPath, [...nodeFlags, path.join(ROOT, 'bin/vlmc.js'), 'build', '--weights', ckpt, '--out', out, '--dtype', dtype, '--quiet'], {
     cwd: ROOT,
@@ -56,10 +63,10 @@ function build(out: string, dtype: string, nodeFlags: string[]): void {
 describe.skipIf(!existsSync(FIXTURE))('binding without WebAssembly', () => {
   beforeAll(writeMixedCheckpoint);
 
-  it.each(['fp16', 'bf16', 'fp32'])('writes the same artifact as with the SIMD kernels (--dtype %s)', (dtype) => {
+  it.each(['fp16', 'bf16', 'fp32'])('writes the same artifact as with the SIMD kernels (--dtype %s)', async (dtype) => {
     const simd = path.join(work, `simd-${dtype}`);
     const plain = path.join(work, `plain-${dtype}`);
-    build(simd, dtype, []);
+    await buildWithWasm(simd, dtype);
     build(plain, dtype, ['--no-expose-wasm']);
     const manifest = JSON.parse(readFileSync(path.join(simd, 'manifest.json'), 'utf8')) as { parameters: { source: { dtype?: string } }[] };
     expect(new Set(manifest.parameters.map((p) => p.source.dtype))).toEqual(new Set(DTYPES));

@@ -25,7 +25,8 @@ describe.each(fixtureCases())('fixture %s: decode-path rewrites', (name) => {
   const build = (label: string, extra: string[]) => {
     const out = path.join(work, label);
     const r = vlmc(['build', '--weights', path.join(fx, 'unified'), '--out', out, '--split', '--quiet', ...extra]);
-    expect(r.stderr).toBe('');
+    // The fixtures hold no tokenizer.json: the build warns that generate will print ids.
+    expect(r.stderr.replace(/^vlmc: warning: .*\n/gm, '')).toBe('');
     expect(r.status).toBe(0);
     return out;
   };

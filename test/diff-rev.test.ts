@@ -7,7 +7,7 @@ import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { cpSync, readFileSync, realpathSync, symlinkSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
-import { ROOT, removeDir, tempDir } from './helpers.ts';
+import { ROOT, removeDir, tempDir, vlmcInProcess } from './helpers.ts';
 
 const repo = path.join(tempDir('vlmc-diffrev-'), 'project');
 afterAll(() => removeDir(path.dirname(repo)));
@@ -39,9 +39,13 @@ beforeAll(() => {
   git('commit', '-qm', 'base');
 });
 
-/** The diff of the last commit against its parent, for graphs/tiny.ts. */
+/**
+ * The diff of the last commit against its parent, for graphs/tiny.ts. In this process: both sides
+ * are revisions, each compiled by that revision's own vlmc in a child, so nothing of the working
+ * tree (whose zoo the checkout's CLI would not see) takes part.
+ */
 function diffLastCommit(format = 'text') {
-  return projectVlmc(['diff', 'HEAD~1:graphs/tiny.ts', 'HEAD:graphs/tiny.ts', '--format', format]);
+  return vlmcInProcess(['diff', 'HEAD~1:graphs/tiny.ts', 'HEAD:graphs/tiny.ts', '--format', format], repo);
 }
 
 describe('vlmc diff REV:path', () => {
@@ -57,7 +61,7 @@ describe('vlmc diff REV:path', () => {
     expect(json.stdout).toBe('{}\n');
   });
 
-  it('a change only to a zoo file (GELU removed from the projector) shows', () => {
+  it('a change only to a zoo file (GELU removed from the projector) shows', async () => {
     edit('src/models/projector.ts', 'this[3].call(gelu(this[1].call(this[0].call(x))))', 'this[3].call(this[1].call(this[0].call(x)))');
     edit('src/models/projector.ts', 'import { LayerNorm, Linear, gelu, reshape }', 'import { LayerNorm, Linear, reshape }');
     git('commit', '-qam', 'projector without GELU');
@@ -67,29 +71,29 @@ describe('vlmc diff REV:path', () => {
     expect(r.status).toBe(1);
     expect(r.stdout).toMatch(/mlp1: .*Gelu 1->0|mlp1: .*Erf 1->0/);
     // Both sides at revisions.
-    expect(diffLastCommit().status).toBe(1);
+    expect((await diffLastCommit()).status).toBe(1);
     expect(projectVlmc(['lock', '--check', 'graphs/tiny.ts']).status).toBe(1);
   });
 
-  it('a change only to a helper file next to the graph shows', () => {
+  it('a change only to a helper file next to the graph shows', async () => {
     writeFileSync(path.join(repo, 'graphs', 'sizes.ts'), 'export const LLM_LAYERS = 3;\n');
     git('commit', '-qam', 'one more LLM layer');
-    const r = diffLastCommit();
+    const r = await diffLastCommit();
     expect(r.status).toBe(1);
     expect(r.stdout).toContain('added    language_model.model.layers.2');
   });
 
-  it('a change only to the graph shows', () => {
+  it('a change only to the graph shows', async () => {
     edit('graphs/tiny.ts', 'vocab: 160', 'vocab: 192');
     git('commit', '-qam', 'bigger vocabulary');
-    const r = diffLastCommit('json');
+    const r = await diffLastCommit('json');
     expect(r.status).toBe(1);
     const d = JSON.parse(r.stdout);
     expect(d.params.reshaped.map((c: { name: string }) => c.name)).toContain('language_model.model.embed_tokens.weight');
   });
 
-  it('a bad revision is exit 2 naming it', () => {
-    const r = projectVlmc(['diff', 'no-such-rev:graphs/tiny.ts', 'graphs/tiny.ts']);
+  it('a bad revision is exit 2 naming it', async () => {
+    const r = await vlmcInProcess(['diff', 'no-such-rev:graphs/tiny.ts', 'graphs/tiny.ts'], repo);
     expect(r.status).toBe(2);
     expect(r.stderr).toContain('no-such-rev:graphs/tiny.ts');
   });

@@ -4,7 +4,7 @@ import * as path from 'node:path';
 import { compile, freeze, internvl, internViT, qwen2, internlm2, preset, freezeBackbone, freezeLlm, freezeMlp, unfreezeVitLayers, unfreezeLmHead, matchesGlob } from '../src/index.ts';
 import type { FreezeRule, CausalLM } from '../src/index.ts';
 import { readFileSync } from 'node:fs';
-import { FIXTURES, ROOT, removeDir, tempDir, vlmc } from './helpers.ts';
+import { FIXTURES, ROOT, removeDir, tempDir, vlmcInProcess } from './helpers.ts';
 
 const vision = () => internViT({ hidden: 32, heads: 4, layers: 4, intermediate: 64, imageSize: 56, patchSize: 14, norm: 'layer_norm', qkvBias: true, qkNorm: false, eps: 1e-6 });
 const tied = () => qwen2({ hidden: 48, heads: 4, kvHeads: 2, layers: 2, intermediate: 96, vocab: 160, rmsNormEps: 1e-6, ropeTheta: 1e6, maxPositions: 2048, tieEmbeddings: true });
@@ -58,10 +58,10 @@ describe('freeze vocabulary', () => {
     expect(matchesGlob('mlp1.1', 'mlp1.10.weight')).toBe(false);
   });
 
-  it('a graph-file rule that matches nothing names the graph file line', () => {
+  it('a graph-file rule that matches nothing names the graph file line', async () => {
     const work = tempDir();
     try {
-      const r = vlmc(['build', path.join(ROOT, 'test/graphs/bad-freeze.ts'), '--out', path.join(work, 'a')]);
+      const r = await vlmcInProcess(['build', path.join(ROOT, 'test/graphs/bad-freeze.ts'), '--out', path.join(work, 'a')]);
       expect(r.status).toBe(2);
       expect(r.stderr).toMatch(/test\/graphs\/bad-freeze\.ts:8:\d+: freeze\('vison'\) matches no parameter/);
     } finally {
@@ -69,20 +69,20 @@ describe('freeze vocabulary', () => {
     }
   });
 
-  it('CLI rules apply after the graph\'s own, and a CLI rule matching nothing names the flag', () => {
+  it('CLI rules apply after the graph\'s own, and a CLI rule matching nothing names the flag', async () => {
     const work = tempDir();
     try {
       const weights = path.join(FIXTURES, 'qwen2-tiny/unified');
-      const bad = vlmc(['build', '--weights', weights, '--out', path.join(work, 'a'), '--preset', 'stage1', '--unfreeze', 'llm.layers.7']);
+      const bad = await vlmcInProcess(['build', '--weights', weights, '--out', path.join(work, 'a'), '--preset', 'stage1', '--unfreeze', 'llm.layers.7']);
       expect(bad.status).toBe(2);
       expect(bad.stderr).toBe("vlmc: --unfreeze 'llm.layers.7': unfreeze('llm.layers.7') matches no parameter\n");
-      const ok = vlmc(['build', '--weights', weights, '--out', path.join(work, 'b'), '--preset', 'stage1', '--unfreeze', 'llm.head', '--freeze', 'projector.0', '--quiet']);
+      const ok = await vlmcInProcess(['build', '--weights', weights, '--out', path.join(work, 'b'), '--preset', 'stage1', '--unfreeze', 'llm.head', '--freeze', 'projector.0', '--quiet']);
       expect(ok.stderr).toBe('');
       const manifest = JSON.parse(readFileSync(path.join(work, 'b/manifest.json'), 'utf8'));
       const names = manifest.parameters.filter((p: { trainable: boolean }) => p.trainable).map((p: { key: string }) => p.key);
       // In command-line order after the preset: the tied head unfrozen, mlp1.0 frozen.
       expect(names).toEqual(['mlp1.1.weight', 'mlp1.1.bias', 'mlp1.3.weight', 'mlp1.3.bias', 'language_model.model.embed_tokens.weight']);
-      const later = vlmc(['build', '--weights', weights, '--out', path.join(work, 'c'), '--preset', 'stage1', '--freeze', 'llm', '--unfreeze', 'llm.layers.1.mlp', '--quiet']);
+      const later = await vlmcInProcess(['build', '--weights', weights, '--out', path.join(work, 'c'), '--preset', 'stage1', '--freeze', 'llm', '--unfreeze', 'llm.layers.1.mlp', '--quiet']);
       expect(later.status).toBe(0);
       const m2 = JSON.parse(readFileSync(path.join(work, 'c/manifest.json'), 'utf8'));
       const n2 = m2.parameters.filter((p: { trainable: boolean }) => p.trainable).map((p: { key: string }) => p.key);

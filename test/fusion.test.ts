@@ -13,8 +13,8 @@ import { loadGraphFile } from '../src/graph-file.ts';
 import { UserError } from '../src/errors.ts';
 import type { Graph } from '../src/ir/graph.ts';
 import { FUSION_NAMES, parseFuse } from '../src/passes/fusion/index.ts';
-import { openSession, run, type HostTensor } from '../src/runtime/run.ts';
-import { ROOT, tempDir, removeDir, maxAbsError, vlmc, hasOnnxChecker, onnxCheck } from './helpers.ts';
+import { openSession, run, type HostTensor } from '../src/runtime/session.ts';
+import { FIXTURES, ROOT, tempDir, removeDir, maxAbsError, vlmcInProcess, hasOnnxChecker, onnxCheck } from './helpers.ts';
 
 const TOL = 1e-4;
 const GRAPHS = {
@@ -138,11 +138,11 @@ describe('--fuse and --target', () => {
     expect(g.metadata['vlmc.target']).toBeUndefined();
   });
 
-  it('CLI: an unknown fusion exits 2 with one message and writes nothing', () => {
+  it('CLI: an unknown fusion exits 2 with one message and writes nothing', async () => {
     const work = tempDir();
     try {
       const out = path.join(work, 'a');
-      const r = vlmc(['build', GRAPHS['vit300m-qwen2'], '--out', out, '--target', 'gpu', '--fuse', 'flash']);
+      const r = await vlmcInProcess(['build', GRAPHS['vit300m-qwen2'], '--out', out, '--target', 'gpu', '--fuse', 'flash']);
       expect(r.status).toBe(2);
       expect(r.stderr).toMatch(/--fuse: unknown fusion flash/);
       expect(r.stderr.trim().split('\n')).toHaveLength(1);
@@ -150,5 +150,32 @@ describe('--fuse and --target', () => {
     } finally {
       removeDir(work);
     }
+  });
+});
+
+describe('issue 16: the --target gpu build says which fusions applied to which graph, and how often', () => {
+  const work = tempDir('vlmc-fusion-summary-');
+  afterAll(() => removeDir(work));
+  const unified = path.join(FIXTURES, 'qwen2-tiny/unified');
+
+  it('single graph and split artifact: counts per graph as the graphs record them, and why GQA applied 0 times', async () => {
+    const single = await vlmcInProcess(['build', '--weights', unified, '--out', path.join(work, 'single'), '--target', 'gpu', '--quiet']);
+    expect(single.status).toBe(0);
+    expect(single.stdout.split('\n')[1]).toBe("fusions (--target gpu): vit-attention 2, gelu 3, skip-layernorm 3, rmsnorm 4, pack-projections 4; applied 0 times: gqa (it fuses the split decoder's attention with its KV cache: build with --split)");
+    const split = await vlmcInProcess(['build', '--weights', unified, '--out', path.join(work, 'split'), '--split', '--target', 'gpu', '--quiet']);
+    expect(split.status).toBe(0);
+    expect(split.stdout.split('\n')[1]).toBe('fusions (--target gpu): vision.onnx vit-attention 2, gelu 3, skip-layernorm 3; decoder.onnx rmsnorm 3, pack-projections 4; applied 0 times: gqa (GroupQueryAttention needs a head_dim that is a multiple of 8; this model\'s is 12)');
+    // The counts are the graphs' own metadata.
+    const { fusionCounts } = await import('../src/cli/build-summary.ts');
+    expect(Object.fromEntries(fusionCounts(path.join(work, 'split')).map((g) => [g.file, Object.fromEntries(g.counts)]))).toEqual({
+      'vision.onnx': { gqa: 0, 'vit-attention': 2, gelu: 3, 'skip-layernorm': 3, rmsnorm: 0, 'pack-projections': 0 },
+      'embedding.onnx': { gqa: 0, 'vit-attention': 0, gelu: 0, 'skip-layernorm': 0, rmsnorm: 0, 'pack-projections': 0 },
+      'decoder.onnx': { gqa: 0, 'vit-attention': 0, gelu: 0, 'skip-layernorm': 0, rmsnorm: 3, 'pack-projections': 4 },
+    });
+    // A model whose head_dim is a multiple of 8 gets GroupQueryAttention in its decoder.
+    const gqa = await vlmcInProcess(['build', path.join(ROOT, 'test/graphs/internvl-gqa-tiny.ts'), '--init', 'random', '--out', path.join(work, 'gqa'), '--split', '--target', 'gpu', '--quiet']);
+    expect(gqa.stdout.split('\n')[1]).toMatch(/decoder\.onnx gqa [1-9]/);
+    const portable = await vlmcInProcess(['build', '--weights', unified, '--out', path.join(work, 'portable'), '--quiet']);
+    expect(portable.stdout.trim().split('\n')).toHaveLength(1);
   });
 });

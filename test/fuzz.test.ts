@@ -15,10 +15,11 @@ import { Checkpoint } from '../src/checkpoint/checkpoint.ts';
 import { SafetensorsFile } from '../src/checkpoint/safetensors.ts';
 import { writeSafetensors } from '../src/checkpoint/safetensors-write.ts';
 import { UserError } from '../src/errors.ts';
-import { runArtifact, openSession } from '../src/runtime/run.ts';
+import { runArtifact } from '../src/run.ts';
+import { openSession } from '../src/runtime/session.ts';
 import { summaryFromOnnxFile } from '../src/review/index.ts';
-import { checkExternalReferences } from '../src/review/onnx.ts';
-import { removeDir, tempDir, vlmc } from './helpers.ts';
+import { checkExternalReferences } from '../src/onnx/read.ts';
+import { removeDir, tempDir, vlmcInProcess, demoCheckpoint } from './helpers.ts';
 import { QWEN, i64Bytes, writeInputs, type Json } from './validation-helpers.ts';
 
 // Fixed so `npm test` is deterministic; VLMC_FUZZ_SEED explores other cases.
@@ -264,7 +265,7 @@ describe('fuzz (seeded, bounded)', () => {
     );
   });
 
-  it('a few CLI spawns end with exit 0 or 2, never 1', async () => {
+  it('a few CLI runs end with exit 0 or 2, never 1', async () => {
     const bad = fresh('cli-in.safetensors');
     await writeInputs(bad, { tiles: 1, size: 56, tokensPerTile: 4, contextId: 153, prefix: [-5] });
     const cases: string[][] = [
@@ -273,9 +274,131 @@ describe('fuzz (seeded, bounded)', () => {
       ['build', '--vision', path.join(QWEN, 'llm'), '--llm', path.join(QWEN, 'vision'), '--out', fresh('o')],
     ];
     for (const args of cases) {
-      const r = vlmc(args);
+      const r = await vlmcInProcess(args);
       expect(r.status, r.stderr).toBe(2);
       expect(r.stderr).not.toContain('internal error');
     }
+  });
+});
+
+describe('fuzz (seeded, bounded): issue 16, split artifacts, generate --inputs and training data', () => {
+  let split: string;
+  let trainArtifact: string;
+  let request: string;
+  beforeAll(async () => {
+    const ckpt = await demoCheckpoint(fresh('demo-ckpt'));
+    split = fresh('split');
+    await build({ weights: ckpt, out: split, split: true });
+    trainArtifact = fresh('train');
+    await build({ weights: ckpt, out: trainArtifact, train: true, preset: 'stage1' });
+    request = fresh('request.safetensors');
+    await writeInputs(request, { tiles: 1, size: 56, tokensPerTile: 4, contextId: 153 });
+  }, 120_000);
+
+  it('split artifact mutations (graphs, weights, pipeline.json): opens and runs, or exit 2 naming the file', async () => {
+    const { SplitSession } = await import('../src/generate/session.ts');
+    const files = ['vision.onnx', 'embedding.onnx', 'decoder.onnx', 'weights.onnx.data', 'pipeline.json', 'manifest.json'];
+    const pipelineValue = fc.constantFrom<unknown>(undefined, null, 3, 'x', '../vision.onnx', [], {}, { file: 'vision.onnx' }, -1, 1e9);
+    const pipelineKey = fc.constantFrom(['graphs', 'vision', 'file'], ['graphs', 'decoder'], ['graphs'], ['data_file'], ['llm', 'vocab_size'], ['llm', 'num_layers'], ['llm', 'head_dim'], ['llm', 'max_position_embeddings'], ['image', 'tokens_per_tile'], ['eos_token_id'], ['pad_token_id'], ['format']);
+    const mutation = fc.oneof(
+      fc.record({ kind: fc.constant('truncate' as const), file: fc.constantFrom(...files), fraction: fc.double({ min: 0, max: 0.99, noNaN: true }) }),
+      fc.record({ kind: fc.constant('flip' as const), file: fc.constantFrom(...files), at: fc.double({ min: 0, max: 0.999, noNaN: true }), value: fc.nat(255) }),
+      fc.record({ kind: fc.constant('delete' as const), file: fc.constantFrom(...files) }),
+      fc.record({ kind: fc.constant('pipeline' as const), key: pipelineKey, value: pipelineValue }),
+    );
+    await fc.assert(
+      fc.asyncProperty(mutation, async (m) => {
+        const dir = fresh('split-m');
+        cpSync(split, dir, { recursive: true });
+        if (m.kind === 'pipeline') {
+          const p = JSON.parse(readFileSync(path.join(dir, 'pipeline.json'), 'utf8')) as Json;
+          setPath(p, [...m.key], m.value);
+          writeFileSync(path.join(dir, 'pipeline.json'), JSON.stringify(p));
+        } else {
+          const file = path.join(dir, m.file);
+          const bytes = readFileSync(file);
+          if (m.kind === 'delete') rmSync(file);
+          if (m.kind === 'truncate') writeFileSync(file, bytes.subarray(0, Math.floor(bytes.length * m.fraction)));
+          if (m.kind === 'flip') {
+            bytes[Math.floor(bytes.length * m.at)] = m.value;
+            writeFileSync(file, bytes);
+          }
+        }
+        const names = [dir, ...files.map((f) => path.join(dir, f))];
+        await contract(async () => (await SplitSession.open(dir)).release(), names);
+        const out = fresh('split-out.safetensors');
+        const r = await contract(() => runArtifact(dir, request, out), names);
+        if (!r.ok) expect(existsSync(out)).toBe(false);
+        removeDir(dir);
+      }),
+      { seed: SEED, numRuns: 40 },
+    );
+  });
+
+  it('generate --inputs mutations (ids, flags, mask, pixels): tokens, or exit 2 naming the inputs file, nothing written', async () => {
+    const { generateCommand } = await import('../src/generate/cli.ts');
+    const spec = fc.record({
+      tiles: fc.integer({ min: 0, max: 2 }),
+      prefix: fc.array(fc.integer({ min: -2, max: 165 }), { minLength: 0, maxLength: 3 }),
+      flags: fc.option(fc.array(fc.constantFrom(-1, 0, 1, 1, 2), { minLength: 0, maxLength: 3 }), { nil: undefined }),
+      mask: fc.option(fc.array(fc.constantFrom(0, 1, 1, 1, 2), { minLength: 1, maxLength: 14 }), { nil: undefined }),
+      nan: fc.boolean(),
+      dropFlags: fc.boolean(),
+    });
+    await fc.assert(
+      fc.asyncProperty(spec, async (s) => {
+        const inputs = fresh('gen-in.safetensors');
+        const flags = s.flags ?? Array.from({ length: s.tiles }, () => 1);
+        const flagged = flags.filter((f) => f === 1).length;
+        const ids = [...s.prefix, ...Array.from({ length: flagged * 4 }, () => 153), 7];
+        const extra = s.mask ? [{ name: 'attention_mask', dtype: 'I64' as const, shape: [1, s.mask.length], data: i64Bytes(s.mask) }] : [];
+        const pixels = { name: 'pixel_values', dtype: 'F32' as const, shape: [s.tiles, 3, 56, 56], data: new Uint8Array(Float32Array.from({ length: s.tiles * 3 * 56 * 56 }, (_, i) => (s.nan && i === 5 ? NaN : Math.sin(i))).buffer) };
+        await writeInputs(inputs, { tiles: s.tiles, size: 56, tokensPerTile: 4, contextId: 153, prefix: s.prefix, flags, extra, override: { pixel_values: pixels } });
+        if (s.dropFlags) {
+          const st = await SafetensorsFile.open(inputs);
+          const keep = [];
+          for (const k of st.keys().filter((k) => k !== 'image_flags')) keep.push({ name: k, dtype: st.entry(k).dtype, shape: st.entry(k).shape, data: await st.readAll(st.entry(k)) });
+          await st.close();
+          await writeSafetensors(inputs, keep);
+        }
+        const out = fresh('gen-out.safetensors');
+        const r = await contract(() => generateCommand({ artifact: split, inputs, out, maxNewTokens: 2, ignoreEos: true, write: () => {} }), [inputs]);
+        if (r.ok) expect(existsSync(out)).toBe(true);
+        else expect(existsSync(out)).toBe(false);
+      }),
+      { seed: SEED, numRuns: 30 },
+    );
+  });
+
+  it('training data mutations (jsonl lines, images): trains, or exit 2 naming the data file, nothing written', async () => {
+    const { train } = await import('../src/train/loop.ts');
+    const dataDir = fresh('data');
+    mkdirSync(dataDir);
+    const sharp = (await import('sharp')).default;
+    await sharp({ create: { width: 60, height: 40, channels: 3, background: { r: 10, g: 200, b: 90 } } }).png().toFile(path.join(dataDir, 'ok.png'));
+    writeFileSync(path.join(dataDir, 'broken.png'), 'not a png');
+    const turn = fc.record({ from: fc.constantFrom<unknown>('human', 'gpt', 'system', 'bot', 3, null), value: fc.constantFrom<unknown>('<image>\nWhat?', 'A cat.', '', 'caf\u00e9', '<IMG_CONTEXT>', '<image><image>', 7, null) });
+    const sample = fc.record({
+      image: fc.option(fc.constantFrom<unknown>('ok.png', 'missing.png', 'broken.png', ['ok.png', 'ok.png'], [], 5, '../ok.png', dataDir), { nil: undefined }),
+      conversations: fc.oneof(fc.array(turn, { minLength: 0, maxLength: 4 }), fc.constantFrom<unknown>('x', null, {})),
+    });
+    const good = ['{"conversations": [{"from": "human", "value": "hi"}, {"from": "gpt", "value": "yo"}]}', '{"image": "ok.png", "conversations": [{"from": "human", "value": "<image>\\nWhat?"}, {"from": "gpt", "value": "A cat."}]}'];
+    const line = fc.oneof({ arbitrary: sample.map((x) => JSON.stringify(x)), weight: 2 }, { arbitrary: fc.constantFrom('', '{', 'null', '[]'), weight: 1 }, { arbitrary: fc.constantFrom(...good), weight: 4 });
+    const seen = { trained: 0, refused: 0 };
+    await fc.assert(
+      fc.asyncProperty(fc.array(line, { minLength: 1, maxLength: 3 }), async (lines) => {
+        const data = path.join(dataDir, `d-${n++}.jsonl`);
+        writeFileSync(data, `${lines.join('\n')}\n`);
+        const out = fresh('run');
+        const r = await contract(() => train({ artifact: trainArtifact, data, steps: 1, out, lr: 1e-3 }), [data]);
+        seen[r.ok ? 'trained' : 'refused']++;
+        if (r.ok) expect(existsSync(path.join(out, 'checkpoint-1', 'model.safetensors'))).toBe(true);
+        else expect(existsSync(out)).toBe(false);
+      }),
+      { seed: SEED, numRuns: 25 },
+    );
+    // Both outcomes were exercised.
+    expect(seen.trained).toBeGreaterThan(0);
+    expect(seen.refused).toBeGreaterThan(0);
   });
 });

@@ -17,6 +17,7 @@ import { removeDeadNodes } from '../src/passes/dead-nodes.ts';
 import { nameGraph } from '../src/passes/naming.ts';
 import { buildModelProto, encodeModel } from '../src/onnx/emit.ts';
 import * as op from '../src/ops/index.ts';
+import { DropoutSig } from '../src/ops/onnx.generated.ts';
 import { i64, i64Scalar, INT64_MAX } from '../src/dsl/constants.ts';
 import { DTYPES } from '../src/ir/dtype.ts';
 import { GRAD_RULES } from '../src/passes/grad-rules/index.ts';
@@ -222,8 +223,42 @@ describe('gradient rules vs finite differences', () => {
     await check(c);
   });
 
+  // Dropout draws a new mask every run, so finite differences across runs do not apply: one run
+  // gives y, the mask and the gradient, which must be x mask / (1 - p) and dL/dy mask / (1 - p).
+  it('Dropout (training mode, LoRA): y = x mask / (1 - p), gx = gy mask / (1 - p), within one run', async () => {
+    const x = new Value('input', 'float32', [4, 8]);
+    x.name = 'x';
+    const ratio = new Value('input', 'float32', []);
+    ratio.name = 'ratio';
+    const builder = new GraphBuilder(17);
+    const { y, mask, loss } = withBuilder(builder, () => {
+      const [y, mask] = builder.emit(DropoutSig, [x, ratio, constValue('bool', [], Uint8Array.of(1))], { seed: 7 }, 2) as [Value, Value];
+      const half = constValue('float32', [], Float32Array.of(0.5));
+      const loss = op.ReduceSum(op.Add(op.Mul(op.Mul(y, y), half), op.Mul(y, constValue('float32', [], Float32Array.of(0.3)))), undefined, { keepdims: 0 });
+      return { y: op.Identity(y), mask: op.Cast(mask, { to: DTYPES.float32.onnx }), loss };
+    });
+    const { grads, nodes } = differentiate(builder.nodes, loss, [x], 17);
+    const tail = new GraphBuilder(17);
+    const gx = withBuilder(tail, () => op.Identity(grads.get(x)!));
+    for (const [v, name] of [[y, 'y'], [mask, 'mask'], [loss, 'loss'], [gx, 'gx']] as const) v.name = name;
+    const graph: Graph = { name: 'dropout', opset: 17, inputs: [x, ratio], outputs: [loss, y, mask, gx], nodes: [...builder.nodes, ...nodes, ...tail.nodes], params: [], metadata: {} };
+    removeDeadNodes(graph);
+    nameGraph(graph);
+    const session = await ort.InferenceSession.create(encodeModel(buildModelProto(graph, { location: 'none', entries: new Map() }, { producerVersion: 'test' })), { logSeverityLevel: 3 });
+    const random = rng(99);
+    const xs = Float32Array.from({ length: 32 }, () => random() * 2 - 1);
+    const out = await session.run({ x: new ort.Tensor('float32', xs, [4, 8]), ratio: new ort.Tensor('float32', Float32Array.of(0.5), []) });
+    const [ys, ms, gs] = [out.y!.data, out.mask!.data, out.gx!.data] as Float32Array[];
+    expect(ms.some((m) => m === 0) && ms.some((m) => m === 1)).toBe(true);
+    for (let i = 0; i < 32; i++) {
+      expect(ys[i]).toBeCloseTo((xs[i]! * ms[i]!) / 0.5, 6);
+      expect(gs[i]).toBeCloseTo(((ys[i]! + 0.3) * ms[i]!) / 0.5, 5);
+    }
+    await session.release();
+  });
+
   it('every rule is covered by a case', () => {
-    const covered = new Set<string>(['Identity', 'Relu', 'Flatten']);
+    const covered = new Set<string>(['Identity', 'Relu', 'Flatten', 'Dropout']);
     for (const c of CASES) for (const word of c.name.split(/[^A-Za-z]+/)) covered.add(word);
     covered.add('ReduceSum').add('ReduceMean').add('Unsqueeze').add('Squeeze').add('Reshape').add('Transpose');
     const missing = Object.keys(GRAD_RULES).filter((op) => !covered.has(op));

@@ -6,7 +6,7 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import * as path from 'node:path';
 import { readFileSync } from 'node:fs';
-import { FIXTURES, fixtureCases, hasOnnxChecker, maxAbsError, onnxCheck, readFloats, removeDir, tempDir, vlmc } from './helpers.ts';
+import { FIXTURES, fixtureCases, hasOnnxChecker, maxAbsError, onnxCheck, readFloats, removeDir, tempDir, vlmcInProcess } from './helpers.ts';
 import { compile } from '../src/compile.ts';
 import { loadGraphFile } from '../src/graph-file.ts';
 
@@ -33,39 +33,39 @@ describe('the half-precision pass', () => {
 describe.each(fixtureCases())('fixture %s, --target gpu half precision', (name) => {
   const fx = path.join(FIXTURES, name);
   let work: string;
-  const build = (out: string, extra: string[]) => {
-    const r = vlmc(['build', '--weights', path.join(fx, 'unified'), '--out', out, '--quiet', '--target', 'gpu', ...extra]);
+  const build = async (out: string, extra: string[]) => {
+    const r = await vlmcInProcess(['build', '--weights', path.join(fx, 'unified'), '--out', out, '--quiet', '--target', 'gpu', ...extra]);
     expect(r.stderr).toBe('');
     expect(r.status).toBe(0);
   };
-  const runIt = (artifact: string) => vlmc(['run', artifact, '--inputs', path.join(fx, 'inputs.safetensors'), '--out', `${artifact}.safetensors`]);
+  const runIt = async (artifact: string) => await vlmcInProcess(['run', artifact, '--inputs', path.join(fx, 'inputs.safetensors'), '--out', `${artifact}.safetensors`]);
 
-  beforeAll(() => {
+  beforeAll(async () => {
     work = tempDir();
-    build(path.join(work, 'fp32'), []);
-    expect(runIt(path.join(work, 'fp32')).status).toBe(0);
+    await build(path.join(work, 'fp32'), []);
+    expect((await runIt(path.join(work, 'fp32'))).status).toBe(0);
   });
   afterAll(() => removeDir(work));
 
   it.each([[['--dtype', 'fp16']], [['--dtype', 'fp16', '--quant', 'int4']]])('%j: checker passes, runs on CPU near fp32', async (extra) => {
     const out = path.join(work, extra.join(''));
-    build(out, extra);
+    await build(out, extra);
     if (hasOnnxChecker()) expect(onnxCheck(path.join(out, 'model.onnx'))).toEqual({ ok: true, message: '' });
-    expect(runIt(out).status).toBe(0);
+    expect((await runIt(out)).status).toBe(0);
     const tol = extra.includes('int4') ? 4 : FP16_LOGIT_TOL;
     for (const key of ['logits', 'vit_embeds']) {
       expect(maxAbsError(await readFloats(`${out}.safetensors`, key), await readFloats(path.join(work, 'fp32.safetensors'), key)), key).toBeLessThanOrEqual(tol);
     }
   });
 
-  it('bf16: checker passes, parameters stored bf16; the CPU EP says it has no kernel (exit 2)', () => {
+  it('bf16: checker passes, parameters stored bf16; the CPU EP says it has no kernel (exit 2)', async () => {
     const out = path.join(work, 'bf16');
-    build(out, ['--dtype', 'bf16']);
+    await build(out, ['--dtype', 'bf16']);
     if (hasOnnxChecker()) expect(onnxCheck(path.join(out, 'model.onnx'))).toEqual({ ok: true, message: '' });
     const manifest = JSON.parse(readFileSync(path.join(out, 'manifest.json'), 'utf8'));
     expect(manifest.metadata['vlmc.compute_dtype']).toBe('bfloat16');
     expect(manifest.inputs.find((i: { name: string }) => i.name === 'pixel_values').dtype).toBe('float32');
-    const r = runIt(out);
+    const r = await runIt(out);
     expect(r.status).toBe(2);
     expect(r.stderr).toMatch(/has no kernel for .* computing in bfloat16/);
   });

@@ -9,18 +9,18 @@
 import { describe, it, expect, beforeAll, afterAll, onTestFinished } from 'vitest';
 import { mkdirSync, readFileSync, writeFileSync, copyFileSync, existsSync, rmSync } from 'node:fs';
 import * as path from 'node:path';
-import { FIXTURES, ROOT, maxAbsError, tempDir, removeDir, vlmc } from './helpers.ts';
+import { FIXTURES, ROOT, maxAbsError, tempDir, removeDir, vlmcInProcess } from './helpers.ts';
 import { SafetensorsFile } from '../src/checkpoint/safetensors.ts';
 import { writeSafetensors, type TensorToWrite } from '../src/checkpoint/safetensors-write.ts';
 import { f32ToBf16 } from '../src/tensor/convert.ts';
 import { build } from '../src/build.ts';
-import { openSession, run, type HostTensor } from '../src/runtime/run.ts';
+import { openSession, run, type HostTensor } from '../src/runtime/session.ts';
 import { internvlFromConfig, visionFromHF } from '../src/models/from-config.ts';
 import { hfDefaultImageTokenId } from '../src/models/from-hf-config.ts';
 import { llmFromHF } from '../src/models/llm/index.ts';
 import { assignPaths, collectParams } from '../src/dsl/module.ts';
 import { findSpecialTokenId } from '../src/checkpoint/tokens.ts';
-import type { Manifest } from '../src/artifact/manifest.ts';
+import type { Manifest } from '../src/artifact/format.ts';
 import { internvlReference, type Weights } from './reference/internvl-reference.ts';
 
 type Json = Record<string, unknown>;
@@ -221,7 +221,7 @@ describe('HF-native checkpoints from the qwen2-tiny fixture', () => {
     const tensors = lmHead ? [...unified, { ...unified.find((t) => t.name === 'language_model.model.embed_tokens.weight')!, name: 'language_model.lm_head.weight' }] : unified;
     const hf = await writeHF(path.join(dir, 'ckpt'), chat, tensors, contextId, perTile, o);
     const artifact = path.join(dir, 'artifact');
-    const r = vlmc(['build', '--weights', path.join(dir, 'ckpt'), '--out', artifact, '--quiet']);
+    const r = await vlmcInProcess(['build', '--weights', path.join(dir, 'ckpt'), '--out', artifact, '--quiet']);
     expect(r.stderr).toBe('');
     expect(r.status).toBe(0);
     const m = manifestOf(artifact);
@@ -236,7 +236,7 @@ describe('HF-native checkpoints from the qwen2-tiny fixture', () => {
     expect(qkv.key).toEqual(['q', 'k', 'v'].map((x) => `${vt}encoder.layer.1.attention.${x}_proj.weight`));
     expect(qkv.source).toMatchObject({ role: 'unified', transform: 'concat(axis=0)', layout: `hf:${o.spelling}` });
     const out = path.join(dir, 'out.safetensors');
-    const rr = vlmc(['run', artifact, '--inputs', path.join(QWEN2, 'inputs.safetensors'), '--out', out]);
+    const rr = await vlmcInProcess(['run', artifact, '--inputs', path.join(QWEN2, 'inputs.safetensors'), '--out', out]);
     expect(rr.stderr).toBe('');
     expect(rr.status).toBe(0);
     const err = await compareWithExpected(out, QWEN2);
@@ -247,8 +247,8 @@ describe('HF-native checkpoints from the qwen2-tiny fixture', () => {
   it('binds byte-identical weights to the unified build (the q/k/v concat restores qkv exactly)', async () => {
     const dir = path.join(work, 'bytes');
     await writeHF(path.join(dir, 'ckpt'), chat, unified, contextId, perTile, { spelling: 'transformers-5' });
-    expect(vlmc(['build', '--weights', path.join(dir, 'ckpt'), '--out', path.join(dir, 'hf'), '--quiet']).status).toBe(0);
-    expect(vlmc(['build', '--weights', path.join(QWEN2, 'unified'), '--out', path.join(dir, 'orig'), '--quiet']).status).toBe(0);
+    expect((await vlmcInProcess(['build', '--weights', path.join(dir, 'ckpt'), '--out', path.join(dir, 'hf'), '--quiet'])).status).toBe(0);
+    expect((await vlmcInProcess(['build', '--weights', path.join(QWEN2, 'unified'), '--out', path.join(dir, 'orig'), '--quiet'])).status).toBe(0);
     const a = manifestOf(path.join(dir, 'hf'));
     const b = new Map(manifestOf(path.join(dir, 'orig')).parameters.map((p) => [p.name, p.sha256]));
     expect(a.parameters.length).toBe(b.size);
@@ -267,7 +267,7 @@ describe('HF-native checkpoints from the qwen2-tiny fixture', () => {
     mkdirSync(path.join(dir, 'ckpt'), { recursive: true });
     writeFileSync(path.join(dir, 'ckpt/config.json'), JSON.stringify(hfConfigOf(chat, contextId, perTile, { spelling: 'transformers-4' })));
     await writeSafetensors(path.join(dir, 'ckpt/model.safetensors'), hf);
-    const r = vlmc(['build', '--weights', path.join(dir, 'ckpt'), '--out', path.join(dir, 'artifact')]);
+    const r = await vlmcInProcess(['build', '--weights', path.join(dir, 'ckpt'), '--out', path.join(dir, 'artifact')]);
     expect(r.status).toBe(2);
     expect(r.stderr).toContain('missing     vision_tower.encoder.layer.0.attention.q_proj.bias');
     expect(r.stderr).toContain('missing     vision_tower.encoder.layer.0.attention.v_proj.bias');
@@ -282,7 +282,7 @@ describe('HF-native checkpoints from the qwen2-tiny fixture', () => {
   it('tie_word_embeddings false without an lm_head is a missing lm_head.weight', async () => {
     const dir = path.join(work, 'untied-missing');
     await writeHF(path.join(dir, 'ckpt'), chat, unified, contextId, perTile, { spelling: 'transformers-5', tie: false });
-    const r = vlmc(['build', '--weights', path.join(dir, 'ckpt'), '--out', path.join(dir, 'artifact')]);
+    const r = await vlmcInProcess(['build', '--weights', path.join(dir, 'ckpt'), '--out', path.join(dir, 'artifact')]);
     expect(r.status).toBe(2);
     expect(r.stderr).toContain('missing     lm_head.weight');
   });
@@ -290,14 +290,14 @@ describe('HF-native checkpoints from the qwen2-tiny fixture', () => {
   it('vlmc run checks that <IMG_CONTEXT> tokens number tiles x image_seq_length', async () => {
     const dir = path.join(work, 'count');
     await writeHF(path.join(dir, 'ckpt'), chat, unified, contextId, perTile, { spelling: 'transformers-4' });
-    expect(vlmc(['build', '--weights', path.join(dir, 'ckpt'), '--out', path.join(dir, 'artifact'), '--quiet']).status).toBe(0);
+    expect((await vlmcInProcess(['build', '--weights', path.join(dir, 'ckpt'), '--out', path.join(dir, 'artifact'), '--quiet'])).status).toBe(0);
     // One tile of the two: 8 image tokens for 4 features.
     const inputs = await readTensors(path.join(QWEN2, 'inputs.safetensors'));
     const px = inputs.find((t) => t.name === 'pixel_values')!;
     const one = { ...px, shape: [1, ...px.shape.slice(1)], data: px.data.slice(0, px.data.byteLength / 2) };
     const file = path.join(dir, 'one-tile.safetensors');
     await writeSafetensors(file, [one, inputs.find((t) => t.name === 'input_ids')!]);
-    const r = vlmc(['run', path.join(dir, 'artifact'), '--inputs', file, '--out', path.join(dir, 'out.safetensors')]);
+    const r = await vlmcInProcess(['run', path.join(dir, 'artifact'), '--inputs', file, '--out', path.join(dir, 'out.safetensors')]);
     expect(r.status).toBe(2);
     expect(r.stderr).toContain('8 <IMG_CONTEXT> tokens');
     expect(r.stderr).toContain('1 tile x 4 tokens = 4');
@@ -310,7 +310,7 @@ describe('HF-native checkpoints from the qwen2-tiny fixture', () => {
       await writeHF(path.join(dir, 'ckpt'), chat, unified, contextId, perTile, { spelling: 'transformers-4' });
       const cfgFile = path.join(dir, 'ckpt/config.json');
       writeFileSync(cfgFile, JSON.stringify({ ...JSON.parse(readFileSync(cfgFile, 'utf8')), ...patch }));
-      const r = vlmc(['build', '--weights', path.join(dir, 'ckpt'), '--out', path.join(dir, 'artifact')]);
+      const r = await vlmcInProcess(['build', '--weights', path.join(dir, 'ckpt'), '--out', path.join(dir, 'artifact')]);
       expect(r.status).toBe(2);
       expect(r.stderr).toContain(text);
       expect(r.stderr).toContain('config.json');
@@ -326,7 +326,7 @@ describe('HF-native checkpoints from the qwen2-tiny fixture', () => {
     const vt = unified.filter((t) => t.name.startsWith('vision_model.')).flatMap((t) => visionToHF(t, t.name.slice('vision_model.'.length), ''));
     await writeSafetensors(path.join(vision, 'model.safetensors'), vt);
     const artifact = path.join(dir, 'artifact');
-    const r = vlmc(['build', '--vision', vision, '--llm', path.join(QWEN2, 'llm'), '--projector', path.join(QWEN2, 'mlp1.safetensors'), '--out', artifact, '--quiet']);
+    const r = await vlmcInProcess(['build', '--vision', vision, '--llm', path.join(QWEN2, 'llm'), '--projector', path.join(QWEN2, 'mlp1.safetensors'), '--out', artifact, '--quiet']);
     expect(r.stderr).toBe('');
     expect(r.status).toBe(0);
     const m = manifestOf(artifact);
@@ -334,16 +334,16 @@ describe('HF-native checkpoints from the qwen2-tiny fixture', () => {
     expect(cls.key).toBe('embeddings.cls_token');
     expect(cls.source).toMatchObject({ role: 'vision', key: 'embeddings.cls_token', layout: 'hf:vision' });
     const out = path.join(dir, 'out.safetensors');
-    expect(vlmc(['run', artifact, '--inputs', path.join(QWEN2, 'inputs.safetensors'), '--out', out]).status).toBe(0);
+    expect((await vlmcInProcess(['run', artifact, '--inputs', path.join(QWEN2, 'inputs.safetensors'), '--out', out])).status).toBe(0);
     const err = await compareWithExpected(out, QWEN2);
     expect(err.vit).toBeLessThanOrEqual(TOL);
     expect(err.logits).toBeLessThanOrEqual(TOL);
     // init from the same parts gives a graph that builds against them (cross-checked field by field).
     const graph = path.join(ROOT, 'out', `test-hf-init-b-${process.pid}.ts`);
     onTestFinished(() => rmSync(graph, { force: true }));
-    const i = vlmc(['init', '--vision', vision, '--llm', path.join(QWEN2, 'llm'), '--out', graph]);
+    const i = await vlmcInProcess(['init', '--vision', vision, '--llm', path.join(QWEN2, 'llm'), '--out', graph]);
     expect(i.stderr).toBe('');
-    const b = vlmc(['build', graph, '--vision', vision, '--llm', path.join(QWEN2, 'llm'), '--out', path.join(dir, 'from-graph'), '--quiet']);
+    const b = await vlmcInProcess(['build', graph, '--vision', vision, '--llm', path.join(QWEN2, 'llm'), '--out', path.join(dir, 'from-graph'), '--quiet']);
     expect(b.stderr).toBe('');
     expect(b.status).toBe(0);
   });
@@ -354,13 +354,13 @@ describe('HF-native checkpoints from the qwen2-tiny fixture', () => {
     // Inside the repo, so the generated file's `import ... from 'vlmc'` resolves like a graphs/ file.
     const graph = path.join(ROOT, 'out', `test-hf-init-${process.pid}.ts`);
     onTestFinished(() => rmSync(graph, { force: true }));
-    const r = vlmc(['init', '--from', path.join(dir, 'ckpt'), '--out', graph]);
+    const r = await vlmcInProcess(['init', '--from', path.join(dir, 'ckpt'), '--out', graph]);
     expect(r.stderr).toBe('');
     expect(r.status).toBe(0);
     const src = readFileSync(graph, 'utf8');
     expect(src).toContain('imageFlags: false');
     expect(src).toContain(`imgContextTokenId: ${contextId}`);
-    const b = vlmc(['build', graph, '--weights', path.join(dir, 'ckpt'), '--out', path.join(dir, 'artifact'), '--quiet']);
+    const b = await vlmcInProcess(['build', graph, '--weights', path.join(dir, 'ckpt'), '--out', path.join(dir, 'artifact'), '--quiet']);
     expect(b.stderr).toBe('');
     expect(b.status).toBe(0);
   });
@@ -370,7 +370,7 @@ describe('vlmc export --layout hf', () => {
   it.each(['transformers-4', 'transformers-5'] as const)('writes exactly what the conversion gives (%s keys, same bytes), and it builds and matches', async (spelling) => {
     const dir = path.join(work, `export-${spelling}`);
     const out = path.join(dir, 'hf');
-    const r = vlmc(['export', path.join(QWEN2, 'unified'), '--layout', 'hf', '--spelling', spelling, '--out', out]);
+    const r = await vlmcInProcess(['export', path.join(QWEN2, 'unified'), '--layout', 'hf', '--spelling', spelling, '--out', out]);
     expect(r.stderr).toBe('');
     expect(r.status).toBe(0);
     const want = new Map(toHF(await readTensors(path.join(QWEN2, 'unified/model.safetensors')), spelling).map((t) => [t.name, t]));
@@ -384,9 +384,9 @@ describe('vlmc export --layout hf', () => {
     expect(cfg).toMatchObject({ model_type: 'internvl', image_token_id: 153, image_seq_length: 4, vision_feature_layer: -1, tie_word_embeddings: true });
     expect(cfg.vision_config).toMatchObject({ model_type: 'internvl_vision', image_size: [56, 56], attention_bias: true, use_qk_norm: false });
     const artifact = path.join(dir, 'artifact');
-    expect(vlmc(['build', '--weights', out, '--out', artifact, '--quiet']).status).toBe(0);
+    expect((await vlmcInProcess(['build', '--weights', out, '--out', artifact, '--quiet'])).status).toBe(0);
     const res = path.join(dir, 'out.safetensors');
-    expect(vlmc(['run', artifact, '--inputs', path.join(QWEN2, 'inputs.safetensors'), '--out', res]).status).toBe(0);
+    expect((await vlmcInProcess(['run', artifact, '--inputs', path.join(QWEN2, 'inputs.safetensors'), '--out', res])).status).toBe(0);
     const err = await compareWithExpected(res, QWEN2);
     expect(err.logits).toBeLessThanOrEqual(TOL);
     expect(err.vit).toBeLessThanOrEqual(TOL);
@@ -394,7 +394,7 @@ describe('vlmc export --layout hf', () => {
 
   it('refuses what transformers would compute differently, and HF-native input, writing nothing', async () => {
     const out = path.join(work, 'export-refused');
-    const r = vlmc(['export', path.join(FIXTURES, 'internlm2-tiny/unified'), '--layout', 'hf', '--out', out]);
+    const r = await vlmcInProcess(['export', path.join(FIXTURES, 'internlm2-tiny/unified'), '--layout', 'hf', '--out', out]);
     expect(r.status).toBe(2);
     expect(r.stderr).toContain('InternLM2');
     expect(existsSync(out)).toBe(false);
@@ -402,13 +402,13 @@ describe('vlmc export --layout hf', () => {
     mkdirSync(v1, { recursive: true });
     for (const f of ['model.safetensors', 'added_tokens.json']) copyFileSync(path.join(QWEN2, 'unified', f), path.join(v1, f));
     writeFileSync(path.join(v1, 'config.json'), JSON.stringify({ ...JSON.parse(readFileSync(path.join(QWEN2, 'unified/config.json'), 'utf8')), ps_version: 'v1' }));
-    const r1 = vlmc(['export', v1, '--layout', 'hf', '--out', out]);
+    const r1 = await vlmcInProcess(['export', v1, '--layout', 'hf', '--out', out]);
     expect(r1.status).toBe(2);
     expect(r1.stderr).toContain("ps_version is 'v1'");
-    expect(vlmc(['export', v1, '--out', out]).status).toBe(2); // --layout is required
+    expect((await vlmcInProcess(['export', v1, '--out', out])).status).toBe(2); // --layout is required
     const hf = path.join(work, 'export-hf-input');
     await writeHF(hf, JSON.parse(readFileSync(path.join(QWEN2, 'unified/config.json'), 'utf8')), await readTensors(path.join(QWEN2, 'unified/model.safetensors')), 153, 4, { spelling: 'transformers-4' });
-    const r2 = vlmc(['export', hf, '--layout', 'hf', '--out', out]);
+    const r2 = await vlmcInProcess(['export', hf, '--layout', 'hf', '--out', out]);
     expect(r2.status).toBe(2);
     expect(r2.stderr).toContain("already a Hugging Face-native checkpoint");
     expect(existsSync(out)).toBe(false);
@@ -479,12 +479,12 @@ describe('HF-native InternVL2.5-style checkpoint: InternLM2 converted to Llama (
     const dir = path.join(work, 'internlm2-as-llama');
     await writeHF(path.join(dir, 'ckpt'), { ...chat, llm_config: llama }, tensors, spec.img_context_token_id as number, spec.num_image_token as number, { spelling: 'transformers-4', listSizes: true });
     const artifact = path.join(dir, 'artifact');
-    const r = vlmc(['build', '--weights', path.join(dir, 'ckpt'), '--out', artifact, '--quiet']);
+    const r = await vlmcInProcess(['build', '--weights', path.join(dir, 'ckpt'), '--out', artifact, '--quiet']);
     expect(r.stderr).toBe('');
     expect(r.status).toBe(0);
     expect(manifestOf(artifact).parameters.some((p) => p.name === 'language_model.lm_head.weight')).toBe(true);
     const out = path.join(dir, 'out.safetensors');
-    const rr = vlmc(['run', artifact, '--inputs', path.join(fx, 'inputs.safetensors'), '--out', out]);
+    const rr = await vlmcInProcess(['run', artifact, '--inputs', path.join(fx, 'inputs.safetensors'), '--out', out]);
     expect(rr.stderr).toBe('');
     const err = await compareWithExpected(out, fx);
     expect(err.vit).toBeLessThanOrEqual(TOL);

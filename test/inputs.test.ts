@@ -5,7 +5,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
-import { FIXTURES, removeDir, tempDir, vlmc } from './helpers.ts';
+import { FIXTURES, removeDir, tempDir, vlmcInProcess } from './helpers.ts';
 import { buildInputs, buildQuery, getTemplate, loadTokenizer, readInputs, UserError, type ImagePreprocessor } from '../src/index.ts';
 import { SafetensorsFile } from '../src/checkpoint/safetensors.ts';
 import { internvlReference, loadConfig, loadWeights } from './reference/internvl-reference.ts';
@@ -177,24 +177,24 @@ describe('buildInputs', () => {
 });
 
 describe('vlmc inputs (CLI)', () => {
-  it('writes the tensors, replaces its own output, refuses anything else', () => {
+  it('writes the tensors, replaces its own output, refuses anything else', async () => {
     const out = path.join(root, 'cli', 'in.safetensors');
-    const r = vlmc(['inputs', '--checkpoint', qwen, '--prompt', 'Hello', '--prompt', 'Hi there', '--out', out]);
+    const r = await vlmcInProcess(['inputs', '--checkpoint', qwen, '--prompt', 'Hello', '--prompt', 'Hi there', '--out', out]);
     expect(r.stderr).toBe('');
     expect(r.status).toBe(0);
     expect(r.stdout).toMatch(/input_ids \[2, \d+\], pixel_values \[1, 3, 56, 56\], template Hermes-2, eos 99/);
     const first = readFileSync(out);
-    expect(vlmc(['inputs', '--checkpoint', qwen, '--prompt', 'Hello', '--prompt', 'Hi there', '--out', out]).status).toBe(0);
+    expect((await vlmcInProcess(['inputs', '--checkpoint', qwen, '--prompt', 'Hello', '--prompt', 'Hi there', '--out', out])).status).toBe(0);
     expect(readFileSync(out).equals(first)).toBe(true);
     const foreign = path.join(root, 'cli', 'notes.txt');
     writeFileSync(foreign, 'keep me');
-    const refused = vlmc(['inputs', '--checkpoint', qwen, '--prompt', 'Hello', '--out', foreign]);
+    const refused = await vlmcInProcess(['inputs', '--checkpoint', qwen, '--prompt', 'Hello', '--out', foreign]);
     expect(refused.status).toBe(2);
     expect(refused.stderr).toMatch(/--out .*notes.txt: is a file vlmc did not write/);
     expect(readFileSync(foreign, 'utf8')).toBe('keep me');
   });
 
-  it('bad input exits 2 with one message and writes nothing', () => {
+  it('bad input exits 2 with one message and writes nothing', async () => {
     const out = path.join(root, 'cli', 'none.safetensors');
     const history = path.join(root, 'cli', 'history.json');
     writeFileSync(history, JSON.stringify([['q', 1]]));
@@ -204,7 +204,7 @@ describe('vlmc inputs (CLI)', () => {
       [['--checkpoint', qwen, '--prompt', 'x', '--max-num', '0'], /--max-num must be at least 1/],
       [['--checkpoint', qwen, '--prompt', 'x', '--image', path.join(root, 'nope.png')], /nope.png: file not found/],
     ] as const) {
-      const r = vlmc(['inputs', ...args, '--out', out]);
+      const r = await vlmcInProcess(['inputs', ...args, '--out', out]);
       expect(r.status, r.stderr).toBe(2);
       expect(r.stderr).toMatch(message);
       expect(r.stderr.trim().split('\n')).toHaveLength(1);
@@ -216,12 +216,12 @@ describe('vlmc inputs (CLI)', () => {
 describe('inputs -> vlmc run, against the float64 reference', () => {
   it('qwen2-tiny, text only (flag-0 tile) and two batch rows', async () => {
     const artifact = path.join(root, 'artifact');
-    const b = vlmc(['build', '--weights', path.join(FIXTURES, 'qwen2-tiny', 'unified'), '--out', artifact, '--quiet']);
+    const b = await vlmcInProcess(['build', '--weights', path.join(FIXTURES, 'qwen2-tiny', 'unified'), '--out', artifact, '--quiet']);
     expect(b.status, b.stderr).toBe(0);
     const inFile = path.join(root, 'run-in.safetensors');
-    expect(vlmc(['inputs', '--checkpoint', qwen, '--prompt', 'Describe it.', '--prompt', 'Two', '--out', inFile]).status).toBe(0);
+    expect((await vlmcInProcess(['inputs', '--checkpoint', qwen, '--prompt', 'Describe it.', '--prompt', 'Two', '--out', inFile])).status).toBe(0);
     const outFile = path.join(root, 'run-out.safetensors');
-    const r = vlmc(['run', artifact, '--inputs', inFile, '--out', outFile]);
+    const r = await vlmcInProcess(['run', artifact, '--inputs', inFile, '--out', outFile]);
     expect(r.status, r.stderr).toBe(0);
     const inputs = await readInputs(inFile);
     const outputs = await readInputs(outFile);
@@ -257,7 +257,7 @@ describe('vlmc inputs with real images (fixtures/preprocess), then vlmc run', ()
 
   async function runAgainstReference(name: string, artifact: string, inFile: string, contextId: number): Promise<number> {
     const outFile = `${inFile}.out.safetensors`;
-    const r = vlmc(['run', artifact, '--inputs', inFile, '--out', outFile]);
+    const r = await vlmcInProcess(['run', artifact, '--inputs', inFile, '--out', outFile]);
     expect(r.status, r.stderr).toBe(0);
     const inputs = await readInputs(inFile);
     const unified = path.join(FIXTURES, name, 'unified');
@@ -279,7 +279,7 @@ describe('vlmc inputs with real images (fixtures/preprocess), then vlmc run', ()
 
   it('qwen2-tiny: a PNG and a JPEG, one <image> each; tiles exactly the official ones; logits = reference', async () => {
     const inFile = path.join(root, 'two-images.safetensors');
-    const r = vlmc(['inputs', '--checkpoint', qwen, '--image', path.join(IMAGES, 'png_rgb_800x600.png'), '--image', path.join(IMAGES, 'jpeg420_q90_800x600.jpg'),
+    const r = await vlmcInProcess(['inputs', '--checkpoint', qwen, '--image', path.join(IMAGES, 'png_rgb_800x600.png'), '--image', path.join(IMAGES, 'jpeg420_q90_800x600.jpg'),
       '--prompt', 'Image-1: <image>\nImage-2: <image>\nWhat differs?', '--max-num', '6', '--out', inFile]);
     expect(r.status, r.stderr).toBe(0);
     expect(r.stdout).toMatch(/png_rgb_800x600.png: 800x600 -> 3x2 grid, 7 tiles/);
@@ -291,7 +291,7 @@ describe('vlmc inputs with real images (fixtures/preprocess), then vlmc run', ()
     expect([...inputs.image_flags!.data]).toEqual(Array(tiles).fill(1n));
     expect([...inputs.input_ids!.data].filter((id) => id === 153n).length).toBe(tiles * 4);
     const artifact = path.join(root, 'artifact-img');
-    expect(vlmc(['build', '--weights', path.join(FIXTURES, 'qwen2-tiny', 'unified'), '--out', artifact, '--quiet']).status).toBe(0);
+    expect((await vlmcInProcess(['build', '--weights', path.join(FIXTURES, 'qwen2-tiny', 'unified'), '--out', artifact, '--quiet'])).status).toBe(0);
     expect(await runAgainstReference('qwen2-tiny', artifact, inFile, 153)).toBeLessThan(1e-4);
   }, 180_000);
 
@@ -300,7 +300,7 @@ describe('vlmc inputs with real images (fixtures/preprocess), then vlmc run', ()
     const history = path.join(root, 'history.json');
     writeFileSync(history, JSON.stringify([['<image>\nWhat is this?', 'Stripes.'], ['Colours?', '']]));
     const inFile = path.join(root, 'internlm2-in.safetensors');
-    const r = vlmc(['inputs', '--checkpoint', dir, '--image', path.join(IMAGES, 'png_rgb_333x1000.png'), '--prompt', 'Why?', '--history', history, '--no-thumbnail', '--out', inFile]);
+    const r = await vlmcInProcess(['inputs', '--checkpoint', dir, '--image', path.join(IMAGES, 'png_rgb_333x1000.png'), '--prompt', 'Why?', '--history', history, '--no-thumbnail', '--out', inFile]);
     expect(r.status, r.stderr).toBe(0);
     const inputs = await readInputs(inFile);
     const tiles = inputs.pixel_values!.shape[0]!;
@@ -309,7 +309,7 @@ describe('vlmc inputs with real images (fixtures/preprocess), then vlmc run', ()
     expect(tiles).toBe(12);
     expect([...inputs.input_ids!.data].filter((id) => id === 172n).length).toBe(tiles * 4);
     const artifact = path.join(root, 'artifact-internlm2');
-    expect(vlmc(['build', '--weights', path.join(FIXTURES, 'internlm2-tiny', 'unified'), '--out', artifact, '--quiet']).status).toBe(0);
+    expect((await vlmcInProcess(['build', '--weights', path.join(FIXTURES, 'internlm2-tiny', 'unified'), '--out', artifact, '--quiet'])).status).toBe(0);
     expect(await runAgainstReference('internlm2-tiny', artifact, inFile, 172)).toBeLessThan(1e-4);
   }, 180_000);
 });
@@ -317,7 +317,7 @@ describe('vlmc inputs with real images (fixtures/preprocess), then vlmc run', ()
 describe('an artifact folder as --checkpoint', () => {
   it('reads the config.json and tokenizer it carries, and cross-checks what its manifest records', async () => {
     const artifact = path.join(root, 'artifact-carrying');
-    expect(vlmc(['build', '--weights', path.join(FIXTURES, 'qwen2-tiny', 'unified'), '--out', artifact, '--quiet']).status).toBe(0);
+    expect((await vlmcInProcess(['build', '--weights', path.join(FIXTURES, 'qwen2-tiny', 'unified'), '--out', artifact, '--quiet'])).status).toBe(0);
     await expect(buildInputs({ checkpoint: artifact, prompts: ['x'] })).rejects.toThrow(/artifact-carrying: no config.json \(this artifact carries neither config.json nor pipeline.json/);
     for (const f of ['config.json', 'tokenizer.json', 'tokenizer_config.json']) copyFileSync(path.join(qwen, f), path.join(artifact, f));
     const r = await buildInputs({ checkpoint: artifact, prompts: ['x'] });
@@ -401,5 +401,27 @@ describe('tokens added at load time', () => {
     expect(tok2.encode('a<IMG_CONTEXT>')).toEqual([66, 153]);
     const r = await buildInputs({ checkpoint: dir, prompts: ['x'], images: [imageA], preprocess: fakePreprocess({}) });
     expect([...r.inputs.input_ids.data].filter((id) => id === 153n).length).toBe(4);
+  });
+});
+
+describe('issue 16 defect 7: the image formats the docs name (PNG, JPEG, WebP, GIF)', () => {
+  /** A two-colour 80 x 56 picture, lossless in every format (a GIF palette holds both colours exactly). */
+  async function picture(file: string, format: 'png' | 'webp' | 'gif'): Promise<string> {
+    const sharp = (await import('sharp')).default;
+    const raw = Buffer.alloc(80 * 56 * 3);
+    for (let i = 0; i < 80 * 56; i++) raw.set(i % 80 < 30 ? [255, 0, 0] : [0, 0, 255], i * 3);
+    const img = sharp(raw, { raw: { width: 80, height: 56, channels: 3 } });
+    await (format === 'png' ? img.png() : format === 'webp' ? img.webp({ lossless: true }) : img.gif()).toFile(file);
+    return file;
+  }
+
+  it.each(['webp', 'gif'] as const)('%s gives the pixel_values of the same picture as PNG', async (format) => {
+    const png = await picture(path.join(root, 'two.png'), 'png');
+    const other = await picture(path.join(root, `two.${format}`), format);
+    const a = await buildInputs({ checkpoint: qwen, prompts: ['What is it?'], images: [png] });
+    const b = await buildInputs({ checkpoint: qwen, prompts: ['What is it?'], images: [other] });
+    expect(b.inputs.pixel_values.shape).toEqual(a.inputs.pixel_values.shape);
+    expect(b.inputs.pixel_values.data).toEqual(a.inputs.pixel_values.data);
+    expect(new Set(a.inputs.pixel_values.data).size).toBeGreaterThan(2); // two colours, three channels, normalised
   });
 });

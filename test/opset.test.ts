@@ -7,7 +7,7 @@ import * as path from 'node:path';
 import { compile } from '../src/compile.ts';
 import { build } from '../src/build.ts';
 import { loadGraphFile } from '../src/graph-file.ts';
-import { openSession, run, type HostTensor } from '../src/runtime/run.ts';
+import { openSession, run, type HostTensor } from '../src/runtime/session.ts';
 import { MAX_KNOWN_OPSET } from '../src/ops/opset-history.generated.ts';
 import { versionAt } from '../src/passes/opset.ts';
 import { ROOT, tempDir, removeDir, maxAbsError } from './helpers.ts';

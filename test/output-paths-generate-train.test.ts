@@ -7,7 +7,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { generateCommand } from '../src/generate/cli.ts';
 import { train } from '../src/train/loop.ts';
-import { FIXTURES, removeDir, tempDir, vlmc } from './helpers.ts';
+import { FIXTURES, removeDir, tempDir, vlmcInProcess } from './helpers.ts';
 
 const work = tempDir('vlmc-out-later-');
 afterAll(() => removeDir(work));
@@ -16,7 +16,7 @@ describe('generate --out and train --out', () => {
   const split = path.join(work, 'split');
 
   it('generate --out at a file vlmc did not write is refused and the file kept', async () => {
-    expect(vlmc(['build', '--weights', path.join(FIXTURES, 'qwen2-tiny/unified'), '--split', '--out', split]).status).toBe(0);
+    expect((await vlmcInProcess(['build', '--weights', path.join(FIXTURES, 'qwen2-tiny/unified'), '--split', '--out', split])).status).toBe(0);
     const notes = path.join(work, 'notes.txt');
     writeFileSync(notes, 'keep me');
     await expect(generateCommand({ artifact: split, inputs: path.join(FIXTURES, 'qwen2-tiny/gen_inputs.safetensors'), out: notes, maxNewTokens: 1, write: () => {} })).rejects.toThrow(/notes\.txt: is a file vlmc did not write/);

@@ -69,7 +69,7 @@ describe('an installed vlmc package', () => {
     expect(readdirSync(pkg).sort()).toEqual(['README.md', 'bin', 'docs', 'graphs', 'package.json', 'src']);
   });
 
-  it('npx vlmc build / lock / diff work on a graph file in the project', () => {
+  it('npx vlmc build / lock / diff / view work on a graph file in the project', () => {
     const build = run('npx', ['--offline', 'vlmc', 'build', 'model.ts', '--out', 'art', '--init', 'random']);
     expect(build.stderr).toBe('');
     expect(build.status).toBe(0);
@@ -85,6 +85,12 @@ describe('an installed vlmc package', () => {
     expect(same.stderr).toBe('');
     expect(same.status).toBe(0);
     expect(same.stdout).toBe('');
+
+    // The page's script and styles ship with the package and are read from it.
+    const view = run('npx', ['--offline', 'vlmc', 'view', 'art', '--out', 'view.html']);
+    expect(view.stderr).toBe('');
+    expect(view.status).toBe(0);
+    expect(readFileSync(path.join(project, 'view.html'), 'utf8')).toContain('squarify');
   });
 
   it('npx vlmc diff REV:model.ts model.ts in the project', () => {

@@ -109,6 +109,18 @@ const PUBLISHED: Record<string, Expected[]> = {
   'internvl3-38b': [rounded(38e9, 1e9)],
   // HF org listing OpenGVLab (models): "InternVL3-78B ... 78B".
   'internvl3-78b': [rounded(78e9, 1e9)],
+  // InternVL3.5 model cards (OpenGVLab/InternVL3_5-*), model table "#Total Param" (0.1B units); the
+  // InternVL3.5 project page lists the range as "1.06B to 240.70B-A28B" (0.01B units). Each is
+  // InternViT-300M or -6B (V2_5) + the Qwen3 / GPT-OSS LLM with an untied lm_head + the projector.
+  'internvl3_5-1b': [rounded(1.1e9, 0.1e9), rounded(1.06e9, 0.01e9)],
+  'internvl3_5-2b': [rounded(2.3e9, 0.1e9)],
+  'internvl3_5-4b': [rounded(4.7e9, 0.1e9)],
+  'internvl3_5-8b': [rounded(8.5e9, 0.1e9)],
+  'internvl3_5-14b': [rounded(15.1e9, 0.1e9)],
+  'internvl3_5-38b': [rounded(38.4e9, 0.1e9)],
+  'internvl3_5-30b-a3b': [rounded(30.8e9, 0.1e9)],
+  'internvl3_5-241b-a28b': [rounded(240.7e9, 0.1e9), rounded(240.70e9, 0.01e9)],
+  'internvl3_5-20b-a4b': [rounded(21.2e9, 0.1e9)],
 };
 
 /**
@@ -142,7 +154,7 @@ async function count(name: string): Promise<number> {
 
 describe('graph parameter counts', () => {
   it('has a published-figure row for every InternVL release graph', () => {
-    const releases = graphFiles.map((f) => f.replace(/\.ts$/, '')).filter((n) => /^internvl(2|2_5|3)-/.test(n));
+    const releases = graphFiles.map((f) => f.replace(/\.ts$/, '')).filter((n) => /^internvl(2|2_5|3|3_5)-/.test(n));
     expect(releases.sort()).toEqual(Object.keys(PUBLISHED).sort());
   });
 

@@ -4,7 +4,7 @@
  */
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import * as path from 'node:path';
-import { FIXTURES, fixtureCases, maxAbsError, readFloats, removeDir, tempDir, vlmc } from './helpers.ts';
+import { FIXTURES, fixtureCases, maxAbsError, readFloats, removeDir, tempDir, vlmcInProcess } from './helpers.ts';
 
 const TOL = 1e-4;
 
@@ -12,14 +12,14 @@ describe.each(fixtureCases())('fixture %s, --target gpu', (name) => {
   const fx = path.join(FIXTURES, name);
   let work: string;
 
-  beforeAll(() => {
+  beforeAll(async () => {
     work = tempDir();
     for (const target of ['portable', 'gpu']) {
       const artifact = path.join(work, target);
-      const b = vlmc(['build', '--weights', path.join(fx, 'unified'), '--out', artifact, '--target', target, '--quiet']);
+      const b = await vlmcInProcess(['build', '--weights', path.join(fx, 'unified'), '--out', artifact, '--target', target, '--quiet']);
       expect(b.stderr).toBe('');
       expect(b.status).toBe(0);
-      const r = vlmc(['run', artifact, '--inputs', path.join(fx, 'inputs.safetensors'), '--out', path.join(work, `${target}.safetensors`)]);
+      const r = await vlmcInProcess(['run', artifact, '--inputs', path.join(fx, 'inputs.safetensors'), '--out', path.join(work, `${target}.safetensors`)]);
       expect(r.status).toBe(0);
     }
   });

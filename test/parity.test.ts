@@ -6,7 +6,7 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
-import { FIXTURES, fixtureCases, maxAbsError, tempDir, removeDir, vlmc, hasOnnxChecker, onnxCheck } from './helpers.ts';
+import { FIXTURES, fixtureCases, maxAbsError, tempDir, removeDir, vlmcInProcess, hasOnnxChecker, onnxCheck } from './helpers.ts';
 import { SafetensorsFile } from '../src/checkpoint/safetensors.ts';
 
 const TOL = 1e-4;
@@ -17,10 +17,10 @@ describe.each(fixtureCases())('fixture %s', (name) => {
   let work: string;
   let artifact: string;
 
-  beforeAll(() => {
+  beforeAll(async () => {
     work = tempDir();
     artifact = path.join(work, 'artifact');
-    const r = vlmc(['build', '--weights', path.join(fx, 'unified'), '--out', artifact]);
+    const r = await vlmcInProcess(['build', '--weights', path.join(fx, 'unified'), '--out', artifact]);
     expect(r.stderr).toBe('');
     expect(r.status).toBe(0);
   });
@@ -28,7 +28,7 @@ describe.each(fixtureCases())('fixture %s', (name) => {
 
   it('matches logits and vit_embeds within 1e-4', async () => {
     const outFile = path.join(work, 'out.safetensors');
-    const r = vlmc(['run', artifact, '--inputs', path.join(fx, 'inputs.safetensors'), '--out', outFile]);
+    const r = await vlmcInProcess(['run', artifact, '--inputs', path.join(fx, 'inputs.safetensors'), '--out', outFile]);
     expect(r.status).toBe(0);
     const got = await SafetensorsFile.open(outFile);
     const want = await SafetensorsFile.open(path.join(fx, 'expected.safetensors'));

@@ -10,7 +10,7 @@ import ort from 'onnxruntime-node';
 import { RowQuantizer, dequantize, quantShapes, quantizeRow, type QuantScheme } from '../src/quant/blockwise.ts';
 import { onnx } from '../src/onnx/proto.ts';
 import { SafetensorsFile } from '../src/checkpoint/safetensors.ts';
-import { FIXTURES, fixtureCases, maxAbsError, tempDir, removeDir, vlmc, hasOnnxChecker, onnxCheck } from './helpers.ts';
+import { FIXTURES, fixtureCases, maxAbsError, tempDir, removeDir, vlmcInProcess, hasOnnxChecker, onnxCheck } from './helpers.ts';
 
 const SCHEMES: QuantScheme[] = [
   { bits: 4, blockSize: 32, symmetric: true },
@@ -132,17 +132,17 @@ describe.each(fixtureCases())('fixture %s, --quant', (name) => {
       await st.close();
     }
   };
-  const build = (out: string, extra: string[]) => {
-    const r = vlmc(['build', '--weights', path.join(fx, 'unified'), '--out', out, '--quiet', ...extra]);
+  const build = async (out: string, extra: string[]) => {
+    const r = await vlmcInProcess(['build', '--weights', path.join(fx, 'unified'), '--out', out, '--quiet', ...extra]);
     expect(r.stderr).toBe('');
     expect(r.status).toBe(0);
-    const run = vlmc(['run', out, '--inputs', path.join(fx, 'inputs.safetensors'), '--out', `${out}.safetensors`]);
+    const run = await vlmcInProcess(['run', out, '--inputs', path.join(fx, 'inputs.safetensors'), '--out', `${out}.safetensors`]);
     expect(run.status).toBe(0);
   };
 
-  beforeAll(() => {
+  beforeAll(async () => {
     work = tempDir();
-    build(path.join(work, 'fp32'), ['--target', 'gpu']);
+    await build(path.join(work, 'fp32'), ['--target', 'gpu']);
   });
   afterAll(() => removeDir(work));
 
@@ -152,7 +152,7 @@ describe.each(fixtureCases())('fixture %s, --quant', (name) => {
     ['int8', []],
   ] as [string, string[]][])('%s %j: manifest, checker, logits within tolerance of fp32', async (scheme, extra) => {
     const out = path.join(work, `${scheme}-${extra.length}`);
-    build(out, ['--target', 'gpu', '--quant', scheme, ...extra]);
+    await build(out, ['--target', 'gpu', '--quant', scheme, ...extra]);
     const manifest = JSON.parse(readFileSync(path.join(out, 'manifest.json'), 'utf8'));
     const quantised = manifest.parameters.filter((p: { quant?: unknown }) => p.quant);
     expect(quantised.length).toBeGreaterThan(0);
@@ -187,5 +187,21 @@ describe.each(fixtureCases())('fixture %s, --quant', (name) => {
       const g = row(got.data);
       expect(g.indexOf(Math.max(...g))).toBe(w.indexOf(sorted[0]!));
     }
+  });
+});
+
+describe('issue 16: the --quant build summary explains its parameter count', () => {
+  const work = tempDir('vlmc-quant-summary-');
+  afterAll(() => removeDir(work));
+
+  it('a tied head is stored again, quantised: the count includes the copy and says how much the model itself has', async () => {
+    const r = await vlmcInProcess(['build', '--weights', path.join(FIXTURES, 'qwen2-tiny/unified'), '--out', path.join(work, 'int4'), '--target', 'gpu', '--quant', 'int4', '--quiet']);
+    expect(r.status).toBe(0);
+    const [summary, , quant] = r.stdout.split('\n');
+    expect(summary).toContain('102,704 parameters');
+    // 9: each layer's q/k/v and gate/up are packed (pack-projections) and quantised as one, 2 layers x 4 + lm_head.
+    expect(quant).toBe('quantised: 9 weights stored as int4-symmetric (block 32, MatMulNBits), counted at their unpacked sizes; the 102,704 parameters include 7,680 of language_model.model.embed_tokens.lm_head, a quantised copy of the tied language_model.model.embed_tokens.weight (the embedding stays unquantised for the lookup), so the model itself has 95,024');
+    const manifest = JSON.parse(readFileSync(path.join(work, 'int4', 'manifest.json'), 'utf8'));
+    expect(manifest.counts.total - 160 * 48).toBe(95_024);
   });
 });

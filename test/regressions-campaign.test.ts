@@ -8,13 +8,14 @@ import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, symli
 import { execFileSync } from 'node:child_process';
 import * as path from 'node:path';
 import { exportHF } from '../src/export/hf.ts';
-import { readManifest, runArtifact } from '../src/runtime/run.ts';
+import { runArtifact } from '../src/run.ts';
+import { readManifest } from '../src/artifact/format.ts';
 import { summaryFromArtifact, manifestTrainable } from '../src/review/operand.ts';
 import { checkLocks } from '../src/review/lock.ts';
 import { Checkpoint } from '../src/checkpoint/checkpoint.ts';
 import { buildInputs, readHistoryFile } from '../src/inputs/index.ts';
 import { preprocessImage } from '../src/preprocess/index.ts';
-import { writeFileAtomic } from '../src/artifact/atomic.ts';
+import { writeFileAtomic } from '../src/fs/atomic.ts';
 import { build } from '../src/build.ts';
 import { loadGraphFile } from '../src/graph-file.ts';
 import { FIXTURES, ROOT, removeDir, tempDir } from './helpers.ts';
@@ -110,7 +111,7 @@ describe('nothing hangs on a FIFO where a file belongs', () => {
     fifo(path.join(dir, 'tokenizer.json'));
     await expectUserError(buildInputs({ checkpoint: dir, prompts: ['x'] }), 'tokenizer.json', 'is a FIFO');
     const image = fifo(fresh('image.png'));
-    await expectUserError(preprocessImage(image, { imageSize: 56 }), image, 'is a FIFO', 'PNG or JPEG');
+    await expectUserError(preprocessImage(image, { imageSize: 56 }), image, 'is a FIFO', 'PNG, JPEG, WebP or GIF');
     const history = fifo(fresh('history.json'));
     await expectUserError(() => readHistoryFile(history), history, 'is a FIFO');
   });

@@ -8,14 +8,15 @@ import { cpSync, existsSync, mkdirSync, readFileSync, rmSync, symlinkSync, renam
 import { execFileSync } from 'node:child_process';
 import * as path from 'node:path';
 import { build } from '../src/build.ts';
-import { runArtifact, readManifest } from '../src/runtime/run.ts';
+import { runArtifact } from '../src/run.ts';
+import { readManifest } from '../src/artifact/format.ts';
 import { init } from '../src/init/init.ts';
 import { compile } from '../src/compile.ts';
 import { Checkpoint } from '../src/checkpoint/checkpoint.ts';
 import { SafetensorsFile } from '../src/checkpoint/safetensors.ts';
 import { GraphError } from '../src/errors.ts';
 import { internvl, internViT, qwen2, nn, op, i64, Module, type Tensor } from '../src/index.ts';
-import { maxAbsError, removeDir, tempDir, vlmc } from './helpers.ts';
+import { maxAbsError, removeDir, tempDir, vlmcInProcess } from './helpers.ts';
 import { QWEN, editedCheckpoint, expectUserError, i64Bytes, writeInputs, type Json } from './validation-helpers.ts';
 
 const work = tempDir('vlmc-validation-');
@@ -51,8 +52,8 @@ describe('defect 5: transformers-5 configs and numerics vlmc does not model', ()
   });
 
   it('an unknown rope_type is an error naming the field and the supported types', async () => {
-    const dir = unified((c) => void (c.llm_config.rope_scaling = { rope_type: 'yarn', factor: 4, original_max_position_embeddings: 32768 }));
-    await expectUserError(build({ weights: dir, out: fresh('yarn') }), 'config.json llm_config: rope_scaling', "rope_type \"yarn\" is not supported", 'linear, dynamic, llama3, longrope');
+    const dir = unified((c) => void (c.llm_config.rope_scaling = { rope_type: 'ntk-by-parts', factor: 4 }));
+    await expectUserError(build({ weights: dir, out: fresh('ntk') }), 'config.json llm_config: rope_scaling', 'rope_type "ntk-by-parts" is not supported', 'linear, dynamic, llama3, longrope, yarn, proportional');
   });
 
   it('a rope field vlmc does not understand is an error, never ignored', async () => {
@@ -60,9 +61,9 @@ describe('defect 5: transformers-5 configs and numerics vlmc does not model', ()
     await expectUserError(build({ weights: dir, out: fresh('mscale') }), "rope_parameters: field 'mscale' is not understood for rope_type 'linear'");
   });
 
-  it('a Qwen2 sliding window inside the context is refused; one that never applies is accepted', async () => {
-    const on = unified((c) => void Object.assign(c.llm_config, { use_sliding_window: true, sliding_window: 16, max_window_layers: 0 }));
-    await expectUserError(build({ weights: on, out: fresh('sw') }), 'llm_config: sliding_window 16', 'use_sliding_window true');
+  it('Qwen2 sliding layers without use_sliding_window are an error naming layer_types (transformers has no window for them)', async () => {
+    const dir = unified((c) => void Object.assign(c.llm_config, { use_sliding_window: false, sliding_window: 16, layer_types: ['sliding_attention', 'full_attention'] }));
+    await expectUserError(build({ weights: dir, out: fresh('sw') }), "llm_config: field 'layer_types' names sliding_attention layers", 'use_sliding_window is not true');
     const off = unified((c) => void Object.assign(c.llm_config, { use_sliding_window: false, sliding_window: 16 }));
     await build({ weights: off, out: fresh('sw-off') });
   });
@@ -92,8 +93,8 @@ describe('defect 6: Path B --force-image-size', () => {
     expect(maxAbsError(la, lb)).toBe(0);
   });
 
-  it('the CLI flag exists and its bad value names the flag', () => {
-    const r = vlmc(['build', '--vision', visionDir, '--llm', path.join(QWEN, 'llm'), '--force-image-size', '100', '--out', fresh('force-bad')]);
+  it('the CLI flag exists and its bad value names the flag', async () => {
+    const r = await vlmcInProcess(['build', '--vision', visionDir, '--llm', path.join(QWEN, 'llm'), '--force-image-size', '100', '--out', fresh('force-bad')]);
     expect(r.status).toBe(2);
     expect(r.stderr).toContain('--force-image-size');
     expect(r.stderr).toContain('not a multiple of the vision patch_size 14');
@@ -174,7 +175,18 @@ describe('defect 7: vlmc run inputs checked against the artifact before onnxrunt
   it('more <IMG_CONTEXT> tokens than flagged tiles need', () => runWith({ ...spec, flags: [1, 0], override: { input_ids: ids([1, ...ctx]) } }, 'holds 8 <IMG_CONTEXT> tokens', '= 4'));
   it('image_flags length differs from the tiles', () => runWith({ ...spec, flags: [1, 1, 1], override: { input_ids: ids([1, ...ctx]) } }, "'image_flags' has tiles = 3", 'tiles = 2'));
   it('image_flags values other than 0/1', () => runWith({ ...spec, flags: [1, 2] }, "'image_flags' holds 2 for tile 1"));
-  it('zero tiles', () => runWith({ ...spec, tiles: 0, flags: [] }, 'tiles = 0'));
+  it('issue 16 defect 10: zero tiles (a text-only request) run, and give the logits of one blank tile flagged 0', async () => {
+    const none = fresh('text-only.safetensors');
+    await writeInputs(none, { ...spec, tiles: 0, flags: [] });
+    const blank = fresh('blank-tile.safetensors');
+    await writeInputs(blank, { ...spec, tiles: 1, flags: [0] });
+    const a = await runArtifact(artifact, none, fresh('a.safetensors'));
+    const b = await runArtifact(artifact, blank, fresh('b.safetensors'));
+    expect(a.vit_embeds!.shape).toEqual([0, 4, 48]);
+    expect(a.logits!.shape).toEqual([1, 5, 160]);
+    expect(maxAbsError(a.logits!.data as Float32Array, b.logits!.data as Float32Array)).toBeLessThan(1e-6);
+  });
+  it('zero rows or an empty sequence are still refused', () => runWith({ ...spec, override: { input_ids: ids([]) } }, "'input_ids' has seq = 0"));
 
   it('image_flags as [tiles, 1] and extra tensors (attention_mask, BOOL) are accepted', async () => {
     const inputs = fresh('ok.safetensors');
@@ -210,7 +222,7 @@ describe('defect 7: vlmc run inputs checked against the artifact before onnxrunt
   it('the CLI exits 2, never 1, for a bad inputs file', async () => {
     const inputs = fresh('cli-in.safetensors');
     await writeInputs(inputs, { ...spec, prefix: [999] });
-    const r = vlmc(['run', artifact, '--inputs', inputs, '--out', fresh('cli-out.safetensors')]);
+    const r = await vlmcInProcess(['run', artifact, '--inputs', inputs, '--out', fresh('cli-out.safetensors')]);
     expect(r.status).toBe(2);
     expect(r.stderr).toContain("'input_ids' holds 999");
   });
@@ -313,7 +325,7 @@ describe('defect 9: config values that built broken artifacts', () => {
     rmSync(path.join(fromConfig, 'added_tokens.json'));
     writeFileSync(path.join(fromConfig, 'tokenizer_config.json'), JSON.stringify({ added_tokens_decoder: { '9999': { content: '<IMG_CONTEXT>' } } }));
     await expectUserError(build({ weights: fromConfig, out: fresh('id2') }), 'tokenizer_config.json', 'id 9999');
-    const r = vlmc(['build', '--weights', path.join(QWEN, 'unified'), '--img-context-token-id', '99999999999999999999999', '--out', fresh('id3')]);
+    const r = await vlmcInProcess(['build', '--weights', path.join(QWEN, 'unified'), '--img-context-token-id', '99999999999999999999999', '--out', fresh('id3')]);
     expect(r.status).toBe(2);
     expect(r.stderr).toContain('--img-context-token-id must be an integer');
     await expectUserError(build({ weights: path.join(QWEN, 'unified'), imgContextTokenId: 160, out: fresh('id4') }), '--img-context-token-id', 'id 160');

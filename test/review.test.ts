@@ -341,6 +341,40 @@ describe('renderers', () => {
     expect(md).toContain('| `(root)` | 95,024 | 94,832 | -192 | 8,800 | 8,800 | 0 |');
   });
 
+  /** The ```mermaid block's lines, each checked to be a node, an edge or a class definition, every edge between defined nodes. */
+  function mermaidLines(md: string): string[] {
+    const block = /\n```mermaid\n([\s\S]*?)\n```\n/.exec(md);
+    expect(block, 'a mermaid block').not.toBeNull();
+    const lines = block![1]!.split('\n');
+    expect(lines[0]).toBe('flowchart LR');
+    const defined = new Set<string>();
+    for (const line of lines.slice(1)) {
+      const node = /^  (\w+)\["([^"]*)"\](?::::(\w+))?$/.exec(line);
+      const edge = /^  (\w+) (?:-->|-\.->\|renamed\|) (\w+)$/.exec(line);
+      const style = /^  classDef (\w+) fill:#[0-9a-f]{6},stroke:#[0-9a-f]{6},color:#[0-9a-f]{6}$/.exec(line);
+      expect(node ?? edge ?? style, line).not.toBeNull();
+      if (node) defined.add(node[1]!);
+      if (edge) expect([defined.has(edge[1]!), defined.has(edge[2]!)], line).toEqual([true, true]);
+    }
+    return lines;
+  }
+
+  it('Markdown: a Mermaid diagram of the changed modules first, per-layer repeats folded', () => {
+    const md = renderMarkdown(diffOf({ llm: { intermediate: 128 }, train: preset('full') }));
+    expect(md.indexOf('#### Changed modules')).toBeLessThan(md.indexOf('#### Parameters'));
+    const lines = mermaidLines(md);
+    expect(lines).toContain('  root["internvl-tiny"]');
+    expect(lines.filter((l) => l.includes('["language_model'))).toEqual(['  m0["language_model<br/>frozen → trainable: 26 tensors, 58,800 params"]:::freeze']);
+    expect(lines).toContain('  m1["model.layers.{0,1}.mlp.down_proj ×2<br/>weight [48,96] → [48,128]"]:::changed');
+    expect(lines).toContain('  m0 --> m1');
+  });
+
+  it('Markdown: a rename is an edge from the old name to the new one; no diagram without parameter changes', () => {
+    const lines = mermaidLines(renderMarkdown(diffSummaries(summarize(), reprefix(summarize(), 'mlp1', 'projector'))));
+    expect(lines).toEqual(expect.arrayContaining(['  m0["projector<br/>renamed"]:::renamed', '  m0from["mlp1"]:::removed', '  m0from -.->|renamed| m0']));
+    expect(renderMarkdown(diffOf({ selectLayer: -2 }))).not.toContain('```mermaid');
+  });
+
   it('Markdown: I/O first', () => {
     const md = renderMarkdown(diffOf({ downsampleRatio: 0.25 }));
     expect(md.indexOf('#### I/O signature')).toBeLessThan(md.indexOf('#### Parameters'));

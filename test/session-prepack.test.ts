@@ -7,22 +7,22 @@
  */
 import { afterAll, describe, expect, it } from 'vitest';
 import * as path from 'node:path';
-import { hasQuantisedWeights } from '../src/artifact/manifest.ts';
-import { FIXTURES, removeDir, tempDir, vlmc } from './helpers.ts';
+import { hasQuantisedWeights } from '../src/artifact/format.ts';
+import { FIXTURES, removeDir, tempDir, vlmcInProcess } from './helpers.ts';
 
 const work = tempDir('vlmc-prepack-');
 afterAll(() => removeDir(work));
 
 describe('weight prepacking per artifact', () => {
-  it('is kept for --quant artifacts only', () => {
+  it('is kept for --quant artifacts only', async () => {
     const unified = path.join(FIXTURES, 'qwen2-tiny/unified');
     const plain = path.join(work, 'plain');
     const int4 = path.join(work, 'int4');
-    expect(vlmc(['build', '--weights', unified, '--split', '--out', plain, '--quiet']).status).toBe(0);
-    expect(vlmc(['build', '--weights', unified, '--split', '--target', 'gpu', '--quant', 'int4', '--out', int4, '--quiet']).status).toBe(0);
+    expect((await vlmcInProcess(['build', '--weights', unified, '--split', '--out', plain, '--quiet'])).status).toBe(0);
+    expect((await vlmcInProcess(['build', '--weights', unified, '--split', '--target', 'gpu', '--quant', 'int4', '--out', int4, '--quiet'])).status).toBe(0);
     expect(hasQuantisedWeights(plain)).toBe(false);
     expect(hasQuantisedWeights(int4)).toBe(true);
-    const g = vlmc(['generate', int4, '--inputs', path.join(FIXTURES, 'qwen2-tiny/gen_inputs.safetensors'), '--max-new-tokens', '2', '--ignore-eos', '--json']);
+    const g = await vlmcInProcess(['generate', int4, '--inputs', path.join(FIXTURES, 'qwen2-tiny/gen_inputs.safetensors'), '--max-new-tokens', '2', '--ignore-eos', '--json']);
     expect(g.status).toBe(0);
   });
 });

@@ -7,33 +7,21 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import * as path from 'node:path';
 import { readFileSync } from 'node:fs';
-import { FIXTURES, fixtureCases, maxAbsError, tempDir, removeDir, vlmc, hasOnnxChecker, onnxCheck } from './helpers.ts';
-import { SafetensorsFile } from '../src/checkpoint/safetensors.ts';
-
-async function generation(file: string): Promise<{ tokens: number[]; logits: Float32Array }> {
-  const st = await SafetensorsFile.open(file);
-  try {
-    const bytes = await st.readAll(st.entry('tokens'));
-    const tokens = Array.from(new BigInt64Array(bytes.slice().buffer), Number);
-    return { tokens, logits: await st.readAsFloat32(st.entry('logits')) };
-  } finally {
-    await st.close();
-  }
-}
+import { FIXTURES, fixtureCases, maxAbsError, tempDir, removeDir, vlmcInProcess, hasOnnxChecker, onnxCheck, readGeneration as generation, NO_TOKENIZER, expectOnlyWarnings } from './helpers.ts';
 
 describe.each(fixtureCases())('fixture %s, split --target gpu', (name) => {
   const fx = path.join(FIXTURES, name);
   let work: string;
   let want: { tokens: number[]; logits: Float32Array };
-  const build = (label: string, extra: string[]) => {
+  const build = async (label: string, extra: string[]) => {
     const out = path.join(work, label);
-    const r = vlmc(['build', '--weights', path.join(fx, 'unified'), '--out', out, '--split', '--quiet', '--target', 'gpu', ...extra]);
-    expect(r.stderr).toBe('');
+    const r = await vlmcInProcess(['build', '--weights', path.join(fx, 'unified'), '--out', out, '--split', '--quiet', '--target', 'gpu', ...extra]);
+    expectOnlyWarnings(r.stderr, NO_TOKENIZER);
     expect(r.status).toBe(0);
     return out;
   };
   const generate = async (artifact: string) => {
-    const r = vlmc(['generate', artifact, '--inputs', path.join(fx, 'gen_inputs.safetensors'), '--max-new-tokens', '6', '--ignore-eos', '--out', `${artifact}.gen.safetensors`]);
+    const r = await vlmcInProcess(['generate', artifact, '--inputs', path.join(fx, 'gen_inputs.safetensors'), '--max-new-tokens', '6', '--ignore-eos', '--out', `${artifact}.gen.safetensors`]);
     expect(r.stderr).toBe('');
     expect(r.status).toBe(0);
     return generation(`${artifact}.gen.safetensors`);
@@ -50,7 +38,7 @@ describe.each(fixtureCases())('fixture %s, split --target gpu', (name) => {
   afterAll(() => removeDir(work));
 
   it('fp32 fused: generate equals the reference (tokens, logits within 1e-4); checker passes', async () => {
-    const artifact = build('fp32', []);
+    const artifact = await build('fp32', []);
     checkGraphs(artifact);
     const got = await generate(artifact);
     expect(got.tokens).toEqual(want.tokens);
@@ -58,7 +46,7 @@ describe.each(fixtureCases())('fixture %s, split --target gpu', (name) => {
   });
 
   it('fp16: KV cache in float16 at the decoder edge, same tokens, logits within 0.05', async () => {
-    const artifact = build('fp16', ['--dtype', 'fp16']);
+    const artifact = await build('fp16', ['--dtype', 'fp16']);
     checkGraphs(artifact);
     const pipeline = JSON.parse(readFileSync(path.join(artifact, 'pipeline.json'), 'utf8'));
     const io = [...pipeline.graphs.decoder.inputs, ...pipeline.graphs.decoder.outputs] as { name: string; dtype: string }[];
@@ -70,7 +58,7 @@ describe.each(fixtureCases())('fixture %s, split --target gpu', (name) => {
   });
 
   it('int4: builds, passes the checker, generates; the first token agrees where its margin allows', async () => {
-    const artifact = build('int4', ['--quant', 'int4']);
+    const artifact = await build('int4', ['--quant', 'int4']);
     checkGraphs(artifact);
     const got = await generate(artifact);
     expect(got.tokens).toHaveLength(want.tokens.length);
@@ -80,8 +68,15 @@ describe.each(fixtureCases())('fixture %s, split --target gpu', (name) => {
     if (first[0]! - first[1]! > 2 * err) expect(got.tokens[0]).toBe(want.tokens[0]);
   });
 
-  it('bf16: builds and passes the checker (run on CUDA only)', () => {
-    checkGraphs(build('bf16', ['--dtype', 'bf16']));
+  it('bf16: builds and passes the checker (run on CUDA only)', async () => {
+    checkGraphs(await build('bf16', ['--dtype', 'bf16']));
+  });
+
+  it('defect: vlmc run on a bf16 split artifact was an internal error (exit 1); now exit 2 naming the missing CPU kernel', async () => {
+    const artifact = await build('bf16-run', ['--dtype', 'bf16']);
+    const r = await vlmcInProcess(['run', artifact, '--inputs', path.join(fx, 'inputs.safetensors'), '--out', path.join(work, 'bf16.safetensors')]);
+    expect(r.status).toBe(2);
+    expect(r.stderr).toMatch(new RegExp(`^vlmc: ${artifact}: execution provider cpu has no kernel for \\w+\\(\\d+\\) \\(built with --target gpu, computing in bfloat16\\); run it on an execution provider that has one \\(CUDA\\)\\n$`));
   });
 });
 
@@ -112,10 +107,10 @@ describe('split --target gpu: GroupQueryAttention decoder', () => {
 
   const buildAndGenerate = async (label: string, extra: string[]) => {
     const out = path.join(work, label);
-    const r = vlmc(['build', graph, '--out', out, '--split', '--quiet', '--init', 'random', '--seed', '3', ...extra]);
-    expect(r.stderr).toBe('');
+    const r = await vlmcInProcess(['build', graph, '--out', out, '--split', '--quiet', '--init', 'random', '--seed', '3', ...extra]);
+    expectOnlyWarnings(r.stderr, NO_TOKENIZER, /names no conversation template/);
     expect(r.status).toBe(0);
-    const g = vlmc(['generate', out, '--inputs', inputs, '--max-new-tokens', '6', '--ignore-eos', '--out', `${out}.gen.safetensors`]);
+    const g = await vlmcInProcess(['generate', out, '--inputs', inputs, '--max-new-tokens', '6', '--ignore-eos', '--out', `${out}.gen.safetensors`]);
     expect(g.stderr).toBe('');
     expect(g.status).toBe(0);
     return { out, gen: await generation(`${out}.gen.safetensors`) };

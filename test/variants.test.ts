@@ -13,7 +13,7 @@ import { mkdtempSync, rmSync, writeFileSync, mkdirSync, readFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { build } from '../src/build.ts';
-import { openSession, run, type HostTensor } from '../src/runtime/run.ts';
+import { openSession, run, type HostTensor } from '../src/runtime/session.ts';
 import { writeSafetensors, type TensorToWrite } from '../src/checkpoint/safetensors-write.ts';
 import { f32ToBf16 } from '../src/tensor/convert.ts';
 import { internvlFromConfig } from '../src/models/from-config.ts';
@@ -150,6 +150,33 @@ function phi3Config(type: 'su' | 'longrope', originalMax: number): Json {
     eos_token_id: 2,
     sliding_window: 262144, // larger than the context, as Phi-3-mini-128k (a window inside it is refused)
   };
+}
+
+function qwen3Llm(): Json {
+  return {
+    architectures: ['Qwen3ForCausalLM'], model_type: 'qwen3', hidden_size: 48, num_attention_heads: 4, num_key_value_heads: 2, head_dim: 16,
+    num_hidden_layers: 2, intermediate_size: 96, vocab_size: 128, hidden_act: 'silu', rms_norm_eps: 1e-6, rope_theta: 1000000.0,
+    max_position_embeddings: 40960, tie_word_embeddings: true, attention_bias: false, bos_token_id: 0, eos_token_id: 1,
+  };
+}
+
+function qwen3MoeLlm(extra: Json = {}): Json {
+  return JSON.parse(JSON.stringify({
+    ...qwen3Llm(), architectures: ['Qwen3MoeForCausalLM'], model_type: 'qwen3_moe', hidden_size: 64, tie_word_embeddings: false,
+    num_experts: 6, num_experts_per_tok: 3, moe_intermediate_size: 24, norm_topk_prob: false, decoder_sparse_step: 1, mlp_only_layers: [], ...extra,
+  }));
+}
+
+/** openai/gpt-oss-20b's config.json fields, tiny; swiglu_limit 0.1 so the clamp acts on these small activations. */
+function gptOssLlm(extra: Json = {}): Json {
+  return JSON.parse(JSON.stringify({
+    architectures: ['GptOssForCausalLM'], model_type: 'gpt_oss', hidden_size: 64, num_attention_heads: 4, num_key_value_heads: 2, head_dim: 16,
+    num_hidden_layers: 2, intermediate_size: 24, num_local_experts: 6, num_experts_per_tok: 2, experts_per_token: 2, vocab_size: 128,
+    rms_norm_eps: 1e-5, rope_theta: 150000, max_position_embeddings: 131072, initial_context_length: 4096,
+    rope_scaling: { rope_type: 'yarn', factor: 32.0, beta_fast: 32.0, beta_slow: 1.0, truncate: false, original_max_position_embeddings: 4096 },
+    sliding_window: 4, layer_types: ['sliding_attention', 'full_attention'], swiglu_limit: 0.1, attention_bias: true,
+    tie_word_embeddings: false, hidden_act: 'silu', bos_token_id: 0, eos_token_id: 1, ...extra,
+  }));
 }
 
 function internlm2Config(o: Partial<{ maxPos: number; scaling: Json }> = {}): Json {
@@ -588,13 +615,73 @@ describe('vlmc vs float64 reference on variants', () => {
   });
 
   it('q. Qwen3 LLM: per-head q/k RMSNorm, head_dim 16 from the config (not 48 / 4), tied, batch 2', async () => {
-    const llm = {
-      architectures: ['Qwen3ForCausalLM'], model_type: 'qwen3', hidden_size: 48, num_attention_heads: 4, num_key_value_heads: 2, head_dim: 16,
-      num_hidden_layers: 2, intermediate_size: 96, vocab_size: 128, hidden_act: 'silu', rms_norm_eps: 1e-6, rope_theta: 1000000.0,
-      max_position_embeddings: 40960, tie_word_embeddings: true, attention_bias: false, bos_token_id: 0, eos_token_id: 1,
-    };
+    const llm = qwen3Llm();
     const asLlama: Mutant = { what: 'the q/k norms are dropped (read as Llama)', config: (c) => ({ ...c, llm_config: { ...(c.llm_config as Json), architectures: ['LlamaForCausalLM'], model_type: 'llama' } }) };
     expectClose(await compare({ name: 'q qwen3', config: chatConfig(visionConfig(), llm), seed: 161, flags: [1, 1], rows: twoRows, mutants: [asLlama] }));
+  });
+
+  it('w1. Qwen2 sliding window (5 keys) on the layers from max_window_layers (1 of 2)', async () => {
+    const llm = { ...qwen2Config(), use_sliding_window: true, sliding_window: 5, max_window_layers: 1 };
+    expectClose(
+      await compare({
+        name: 'w1 qwen2 window', config: chatConfig(visionConfig(), llm), seed: 171, flags: [1, 1], rows: twoRows,
+        mutants: [llmPatch('use_sliding_window is false', { use_sliding_window: false }), llmPatch('both layers slide', { max_window_layers: 0 }), llmPatch('the window is 6', { sliding_window: 6 })],
+      }),
+    );
+  });
+
+  it('w2. Qwen2 layer_types [sliding, full] (max_window_layers ignored)', async () => {
+    const llm = { ...qwen2Config(), use_sliding_window: true, sliding_window: 4, max_window_layers: 2, layer_types: ['sliding_attention', 'full_attention'] };
+    expectClose(
+      await compare({
+        name: 'w2 qwen2 layer_types', config: chatConfig(visionConfig(), llm), seed: 172, flags: [1, 1], rows: twoRows,
+        mutants: [llmPatch('layer_types reversed', { layer_types: ['full_attention', 'sliding_attention'] })],
+      }),
+    );
+  });
+
+  it('y1. Qwen3 YaRN: factor 4 with original_max 32768 < max 40960 (transformers 5 keeps the explicit factor), attention factor 1 + 0.1 ln 4', async () => {
+    const llm = { ...qwen3Llm(), rope_scaling: { rope_type: 'yarn', factor: 4.0, original_max_position_embeddings: 32768 } };
+    const mutants = [noRopeScaling, ropePatch('factor := max / original (transformers 4 reading)', () => ({ factor: 40960 / 32768 })), ropePatch('the attention factor is 1', () => ({ attention_factor: 1.0 }))];
+    expectClose(await compare({ name: 'y1 qwen3 yarn', config: chatConfig(visionConfig(), llm), seed: 181, flags: [1, 1], rows: twoRows, mutants }));
+  });
+
+  it('y2. YaRN as DeepSeek / GPT-OSS spell it: truncate false, beta_fast 24, beta_slow 1.5, mscale / mscale_all_dim, factor null (65536 / 4096)', async () => {
+    const llm = { ...qwen2Config(), max_position_embeddings: 65536, rope_theta: 10000.0, rope_scaling: { rope_type: 'yarn', factor: null, original_max_position_embeddings: 4096, truncate: false, beta_fast: 24, beta_slow: 1.5, mscale: 1.0, mscale_all_dim: 0.5 } };
+    const mutants = [ropePatch('truncate is true', () => ({ truncate: true })), ropePatch('mscale_all_dim is dropped', () => ({ mscale_all_dim: null }))];
+    expectClose(await compare({ name: 'y2 yarn variants', config: chatConfig(visionConfig(), llm), seed: 182, flags: [1, 1], rows: twoRows, mutants }));
+  });
+
+  it('y3. proportional RoPE (transformers 5): 3 of 6 frequency pairs turn, over the whole head, factor 2', async () => {
+    const llm = { ...qwen2Config(), partial_rotary_factor: 0.5, rope_scaling: { rope_type: 'proportional', factor: 2.0 } };
+    const mutants = [llmPatch('every pair turns (linear, factor 2)', { rope_scaling: { rope_type: 'linear', factor: 2.0 } })];
+    expectClose(await compare({ name: 'y3 proportional', config: chatConfig(visionConfig(), llm), seed: 183, flags: [1, 1], rows: twoRows, mutants }));
+  });
+
+  it('m1. Qwen3-MoE: 6 experts, top-3, norm_topk_prob false, decoder_sparse_step 2 (layer 1 sparse, layer 0 dense)', async () => {
+    const mutants = [llmPatch('norm_topk_prob is true', { norm_topk_prob: true }), llmPatch('top-2', { num_experts_per_tok: 2 })];
+    expectClose(await compare({ name: 'm1 qwen3-moe', config: chatConfig(visionConfig(), qwen3MoeLlm({ decoder_sparse_step: 2 })), seed: 191, flags: [1, 1], rows: twoRows, mutants }));
+  });
+
+  it('m2. Qwen3-MoE: mlp_only_layers [0], norm_topk_prob true, num_local_experts spelling, sliding window on every layer', async () => {
+    const llm = { ...qwen3MoeLlm({ mlp_only_layers: [0], norm_topk_prob: true, num_local_experts: 6, num_experts: undefined }), use_sliding_window: true, sliding_window: 5 };
+    const mutants = [llmPatch('norm_topk_prob is false', { norm_topk_prob: false }), llmPatch('use_sliding_window is false', { use_sliding_window: false })];
+    expectClose(await compare({ name: 'm2 qwen3-moe', config: chatConfig(visionConfig(), llm), seed: 192, flags: [1, 1], rows: twoRows, mutants }));
+  });
+
+  it('g1. GPT-OSS: sinks, q/k/v/o bias, alternating sliding (4) / full layers, YaRN (truncate false), biased router, clamped SwiGLU experts', async () => {
+    const mutants = [
+      llmPatch('swiglu_limit is 100 (no clamp)', { swiglu_limit: 100 }),
+      llmPatch('layer_types reversed', { layer_types: ['full_attention', 'sliding_attention'] }),
+      ropePatch('YaRN factor 8', () => ({ factor: 8 })),
+      llmPatch('top-3', { num_experts_per_tok: 3 }),
+    ];
+    expectClose(await compare({ name: 'g1 gpt-oss', config: chatConfig(visionConfig(), gptOssLlm()), seed: 195, flags: [1, 1], rows: twoRows, mutants }));
+  });
+
+  it('g2. GPT-OSS with its class defaults: no layer_types (sliding on even layers), no RoPE dict (YaRN 32 over 4096), rope_theta 150000', async () => {
+    const llm = gptOssLlm({ layer_types: undefined, rope_scaling: undefined, rope_theta: undefined, num_hidden_layers: 3 });
+    expectClose(await compare({ name: 'g2 gpt-oss defaults', config: chatConfig(visionConfig(), llm), seed: 196, flags: [1, 1], rows: twoRows, mutants: [llmPatch('rope_theta is 10000', { rope_theta: 10000 })] }));
   });
 
   it('o. every tile flagged 0, no image positions', async () => {
@@ -611,7 +698,7 @@ describe('vlmc vs float64 reference on variants', () => {
  * step each row's next-token logits must equal the float64 reference run on that row alone
  * (unpadded prompt + the tokens generated so far, its own tiles), recomputed from scratch.
  */
-async function compareGeneration(v: Variant, steps = 5): Promise<number> {
+async function compareGeneration(v: Variant, steps = 5, options: Partial<Parameters<typeof build>[0]> = {}): Promise<number> {
   const { generateFromArtifact } = await import('../src/generate/generate.ts');
   const dir = path.join(ROOT, `gen-${v.name.replace(/[^a-z0-9]+/gi, '-')}`);
   const ckpt = path.join(dir, 'checkpoint');
@@ -622,7 +709,8 @@ async function compareGeneration(v: Variant, steps = 5): Promise<number> {
   const lengths = v.rows.map((r) => r.before + (r.tiles > 0 ? r.tiles * perTile + 2 : 0) + r.after);
   const mask = BigInt64Array.from({ length: batch * seq }, (_, i) => (i % seq < lengths[Math.floor(i / seq)]! ? 1n : 0n));
   const artifact = path.join(dir, 'split');
-  await build({ weights: ckpt, out: artifact, split: true });
+  await build({ weights: ckpt, out: artifact, split: true, ...options });
+  if (options.target === 'gpu') expect(readFileSync(path.join(artifact, 'decoder.onnx')).toString('latin1')).toContain('GroupQueryAttention');
   const got = await generateFromArtifact(artifact, {
     pixel_values: { dtype: 'float32', shape: [...inputs.pixelShape], data: inputs.pixelValues },
     input_ids: { dtype: 'int64', shape: [batch, seq], data: inputs.inputIds },
@@ -655,7 +743,7 @@ async function compareGeneration(v: Variant, steps = 5): Promise<number> {
     }
     firstTile += r.tiles;
   });
-  results.push(`${v.name} (KV-cache generation, ${steps} steps x ${batch} rows): logits ${worst.toExponential(2)}`);
+  results.push(`${v.name} (KV-cache generation${options.target ? ` --target ${options.target}` : ''}, ${steps} steps x ${batch} rows): logits ${worst.toExponential(2)}`);
   expect(worst).toBeLessThanOrEqual(TOL);
   return worst;
 }
@@ -694,6 +782,24 @@ describe('KV-cache generation equals a full recompute at every step', () => {
     // Both rows 13 tokens; lengths 14, 15 stay short, 16 switches to the long factors at step 2.
     const rows = [{ before: 3, tiles: 1, after: 4 }, { before: 4, tiles: 1, after: 3 }];
     await compareGeneration({ name: 'kv phi3 crossing', config: chatConfig(visionConfig(), phi3Config('su', 15)), seed: 208, flags: [1, 1], rows }, 6);
+  });
+  it('Qwen2 sliding window on layer 1 only, crossed by both rows of a padded batch', async () => {
+    const llm = { ...qwen2Config(), use_sliding_window: true, sliding_window: 4, max_window_layers: 1 };
+    await compareGeneration({ name: 'kv qwen2 window', config: chatConfig(visionConfig(), llm), seed: 209, flags: [1, 1], rows: paddedRows });
+  });
+  it('Qwen2 sliding window, --target gpu: GroupQueryAttention with local_window_size (head_dim 16)', async () => {
+    const llm = { ...qwen2Config(), hidden_size: 64, use_sliding_window: true, sliding_window: 4, max_window_layers: 1 };
+    await compareGeneration({ name: 'kv qwen2 window gqa', config: chatConfig(visionConfig(), llm), seed: 210, flags: [1, 1], rows: paddedRows }, 5, { target: 'gpu' });
+  });
+  it("Phi-3 original layout: InternVL's own window of sliding_window + 1 keys, every layer", async () => {
+    const llm = { ...phi3Config('su', 64), rope_scaling: null, hidden_size: 64, sliding_window: 3 };
+    await compareGeneration({ name: 'kv phi3 window gqa', config: chatConfig(visionConfig(), llm), seed: 211, flags: [1, 1], rows: paddedRows }, 5, { target: 'gpu' });
+  });
+  it('Qwen3-MoE, --target gpu (GroupQueryAttention; the union of chosen experts changes every step)', async () => {
+    await compareGeneration({ name: 'kv qwen3-moe gqa', config: chatConfig(visionConfig(), qwen3MoeLlm()), seed: 212, flags: [1, 1], rows: paddedRows }, 5, { target: 'gpu' });
+  });
+  it('GPT-OSS, --target gpu: GroupQueryAttention with head_sink and local_window_size, window crossed by both rows', async () => {
+    await compareGeneration({ name: 'kv gpt-oss', config: chatConfig(visionConfig(), gptOssLlm()), seed: 213, flags: [1, 1], rows: paddedRows }, 5, { target: 'gpu' });
   });
   it('Phi-3 partial rotary, no GQA', async () => {
     const llm = { ...phi3Config('su', 64), num_key_value_heads: 4, partial_rotary_factor: 0.5, rope_scaling: null };

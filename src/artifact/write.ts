@@ -20,14 +20,12 @@ import { initialValues } from '../bind/init.ts';
 import { ConvertArena, convertChunk, type FloatStDType } from '../tensor/convert.ts';
 import { ChunkBuffers } from '../checkpoint/safetensors.ts';
 import { buildModelProto, encodeModel, type ExternalWeights } from '../onnx/emit.ts';
-import { withTempSibling } from './atomic.ts';
+import { withTempSibling } from '../fs/atomic.ts';
 import { Sha256Worker } from './sha256-worker.ts';
-import { MANIFEST_FORMAT, manifestJson, type Manifest, type ManifestParameter } from './manifest.ts';
+import { DATA_FILE, MANIFEST_FILE, MANIFEST_FORMAT, MODEL_FILE, SPLIT_DATA_FILE, manifestJson, type Manifest, type ManifestCheckpointSource, type ManifestParameter } from './format.ts';
+import { mergedLoraChunks, type LoraMergeInputs } from '../bind/lora-merge.ts';
+import type { LoraMergeOrigin } from '../bind/source.ts';
 import { VLMC_VERSION } from '../version.ts';
-
-export const MODEL_FILE = 'model.onnx';
-export const DATA_FILE = 'model.onnx.data';
-export const MANIFEST_FILE = 'manifest.json';
 
 /**
  * Bytes read per chunk while binding. Small enough that a chunk stays in cache from read through
@@ -86,9 +84,6 @@ export interface WriteOptions {
 function alignment(length: number): number {
   return length >= 65536 ? 4096 : 64;
 }
-
-/** The split artifact: graphs sharing one weights file (each parameter stored once). */
-export const SPLIT_DATA_FILE = 'weights.onnx.data';
 
 export interface SplitPart {
   /** File name in the artifact (`decoder.onnx`). */
@@ -360,6 +355,10 @@ async function* paramChunks(bound: BoundParam, seed: number, dtype: ParamDType, 
     }
     return;
   }
+  if (origin.kind === 'lora-merge') {
+    for await (const bytes of mergedLoraChunks(loraMergeInputs(origin), target, BIND_CHUNK_BYTES)) yield { bytes, borrowed: false };
+    return;
+  }
   const ckpt = origin.source.checkpoint;
   // Concatenation along axis 0 of row-major tensors is their bytes one after another.
   for (const key of origin.kind === 'concat' ? origin.keys : [origin.key]) {
@@ -443,6 +442,16 @@ class ScratchRing {
   }
 }
 
+function loraMergeInputs(m: LoraMergeOrigin): LoraMergeInputs {
+  const base = m.base;
+  return {
+    base: { checkpoint: base.source.checkpoint, keys: base.kind === 'concat' ? base.keys : [base.key] },
+    a: { checkpoint: m.a.source.checkpoint, key: m.a.key },
+    b: { checkpoint: m.b.source.checkpoint, key: m.b.key },
+    scaling: m.scaling,
+  };
+}
+
 function stToParam(st: FloatStDType): ParamDType {
   return st === 'F32' ? 'float32' : st === 'F16' ? 'float16' : 'bfloat16';
 }
@@ -458,6 +467,11 @@ async function writeFully(file: FileHandle, bytes: Uint8Array, position: number)
 function manifestParam(bound: BoundParam, dtype: ParamDType, sha256: string, offset: number, length: number, seed: number): ManifestParameter {
   const { param, origin } = bound;
   if (origin.kind === 'init') return { name: param.name, key: param.sourceName ?? param.name, shape: [...param.shape], dtype, trainable: param.trainable, source: { init: param.init.kind, seed }, sha256, offset, length };
+  if (origin.kind === 'lora-merge') {
+    // The base weight's entry, with the adapters merged into it.
+    const entry = manifestParam({ param, origin: origin.base }, dtype, sha256, offset, length, seed);
+    return { ...entry, source: { ...(entry.source as ManifestCheckpointSource), lora: loraMergeEntry(origin) } };
+  }
   const ckpt = origin.source.checkpoint;
   const keys = origin.kind === 'concat' ? origin.keys : [origin.key];
   const entries = keys.map((k) => ckpt.entry(k));
@@ -477,6 +491,15 @@ function manifestParam(bound: BoundParam, dtype: ParamDType, sha256: string, off
   const key = origin.source.layout.original && !param.packs ? (param.sourceName ?? param.name) : own;
   return { name: param.name, key, shape: [...param.shape], dtype, trainable: param.trainable, source, sha256, offset, length };
 }
+
+/** The manifest's record of a LoRA merged while binding. */
+function loraMergeEntry(m: LoraMergeOrigin): NonNullable<ManifestCheckpointSource['lora']> {
+  const ckpt = m.a.source.checkpoint;
+  return { role: m.a.source.role, file: nodePath.relative(ckpt.dir, ckpt.entry(m.a.key).file), key: [m.a.key, m.b.key], scaling: m.scaling, transform: LORA_MERGE_TRANSFORM };
+}
+
+/** How a merged weight was computed, as the manifest records it. */
+export const LORA_MERGE_TRANSFORM = 'W + scaling * B @ A (float64, rounded once)';
 
 /** How the parts of a concatenated parameter were joined, as the manifest records it. */
 export const CONCAT_TRANSFORM = 'concat(axis=0)';

@@ -6,30 +6,13 @@
 import * as nodePath from 'node:path';
 import { CheckpointError, UserError } from '../errors.ts';
 import type { GraphParam } from '../ir/graph.ts';
-import type { Checkpoint } from '../checkpoint/checkpoint.ts';
 import { isFloatStDType } from '../tensor/convert.ts';
 import { pathPatternMatches } from '../dsl/freeze.ts';
-import type { KeyLayout, KeySource } from './layout.ts';
+import type { KeySource } from '../dsl/layout.ts';
+import type { BoundParam, WeightSource } from './source.ts';
+import { locateAdapterParam, withLoraMerges } from './lora.ts';
 
-/** A named checkpoint the build reads from: `unified` (Path A) or `vision` / `llm` (Path B). */
-export interface WeightSource {
-  /** `projector`: Path B's projector taken from a saved file (unified-layout keys, `mlp1.*`). */
-  role: 'unified' | 'vision' | 'llm' | 'projector';
-  checkpoint: Checkpoint;
-  /** How graph parameter names become this checkpoint's keys (src/bind/layout.ts; the family supplies it). */
-  layout: KeyLayout;
-}
-
-export type ParamOrigin =
-  | { kind: 'checkpoint'; source: WeightSource; key: string }
-  /** Several checkpoint tensors concatenated along axis 0 (q, k, v -> a fused qkv). */
-  | { kind: 'concat'; source: WeightSource; keys: string[] }
-  | { kind: 'init' };
-
-export interface BoundParam {
-  param: GraphParam;
-  origin: ParamOrigin;
-}
+export type { BoundParam, LoraMergeOrigin, ParamOrigin, WeightSource } from './source.ts';
 
 export type BuildPath = 'A' | 'B' | 'none';
 
@@ -81,7 +64,7 @@ function locatePacked(parts: readonly string[], path: BuildPath, sources: Weight
 }
 
 /** The graph name a source key stands for (for reports and tied duplicates). */
-function graphNameOf(source: WeightSource, key: string): string {
+export function graphNameOf(source: WeightSource, key: string): string {
   return source.layout.nameFor(key) ?? key;
 }
 
@@ -90,7 +73,7 @@ export function planBinding(params: GraphParam[], path: BuildPath, sources: Weig
   const used = new Map<WeightSource, Set<string>>(sources.map((s) => [s, new Set()]));
   const allowMissing = (options.allowMissing ?? []).map((g) => pathGlob(g, '--allow-missing'));
   const bound: BoundParam[] = params.map((param) => {
-    const where = locate(param, path, sources);
+    const where = locateAdapterParam(param.name, sources) ?? locate(param, path, sources);
     if (where === 'init') return { param, origin: { kind: 'init' } };
     const { source, key } = where;
     if (Array.isArray(key)) return bindConcat(param, source, key, used.get(source)!, problems, allowMissing);
@@ -109,11 +92,12 @@ export function planBinding(params: GraphParam[], path: BuildPath, sources: Weig
     if (!isFloatStDType(entry.dtype)) problems.push(`dtype       ${key}: ${entry.dtype} in ${file}; parameters must be F32, F16 or BF16`);
     return { param, origin: { kind: 'checkpoint', source, key } };
   });
+  const merged = withLoraMerges(bound, sources, used, problems);
   problems.push(...unexpectedKeys(sources, used, options));
   if (problems.length > 0) {
     throw new CheckpointError(`the checkpoint does not match the graph${options.graphFrom ? ` from ${options.graphFrom}` : ''} (${problems.length} problem${problems.length === 1 ? '' : 's'}):\n  ${problems.join('\n  ')}`);
   }
-  return { path, seed: options.seed ?? 0, params: bound, sources };
+  return { path, seed: options.seed ?? 0, params: merged, sources };
 }
 
 /** Parts concatenated along axis 0: each must be there, agree on the trailing dims, and sum to the rows. */

@@ -4,7 +4,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { UserError } from '../errors.ts';
-import { refuseNonRegularFile } from '../artifact/fs-errors.ts';
+import { refuseNonRegularFile } from '../fs/errors.ts';
 
 /** The object in `file`; `error` picks the error class (CheckpointError for checkpoint files). */
 export function readJsonObject(file: string, error: new (message: string) => UserError = UserError): Record<string, unknown> {

@@ -25,26 +25,8 @@ export async function writeSafetensors(
   tensors: readonly TensorToWrite[],
   metadata?: Readonly<Record<string, string>>,
 ): Promise<void> {
-  const { sorted, header } = layout(tensors, metadata);
-  const prefix = new Uint8Array(8);
-  new DataView(prefix.buffer).setBigUint64(0, BigInt(header.byteLength), true);
-
-  const tempPath = `${path}.${process.pid}-${randomBytes(4).toString('hex')}.tmp`;
-  const handle = await openFile(tempPath, 'wx');
-  try {
-    let position = 0;
-    for (const part of [prefix, header, ...sorted.map((t) => t.data)]) {
-      await writeExactly(handle, part, position);
-      position += part.byteLength;
-    }
-    await handle.datasync();
-    await handle.close();
-    await rename(tempPath, path);
-  } catch (err) {
-    await handle.close().catch(() => {});
-    await unlink(tempPath).catch(() => {});
-    throw err;
-  }
+  const { sorted } = layout(tensors, metadata);
+  await writeSafetensorsStreamed(path, sorted.map((t) => ({ ...t, chunks: async function* () { yield t.data; } })), metadata);
 }
 
 /** The bytes `writeSafetensors` would write, in memory (for small files written through writeFileAtomic). */
@@ -65,7 +47,7 @@ export function encodeSafetensors(tensors: readonly TensorToWrite[], metadata?: 
 function layout(tensors: readonly TensorToWrite[], metadata: Readonly<Record<string, string>> | undefined): { sorted: TensorToWrite[]; header: Uint8Array } {
   const sorted = [...tensors].sort((a, b) => compareStrings(a.name, b.name));
   checkTensorsToWrite(sorted);
-  return { sorted, header: encodeHeader(sorted, metadata) };
+  return { sorted, header: encodeHeader(sorted.map((t) => ({ ...t, byteLength: t.data.byteLength })), metadata) };
 }
 
 function checkTensorsToWrite(tensors: readonly TensorToWrite[]): void {
@@ -82,8 +64,51 @@ function checkTensorsToWrite(tensors: readonly TensorToWrite[]): void {
   }
 }
 
+/** A tensor written from chunks as they come (a merged weight), so no tensor need be held whole. */
+export interface StreamedTensor {
+  name: string;
+  dtype: StDType;
+  shape: readonly number[];
+  /** The tensor's bytes in order; together exactly shape x dtype size. */
+  chunks(): AsyncIterable<Uint8Array>;
+}
+
+/**
+ * writeSafetensors for tensors streamed chunk by chunk: the same deterministic layout (keys sorted,
+ * header padded), written to a temporary sibling and renamed. Memory stays one chunk deep.
+ */
+export async function writeSafetensorsStreamed(path: string, tensors: readonly StreamedTensor[], metadata?: Readonly<Record<string, string>>): Promise<void> {
+  const sorted = [...tensors].sort((a, b) => compareStrings(a.name, b.name));
+  const sized = sorted.map((t) => ({ ...t, byteLength: elementCount(t.shape) * stDTypeSize(t.dtype) }));
+  const header = encodeHeader(sized, metadata);
+  const prefix = new Uint8Array(8);
+  new DataView(prefix.buffer).setBigUint64(0, BigInt(header.byteLength), true);
+  const tempPath = `${path}.${process.pid}-${randomBytes(4).toString('hex')}.tmp`;
+  const handle = await openFile(tempPath, 'wx');
+  try {
+    await writeExactly(handle, prefix, 0);
+    await writeExactly(handle, header, 8);
+    let position = 8 + header.byteLength;
+    for (const t of sized) {
+      const start = position;
+      for await (const chunk of t.chunks()) {
+        await writeExactly(handle, chunk, position);
+        position += chunk.byteLength;
+      }
+      if (position - start !== t.byteLength) throw new Error(`tensor "${t.name}": ${position - start} bytes streamed but shape [${t.shape.join(',')}] x ${t.dtype} needs ${t.byteLength}`);
+    }
+    await handle.datasync();
+    await handle.close();
+    await rename(tempPath, path);
+  } catch (err) {
+    await handle.close().catch(() => {});
+    await unlink(tempPath).catch(() => {});
+    throw err;
+  }
+}
+
 /** Header JSON built by hand: JSON.stringify would hoist integer-like keys out of sorted order. */
-function encodeHeader(sorted: readonly TensorToWrite[], metadata?: Readonly<Record<string, string>>): Uint8Array {
+function encodeHeader(sorted: readonly { name: string; dtype: StDType; shape: readonly number[]; byteLength: number }[], metadata?: Readonly<Record<string, string>>): Uint8Array {
   const members: string[] = [];
   if (metadata && Object.keys(metadata).length > 0) {
     const pairs = Object.keys(metadata)
@@ -93,7 +118,7 @@ function encodeHeader(sorted: readonly TensorToWrite[], metadata?: Readonly<Reco
   }
   let offset = 0;
   for (const t of sorted) {
-    const end = offset + t.data.byteLength;
+    const end = offset + t.byteLength;
     const entry = `{"dtype":${JSON.stringify(t.dtype)},"shape":${JSON.stringify(t.shape)},"data_offsets":[${offset},${end}]}`;
     members.push(`${JSON.stringify(t.name)}:${entry}`);
     offset = end;

@@ -1,8 +1,15 @@
 /** A one-line progress bar on stderr (bytes, rate, ETA); silent off a TTY, under CI, or --quiet. */
+/** A stream the CLI writes text to: process.stdout / process.stderr, or a collector (runCli). */
+export interface TextOut {
+  write(text: string): unknown;
+  /** A terminal: progress lines are drawn only there. */
+  isTTY?: boolean;
+}
+
 export type Progress = ((done: number, total: number) => void) & { finish(): void };
 
-export function progressBar(label: string, quiet: boolean): Progress | undefined {
-  if (quiet || !process.stderr.isTTY || process.env.CI) return undefined;
+export function progressBar(label: string, quiet: boolean, stderr: TextOut = process.stderr): Progress | undefined {
+  if (quiet || !stderr.isTTY || process.env.CI) return undefined;
   const start = performance.now();
   let last = 0;
   const draw = (done: number, total: number, force = false) => {
@@ -13,7 +20,7 @@ export function progressBar(label: string, quiet: boolean): Progress | undefined
     const frac = total > 0 ? done / total : 1;
     const width = 24;
     const bar = '#'.repeat(Math.round(frac * width)).padEnd(width, '.');
-    process.stderr.write(`\r${label} [${bar}] ${size(done)}/${size(total)}${timing(done, total, secs)} `);
+    stderr.write(`\r${label} [${bar}] ${size(done)}/${size(total)}${timing(done, total, secs)} `);
   };
   let lastTotal = 0;
   let lastDone = 0;
@@ -24,7 +31,7 @@ export function progressBar(label: string, quiet: boolean): Progress | undefined
   }) as Progress;
   p.finish = () => {
     draw(lastDone, lastTotal, true);
-    process.stderr.write('\n');
+    stderr.write('\n');
   };
   return p;
 }

@@ -52,6 +52,8 @@ export const PRESETS: Record<string, FreezeRule[]> = {
   stage2: [...freeze('**'), ...unfreeze('projector', 'llm')],
   full: unfreeze('**'),
   inference: freeze('**'),
+  /** InternVL's LoRA scripts (--freeze_llm --freeze_mlp --freeze_backbone with use_*_lora): only the LoRA adapters train. */
+  lora: [...freeze('**'), ...unfreeze('**.lora_A', '**.lora_B')],
 };
 
 /** A preset's rules, sited where preset() is called (the graph file's line). */

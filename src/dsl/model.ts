@@ -7,6 +7,7 @@ import type { Dim } from '../ir/graph.ts';
 import type { TraceFacts } from '../ir/builder.ts';
 import { Module, type Tensor } from './module.ts';
 import type { FreezeRule } from './freeze.ts';
+import type { LoraDeclaration, LoraPartInfo } from './lora.ts';
 
 export interface InputSpec {
   name: string;
@@ -32,6 +33,8 @@ export const TRAIN_ENTRY = 'train';
 export abstract class Model extends Module {
   /** Freeze rules, applied in order (see freeze.ts). Empty: everything trains. */
   train: FreezeRule[] = [];
+  /** LoRA declared in the graph file (src/dsl/lora.ts); the build may add its own. */
+  lora: LoraDeclaration | undefined = undefined;
   /** Short names for module paths usable in freeze rules (`vision` -> `vision_model`). */
   aliases(): Record<string, string> {
     return {};
@@ -39,6 +42,10 @@ export abstract class Model extends Module {
   abstract inputs(): InputSpec[];
   /** Named outputs, in the graph's output order. */
   abstract forward(...inputs: Tensor[]): Record<string, Tensor>;
+  /** The parts LoRA can wrap, by name, with their family's target modules (none by default). */
+  loraParts(): Record<string, LoraPartInfo> {
+    return {};
+  }
   /** Entry points besides `model` (none by default). */
   entryPoints(): Record<string, EntryPoint> {
     return {};

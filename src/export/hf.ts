@@ -12,8 +12,8 @@ import * as nodePath from 'node:path';
 import { UserError } from '../errors.ts';
 import { Checkpoint } from '../checkpoint/checkpoint.ts';
 import { findSpecialTokenId } from '../checkpoint/tokens.ts';
-import { withTempSibling } from '../artifact/atomic.ts';
-import { checkOutputPath, CHECKPOINT_MARK } from '../artifact/output-path.ts';
+import { withTempSibling } from '../fs/atomic.ts';
+import { checkOutputPath, CHECKPOINT_MARK } from '../fs/output-path.ts';
 import { assignPaths, collectParams } from '../dsl/module.ts';
 import { GraphParam } from '../ir/graph.ts';
 import { planBinding } from '../bind/plan.ts';
@@ -21,7 +21,7 @@ import { internvlFromConfig } from '../models/from-config.ts';
 import { HF_QK_NORM_EPS, isHFInternVLConfig } from '../models/from-hf-config.ts';
 import { HF_SPELLINGS, type HFSpelling } from '../models/internvl.hf.names.ts';
 import { INTERNVL_BINDING, originalLayout } from '../models/internvl.names.ts';
-import { KeyLayout } from '../bind/layout.ts';
+import { KeyLayout } from '../dsl/layout.ts';
 import { llmConfigJson } from '../models/to-config.ts';
 import type { InternVLChatModel } from '../models/internvl.ts';
 
@@ -91,7 +91,7 @@ function refuseWhatDiffers(m: InternVLChatModel, where: string): void {
 /** InternVLConfig for the model (transformers' field names; the text model's own config as text_config). */
 export function hfConfigJson(m: InternVLChatModel, imageTokenId: number): Record<string, unknown> {
   const v = m.vision_model.config;
-  const text = llmConfigJson(m.language_model);
+  const text = llmConfigJson(m.language_model, 'transformers');
   return {
     architectures: ['InternVLForConditionalGeneration'],
     model_type: 'internvl',

@@ -3,11 +3,14 @@
  * stdout as text (or ids, when the artifact has no tokenizer.json), optionally every step's tokens
  * and logits to a safetensors file, or a JSON summary.
  */
-import { checkOutputPath } from '../artifact/output-path.ts';
+import { checkOutputPath } from '../fs/output-path.ts';
 import { existsSync } from 'node:fs';
 import * as nodePath from 'node:path';
 import { UserError } from '../errors.ts';
-import { readInputs, writeOutputs, type HostTensor } from '../runtime/run.ts';
+import type { HostTensor } from '../runtime/session.ts';
+import { readInputs, writeOutputs } from '../runtime/tensor-files.ts';
+import { checkDeclaredInputs, forwardInputNames } from '../runtime/check-inputs.ts';
+import { readManifest } from '../artifact/format.ts';
 import { generate, type GenerateInputs, type GenerateOptions, type GenerationStep } from './generate.ts';
 import { SplitSession } from './session.ts';
 import { readPipeline } from './pipeline.ts';
@@ -17,11 +20,26 @@ export interface GenerateCommand extends GenerateOptions {
   artifact: string;
   inputs?: string;
   image?: string[];
-  prompt?: string;
+  /** One question per batch row (with several, one image per prompt or none: `vlmc inputs`' pairing). */
+  prompt?: string | string[];
+  /** How the request is built from --image / --prompt, as `vlmc inputs` builds it. */
+  request?: RequestOptions;
   out?: string;
   json?: boolean;
   write?: (s: string) => void;
 }
+
+/** `vlmc inputs`' options for building a request (the tiling, template, system message and history). */
+export interface RequestOptions {
+  /** A JSON file of earlier [question, answer] turns. */
+  history?: string;
+  maxNum?: number;
+  useThumbnail?: boolean;
+  systemMessage?: string;
+  template?: string;
+}
+
+const REQUEST_FLAGS: Record<keyof RequestOptions, string> = { history: '--history', maxNum: '--max-num', useThumbnail: '--no-thumbnail', systemMessage: '--system-message', template: '--template' };
 
 export async function generateCommand(c: GenerateCommand): Promise<void> {
   readPipeline(c.artifact); // a clear error before anything loads
@@ -50,20 +68,38 @@ export async function generateCommand(c: GenerateCommand): Promise<void> {
 }
 
 async function resolveInputs(c: GenerateCommand): Promise<GenerateInputs> {
-  if (c.inputs && (c.image?.length || c.prompt !== undefined)) throw new UserError('give either --inputs <file> or --image/--prompt, not both');
+  const prompts = c.prompt === undefined ? [] : typeof c.prompt === 'string' ? [c.prompt] : c.prompt;
+  const requestFlags = (Object.keys(REQUEST_FLAGS) as (keyof RequestOptions)[]).filter((k) => c.request?.[k] !== undefined).map((k) => REQUEST_FLAGS[k]);
+  if (c.inputs && (c.image?.length || prompts.length > 0)) throw new UserError('give either --inputs <file> or --prompt (with --image), not both');
   if (c.inputs) {
-    const t = await readInputs(c.inputs);
-    for (const name of ['pixel_values', 'input_ids']) if (!t[name]) throw new UserError(`${c.inputs}: no tensor '${name}' (generate takes pixel_values, input_ids, and optionally image_flags (default: every tile counts) and attention_mask)`);
+    // The request options shape a request built here; an inputs file is already built.
+    if (requestFlags.length > 0) throw new UserError(`${requestFlags.join(', ')}: ${requestFlags.length === 1 ? 'builds' : 'build'} the request from --prompt/--image; with --inputs ${c.inputs} the tensors are given (build them with vlmc inputs ${requestFlags.join(' ')})`);
+    const manifest = readManifest(c.artifact);
+    // run's declared-tensor checks; image_flags may be left out (every tile counts). Values are checked by generate().
+    const t = await readInputs(c.inputs, [...forwardInputNames(manifest), ATTENTION_MASK], (declared) => checkDeclaredInputs(c.inputs!, manifest, declared, ['image_flags']));
+    c.source ??= c.inputs;
     return t as unknown as GenerateInputs;
   }
-  if (c.prompt === undefined) throw new UserError('nothing to generate from: give --inputs <file>, or --prompt "..." (with --image <file>)');
+  if (prompts.length === 0) throw new UserError(`nothing to generate from: give --inputs <file>, or --prompt "..." (with --image <file>, or none for a text-only request)${c.image?.length ? '; --image needs a --prompt' : ''}`);
   // What `vlmc inputs` builds, from the artifact's config.json and tokenizer files.
-  const { buildInputs } = await import('../inputs/index.ts');
-  const r = await buildInputs({ checkpoint: c.artifact, images: c.image ?? [], prompts: [c.prompt] });
+  const { buildInputs, readHistoryFile } = await import('../inputs/index.ts');
+  const q = c.request ?? {};
+  const r = await buildInputs({
+    checkpoint: c.artifact,
+    images: c.image ?? [],
+    prompts,
+    history: q.history === undefined ? undefined : readHistoryFile(q.history),
+    maxNum: q.maxNum,
+    useThumbnail: q.useThumbnail,
+    systemMessage: q.systemMessage,
+    template: q.template,
+  });
   // chat() stops at the template's end-of-turn token.
   if (c.eosTokenIds === undefined) c.eosTokenIds = [r.eosTokenId, ...readPipeline(c.artifact).eos_token_id];
   return r.inputs;
 }
+
+const ATTENTION_MASK = 'attention_mask';
 
 /** One streaming detokenizer per row, when the artifact has a tokenizer. */
 async function detokenizers(artifact: string, batch: number): Promise<StreamingDetokenizer[] | undefined> {

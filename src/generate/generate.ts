@@ -6,8 +6,10 @@
  */
 import { UserError } from '../errors.ts';
 import { mulberry32 } from '../bind/init.ts';
-import type { HostTensor } from '../runtime/run.ts';
-import { SplitSession, allTiles, type SessionOptions } from './session.ts';
+import type { HostTensor, SessionOptions } from '../runtime/session.ts';
+import { checkAttentionMask, checkForwardInputs } from '../runtime/check-inputs.ts';
+import { readManifest } from '../artifact/format.ts';
+import { SplitSession, allTiles } from './session.ts';
 
 export interface GenerateInputs {
   pixel_values: HostTensor;
@@ -32,6 +34,10 @@ export interface GenerateOptions extends SessionOptions {
   topK?: number;
   /** Seed of the sampler (deterministic output for a seed). */
   seed?: number;
+  /** Where the inputs came from (the inputs file), for messages. */
+  source?: string;
+  /** Told when generation will stop short of maxNewTokens (the model's context is full). */
+  onNotice?: (message: string) => void;
 }
 
 /** One decoding step: a token for every row. */
@@ -50,19 +56,25 @@ export interface GenerationStep {
  * the session (see generateFromArtifact for one that opens and closes it).
  */
 export async function* generate(session: SplitSession, inputs: GenerateInputs, o: GenerateOptions = {}): AsyncGenerator<GenerationStep> {
-  const maxNew = o.maxNewTokens ?? 32;
-  if (!Number.isInteger(maxNew) || maxNew < 1) throw new UserError(`--max-new-tokens must be a positive integer (got ${maxNew})`);
+  const requested = o.maxNewTokens ?? 32;
+  if (!Number.isInteger(requested) || requested < 1) throw new UserError(`--max-new-tokens must be a positive integer (got ${requested})`);
+  const pick = tokenPicker(o);
   const p = session.pipeline;
-  const [batch, seq] = checkIds(inputs.input_ids);
-  const mask = attentionMaskOf(inputs, batch, seq);
-  const lengths = rowLengths(mask, batch, seq);
+  const source = o.source ?? 'the inputs';
+  const [batch, seq] = checkIds(source, inputs.input_ids);
+  const lengths = checkAttentionMask(source, inputs.attention_mask, batch, seq);
+  // The checks `vlmc run` makes; image_flags default to every tile.
+  const fed = checkForwardInputs(source, readManifest(session.dir), { ...inputs, image_flags: inputs.image_flags ?? allTiles(inputs.pixel_values) });
+  const maxNew = withinContext(requested, Math.max(...lengths), p.llm.max_position_embeddings, source, o.onNotice);
+  const mask = inputs.attention_mask ? (inputs.attention_mask.data as BigInt64Array) : new BigInt64Array(batch * seq).fill(1n);
   const eos = new Set(o.eosTokenIds ?? p.eos_token_id);
   const pad = p.pad_token_id ?? [...eos][0] ?? 0;
-  const pick = tokenPicker(o);
   const vocab = p.llm.vocab_size;
 
-  const flags = inputs.image_flags ?? allTiles(inputs.pixel_values);
-  const features = await session.vision(session.tensor(inputs.pixel_values));
+  const pixels = fed['pixel_values']!;
+  // A graph without image_flags was given only the tiles it uses (checkForwardInputs).
+  const flags = fed['image_flags'] ?? allTiles(pixels);
+  const features = await session.vision(session.tensor(pixels));
   const embeds = await session.embed(session.tensor(inputs.input_ids), features, session.tensor({ ...flags, shape: [flags.shape[0]!] }));
   const positions = Array.from({ length: batch * seq }, (_, i) => i % seq);
   let maskNow = Array.from(mask, Number);
@@ -139,30 +151,22 @@ function collect(steps: GenerationStep[], vocab: number, batch: number): Generat
   return { tokens, logits, steps: n, vocab };
 }
 
-function checkIds(ids: HostTensor): [number, number] {
-  if (ids.dtype !== 'int64' || ids.shape.length !== 2) throw new UserError(`input_ids must be I64 [batch, seq] (got ${ids.dtype}[${ids.shape.join(', ')}])`);
+function checkIds(source: string, ids: HostTensor): [number, number] {
+  if (ids.dtype !== 'int64' || ids.shape.length !== 2 || ids.shape.some((d) => d < 1)) throw new UserError(`${source}: input 'input_ids' must be I64 [batch, seq] with at least one token (got ${ids.dtype}[${ids.shape.join(', ')}])`);
   return ids.shape as [number, number];
 }
 
-function attentionMaskOf(inputs: GenerateInputs, batch: number, seq: number): BigInt64Array {
-  const m = inputs.attention_mask;
-  if (!m) return new BigInt64Array(batch * seq).fill(1n);
-  if (m.dtype !== 'int64' || m.shape.length !== 2 || m.shape[0] !== batch || m.shape[1] !== seq) {
-    throw new UserError(`attention_mask must be I64 [${batch}, ${seq}] like input_ids (got ${m.dtype}[${m.shape.join(', ')}])`);
-  }
-  return m.data as BigInt64Array;
-}
-
-/** Tokens per row; the mask must be ones then zeros (right padding) with at least one token. */
-function rowLengths(mask: BigInt64Array, batch: number, seq: number): number[] {
-  return Array.from({ length: batch }, (_, b) => {
-    const row = Array.from(mask.subarray(b * seq, (b + 1) * seq), Number);
-    const len = row.filter((v) => v !== 0).length;
-    if (len === 0 || row.slice(0, len).some((v) => v !== 1) || row.slice(len).some((v) => v !== 0)) {
-      throw new UserError(`attention_mask row ${b} must be ones then zeros (right padding, at least one token)`);
-    }
-    return len;
-  });
+/**
+ * New tokens that fit the model's context (max_position_embeddings) after the longest row: a request
+ * for more stops at the limit, with a notice (as transformers warns); a prompt that fills the
+ * context is refused.
+ */
+function withinContext(requested: number, longest: number, context: number, source: string, notice: ((m: string) => void) | undefined): number {
+  const room = context - longest;
+  if (room < 1) throw new UserError(`${source}: the prompt holds ${longest} tokens, which fills the model's context (max_position_embeddings ${context}); nothing can be generated`);
+  if (requested <= room) return requested;
+  notice?.(`--max-new-tokens ${requested}: the model's context holds ${context} positions and the prompt takes ${longest}, so generation stops after at most ${room} tokens`);
+  return room;
 }
 
 function appendColumn(mask: number[], batch: number, width: number, value: number): number[] {
@@ -175,7 +179,13 @@ function appendColumn(mask: number[], batch: number, width: number, value: numbe
 function tokenPicker(o: GenerateOptions): (logits: Float32Array) => number {
   const temperature = o.temperature ?? 0;
   if (temperature < 0 || !Number.isFinite(temperature)) throw new UserError(`--temperature must be >= 0 (got ${temperature})`);
-  if (temperature === 0) return argmax;
+  if (o.topK !== undefined && (!Number.isInteger(o.topK) || o.topK < 0)) throw new UserError(`--top-k must be a whole number >= 0 (got ${o.topK})`);
+  if (temperature === 0) {
+    // Greedy decoding neither samples nor draws random numbers: these would change nothing.
+    const unused = [o.topK !== undefined && '--top-k', o.seed !== undefined && '--seed'].filter(Boolean);
+    if (unused.length > 0) throw new UserError(`${unused.join(' and ')} ${unused.length === 1 ? 'applies' : 'apply'} to sampling; give --temperature > 0 too (without it decoding is greedy)`);
+    return argmax;
+  }
   const random = mulberry32(o.seed ?? 0);
   const topK = o.topK ?? 0;
   return (logits) => sample(logits, temperature, topK, random);

@@ -2,29 +2,13 @@
  * A split artifact opened in onnxruntime-node: one session per graph, and the three steps of a
  * forward (vision, embedding, decoder with a KV cache) on host tensors.
  */
-import * as nodePath from 'node:path';
-import { peekManifest } from '../artifact/manifest.ts';
 import type ort from 'onnxruntime-node';
 import { UserError } from '../errors.ts';
-import { loadOrt, refuseStructureOnly, type HostTensor } from '../runtime/run.ts';
+import { openSplitSessions, toHost, type HostTensor, type SessionOptions } from '../runtime/session.ts';
+import { DeviceTensors, runOnDevice } from '../runtime/providers.ts';
+import { adapterFeeds, adapterInputs } from '../runtime/adapters.ts';
 import { readPipeline, SPLIT_ENTRIES, type Pipeline, type SplitEntry } from './pipeline.ts';
-
-export type ExecutionProvider = 'cpu' | 'cuda';
-
-export interface SessionOptions {
-  /** Execution provider; `cuda` only where this onnxruntime-node build has it. */
-  ep?: ExecutionProvider;
-  /**
-   * Let ORT repack weights for its GEMM kernels at session creation: `true` for every graph,
-   * `false` for none. By default only the decoder's: a decode step streams every decoder weight
-   * once per token, and the packed layout streams faster than the M = 1 kernel over unpacked
-   * weights; a quantised decoder needs it most (MatMulNBits dequantises on every call without it).
-   * The vision graph (always float) stays unpacked: its packed copy would cost seconds at session
-   * creation and a second copy of its weights for one forward per image (docs/performance.md,
-   * "vlmc and mobius side by side").
-   */
-  prepackWeights?: boolean;
-}
+import { checkSplitFiles } from './split-files.ts';
 
 /** The cache of one layer: [batch, kv_heads, past, head_dim]. */
 export type KvPair = { key: ort.Tensor; value: ort.Tensor };
@@ -35,32 +19,27 @@ export class SplitSession {
     readonly pipeline: Pipeline,
     private readonly ort: typeof import('onnxruntime-node'),
     private readonly sessions: Record<SplitEntry, ort.InferenceSession>,
+    /** Each graph's LoRA adapter feeds (none unless built with --lora-inputs). */
+    private readonly adapters: Record<SplitEntry, Record<string, ort.Tensor>>,
+    /** The KV cache when it lives on the device (webgpu). */
+    private readonly onDevice = new DeviceTensors(),
   ) {}
 
   static async open(dir: string, o: SessionOptions = {}): Promise<SplitSession> {
     const pipeline = readPipeline(dir);
-    refuseStructureOnly(dir, peekManifest(dir));
-    const runtime = await loadOrt();
-    const providers = await executionProviders(runtime, o.ep ?? 'cpu');
-    // ORT would also log a failed provider load itself; the UserError below says it once.
-    if (o.ep && o.ep !== 'cpu') runtime.env.logLevel = 'fatal';
-    const sessions: Partial<Record<SplitEntry, ort.InferenceSession>> = {};
-    try {
-      // One at a time: together they would only compete for the same cores and disk.
-      for (const e of SPLIT_ENTRIES) {
-        const prepack = o.prepackWeights ?? e === 'decoder';
-        sessions[e] = await runtime.InferenceSession.create(nodePath.join(dir, pipeline.graphs[e].file), sessionOptions(providers, prepack, e === 'decoder'));
-      }
-    } catch (err) {
-      for (const s of Object.values(sessions)) await s.release();
-      // An execution provider that is listed but not installed fails here, inside ORT.
-      if (o.ep && o.ep !== 'cpu') throw new UserError(`--ep ${o.ep}: onnxruntime-node could not use it (${(err as Error).message.split('\n')[0]}); install its ${o.ep} provider libraries or use --ep cpu`);
-      throw err;
-    }
-    return new SplitSession(dir, pipeline, runtime, sessions as Record<SplitEntry, ort.InferenceSession>);
+    checkSplitFiles(dir, pipeline);
+    const files = Object.fromEntries(SPLIT_ENTRIES.map((e) => [e, pipeline.graphs[e].file])) as Record<SplitEntry, string>;
+    // The cache a decoder step returns is the next step's input: it need not visit the host.
+    const cache = pipeline.graphs.decoder.outputs.map((v) => v.name).filter((n) => n.startsWith('present.'));
+    // The adapters first: a folder that does not fit is refused before any session is made.
+    const feeds = await adapterFeeds(SPLIT_ENTRIES.flatMap((e) => adapterInputs(pipeline.graphs[e].inputs)), o.adapters ?? [], dir);
+    const { runtime, sessions } = await openSplitSessions(dir, files, o, { decoder: cache }, 'decoder');
+    const adapters = Object.fromEntries(SPLIT_ENTRIES.map((e) => [e, Object.fromEntries(adapterInputs(pipeline.graphs[e].inputs).map((i) => [i.name, new runtime.Tensor('float32', feeds[i.name]!.data as Float32Array, feeds[i.name]!.shape)]))])) as Record<SplitEntry, Record<string, ort.Tensor>>;
+    return new SplitSession(dir, pipeline, runtime, sessions, adapters);
   }
 
   async release(): Promise<void> {
+    this.onDevice.releaseAll();
     for (const s of Object.values(this.sessions)) await s.release();
   }
 
@@ -76,15 +55,15 @@ export class SplitSession {
   async vision(pixelValues: ort.Tensor): Promise<ort.Tensor> {
     // A text-only request has no tiles: nothing for the ViT to do.
     if (pixelValues.dims[0] === 0) return this.noImageFeatures().features;
-    return (await this.sessions.vision.run({ pixel_values: pixelValues })).image_features!;
+    return (await runOnDevice(this.sessions.vision, { pixel_values: pixelValues, ...this.adapters.vision })).image_features!;
   }
 
   /** Text embeddings with the flagged tiles' features spliced in at <IMG_CONTEXT> positions. */
   async embed(inputIds: ort.Tensor, imageFeatures: ort.Tensor, imageFlags: ort.Tensor): Promise<ort.Tensor> {
-    const feeds: Record<string, ort.Tensor> = { input_ids: inputIds, image_features: imageFeatures };
+    const feeds: Record<string, ort.Tensor> = { input_ids: inputIds, image_features: imageFeatures, ...this.adapters.embedding };
     // A graph built with imageFlags: false (Hugging Face-native checkpoints) splices every tile.
     if (this.sessions.embedding.inputNames.includes('image_flags')) feeds.image_flags = imageFlags;
-    return (await this.sessions.embedding.run(feeds)).inputs_embeds!;
+    return (await runOnDevice(this.sessions.embedding, feeds)).inputs_embeds!;
   }
 
   /** Image features for text-only steps (decode): no tiles. */
@@ -119,48 +98,28 @@ export class SplitSession {
     return Array.from({ length: num_layers }, () => ({ key: empty(), value: empty() }));
   }
 
-  /** One decoder forward: logits (every position with fullLogits, else each row's last) and the new cache. */
+  /**
+   * One decoder forward: logits (every position with fullLogits, else each row's last) and the new
+   * cache. A cache on the device (webgpu) is released once consumed: pass each cache to one step.
+   */
   async decode(embeds: ort.Tensor, attentionMask: ort.Tensor, positionIds: ort.Tensor, past: KvPair[], fullLogits: boolean): Promise<{ logits: ort.Tensor; present: KvPair[] }> {
     const feeds: Record<string, ort.Tensor> = {
       inputs_embeds: embeds,
       attention_mask: attentionMask,
       position_ids: positionIds,
       full_logits: new this.ort.Tensor('int64', BigInt64Array.of(fullLogits ? 1n : 0n), []),
+      ...this.adapters.decoder,
     };
     past.forEach((p, i) => {
       feeds[`past_key_values.${i}.key`] = p.key;
       feeds[`past_key_values.${i}.value`] = p.value;
     });
-    const out = await this.sessions.decoder.run(feeds);
+    const out = await runOnDevice(this.sessions.decoder, feeds);
     const present = past.map((_, i) => ({ key: out[`present.${i}.key`]!, value: out[`present.${i}.value`]! }));
+    this.onDevice.consumed(past.flatMap((p) => [p.key, p.value]));
+    this.onDevice.keep(present.flatMap((p) => [p.key, p.value]));
     return { logits: out.logits!, present };
   }
-}
-
-/**
- * Only the decoder's pool threads spin between runs (ORT's default). The vision and embedding
- * graphs run right before a decoder run, and their threads spinning after it would take the
- * cores the decoder needs (2 cores: a decode step measured up to 1.7x slower behind another
- * session's spinning pool); the decoder's own runs follow each other, and spinning keeps its
- * threads ready between its ops.
- */
-function sessionOptions(providers: string[], prepackWeights: boolean, spin: boolean): import('onnxruntime-node').InferenceSession.SessionOptions {
-  const session = { ...(prepackWeights ? {} : { disable_prepacking: '1' }), ...(spin ? {} : { intra_op: { allow_spinning: '0' } }) };
-  return { executionProviders: providers, logSeverityLevel: 3, ...(Object.keys(session).length > 0 ? { extra: { session } } : {}) };
-}
-
-async function executionProviders(runtime: typeof import('onnxruntime-node'), ep: ExecutionProvider): Promise<string[]> {
-  if (ep === 'cpu') return ['cpu'];
-  const available = runtime.listSupportedBackends().map((b) => b.name);
-  if (!available.includes(ep)) {
-    throw new UserError(`--ep ${ep}: this onnxruntime-node build has no ${ep} execution provider (it has: ${available.join(', ')}); install onnxruntime-node with CUDA support (npm's onnxruntime-node ships CUDA on linux x64 only) or use --ep cpu`);
-  }
-  return [ep, 'cpu'];
-}
-
-/** A host tensor's copy of an ORT tensor. */
-export function toHost(t: ort.Tensor): HostTensor {
-  return { dtype: t.type as HostTensor['dtype'], shape: [...t.dims], data: t.data as Float32Array | BigInt64Array };
 }
 
 /**

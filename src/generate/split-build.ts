@@ -12,9 +12,9 @@ import type { BindPlan } from '../bind/plan.ts';
 import { InternVLChatModel } from '../models/internvl.ts';
 import { internvlConfigJson } from '../models/to-config.ts';
 import { CONFIG_FILE } from '../checkpoint/checkpoint.ts';
-import { SPLIT_DATA_FILE, writeSplitArtifact, type WriteOptions } from '../artifact/write.ts';
-import type { Manifest } from '../artifact/manifest.ts';
-import { PIPELINE_FILE, SPLIT_ENTRIES, pipelineConfig, pipelineJson, type SplitEntry } from './pipeline.ts';
+import { writeSplitArtifact, type WriteOptions } from '../artifact/write.ts';
+import { PIPELINE_FILE, SPLIT_DATA_FILE, type Manifest } from '../artifact/format.ts';
+import { SPLIT_ENTRIES, pipelineConfig, pipelineJson, type SplitEntry } from './pipeline.ts';
 
 /** Tokenizer files copied when the checkpoint has them. */
 export const COPIED_TOKENIZER_FILES = ['tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'added_tokens.json', 'tokenizer.model', 'vocab.json', 'merges.txt', 'generation_config.json'];

@@ -6,7 +6,7 @@ import { Project, type CodeBlockWriter } from 'ts-morph';
 import type { InternVLChatModel } from '../models/internvl.ts';
 import { LLM_FAMILIES } from '../models/llm/index.ts';
 import type { DecoderConfig } from '../models/llm/decoder.ts';
-import type { InternViTConfig } from '../models/internvit.ts';
+import type { InternViTConfig } from '../models/internvit-config.ts';
 
 export interface GraphSourceOptions {
   name: string;
@@ -87,6 +87,9 @@ function llmFields(c: DecoderConfig, builder: string): Record<string, unknown> {
     partialRotaryFactor: (c.partialRotaryFactor ?? 1) !== 1 ? c.partialRotaryFactor : undefined,
     tieEmbeddings: c.tieEmbeddings,
     padTokenId: c.padTokenId,
+    slidingWindow: c.slidingWindow,
+    layerTypes: c.layerTypes,
+    moe: c.moe,
   };
   // qwen2() always has q/k/v bias; other families say it when they have it.
   if (builder !== 'qwen2') {

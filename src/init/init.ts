@@ -1,12 +1,12 @@
 /** `vlmc init --from <checkpoint>` / `--vision <dir> --llm <dir>`: a graph file for a checkpoint. */
 import { readJsonObject } from '../checkpoint/json-file.ts';
-import { existsSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import * as nodePath from 'node:path';
 import { UserError } from '../errors.ts';
-import { writeFileAtomic } from '../artifact/atomic.ts';
-import { checkOutputPath } from '../artifact/output-path.ts';
+import { writeFileAtomic } from '../fs/atomic.ts';
+import { checkOutputPath } from '../fs/output-path.ts';
 import { checkpointName } from './name.ts';
 import { checkContextTokenId, findSpecialTokenId } from '../checkpoint/tokens.ts';
 import { compile } from '../compile.ts';
@@ -72,9 +72,10 @@ export async function init(o: InitOptions): Promise<string> {
   if (!/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(name)) throw new UserError(`--name '${name}' must be letters, digits, '.', '_' or '-'`);
   const out = o.out ?? nodePath.join('graphs', `${name}.ts`);
   const inputs = [o.from, o.vision, o.llm];
+  // The file is TypeScript that vlmc build loads by its extension; checked before --force is asked
+  // for (a file whose name is then refused would be a dead end), after a folder is named as one.
+  if (!/\.m?ts$/.test(out) && !statSync(out, { throwIfNoEntry: false })?.isDirectory()) throw new UserError(`--out ${out}: a graph file is TypeScript; give a path ending in .ts (or .mts)`);
   checkOutputPath(out, { kind: 'graph', force: o.force, inputs });
-  // The file is TypeScript that vlmc build loads by its extension.
-  if (!/\.m?ts$/.test(out)) throw new UserError(`--out ${out}: a graph file is TypeScript; give a path ending in .ts (or .mts)`);
   const { lockPathFor, lockText, loadGraphSummary } = await import('../review/index.ts');
   const lock = lockPathFor(out);
   checkOutputPath(lock, { kind: 'lock', inputs });

@@ -10,7 +10,8 @@ import * as nodePath from 'node:path';
 import { UserError } from '../errors.ts';
 import { MAX_TILES } from '../preprocess/tiling.ts';
 import { getTemplate, type ConversationTemplate } from '../prompt/templates.ts';
-import { MANIFEST_FILE } from '../artifact/write.ts';
+import { MANIFEST_FILE, PIPELINE_FILE, readManifestObject } from '../artifact/format.ts';
+import { isHFInternVLConfig } from '../models/from-hf-config.ts';
 
 export interface RequestConfig {
   /** The config.json read. */
@@ -37,9 +38,6 @@ export interface RequestConfig {
   artifact?: { tokensPerTile?: number; imgContextTokenId?: number };
 }
 
-/** A split artifact's description of its pipeline (written by `vlmc build --split`). */
-export const PIPELINE_FILE = 'pipeline.json';
-
 export function readRequestConfig(dir: string, o: { template?: string } = {}): RequestConfig {
   const file = nodePath.join(dir, 'config.json');
   if (existsSync(file)) return fromInternVLConfig(dir, file, o);
@@ -52,9 +50,11 @@ export function readRequestConfig(dir: string, o: { template?: string } = {}): R
 function fromInternVLConfig(dir: string, file: string, o: { template?: string }): RequestConfig {
   const cfg = readJsonObject(file);
   const vision = objectField(cfg, 'vision_config', file);
-  const llm = objectField(cfg, 'llm_config', file);
-  const imageSize = positiveInt(cfg['force_image_size'] ?? vision?.['image_size'], 'force_image_size (or vision_config.image_size)', file);
-  const patchSize = positiveInt(vision?.['patch_size'], 'vision_config.patch_size', file);
+  // transformers' InternVLConfig names the LLM's config text_config and may give sizes as [h, w].
+  const hf = isHFInternVLConfig(cfg);
+  const llm = objectField(cfg, hf ? 'text_config' : 'llm_config', file);
+  const imageSize = positiveInt(square(cfg['force_image_size'] ?? vision?.['image_size']), 'force_image_size (or vision_config.image_size)', file);
+  const patchSize = positiveInt(square(vision?.['patch_size']), 'vision_config.patch_size', file);
   const downsampleRatio = positive(cfg['downsample_ratio'] ?? 0.5, 'downsample_ratio', file);
   const template = templateOf(cfg, file, o);
   const dynamic = optionalBool(cfg, 'dynamic_image_size', true, file);
@@ -97,6 +97,11 @@ function fromPipeline(dir: string, file: string, o: { template?: string }): Requ
   };
 }
 
+/** A size given as [n, n] (transformers' configs) is n; anything else is returned for the caller's check. */
+function square(v: unknown): unknown {
+  return Array.isArray(v) && v.length === 2 && v[0] === v[1] ? v[0] : v;
+}
+
 function templateOf(cfg: Record<string, unknown>, file: string, o: { template?: string }): ConversationTemplate {
   const name = o.template ?? cfg['template'];
   if (typeof name !== 'string') throw new UserError(`${file}: no 'template' (the conversation template, e.g. "internvl2_5"); pass --template`);
@@ -112,7 +117,7 @@ function systemMessageOf(cfg: Record<string, unknown>, file: string): string | u
 function artifactRecord(dir: string): RequestConfig['artifact'] {
   const file = nodePath.join(dir, MANIFEST_FILE);
   if (!existsSync(file)) return undefined;
-  const meta = objectField(readJsonObject(file), 'metadata', file) ?? {};
+  const meta = objectField(readManifestObject(file), 'metadata', file) ?? {};
   const int = (k: string) => (typeof meta[k] === 'string' && /^\d+$/.test(meta[k] as string) ? Number(meta[k]) : undefined);
   return { tokensPerTile: int('vlmc.tokens_per_tile'), imgContextTokenId: int('vlmc.img_context_token_id') };
 }

@@ -8,10 +8,10 @@ import * as nodePath from 'node:path';
 import { UserError } from '../errors.ts';
 import { SafetensorsFile } from '../checkpoint/safetensors.ts';
 import { encodeSafetensors, type TensorToWrite } from '../checkpoint/safetensors-write.ts';
-import { writeFileAtomic } from '../artifact/atomic.ts';
-import { checkOutputPath, resultMetadata } from '../artifact/output-path.ts';
-import { refuseNonRegularFile } from '../artifact/fs-errors.ts';
-import { explainFs } from '../artifact/fs-errors.ts';
+import { writeFileAtomic } from '../fs/atomic.ts';
+import { checkOutputPath, resultMetadata } from '../fs/output-path.ts';
+import { refuseNonRegularFile } from '../fs/errors.ts';
+import { explainFs } from '../fs/errors.ts';
 import { buildQuery, IMG_CONTEXT_TOKEN, IMAGE_PLACEHOLDER, type History } from '../prompt/query.ts';
 import { eosToken } from '../prompt/templates.ts';
 import { loadTokenizer, type TextTokenizer } from '../tokenizer/index.ts';
@@ -148,7 +148,10 @@ function checkPromptsAndImages(prompts: readonly string[], images: readonly stri
     throw new UserError(`--image/--prompt: with ${prompts.length} prompts give one --image per prompt (paired in order) or none; got ${images.length} images`);
   }
   if (prompts.length > 1 && history !== undefined) throw new UserError('--history: a history needs exactly one --prompt (InternVL\'s batch_chat has no multi-turn either)');
-  for (const f of images) if (!existsSync(f) || statSync(f).isDirectory()) throw new UserError(`--image ${f}: file not found`);
+  for (const f of images) {
+    if (!existsSync(f)) throw new UserError(`--image ${f}: file not found`);
+    if (statSync(f).isDirectory()) throw new UserError(`--image ${f}: is a folder; give an image file (PNG, JPEG, WebP or GIF), one --image per image`);
+  }
 }
 
 function crossCheckArtifact(config: RequestConfig, imgContextTokenId: number, dir: string): void {

@@ -4,7 +4,7 @@
  */
 import { GraphError } from '../errors.ts';
 import type { DType } from './dtype.ts';
-import { ACTIVE_BUILDER, GraphParam, Value, type Attr, type AttrType, type Node, type Param, type Site } from './graph.ts';
+import { ACTIVE_BUILDER, COMPOSITE_DOMAIN, GraphParam, Value, type Attr, type AttrType, type Node, type Param, type Site } from './graph.ts';
 import type { OpSignature } from '../ops/signature.ts';
 import { inferNode } from './infer.ts';
 import { formatSite } from './site.ts';
@@ -65,6 +65,19 @@ export class GraphBuilder {
     const where = formatSite(this.scope.site);
     const scope = this.scope.path || '<root>';
     return new GraphError(`${where ? `${where}: ` : ''}${scope}: ${message}`);
+  }
+
+  /**
+   * A composite op: `decompose` traces its standard-op form now (so its outputs are shape-checked
+   * and inferred like any other), and the nodes it emitted become the composite node's body.
+   */
+  composite(op: string, inputs: Value[], attrs: Record<string, unknown>, decompose: () => Value[]): Value[] {
+    const start = this.nodes.length;
+    const outputs = decompose();
+    const body = this.nodes.splice(start);
+    const node: Node = { id: nextNodeId++, op, domain: COMPOSITE_DOMAIN, since: 1, inputs, outputs, attrs: {}, scope: this.scope.path, name: '', composite: { attrs, body } };
+    this.nodes.push(node);
+    return outputs;
   }
 
   emit(sig: OpSignature, inputs: (Value | undefined)[], attrs: Record<string, unknown>, numOutputs?: number): Value[] {

@@ -188,7 +188,16 @@ export interface Node {
   name: string;
   /** A Gather that is an embedding lookup with torch's padding_idx: that row gets no gradient. */
   paddingIdx?: number;
+  /**
+   * A composite op (domain COMPOSITE_DOMAIN): its attributes, and its decomposition into standard
+   * ops traced when it was emitted (its outputs are this node's). A target's lowering table
+   * replaces it by a fused kernel where it has one; otherwise the body takes its place.
+   */
+  composite?: { attrs: Record<string, unknown>; body: Node[] };
 }
+
+/** The domain of composite ops: never emitted, always lowered or decomposed first (src/passes/lower.ts). */
+export const COMPOSITE_DOMAIN = 'vlmc.composite';
 
 /** A stored tensor: initializer name, element type and shape. */
 export interface StoredTensor {

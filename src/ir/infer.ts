@@ -22,6 +22,10 @@ const BROADCAST = ['Add', 'Sub', 'Mul', 'Div', 'Pow', 'Equal', 'Less', 'Greater'
 const RULES: Record<string, Rule> = {
   MatMul: (n) => setShape(n, matmulShape(req(n, 0).shape, req(n, 1).shape)),
   Gemm: inferGemm,
+  // Output and mask have the data's shape.
+  Dropout: (n) => {
+    for (const o of n.outputs) o.shape = [...req(n, 0).shape];
+  },
   Reshape: inferReshape,
   Transpose: (n, a) => {
     const x = req(n, 0).shape;
@@ -97,10 +101,17 @@ const RULES: Record<string, Rule> = {
     if (sizes.length !== n.outputs.length) throw new Error(`split has ${sizes.length} sizes for ${n.outputs.length} outputs`);
     n.outputs.forEach((o, i) => (o.shape = x.map((d, j) => (j === axis ? sizes[i]! : d))));
   },
-  // Gradient ops (src/train/grad-rules): results shaped like their data, or padded.
+  // Gradient ops (src/passes/grad-rules): results shaped like their data, or padded.
   ScatterND: (n) => setShape(n, req(n, 0).shape),
   ScatterElements: (n) => setShape(n, req(n, 0).shape),
   NonZero: (n) => setShape(n, [req(n, 0).rank, freshDim('nonzero')]),
+  // Mixture-of-experts routing: values and indices are x with K along the axis.
+  TopK: (n, a) => {
+    const x = req(n, 0).shape;
+    const axis = normAxis(a.int('axis') ?? -1, x.length);
+    const k = req(n, 1).sym?.[0] ?? freshDim('topk');
+    for (const o of n.outputs) o.shape = x.map((d, i) => (i === axis ? k : d));
+  },
   Pad: (n) => {
     const x = req(n, 0).shape;
     const pads = req(n, 1).sym;

@@ -5,20 +5,23 @@
  * config.json fields; these name the graph file line.
  */
 import { checkOptionKeys, checkWhole, optionError } from '../dsl/options.ts';
-import { LIMITS } from './llm/hf-config.ts';
+import { LIMITS } from './config-fields.ts';
 import type { DecoderConfig } from './llm/decoder.ts';
-import type { InternViTConfig } from './internvit.ts';
-import type { InternVLOptions } from './internvl.ts';
+import { LAYER_TYPES } from './llm/sliding-window.ts';
+import type { InternViTConfig } from './internvit-config.ts';
 
-const DECODER_KEYS = ['hidden', 'heads', 'kvHeads', 'headDim', 'layers', 'intermediate', 'vocab', 'rmsNormEps', 'ropeTheta', 'maxPositions', 'ropeScaling', 'tieEmbeddings', 'qkvBias', 'oBias', 'mlpBias', 'partialRotaryFactor', 'padTokenId'] as const;
+const DECODER_KEYS = ['hidden', 'heads', 'kvHeads', 'headDim', 'layers', 'intermediate', 'vocab', 'rmsNormEps', 'ropeTheta', 'maxPositions', 'ropeScaling', 'tieEmbeddings', 'qkvBias', 'oBias', 'mlpBias', 'partialRotaryFactor', 'padTokenId', 'slidingWindow', 'layerTypes', 'moe'] as const;
+const MOE_KEYS = ['experts', 'topK', 'intermediate', 'normTopKProb', 'decoderSparseStep', 'mlpOnlyLayers', 'swigluLimit', 'swigluAlpha'] as const;
 const ROPE_KEYS: Record<string, readonly string[]> = {
   linear: ['type', 'factor'],
   dynamic: ['type', 'factor'],
   llama3: ['type', 'factor', 'lowFreqFactor', 'highFreqFactor', 'originalMaxPositions'],
   longrope: ['type', 'shortFactor', 'longFactor', 'originalMaxPositions', 'attentionFactor'],
+  yarn: ['type', 'factor', 'originalMaxPositions', 'attentionFactor', 'betaFast', 'betaSlow', 'truncate'],
+  proportional: ['type', 'factor', 'proportion'],
 };
 const VIT_KEYS = ['hidden', 'heads', 'layers', 'intermediate', 'imageSize', 'patchSize', 'norm', 'qkvBias', 'qkNorm', 'qkNormEps', 'eps', 'layerScaleInit'] as const;
-const INTERNVL_KEYS = ['vision', 'llm', 'downsampleRatio', 'psVersion', 'selectLayer', 'imageSize', 'projector', 'imgContextTokenId', 'imageFlags', 'train', 'name'] as const;
+const INTERNVL_KEYS = ['vision', 'llm', 'downsampleRatio', 'psVersion', 'selectLayer', 'imageSize', 'projector', 'imgContextTokenId', 'imageFlags', 'train', 'lora', 'name'] as const;
 
 export function checkDecoderOptions(what: string, c: DecoderConfig): void {
   checkOptionKeys(what, c, DECODER_KEYS);
@@ -32,6 +35,8 @@ export function checkDecoderOptions(what: string, c: DecoderConfig): void {
   if (c.heads % c.kvHeads !== 0) throw optionError(what, `heads (${c.heads}) must be a multiple of kvHeads (${c.kvHeads})`);
   if (c.headDim !== undefined) checkWhole(what, 'headDim', c.headDim, LIMITS.headDim);
   else if (c.hidden % c.heads !== 0) throw optionError(what, `hidden (${c.hidden}) is not divisible by heads (${c.heads}); set headDim or fix one of them`);
+  checkSlidingWindow(what, c);
+  if (c.moe) checkMoe(what, c);
   const s = c.ropeScaling;
   if (s) {
     const known = Object.hasOwn(ROPE_KEYS, s.type) ? ROPE_KEYS[s.type]! : undefined;
@@ -46,6 +51,28 @@ export function checkDecoderOptions(what: string, c: DecoderConfig): void {
   }
 }
 
+function checkMoe(what: string, c: DecoderConfig): void {
+  const m = c.moe!;
+  checkOptionKeys(`${what} moe`, m, MOE_KEYS);
+  checkWhole(what, 'moe.experts', m.experts, LIMITS.experts, 0);
+  checkWhole(what, 'moe.topK', m.topK, Math.max(m.experts, 1));
+  checkWhole(what, 'moe.intermediate', m.intermediate, LIMITS.intermediate);
+  if (m.decoderSparseStep !== undefined) checkWhole(what, 'moe.decoderSparseStep', m.decoderSparseStep, LIMITS.layers);
+  if (m.mlpOnlyLayers !== undefined && !(Array.isArray(m.mlpOnlyLayers) && m.mlpOnlyLayers.every((i) => Number.isInteger(i) && i >= 0 && i < c.layers))) {
+    throw optionError(what, `moe.mlpOnlyLayers must list layer indices below ${c.layers}`);
+  }
+}
+
+function checkSlidingWindow(what: string, c: DecoderConfig): void {
+  if (c.slidingWindow !== undefined) checkWhole(what, 'slidingWindow', c.slidingWindow, LIMITS.positions * 64);
+  const types = c.layerTypes;
+  if (types === undefined) return;
+  if (!Array.isArray(types) || types.length !== c.layers || !types.every((t) => (LAYER_TYPES as readonly string[]).includes(t))) {
+    throw optionError(what, `layerTypes must list one of ${LAYER_TYPES.map((t) => `'${t}'`).join(' / ')} per layer (${c.layers})`);
+  }
+  if (c.slidingWindow === undefined && types.includes('sliding_attention')) throw optionError(what, "layerTypes names 'sliding_attention' layers but slidingWindow is not set");
+}
+
 export function checkViTOptions(what: string, c: InternViTConfig): void {
   checkOptionKeys(what, c, VIT_KEYS);
   checkWhole(what, 'hidden', c.hidden, LIMITS.hidden);
@@ -58,7 +85,22 @@ export function checkViTOptions(what: string, c: InternViTConfig): void {
   if (c.imageSize % c.patchSize !== 0) throw optionError(what, `imageSize (${c.imageSize}) is not a multiple of patchSize (${c.patchSize})`);
 }
 
-export function checkInternVLOptions(o: InternVLOptions): void {
+/**
+ * What the InternVL check reads of `InternVLOptions`. Spelled out over the towers' config types
+ * rather than imported: internvl.ts calls this check, so importing its options type back would
+ * make a cycle.
+ */
+export interface InternVLOptionsChecked {
+  vision: { config: InternViTConfig };
+  llm: { config: DecoderConfig };
+  downsampleRatio?: number;
+  psVersion?: string;
+  selectLayer?: number;
+  imageSize?: number;
+  imgContextTokenId?: number;
+}
+
+export function checkInternVLOptions(o: InternVLOptionsChecked): void {
   const what = 'internvl';
   checkOptionKeys(what, o, INTERNVL_KEYS);
   const v = o.vision.config;

@@ -3,10 +3,11 @@
  * graph file: Path A reads one InternVLChatConfig; Path B reads a vision and an LLM config.
  */
 import { UserError } from '../errors.ts';
-import { internViT, type InternViTConfig, type InternVisionModel } from './internvit.ts';
+import { internViT, type InternVisionModel } from './internvit.ts';
+import type { InternViTConfig } from './internvit-config.ts';
 import { internvl, type InternVLChatModel, type InternVLOptions } from './internvl.ts';
 import { llmFromHF } from './llm/index.ts';
-import { LIMITS, int, optBool, optInt, optNum, positive, type HFConfig } from './llm/hf-config.ts';
+import { LIMITS, int, optBool, optInt, optNum, positive, type HFConfig } from './config-fields.ts';
 import type { PsVersion } from './projector.ts';
 import { hfVisionConfig, internvlFromHFConfig, isHFInternVLConfig, isHFVisionConfig } from './from-hf-config.ts';
 
@@ -163,7 +164,7 @@ export function internvlFromConfig(cfg: HFConfig, where: string, extra: Partial<
     ...options,
     psVersion: psVersionOf(options.psVersion, where),
     vision: visionModel,
-    llm: llmFromHF(llm, `${where} llm_config`),
+    llm: llmFromHF(llm, `${where} llm_config`, 'internvl'),
   });
 }
 
@@ -181,7 +182,8 @@ export function internvlFromParts(vision: HFConfig, visionWhere: string, llm: HF
   const sources: OptionSources = { ...PROJECTOR_FLAGS };
   if (o.imageSize === undefined) sources.imageSize = `${visionWhere}: field 'image_size'`;
   checkCompositeOptions(options, visionModel.config, sources);
-  return internvl({ ...options, vision: visionModel, llm: llmFromHF(llm, llmWhere) });
+  // The result is an InternVLChatModel: InternVL's own code runs its LLM (Phi-3's window included).
+  return internvl({ ...options, vision: visionModel, llm: llmFromHF(llm, llmWhere, 'internvl') });
 }
 
 type Role = 'unified' | 'vision' | 'llm' | 'unknown';

@@ -6,10 +6,11 @@
  * pixel shuffle v2 only. Keys are bound through src/models/internvl.hf.names.ts.
  */
 import { UserError } from '../errors.ts';
-import { internViT, type InternViTConfig, type InternVisionModel } from './internvit.ts';
+import { internViT, type InternVisionModel } from './internvit.ts';
+import type { InternViTConfig } from './internvit-config.ts';
 import { internvl, type InternVLChatModel, type InternVLOptions } from './internvl.ts';
 import { llmFromHF } from './llm/index.ts';
-import { num, optBool, optNum, type HFConfig } from './llm/hf-config.ts';
+import { num, optBool, optNum, type HFConfig } from './config-fields.ts';
 
 /** transformers' InternVLVisionRMSNorm for q_norm / k_norm is built without an eps: LlamaRMSNorm's 1e-6. */
 export const HF_QK_NORM_EPS = 1e-6;
@@ -123,7 +124,7 @@ export function internvlFromHFConfig(cfg: HFConfig, where: string, extra: Partia
   }
   const model = internvl({
     vision: hfVisionFromConfig(vision, `${where} vision_config`),
-    llm: llmFromHF(textConfigOf(cfg, tiedEmbeddings(cfg, facts)), `${where} text_config`),
+    llm: llmFromHF(textConfigOf(cfg, tiedEmbeddings(cfg, facts)), `${where} text_config`, 'transformers'),
     downsampleRatio: optNum(cfg, 'downsample_ratio', 0.5, where),
     psVersion: 'v2',
     selectLayer: typeof layer === 'number' ? layer : -1,

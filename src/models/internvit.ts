@@ -10,23 +10,7 @@ import { i64, INT64_MAX } from '../dsl/constants.ts';
 import { LayerNorm, Linear, RMSNorm, gelu, reshape } from '../nn/layers.ts';
 import { fullAttention } from '../nn/attention.ts';
 import { checkViTOptions } from './check-options.ts';
-
-export interface InternViTConfig {
-  hidden: number;
-  heads: number;
-  layers: number;
-  intermediate: number;
-  imageSize: number;
-  patchSize: number;
-  norm: 'layer_norm' | 'rms_norm';
-  qkvBias: boolean;
-  qkNorm: boolean;
-  eps: number;
-  /** eps of q_norm / k_norm when it is not `eps` (transformers' InternVLVisionAttention fixes 1e-6). */
-  qkNormEps?: number;
-  /** Layer-scale init (config.initializer_factor). */
-  layerScaleInit?: number;
-}
+import type { InternViTConfig } from './internvit-config.ts';
 
 type Norm = LayerNorm | RMSNorm;
 const makeNorm = (c: InternViTConfig): Norm => (c.norm === 'rms_norm' ? new RMSNorm(c.hidden, c.eps) : new LayerNorm(c.hidden, c.eps));
@@ -49,7 +33,8 @@ export class InternVisionEmbeddings extends Module {
     const c = this.c;
     const patches = this.patch_embedding.call(pixels);
     const grid = patches.shape[2] as number;
-    const tokens = op.Transpose(reshape(patches, [0, 0, -1]), { perm: [0, 2, 1] });
+    // Static sizes, no -1: ONNX cannot infer a -1 beside a copied 0, and zero tiles (a text-only request) must run.
+    const tokens = op.Transpose(reshape(patches, [0, 0, grid * grid]), { perm: [0, 2, 1] });
     const batch = op.Shape(tokens, { start: 0, end: 1 });
     const cls = op.Expand(this.class_embedding.value, op.Concat([batch, i64([1, c.hidden])], { axis: 0 }));
     const embeddings = op.Concat([cls, tokens], { axis: 1 });
@@ -180,6 +165,10 @@ export class InternVisionModel extends Module {
     super();
     this.embeddings = new InternVisionEmbeddings(config);
     this.encoder = new InternVisionEncoder(config);
+  }
+  /** The modules InternVL's `wrap_backbone_lora` wraps (PEFT target_modules). */
+  loraTargets(): readonly string[] {
+    return ['attn.qkv', 'attn.proj', 'mlp.fc1', 'mlp.fc2'];
   }
   /**
    * Hidden state `selectLayer` of (embeddings, after layer 1, ..., after layer L), as InternVL's

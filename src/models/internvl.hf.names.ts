@@ -10,7 +10,7 @@
  * transformers 5 saves its module paths (`model.vision_tower.*`, `model.multi_modal_projector.*`,
  * `model.language_model.*`, `lm_head.weight`). Both load in transformers 5, so both are accepted.
  */
-import { IDENTITY_RULES, KeyLayout, type PrefixMap, type RenameRule } from '../bind/layout.ts';
+import { IDENTITY_RULES, KeyLayout, type PrefixMap, type RenameRule } from '../dsl/layout.ts';
 
 /** InternViT (unified, under `vision_model.`) -> InternVLVisionModel (under the vision prefix). */
 export const HF_VISION_RULES: RenameRule[] = [

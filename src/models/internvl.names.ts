@@ -4,7 +4,7 @@
  * InternViT checkpoint (keys without `vision_model.`), the LLM from a standalone LLM checkpoint
  * (keys without `language_model.`), and a new projector (or one saved as `mlp1.*`).
  */
-import { identityLayout, partLayout, type KeyLayout } from '../bind/layout.ts';
+import { identityLayout, partLayout, type KeyLayout } from '../dsl/layout.ts';
 
 export type SourceRole = 'unified' | 'vision' | 'llm' | 'projector';
 

@@ -7,6 +7,7 @@
 import { fail, type Module, type Tensor } from '../dsl/module.ts';
 import { Model, type EntryPoint, type InputSpec } from '../dsl/model.ts';
 import type { FreezeRule } from '../dsl/freeze.ts';
+import type { LoraDeclaration, LoraPartInfo } from '../dsl/lora.ts';
 import * as op from '../ops/index.ts';
 import { activeBuilder, type TraceFacts } from '../ir/builder.ts';
 import { f32, i64, i64Scalar } from '../dsl/constants.ts';
@@ -16,6 +17,7 @@ import type { InternVisionModel } from './internvit.ts';
 import { headDimOf, type CausalLM } from './llm/decoder.ts';
 import { Projector, pixelShuffle, type PsVersion } from './projector.ts';
 import { checkInternVLOptions } from './check-options.ts';
+import { INTERNVL_LORA_CONFIG_FIELDS } from './internvl.lora.names.ts';
 
 export interface InternVLOptions {
   vision: InternVisionModel;
@@ -40,6 +42,8 @@ export interface InternVLOptions {
   /** Id of `<IMG_CONTEXT>`; when omitted it comes from the CLI or the checkpoint's tokenizer files. */
   imgContextTokenId?: number;
   train?: FreezeRule[];
+  /** LoRA on the vision backbone and / or the LLM (`lora({ llm: 16 })`, InternVL's use_llm_lora). */
+  lora?: LoraDeclaration;
   /** Name used in the artifact and lock files. */
   name?: string;
 }
@@ -54,7 +58,7 @@ export class InternVLChatModel extends Model {
   readonly vision_model: InternVisionModel;
   readonly mlp1: ProjectorModule;
   readonly language_model: CausalLM;
-  readonly options: Required<Omit<InternVLOptions, 'vision' | 'llm' | 'train' | 'imgContextTokenId' | 'projector'>> & { imgContextTokenId: number | undefined };
+  readonly options: Required<Omit<InternVLOptions, 'vision' | 'llm' | 'train' | 'lora' | 'imgContextTokenId' | 'projector'>> & { imgContextTokenId: number | undefined };
 
   constructor(o: InternVLOptions) {
     super();
@@ -77,6 +81,15 @@ export class InternVLChatModel extends Model {
     });
     this.language_model = o.llm;
     this.train = o.train ?? [];
+    this.lora = o.lora;
+  }
+
+  /** InternVL's two LoRA parts: the backbone (use_backbone_lora) and the LLM (use_llm_lora); mlp1 is never wrapped. */
+  override loraParts(): Record<string, LoraPartInfo> {
+    return {
+      vision: { module: 'vision_model', targets: this.vision_model.loraTargets(), configField: INTERNVL_LORA_CONFIG_FIELDS.vision_model!, flag: '--use-backbone-lora' },
+      llm: { module: 'language_model', targets: this.language_model.loraTargets(), configField: INTERNVL_LORA_CONFIG_FIELDS.language_model!, flag: '--use-llm-lora' },
+    };
   }
 
   override aliases(): Record<string, string> {

@@ -55,5 +55,6 @@ export function pixelShuffle(x: Tensor, ratio: number, version: PsVersion): Tens
   y = op.Transpose(y, { perm: [0, 2, 1, 3] });
   y = reshape(y, [0, hs, ws, Math.round(c / (ratio * ratio))]);
   if (version === 'v2') y = op.Transpose(y, { perm: [0, 2, 1, 3] });
-  return reshape(y, [0, -1, Math.round(c / (ratio * ratio))]);
+  // hs * ws, not -1: with zero tiles ONNX cannot infer a -1 beside a copied 0.
+  return reshape(y, [0, hs * ws, Math.round(c / (ratio * ratio))]);
 }

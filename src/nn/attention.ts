@@ -9,7 +9,7 @@ import { reshape } from './layers.ts';
  * returns [b, s, H*d]. Query head h reads kv head floor(h / (H/KV)), as transformers' repeat_kv.
  * Heads are grouped as [b, KV, G, s, d] so MatMul broadcasting shares each kv head without copies.
  */
-export function causalGqa(q: Tensor, k: Tensor, v: Tensor, heads: number, kvHeads: number, headDim: number, mask: Tensor, cache?: KvCache): Tensor {
+export function causalGqa(q: Tensor, k: Tensor, v: Tensor, heads: number, kvHeads: number, headDim: number, mask: Tensor, cache?: KvCache, sinks?: Tensor): Tensor {
   const group = heads / kvHeads;
   const qg = reshape(op.Transpose(q, { perm: [0, 2, 1, 3] }), [0, kvHeads, group, -1, headDim]);
   let kt = op.Transpose(k, { perm: [0, 2, 1, 3] });
@@ -19,9 +19,22 @@ export function causalGqa(q: Tensor, k: Tensor, v: Tensor, heads: number, kvHead
   const vg = op.Unsqueeze(vt, i64([2]));
   const scores = op.Mul(op.MatMul(qg, op.Transpose(kg, { perm: [0, 1, 2, 4, 3] })), f32Scalar(headDim ** -0.5));
   const masked = op.Where(mask, f32Scalar(-Infinity), scores);
-  const out = op.MatMul(op.Softmax(masked, { axis: -1 }), vg);
+  const probs = sinks ? softmaxWithSinks(masked, sinks, kvHeads, group) : op.Softmax(masked, { axis: -1 });
+  const out = op.MatMul(probs, vg);
   const merged = op.Transpose(reshape(out, [0, heads, -1, headDim]), { perm: [0, 2, 1, 3] });
   return reshape(merged, [0, 0, heads * headDim]);
+}
+
+/**
+ * Attention sinks (GPT-OSS): each query head has a learned logit that joins its row of scores in
+ * the softmax and is then dropped, so the kept probabilities sum to less than 1. scores
+ * [b, KV, G, q, k], sinks [heads] (head h = kv group h / G, member h % G, as repeat_kv orders them).
+ */
+function softmaxWithSinks(scores: Tensor, sinks: Tensor, kvHeads: number, group: number): Tensor {
+  const column = op.Concat([op.Shape(scores, { end: -1 }), i64([1])], { axis: 0 });
+  const sink = op.Expand(reshape(sinks, [1, kvHeads, group, 1, 1]), column);
+  const probs = op.Softmax(op.Concat([scores, sink], { axis: -1 }), { axis: -1 });
+  return op.Slice(probs, i64([0]), i64([-1]), i64([-1]));
 }
 
 /**
@@ -63,6 +76,35 @@ export function cachedCausalMask(seq: Tensor, attentionMask: Tensor): Tensor {
 export function causalMask(seq: Tensor): Tensor {
   const pos = op.Range(i64Scalar(0), seq, i64Scalar(1));
   return op.Less(op.Unsqueeze(pos, i64([1])), op.Unsqueeze(pos, i64([0])));
+}
+
+/**
+ * True where a key lies `window` or more positions before its query: with the causal mask, each
+ * query sees the `window` keys i - window < j <= i (transformers' sliding_window_overlay).
+ * `queries` [..., q] and `keys` [..., k] are positions; the result is [..., q, k].
+ */
+export function outsideWindow(queries: Tensor, keys: Tensor, window: number): Tensor {
+  const distance = op.Sub(op.Unsqueeze(queries, i64([-1])), op.Unsqueeze(keys, i64([-2])));
+  return op.GreaterOrEqual(distance, i64Scalar(window));
+}
+
+/** [seq, seq] causal mask that also hides keys `window` or more positions back. */
+export function slidingCausalMask(seq: Tensor, causal: Tensor, window: number): Tensor {
+  const pos = op.Range(i64Scalar(0), seq, i64Scalar(1));
+  return op.Or(causal, outsideWindow(pos, pos, window));
+}
+
+/**
+ * The cached causal mask (cachedCausalMask) that also hides keys `window` or more tokens before
+ * the query. Distances count attended tokens (the running sum of attention_mask), not cache
+ * slots: a right-padded row's cache has holes where its padding sat, and its later tokens must
+ * see the window that row would see alone.
+ */
+export function cachedSlidingMask(seq: Tensor, attentionMask: Tensor, causal: Tensor, window: number): Tensor {
+  const keyPositions = op.CumSum(attentionMask, i64Scalar(1));
+  const total = op.Squeeze(op.Shape(attentionMask, { start: 1, end: 2 }), i64([0]));
+  const queryPositions = op.Gather(keyPositions, op.Range(op.Sub(total, seq), total, i64Scalar(1)), { axis: 1 });
+  return op.Or(causal, op.Unsqueeze(outsideWindow(queryPositions, keyPositions, window), i64([1, 2])));
 }
 
 /** Bidirectional multi-head attention (ViT). q, k, v [n, L, H, d] -> [n, L, H*d]. */

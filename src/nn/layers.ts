@@ -6,6 +6,7 @@ import { Module, fail, type Tensor } from '../dsl/module.ts';
 import { dimsConflict, formatShape } from '../ir/dims.ts';
 import type { Param } from '../ir/graph.ts';
 import * as op from '../ops/index.ts';
+import { activeBuilder } from '../ir/builder.ts';
 import { f32Scalar, i64 } from '../dsl/constants.ts';
 
 /** torch.nn.Linear: y = x W^T + b, W stored [out, in]. */
@@ -113,10 +114,15 @@ export class Embedding extends Module {
   }
 }
 
-/** Exact (erf) GELU, as torch.nn.GELU() and transformers' "gelu". */
+/**
+ * Exact (erf) GELU, as torch.nn.GELU() and transformers' "gelu": a composite op (targets with a
+ * GELU kernel lower it to that; src/passes/lower.ts), whose decomposition is the formula.
+ */
 export function gelu(x: Tensor): Tensor {
-  const cdf = op.Add(f32Scalar(1), op.Erf(op.Mul(x, f32Scalar(Math.SQRT1_2))));
-  return op.Mul(op.Mul(x, cdf), f32Scalar(0.5));
+  return activeBuilder().composite('Gelu', [x], {}, () => {
+    const cdf = op.Add(f32Scalar(1), op.Erf(op.Mul(x, f32Scalar(Math.SQRT1_2))));
+    return [op.Mul(op.Mul(x, cdf), f32Scalar(0.5))];
+  })[0]!;
 }
 
 export function silu(x: Tensor): Tensor {

@@ -12,7 +12,20 @@ export type RopeScaling =
   | { type: 'linear'; factor: number }
   | { type: 'dynamic'; factor: number }
   | { type: 'llama3'; factor: number; lowFreqFactor: number; highFreqFactor: number; originalMaxPositions: number }
-  | { type: 'longrope'; shortFactor: number[]; longFactor: number[]; originalMaxPositions: number; attentionFactor?: number };
+  | { type: 'longrope'; shortFactor: number[]; longFactor: number[]; originalMaxPositions: number; attentionFactor?: number }
+  /**
+   * YaRN (transformers `_compute_yarn_parameters`): frequencies blended between interpolated
+   * (/ factor) and original along a ramp between the dimensions that make betaFast and betaSlow
+   * rotations over originalMaxPositions; cos and sin are multiplied by attentionFactor (default
+   * 0.1 ln(factor) + 1). Static: the same tables at every length.
+   */
+  | { type: 'yarn'; factor: number; originalMaxPositions: number; attentionFactor?: number; betaFast?: number; betaSlow?: number; truncate?: boolean }
+  /**
+   * Proportional RoPE (transformers `_compute_proportional_rope_parameters`): rotate_half over the
+   * whole head, the first floor(proportion * head_dim / 2) frequencies as default RoPE (exponents
+   * over head_dim), the rest zero (those feature pairs pass through), all divided by factor.
+   */
+  | { type: 'proportional'; factor: number; proportion: number };
 
 export interface RopeConfig {
   theta: number;
@@ -69,7 +82,7 @@ export function rotaryTablesAt(positionIds: Tensor, length: Tensor, cfg: RopeCon
   const emb = op.Concat([freqs, freqs], { axis: -1 });
   let cos = op.Cos(emb);
   let sin = op.Sin(emb);
-  const attentionFactor = s?.type === 'longrope' ? longropeAttentionFactor(s, cfg.maxPositions) : 1;
+  const attentionFactor = s?.type === 'longrope' ? longropeAttentionFactor(s, cfg.maxPositions) : s?.type === 'yarn' ? (s.attentionFactor ?? yarnMscale(s.factor)) : 1;
   if (attentionFactor !== 1) {
     cos = op.Mul(cos, f32Scalar(attentionFactor));
     sin = op.Mul(sin, f32Scalar(attentionFactor));
@@ -98,8 +111,38 @@ function inverseFrequencies(seq: Tensor, cfg: RopeConfig): Tensor {
     const long = op.Greater(seq, i64Scalar(s.originalMaxPositions));
     return op.Where(long, ext(s.longFactor), ext(s.shortFactor));
   }
+  if (s?.type === 'yarn') return f32(yarnInvFreq(cfg.theta, d, s));
+  if (s?.type === 'proportional') return f32(proportionalInvFreq(cfg.theta, d, s));
   const base = invFreq(cfg.theta, d);
   return f32(s?.type === 'llama3' ? llama3InvFreq(base, s) : base);
+}
+
+/** YaRN's inverse frequencies (float64 here; transformers computes them in float32). */
+export function yarnInvFreq(theta: number, dim: number, s: Extract<RopeScaling, { type: 'yarn' }>): number[] {
+  const correctionDim = (rotations: number) => (dim * Math.log(s.originalMaxPositions / (rotations * 2 * Math.PI))) / (2 * Math.log(theta));
+  let low = correctionDim(s.betaFast ?? 32);
+  let high = correctionDim(s.betaSlow ?? 1);
+  if (s.truncate ?? true) {
+    low = Math.floor(low);
+    high = Math.ceil(high);
+  }
+  low = Math.max(low, 0);
+  high = Math.min(high, dim - 1);
+  if (low === high) high += 0.001; // transformers' guard against a zero-width ramp
+  return exponents(dim).map((e, i) => {
+    const extrapolation = 1 / theta ** e;
+    const ramp = Math.min(Math.max((i - low) / (high - low), 0), 1);
+    // ramp 0: keep the original frequency (extrapolate); ramp 1: interpolate (divide by factor).
+    return (extrapolation / s.factor) * ramp + extrapolation * (1 - ramp);
+  });
+}
+
+/** YaRN's default attention factor, transformers' get_mscale(factor). */
+export const yarnMscale = (factor: number, mscale = 1): number => (factor <= 1 ? 1 : 0.1 * mscale * Math.log(factor) + 1);
+
+function proportionalInvFreq(theta: number, headDim: number, s: Extract<RopeScaling, { type: 'proportional' }>): number[] {
+  const rotated = Math.floor((s.proportion * headDim) / 2);
+  return Array.from({ length: headDim / 2 }, (_, i) => (i < rotated ? 1 / theta ** ((2 * i) / headDim) : 0) / s.factor);
 }
 
 function longropeAttentionFactor(s: Extract<RopeScaling, { type: 'longrope' }>, maxPositions: number): number {

@@ -13,13 +13,17 @@ import { MODEL_ENTRY, TRAIN_ENTRY, type Model } from '../dsl/model.ts';
 import { foldShapes } from './fold-shapes.ts';
 import { removeDeadNodes, removeUnusedParams } from './dead-nodes.ts';
 import { appendBackward, type DimSizes, type PruningReport } from './differentiate.ts';
-import { fuseGraph, parseFuse, type Target } from './fusion/index.ts';
+import { fuseGraph, isFused, parseFuse, type Target } from './fusion/index.ts';
+import { checkWebgpuGraph } from './webgpu-profile.ts';
+import { lowerComposites } from './lower.ts';
 import { quantizeLinears } from './quantize.ts';
 import { ndLinears } from './nd-linears.ts';
 import { computeInHalf } from './half-precision.ts';
 import { checkOpset, retargetOpset } from './opset.ts';
 import { storeParamsAs } from './param-storage.ts';
 import { nameGraph } from './naming.ts';
+import { applyLora, checkLoraRules, loraFreezeRules, loraOf } from './lora.ts';
+import type { LoraDeclaration } from '../dsl/lora.ts';
 
 export interface PipelineOptions {
   opset: number;
@@ -31,6 +35,9 @@ export interface PipelineOptions {
   rules?: FreezeRule[];
   facts?: TraceFacts;
   sizes?: DimSizes;
+  lora?: LoraDeclaration;
+  loraInputs?: boolean;
+  keepParamNames?: boolean;
 }
 
 export interface PassContext {
@@ -38,7 +45,7 @@ export interface PassContext {
   entry: string;
   options: PipelineOptions;
   /** What passes found, for the build's summary and the manifest. */
-  report: { pruning?: PruningReport; fusions?: Record<string, number> };
+  report: { pruning?: PruningReport; fusions?: Record<string, number>; lowered?: Record<string, number> };
 }
 
 export interface Pass {
@@ -69,13 +76,35 @@ export function finishGraph(graph: Graph): void {
 }
 
 export const PASSES: readonly Pass[] = [
+  {
+    name: 'lower-composites',
+    applies: () => true,
+    run: (g, ctx) => {
+      const fusions = parseFuse(ctx.options.fuse, targetOf(ctx));
+      ctx.report.lowered = lowerComposites(g, targetOf(ctx), isTraining(ctx) ? [] : fusions);
+    },
+  },
   { name: 'fold-shapes', applies: () => true, run: (g) => foldShapes(g) },
   { name: 'dead-nodes', applies: () => true, run: (g) => removeDeadNodes(g) },
+  {
+    name: 'lora',
+    // Before freeze, so freeze rules see the adapters; over every parameter, so every graph names them alike.
+    applies: (ctx) => loraOf(ctx.model, ctx.options.lora).length > 0,
+    refuse: (ctx) => {
+      if (ctx.options.loraInputs && isTraining(ctx)) throw new UserError('--lora-inputs with --train: adapters fed at run time are not parameters to train; build the training artifact without --lora-inputs');
+    },
+    run: (g, ctx) => applyLora(g, loraOf(ctx.model, ctx.options.lora), ctx.options.loraInputs, isTraining(ctx)),
+  },
   {
     name: 'freeze',
     applies: () => true,
     // Over every parameter of the model (before an entry point drops the ones it does not read), so a rule means the same in every graph.
-    run: (g, { model, options }) => applyFreezeRules(g.params, [...model.train, ...(options.rules ?? [])], model.aliases()),
+    run: (g, { model, options }) => {
+      const lora = loraOf(model, options.lora);
+      const rules = [...model.train, ...(options.rules ?? [])];
+      checkLoraRules(rules, lora);
+      applyFreezeRules(g.params, [...model.train, ...loraFreezeRules(lora, options.loraInputs), ...(options.rules ?? [])], model.aliases());
+    },
   },
   {
     name: 'prune-params',
@@ -102,7 +131,9 @@ export const PASSES: readonly Pass[] = [
     // parseFuse also refuses --fuse without --target gpu, so it runs for every graph.
     refuse: (ctx) => void parseFuse(ctx.options.fuse, targetOf(ctx)),
     run: (g, ctx) => {
-      const counts = fuseGraph(g, parseFuse(ctx.options.fuse, targetOf(ctx)));
+      // Packing renames parameters: not where another graph or a LoRA merge needs their own names.
+      const names = parseFuse(ctx.options.fuse, targetOf(ctx)).filter((n) => n !== 'pack-projections' || !ctx.options.keepParamNames);
+      const counts = fuseGraph(g, names, ctx.report.lowered, targetOf(ctx));
       ctx.report.fusions = counts;
       g.metadata['vlmc.target'] = targetOf(ctx);
       g.metadata['vlmc.fusions'] = Object.entries(counts).map(([n, c]) => `${n}:${c}`).join(',');
@@ -112,7 +143,7 @@ export const PASSES: readonly Pass[] = [
     name: 'quantize',
     applies: (ctx) => ctx.options.quant !== undefined,
     refuse: (ctx) => {
-      if (ctx.options.quant && targetOf(ctx) !== 'gpu') throw new UserError('--quant needs --target gpu: MatMulNBits is an ONNX Runtime contrib op');
+      if (ctx.options.quant && !isFused(targetOf(ctx))) throw new UserError('--quant needs --target gpu or webgpu: MatMulNBits is an ONNX Runtime contrib op');
     },
     run: (g, ctx) => {
       const q = ctx.options.quant!;
@@ -129,7 +160,7 @@ export const PASSES: readonly Pass[] = [
   {
     name: 'compute-in-half',
     // The gpu target computes in a half storage dtype; the portable graph only stores in it.
-    applies: (ctx) => targetOf(ctx) === 'gpu' && dtypeOf(ctx) !== 'float32',
+    applies: (ctx) => isFused(targetOf(ctx)) && dtypeOf(ctx) !== 'float32',
     run: (g, ctx) => {
       const dtype = dtypeOf(ctx) as 'float16' | 'bfloat16';
       // The KV cache stays in the compute dtype between steps where onnxruntime-node can hold it.
@@ -140,8 +171,16 @@ export const PASSES: readonly Pass[] = [
   },
   {
     name: 'store-params',
-    applies: (ctx) => targetOf(ctx) !== 'gpu' && dtypeOf(ctx) !== 'float32',
+    applies: (ctx) => !isFused(targetOf(ctx)) && dtypeOf(ctx) !== 'float32',
     run: (g, ctx) => storeParamsAs(g, dtypeOf(ctx)),
+  },
+  {
+    name: 'check-webgpu',
+    applies: (ctx) => targetOf(ctx) === 'webgpu',
+    refuse: (ctx) => {
+      if (targetOf(ctx) === 'webgpu' && dtypeOf(ctx) === 'bfloat16') throw new UserError('--target webgpu with --dtype bf16: WGSL has no bfloat16, so no WebGPU kernel computes in it; use --dtype fp16 or fp32');
+    },
+    run: (g) => checkWebgpuGraph(g),
   },
   ...FINISHING_PASSES,
 ];

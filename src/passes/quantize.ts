@@ -47,7 +47,8 @@ function companion(name: string, dtype: 'float32' | 'uint8', shape: number[]): V
 function linearsOverFloatWeights(graph: Graph): Node[] {
   return graph.nodes.filter((n) => {
     const p = n.inputs[1]?.param;
-    return n.op === 'Gemm' && n.domain === '' && n.attrs.transB?.value === 1 && p !== undefined && !p.quantizable && p.name.startsWith(`${LLM_SCOPE}.`) && p.shape.length === 2;
+    // An embedding read as a head; other float-only weights (LoRA adapters) stay as they are.
+    return n.op === 'Gemm' && n.domain === '' && n.attrs.transB?.value === 1 && p !== undefined && p.decl.role === 'embedding' && p.name.startsWith(`${LLM_SCOPE}.`) && p.shape.length === 2;
   });
 }
 

@@ -22,7 +22,7 @@
 import { readFile } from 'node:fs/promises';
 import type { Sharp, SharpOptions } from 'sharp';
 import { UserError } from '../errors.ts';
-import { refuseNonRegularFile } from '../artifact/fs-errors.ts';
+import { refuseNonRegularFile } from '../fs/errors.ts';
 import { gifTransparentColour } from './gif.ts';
 
 export interface RgbImage {
@@ -45,7 +45,7 @@ export async function decodeRgb(file: string): Promise<RgbImage> {
 }
 
 async function readImageFile(file: string): Promise<Buffer> {
-  refuseNonRegularFile(file, 'a PNG or JPEG file');
+  refuseNonRegularFile(file, 'an image file (PNG, JPEG, WebP or GIF)');
   try {
     return await readFile(file);
   } catch (err) {

@@ -8,6 +8,7 @@
  */
 import { createHash } from 'node:crypto';
 import { UserError } from '../errors.ts';
+import { intText } from '../onnx/proto.ts';
 import { relativePath } from './tree.ts';
 import type { IoEntry } from './types.ts';
 
@@ -61,12 +62,6 @@ export function canonAttr(type: string, value: unknown): string {
   }
 }
 
-/** Decimal text of an int attribute given as number, bigint or protobufjs Long. */
-export function intText(v: unknown): string {
-  if (typeof v === 'number' || typeof v === 'bigint') return String(v);
-  if (v && typeof (v as { toString: unknown }).toString === 'function') return (v as { toString(): string }).toString();
-  return String(v);
-}
 
 export const tensorId = (dtype: string, shape: readonly number[], bytes: Uint8Array): string => `${dtype}[${shape.join(',')}]#${sha256Hex(bytes).slice(0, 16)}`;
 

@@ -4,9 +4,9 @@
  * that changed and unrelated edits do not move lines. Same graph, same bytes.
  */
 import { existsSync, readFileSync } from 'node:fs';
-import { writeFileAtomic } from '../artifact/atomic.ts';
-import { checkOutputPath } from '../artifact/output-path.ts';
-import { refuseNonRegularFile } from '../artifact/fs-errors.ts';
+import { writeFileAtomic } from '../fs/atomic.ts';
+import { checkOutputPath } from '../fs/output-path.ts';
+import { refuseNonRegularFile } from '../fs/errors.ts';
 import { UserError } from '../errors.ts';
 import { loadGraphSummary } from './operand.ts';
 import type { GraphSummary, IoEntry, ModuleEntry, ParamEntry } from './types.ts';

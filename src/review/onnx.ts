@@ -2,17 +2,15 @@
  * `GraphSummary` from any .onnx file. Node facts come from the nodes; module paths from node names
  * when they follow vlmc's `/a/b/Op` convention; parameters are the initializers (vlmc's content-named
  * `/const/...` literals excepted). Weight bytes are read only when asked for (`weights`), but
- * external-data references are always checked (src/onnx/external-data.ts, shared with `vlmc run`).
+ * external-data references are always checked (src/onnx/read.ts, shared with `vlmc run`).
  */
-import { readFileSync } from 'node:fs';
 import { UserError } from '../errors.ts';
-import { refuseNonRegularFile } from '../artifact/fs-errors.ts';
-import { DTYPES } from '../ir/dtype.ts';
 import type * as P from 'onnx-proto';
-import { onnx, type ModelProto } from '../onnx/proto.ts';
-import { ExternalData, type ExternalRef } from '../onnx/external-data.ts';
+import { intText, onnx, type ModelProto } from '../onnx/proto.ts';
+import { ExternalData } from '../onnx/external-data.ts';
+import { EXTERNAL, decodeModelFile, dimsOf, dtypeName, elementBytes, externalRef } from '../onnx/read.ts';
 import { assembleSummary } from './assemble.ts';
-import { canonAttr, canonAttrs, intText, sha256Hex, tensorId, type CanonNode, type InputRef } from './hash.ts';
+import { canonAttr, canonAttrs, sha256Hex, tensorId, type CanonNode, type InputRef } from './hash.ts';
 import type { GraphSummary, IoEntry, ParamEntry } from './types.ts';
 
 export interface OnnxSummaryOptions {
@@ -26,22 +24,8 @@ type NodeProto = P.onnx.INodeProto;
 type ValueInfoProto = P.onnx.IValueInfoProto;
 type AttributeProto = P.onnx.IAttributeProto;
 
-const EXTERNAL = onnx.TensorProto.DataLocation.EXTERNAL;
-
-/** Checks every external-data reference of an .onnx file (location, range, length); a UserError naming the first bad one. */
-export function checkExternalReferences(file: string): void {
-  const graph = decodeModel(file).graph;
-  if (!graph) throw new UserError(`${file}: the model has no graph`);
-  const data = new ExternalData(file);
-  try {
-    for (const t of graph.initializer ?? []) if (t.dataLocation === EXTERNAL) data.range(externalRef(t));
-  } finally {
-    data.close();
-  }
-}
-
 export function summaryFromOnnxFile(file: string, options: OnnxSummaryOptions = {}): GraphSummary {
-  const model = decodeModel(file);
+  const model = decodeModelFile(file);
   const graph = model.graph;
   if (!graph) throw new UserError(`${file}: the model has no graph`);
   const data = new ExternalData(file);
@@ -94,21 +78,6 @@ export function summaryFromOnnxFile(file: string, options: OnnxSummaryOptions = 
   });
 }
 
-function decodeModel(file: string): ModelProto {
-  let bytes: Buffer;
-  refuseNonRegularFile(file, 'an ONNX model');
-  try {
-    bytes = readFileSync(file);
-  } catch (e) {
-    throw new UserError(`${file}: cannot read the model (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
-  }
-  try {
-    return onnx.ModelProto.decode(bytes);
-  } catch (e) {
-    throw new UserError(`${file}: not a readable ONNX model (${(e as Error).message})`);
-  }
-}
-
 function opsetOf(model: ModelProto): Record<string, number> {
   const out: Record<string, number> = {};
   for (const o of model.opsetImport ?? []) out[o.domain && o.domain !== 'ai.onnx' ? o.domain : 'ai.onnx'] = Number(intText(o.version));
@@ -117,20 +86,6 @@ function opsetOf(model: ModelProto): Record<string, number> {
 
 /** vlmc names literals by content (passes/naming.ts); they are constants, not weights. */
 const isVlmcConstant = (name: string): boolean => name.startsWith('/const/');
-
-const DTYPE_BY_CODE = new Map<number, string>([
-  ...Object.entries(DTYPES).map(([name, info]) => [info.onnx, name] as [number, string]),
-  [14, 'complex64'],
-  [15, 'complex128'],
-]);
-
-function dtypeName(code: number | null | undefined): string {
-  return DTYPE_BY_CODE.get(code ?? 0) ?? `onnx-type-${code ?? 0}`;
-}
-
-const elementBytes = (dtype: string): number => (DTYPES as Record<string, { bytes: number }>)[dtype]?.bytes ?? 0;
-
-const dimsOf = (t: TensorProto): number[] => (t.dims ?? []).map((d) => Number(intText(d)));
 
 function ioEntry(v: ValueInfoProto, file: string): IoEntry {
   if (!v.name) throw new UserError(`${file}: a graph input or output has no name`);
@@ -221,12 +176,6 @@ function inlineBytes(t: TensorProto): Uint8Array {
     return bytesOf(Ctor.from(t.int32Data));
   }
   return new Uint8Array(0);
-}
-
-/** What the shared external-data checks need of a tensor. */
-function externalRef(t: TensorProto): ExternalRef {
-  const dtype = dtypeName(t.dataType);
-  return { name: t.name ?? '', dtype, dims: dimsOf(t), elementBytes: elementBytes(dtype), entries: (t.externalData ?? []).map((e) => [e.key ?? '', e.value ?? ''] as [string, string]) };
 }
 
 const bytesOf = (a: ArrayBufferView): Uint8Array => new Uint8Array(a.buffer, a.byteOffset, a.byteLength);

@@ -1,11 +1,14 @@
 /**
- * Renderers for a `GraphDiff`: plain text (terminal), Markdown (a pull-request comment: short
- * sections inline, long ones folded in <details>), JSON (machines). Sections come in reviewer
+ * Renderers for a `GraphDiff`: plain text (terminal), Markdown (a pull-request comment: a Mermaid
+ * diagram of the changed modules, short sections inline, long ones folded in <details>), JSON
+ * (machines). Sections come in reviewer
  * order and are left out when empty; repeated per-layer changes fold into one indexed line
  * (`layers.{0..79}.mlp.up_proj.weight`).
  */
 import { isEmptyDiff } from './empty.ts';
+import { mermaidDiagram } from './mermaid.ts';
 import { comparePaths, depthOf } from './tree.ts';
+import { foldBy, formatCount, type Folded } from './fold.ts';
 import type { CountChange, Counts, GraphDiff, IoChange, IoEntry, OpChange, ParamGroup } from './types.ts';
 
 /** Sections longer than this fold into <details> in Markdown. */
@@ -21,12 +24,6 @@ export function renderJson(d: GraphDiff): string {
 
 // ---------------------------------------------------------------------------------------------
 // Shared formatting
-
-/** 1234567 -> "1,234,567": fixed grouping, not the locale's, so output is the same everywhere. */
-export function formatCount(n: number): string {
-  const sign = n < 0 ? '-' : '';
-  return sign + String(Math.abs(n)).replace(/\B(?=(\d{3})+(?!\d))/g, ',');
-}
 
 const formatDelta = (n: number): string => (n > 0 ? `+${formatCount(n)}` : n < 0 ? formatCount(n) : '0');
 
@@ -48,28 +45,6 @@ interface Row {
 }
 
 type RowInput = Omit<Row, 'count' | 'size'> & { size?: string };
-
-/** Items sharing a change whose names differ only in numeric path segments, named by an index pattern. */
-interface Folded<T> {
-  name: string;
-  item: T;
-  count: number;
-}
-
-/**
- * Folds items that differ only in numeric path segments (`layers.0`, `layers.1`, ...) and have the
- * same `keyOf`, so widening 80 layers reads as one line. Groups keep their first member's position.
- */
-export function foldBy<T>(items: readonly T[], nameOf: (t: T) => string, keyOf: (t: T) => string): Folded<T>[] {
-  const groups = new Map<string, T[]>();
-  for (const t of items) {
-    const key = JSON.stringify([nameOf(t).replace(/(^|\.)\d+(?=\.|$)/g, '$1*'), keyOf(t)]);
-    const g = groups.get(key);
-    if (g) g.push(t);
-    else groups.set(key, [t]);
-  }
-  return [...groups.values()].map((g) => ({ name: g.length === 1 ? nameOf(g[0]!) : indexPattern(g.map(nameOf)), item: g[0]!, count: g.length }));
-}
 
 export function foldIndexed(rows: readonly RowInput[]): Row[] {
   return foldBy(rows, (r) => r.name, (r) => JSON.stringify([r.before, r.after, r.size ?? '']))
@@ -93,29 +68,6 @@ function foldOps(ops: readonly OpChange[]): Folded<OpChange[]>[] {
 const opChangeText = (o: OpChange): string => `${o.op} ${o.before}->${o.after}`;
 
 const times = (n: number): string => (n > 1 ? ` (x${n} each)` : '');
-
-function indexPattern(names: readonly string[]): string {
-  const split = names.map((n) => n.split('.'));
-  return split[0]!
-    .map((seg, i) => {
-      const values = [...new Set(split.map((s) => s[i]!))];
-      return values.length === 1 ? seg : `{${indexSet(values.map(Number))}}`;
-    })
-    .join('.');
-}
-
-/** [0,1,2,3,7] -> "0..3,7". */
-function indexSet(values: number[]): string {
-  const sorted = [...values].sort((x, y) => x - y);
-  const parts: string[] = [];
-  for (let i = 0; i < sorted.length; ) {
-    let j = i;
-    while (j + 1 < sorted.length && sorted[j + 1] === sorted[j]! + 1) j++;
-    parts.push(j - i >= 2 ? `${sorted[i]}..${sorted[j]}` : sorted.slice(i, j + 1).join(','));
-    i = j + 1;
-  }
-  return parts.join(',');
-}
 
 const shapeText = (s: readonly number[]): string => `[${s.join(',')}]`;
 
@@ -264,6 +216,7 @@ export function renderMarkdown(d: GraphDiff): string {
   const facts = headline(d);
   if (facts.length) out.push(`**Summary:** ${facts.join(', ')}.`, '');
   const section = (title: string, body: string[]) => body.length && out.push(`#### ${title}`, '', ...body, '');
+  section('Changed modules', mermaidDiagram(d));
 
   section('I/O signature', d.io.length ? table(['change', 'name', 'before', 'after'], d.io.map((c) => [c.change, `${c.kind} ${code(c.name)}`, ioCell(c, 'before'), ioCell(c, 'after')])) : []);
   section('Opset', d.opset.map((c) => `- ${code(c.key)}: ${c.before ?? '(none)'} → ${c.after ?? '(none)'}`));

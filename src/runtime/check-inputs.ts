@@ -5,8 +5,9 @@
  * InternVL graphs the token ids, the image flags and the `<IMG_CONTEXT>` count.
  */
 import { UserError } from '../errors.ts';
-import type { Manifest, ManifestIO } from '../artifact/manifest.ts';
+import type { Manifest, ManifestIO } from '../artifact/format.ts';
 import type { StDType } from '../tensor/convert.ts';
+import type { HostTensor } from './session.ts';
 
 /** What the inputs file declares for one tensor, before its bytes are read. */
 export interface DeclaredTensor {
@@ -20,17 +21,81 @@ const ACCEPTED: Record<string, readonly StDType[]> = {
   int64: ['I64', 'I32'],
 };
 
-/** Checks dtypes and shapes of the inputs the graph takes; extra tensors in the file are ignored. */
-export function checkDeclaredInputs(file: string, manifest: Manifest, declared: ReadonlyMap<string, DeclaredTensor>): void {
+/** image_flags as a graph without that input still reads it: tiles flagged 0 are left out (see tilesTheGraphSees). */
+const FLAGS_SPEC: ManifestIO = { name: 'image_flags', dtype: 'int64', shape: ['tiles'] };
+
+const takesFlags = (manifest: Manifest): boolean => manifest.inputs.some((i) => i.name === 'image_flags');
+
+/** The tensors a forward reads from an inputs file: the graph's inputs, and image_flags even where the graph has none. */
+export function forwardInputNames(manifest: Manifest): string[] {
+  const names = manifest.inputs.map((i) => i.name);
+  return takesFlags(manifest) ? names : [...names, FLAGS_SPEC.name];
+}
+
+/**
+ * Checks dtypes and shapes of the inputs the graph takes; extra tensors in the file are ignored.
+ * `optional`: inputs that may be absent (`vlmc generate` defaults image_flags to every tile).
+ */
+export function checkDeclaredInputs(file: string, manifest: Manifest, declared: ReadonlyMap<string, DeclaredTensor>, optional: readonly string[] = []): void {
   const sizes = new Map<string, { size: number; from: string }>();
-  for (const spec of manifest.inputs) {
+  const specs = takesFlags(manifest) || !declared.has(FLAGS_SPEC.name) ? manifest.inputs : [...manifest.inputs, FLAGS_SPEC];
+  for (const spec of specs) {
     const t = declared.get(spec.name);
     const where = `${file}: input '${spec.name}'`;
+    if (!t && optional.includes(spec.name)) continue;
     if (!t) throw new UserError(`${file}: missing input '${spec.name}' (the artifact takes ${manifest.inputs.map((i) => `${i.name} ${i.dtype}[${i.shape.join(', ')}]`).join(', ')})`);
     const accepted = ACCEPTED[spec.dtype] ?? [];
     if (!accepted.includes(t.dtype)) throw new UserError(`${where} is ${t.dtype}; the artifact takes ${spec.dtype} (${accepted.join(' or ')} in the file)`);
     checkShape(where, spec, flagsAsVector(spec, t.shape), sizes);
   }
+}
+
+/**
+ * Every value check of a forward's inputs (finite floats, ids inside the vocabulary, flags 0 or 1,
+ * the `<IMG_CONTEXT>` count), after checkDeclaredInputs; returns what to feed the graph. A graph
+ * without image_flags (transformers' InternVL) uses every tile it is given, so tiles an inputs file
+ * flags 0 (the blank tile of a text-only request) are left out, as a graph with flags leaves them out.
+ */
+export function checkForwardInputs(file: string, manifest: Manifest, inputs: Readonly<Record<string, HostTensor>>): Record<string, HostTensor> {
+  checkFiniteFloats(file, inputs);
+  const flags = inputs['image_flags']?.data as BigInt64Array | undefined;
+  checkInputValues(file, manifest, inputs['input_ids']?.data as BigInt64Array | undefined, flags);
+  const fed = takesFlags(manifest) ? { ...inputs } : tilesTheGraphSees(inputs);
+  checkImageTokenCount(manifest, fed, file);
+  return fed;
+}
+
+/** Inputs for a graph without image_flags: only the flagged tiles, and no image_flags. */
+function tilesTheGraphSees(inputs: Readonly<Record<string, HostTensor>>): Record<string, HostTensor> {
+  const { image_flags: flags, ...rest } = inputs;
+  const pixels = inputs['pixel_values'];
+  if (!flags || !pixels) return rest;
+  const keep = Array.from(flags.data as BigInt64Array, (f, i) => (f === 1n ? i : -1)).filter((i) => i >= 0);
+  if (keep.length === pixels.shape[0]) return rest;
+  const tile = pixels.shape.slice(1).reduce((a, d) => a * d, 1);
+  const data = new Float32Array(keep.length * tile);
+  keep.forEach((t, j) => data.set((pixels.data as Float32Array).subarray(t * tile, (t + 1) * tile), j * tile));
+  return { ...rest, pixel_values: { dtype: 'float32', shape: [keep.length, ...pixels.shape.slice(1)], data } };
+}
+
+/**
+ * attention_mask of `vlmc generate`: I64 [batch, seq] like input_ids, ones then zeros in every row
+ * (right padding, at least one token). Returns each row's length.
+ */
+export function checkAttentionMask(file: string, mask: HostTensor | undefined, batch: number, seq: number): number[] {
+  if (!mask) return new Array<number>(batch).fill(seq);
+  if (mask.dtype !== 'int64' || mask.shape.length !== 2 || mask.shape[0] !== batch || mask.shape[1] !== seq) {
+    throw new UserError(`${file}: input 'attention_mask' is ${mask.dtype === 'int64' ? 'I64' : 'a float'} [${mask.shape.join(', ')}]; it must be I64 [${batch}, ${seq}] like input_ids`);
+  }
+  const data = mask.data as BigInt64Array;
+  return Array.from({ length: batch }, (_, b) => {
+    const row = Array.from(data.subarray(b * seq, (b + 1) * seq), Number);
+    const len = row.filter((v) => v !== 0).length;
+    if (len === 0 || row.slice(0, len).some((v) => v !== 1) || row.slice(len).some((v) => v !== 0)) {
+      throw new UserError(`${file}: input 'attention_mask' row ${b} is [${row.join(', ')}]; each row must be ones then zeros (right padding, at least one token)`);
+    }
+    return len;
+  });
 }
 
 /** InternVL's own forward takes image_flags as [tiles, 1]; that layout is accepted and squeezed. */
@@ -47,7 +112,8 @@ function checkShape(where: string, spec: ManifestIO, shape: readonly number[], s
       if (got !== dim) throw new UserError(`${where} has ${got} at axis ${axis} of [${shape.join(', ')}]; the artifact takes ${expected}${describeAxis(spec.name, axis)}`);
       return;
     }
-    if (got === 0) throw new UserError(`${where} has ${dim} = 0 (shape [${shape.join(', ')}]); at least one is needed${dim === 'tiles' ? ' (give image_flags 0 for tiles that are padding)' : ''}`);
+    // Zero tiles is a text-only request; a batch or a sequence needs at least one.
+    if (got === 0 && dim !== 'tiles') throw new UserError(`${where} has ${dim} = 0 (shape [${shape.join(', ')}]); at least one is needed`);
     const seen = sizes.get(dim);
     if (seen && seen.size !== got) throw new UserError(`${where} has ${dim} = ${got} but ${seen.from} has ${dim} = ${seen.size}; they must agree`);
     if (!seen) sizes.set(dim, { size: got, from: `input '${spec.name}'` });
@@ -88,6 +154,27 @@ export function checkInputValues(file: string, manifest: Manifest, ids: BigInt64
   }
 }
 
+/**
+ * A graph without image_flags (transformers' InternVL) uses every tile, so the `<IMG_CONTEXT>`
+ * tokens must number tiles x tokens per tile exactly, as transformers requires; otherwise the splice
+ * would silently drop or repeat image features.
+ */
+export function checkImageTokenCount(manifest: Manifest, inputs: Readonly<Record<string, HostTensor>>, where: string): void {
+  if (takesFlags(manifest)) return;
+  const id = Number(manifest.metadata['vlmc.img_context_token_id']);
+  const perTile = Number(manifest.metadata['vlmc.tokens_per_tile']);
+  const ids = inputs['input_ids'];
+  const pixels = inputs['pixel_values'];
+  if (!ids || !pixels || !Number.isFinite(perTile) || manifest.metadata['vlmc.img_context_token_id'] === '') return;
+  const want = BigInt(id);
+  let count = 0;
+  for (const v of ids.data as BigInt64Array) if (v === want) count++;
+  const tiles = pixels.shape[0] ?? 0;
+  if (count !== tiles * perTile) {
+    throw new UserError(`${where}: input_ids hold ${count} <IMG_CONTEXT> tokens (id ${id}), but pixel_values has ${tiles} tile${tiles === 1 ? '' : 's'} x ${perTile} tokens = ${tiles * perTile}; this graph uses every tile it is given (no image_flags input; tiles an image_flags tensor flags 0 are left out)`);
+  }
+}
+
 /** Float inputs (pixel_values) must be finite: one NaN makes every logit NaN, silently. */
 export function checkFiniteFloats(file: string, inputs: Readonly<Record<string, { dtype: string; data: ArrayLike<number> | ArrayLike<bigint> }>>): void {
   for (const [name, t] of Object.entries(inputs)) {
@@ -114,3 +201,4 @@ export function checkDataAgainstManifest(dataFile: string, dataSize: number, man
     }
   }
 }
+

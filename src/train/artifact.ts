@@ -1,24 +1,29 @@
 /** The training part of an artifact: file names and the manifest's `train` section. */
 import { existsSync, readFileSync } from 'node:fs';
 import * as nodePath from 'node:path';
-import type { ManifestTrain } from '../artifact/manifest.ts';
+import type { ManifestTrain } from '../artifact/format.ts';
 import type { Model } from '../dsl/model.ts';
 import { InternVLChatModel } from '../models/internvl.ts';
 import { internvlConfigJson } from '../models/to-config.ts';
 import type { FreezeRule } from '../dsl/freeze.ts';
 import { GRAD_PREFIX, type TrainGraph } from './compile-train.ts';
+import type { ResolvedLoraPart } from '../dsl/lora.ts';
+import { loraDropoutInput } from '../passes/lora.ts';
 
 export const TRAIN_FILE = 'train.onnx';
 export const OPTIMIZER_FILE = 'optimizer.onnx';
 export const DATA_INPUTS = ['pixel_values', 'input_ids', 'image_flags', 'labels'];
 
-export function trainManifest(t: TrainGraph, rules: FreezeRule[]): ManifestTrain {
+export function trainManifest(t: TrainGraph, rules: FreezeRule[], lora: readonly ResolvedLoraPart[] = []): ManifestTrain {
   const p = t.pruning;
+  const inputs = t.graph.inputs.filter((v) => v.kind === 'input').map((v) => v.name!);
+  const dropout = lora.filter((part) => inputs.includes(loraDropoutInput(part.module))).map((part) => ({ input: loraDropoutInput(part.module), ratio: part.dropout }));
   return {
     graph: TRAIN_FILE,
     optimizer: OPTIMIZER_FILE,
     rules: rules.map((r) => ({ action: r.action, pattern: r.pattern })),
-    data_inputs: t.graph.inputs.filter((v) => v.kind === 'input').map((v) => v.name!),
+    data_inputs: inputs.filter((name) => !dropout.some((d) => d.input === name)),
+    ...(dropout.length > 0 ? { lora_dropout: dropout } : {}),
     trainable: t.trainable.map((q) => ({ name: q.name, key: q.name, grad: `${GRAD_PREFIX}${q.name}` })),
     frozen: t.graph.params.filter((q) => !q.trainable).map((q) => q.name),
     outputs: t.graph.outputs.map((v) => ({ name: v.name!, dtype: v.dtype, shape: [...v.shape] })),

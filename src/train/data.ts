@@ -91,7 +91,11 @@ export async function encodeSample(sample: Sample, ctx: EncodeContext): Promise<
   const files = sample.image === undefined ? [] : Array.isArray(sample.image) ? sample.image : [sample.image];
   const images = [];
   for (const f of files) {
-    images.push(await preprocessImage(nodePath.resolve(ctx.imageRoot, f), { imageSize: config.imageSize, minNum: config.minDynamicPatch, maxNum: config.maxDynamicPatch, useThumbnail: config.useThumbnail }));
+    const options = { imageSize: config.imageSize, minNum: config.minDynamicPatch, maxNum: config.maxDynamicPatch, useThumbnail: config.useThumbnail };
+    // Named by the data line too: the image path alone does not say which sample asked for it.
+    images.push(await preprocessImage(nodePath.resolve(ctx.imageRoot, f), options).catch((e: unknown) => {
+      throw e instanceof UserError ? new UserError(`${sample.where}: image ${JSON.stringify(f)}: ${e.message}`) : e;
+    }));
   }
   const turns = withImageBlocks(sample, images.map((im) => im.tiles * config.tokensPerTile));
   const { inputIds, labels } = tokenizeTurns(turns, ctx, sample.where);

@@ -5,19 +5,19 @@
  * every parameter, config.json, tokenizer files) that `vlmc build --weights` takes, plus the
  * optimizer state and step (optimizer.safetensors, trainer_state.json) to resume from.
  */
-import { checkAgainstInputs } from '../artifact/output-path.ts';
+import { checkAgainstInputs } from '../fs/output-path.ts';
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { writeFile, copyFile } from 'node:fs/promises';
 import { readBound, readRange } from './weights.ts';
 import * as nodePath from 'node:path';
 import type ort from 'onnxruntime-node';
 import { UserError } from '../errors.ts';
-import { openSession, openSessionFromBytes, readManifest, run, type HostTensor } from '../runtime/run.ts';
+import { loadOrt, openSession, openSessionFromBytes, run, type ExecutionProvider, type HostTensor } from '../runtime/session.ts';
+import { providerList } from '../runtime/providers.ts';
 import { buildModelProto, encodeModel } from '../onnx/emit.ts';
 import { VLMC_VERSION } from '../version.ts';
-import { DATA_FILE } from '../artifact/write.ts';
-import { withTempSibling, writeFileAtomic } from '../artifact/atomic.ts';
-import type { Manifest, ManifestParameter } from '../artifact/manifest.ts';
+import { withTempSibling, writeFileAtomic } from '../fs/atomic.ts';
+import { DATA_FILE, readManifest, type Manifest, type ManifestParameter } from '../artifact/format.ts';
 import { SafetensorsFile } from '../checkpoint/safetensors.ts';
 import { writeSafetensors, type TensorToWrite } from '../checkpoint/safetensors-write.ts';
 import { readRequestConfig } from '../inputs/config.ts';
@@ -26,6 +26,7 @@ import { eosToken } from '../prompt/templates.ts';
 import { collate, encodeSample, readJsonl, type EncodedSample } from './data.ts';
 import { compileOptimizer, NEW_PREFIXES, STATE_PREFIXES } from './optimizer.ts';
 import { TOKENIZER_FILE_NAMES } from './artifact.ts';
+import { loraCheckpointLayout } from './lora-checkpoint.ts';
 
 export interface TrainOptions {
   artifact: string;
@@ -48,6 +49,8 @@ export interface TrainOptions {
   /** Folder image names are relative to (default: the jsonl's folder). */
   imageRoot?: string;
   onStep?: (step: number, steps: number, loss: number) => void;
+  /** Execution provider of train.onnx and the AdamW step (default cpu). */
+  ep?: ExecutionProvider;
 }
 
 export interface TrainResult {
@@ -86,11 +89,12 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
     params.push({ meta, value: await readBound(o.artifact, meta), expAvg: new Float32Array(n), expAvgSq: new Float32Array(n) });
   }
   let startStep = 0;
-  if (o.resume) startStep = await restore(o.out, params);
+  if (o.resume) startStep = await restore(o.out, params, manifest.parameters);
   if (startStep >= o.steps) throw new UserError(`${o.out}: already at step ${startStep}; ask for more than ${startStep} --steps to continue`);
 
-  const trainSession = await openSession(o.artifact, ['cpu'], 'train');
-  const optimizers = await optimizerSessions(o.artifact, params);
+  const providers = providerList(await loadOrt(), o.ep ?? 'cpu');
+  const trainSession = await openSession(o.artifact, providers, 'train');
+  const optimizers = await optimizerSessions(o.artifact, params, providers);
   const losses: number[] = [];
   let checkpoint = '';
   const accum = o.gradAccum ?? 1;
@@ -110,7 +114,7 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
         const first = ((step - 1) * accum + micro) * batchSize;
         const batch = [];
         for (let b = 0; b < batchSize; b++) batch.push(await sampleAt(first + b));
-        const out = await run(trainSession, { ...collate(batch, padTokenId, config.imageSize), ...paramFeeds(params) });
+        const out = await run(trainSession, { ...collate(batch, padTokenId, config.imageSize), ...paramFeeds(params), ...dropoutFeeds(manifest) });
         loss += (out.loss!.data as Float32Array)[0]! / accum;
         params.forEach((p, i) => addScaled(grads[i]!, out[manifest.train!.trainable[i]!.grad]!.data as Float32Array, 1 / accum));
       }
@@ -133,7 +137,7 @@ const OPTIMIZER_CHUNK_BYTES = 256 * 1024 * 1024;
  * The artifact's optimizer.onnx when the trainable parameters are small; otherwise the same AdamW
  * step compiled for consecutive groups of at most OPTIMIZER_CHUNK_BYTES, run one after another.
  */
-async function optimizerSessions(artifact: string, params: ParamState[]): Promise<{ session: ort.InferenceSession; members: number[] }[]> {
+async function optimizerSessions(artifact: string, params: ParamState[], providers: string[]): Promise<{ session: ort.InferenceSession; members: number[] }[]> {
   const groups: number[][] = [[]];
   let bytes = 0;
   params.forEach((p, i) => {
@@ -144,12 +148,12 @@ async function optimizerSessions(artifact: string, params: ParamState[]): Promis
     groups.at(-1)!.push(i);
     bytes += p.value.byteLength;
   });
-  if (groups.length === 1) return [{ session: await openSession(artifact, ['cpu'], 'optimizer'), members: groups[0]! }];
+  if (groups.length === 1) return [{ session: await openSession(artifact, providers, 'optimizer'), members: groups[0]! }];
   const out = [];
   for (const members of groups) {
     const graph = compileOptimizer(members.map((i) => ({ name: params[i]!.meta.name, shape: params[i]!.meta.shape })));
     const bytesOf = encodeModel(buildModelProto(graph, { location: DATA_FILE, entries: new Map() }, { producerVersion: VLMC_VERSION }));
-    out.push({ session: await openSessionFromBytes(bytesOf), members });
+    out.push({ session: await openSessionFromBytes(bytesOf, providers), members });
   }
   return out;
 }
@@ -162,22 +166,45 @@ function checkOptions(o: TrainOptions): void {
   positiveInt(o.gradAccum, '--grad-accum');
   positiveInt(o.batchSize, '--batch-size');
   positiveInt(o.saveEvery, '--save-every');
-  if (!(o.lr > 0)) throw new UserError(`--lr must be positive (got ${o.lr})`);
+  if (!(o.lr > 0) || !Number.isFinite(o.lr)) throw new UserError(`--lr must be a positive number (got ${o.lr})`);
+  checkAdamW(o);
   if (!existsSync(o.data)) throw new UserError(`${o.data}: training data not found`);
   checkAgainstInputs(o.out, `--out ${o.out}`, { inputs: [o.artifact, o.data, o.imageRoot] });
-  checkRunFolder(o.out);
+  checkRunFolder(o.out, Boolean(o.resume));
 }
 
-/** `--out` is new, empty, or an earlier `vlmc train` run (it has trainer_state.json): nothing else is written into. */
-function checkRunFolder(out: string): void {
+/** The ranges torch.optim.AdamW accepts; anything else it refuses (a beta of 1 or more never forgets, a negative decay grows the weights). */
+function checkAdamW(o: TrainOptions): void {
+  const inRange = (v: number | undefined, flag: string, ok: (v: number) => boolean, range: string) => {
+    if (v !== undefined && (!Number.isFinite(v) || !ok(v))) throw new UserError(`${flag} must be ${range} (got ${v}), as torch.optim.AdamW requires`);
+  };
+  inRange(o.beta1, '--beta1', (v) => v >= 0 && v < 1, 'from 0 up to (not including) 1');
+  inRange(o.beta2, '--beta2', (v) => v >= 0 && v < 1, 'from 0 up to (not including) 1');
+  inRange(o.eps, '--eps', (v) => v >= 0, '>= 0');
+  inRange(o.weightDecay, '--weight-decay', (v) => v >= 0, '>= 0');
+}
+
+/**
+ * `--out` is new or empty; an earlier `vlmc train` run's folder (it has trainer_state.json) only
+ * with --resume, which continues it: without it, a new run would replace that run's checkpoints.
+ * Nothing else is written into.
+ */
+function checkRunFolder(out: string, resume: boolean): void {
   if (!existsSync(out)) return;
   if (!statSync(out).isDirectory()) throw new UserError(`--out ${out}: is not a folder; give a new path`);
   const entries = readdirSync(out);
-  if (entries.length > 0 && !entries.includes(STATE_FILE)) throw new UserError(`--out ${out}: is a folder vlmc train did not write (no ${STATE_FILE}); give a new path`);
+  if (entries.length === 0) return;
+  if (!entries.includes(STATE_FILE)) throw new UserError(`--out ${out}: is a folder vlmc train did not write (no ${STATE_FILE}); give a new path`);
+  if (!resume) throw new UserError(`--out ${out}: holds an earlier training run (${STATE_FILE}); pass --resume to continue it, or give a new path (a new run would replace its checkpoints)`);
 }
 
 function paramFeeds(params: ParamState[]): Record<string, HostTensor> {
   return Object.fromEntries(params.map((p) => [p.meta.name, { dtype: 'float32', shape: p.meta.shape, data: p.value } as HostTensor]));
+}
+
+/** Each LoRA part's dropout at its declared ratio (InternVL trains with 0.05). */
+function dropoutFeeds(manifest: Manifest): Record<string, HostTensor> {
+  return Object.fromEntries((manifest.train?.lora_dropout ?? []).map((d) => [d.input, { dtype: 'float32', shape: [], data: Float32Array.of(d.ratio) } as HostTensor]));
 }
 
 function addScaled(into: Float32Array, g: Float32Array, k: number): void {
@@ -221,14 +248,16 @@ const ST_DTYPE = { float32: 'F32', float16: 'F16', bfloat16: 'BF16' } as const;
 async function saveCheckpoint(o: TrainOptions, manifest: Manifest, params: ParamState[], step: number): Promise<string> {
   const dir = nodePath.join(o.out, `checkpoint-${step}`);
   const trained = new Map(params.map((p) => [p.meta.name, p]));
+  const lora = loraCheckpointLayout(manifest.parameters);
   await withTempSibling(dir, async (tmp) => {
     const tensors: TensorToWrite[] = [];
     for (const p of manifest.parameters) {
       const t = trained.get(p.name);
       const data = t ? new Uint8Array(t.value.buffer, t.value.byteOffset, t.value.byteLength) : await readRange(nodePath.join(o.artifact, DATA_FILE), p.offset, p.length);
-      // Saved in the unified layout: every parameter under its graph name (= unified checkpoint key).
-      tensors.push({ name: p.name, dtype: t ? 'F32' : ST_DTYPE[p.dtype], shape: p.shape, data });
+      // Saved in the unified layout (every parameter under its graph name = unified key), or InternVL's with LoRA unmerged.
+      tensors.push({ name: lora?.keyOf(p.name) ?? p.name, dtype: t ? 'F32' : ST_DTYPE[p.dtype], shape: p.shape, data });
     }
+    for (const head of lora?.untiedHeads ?? []) tensors.push({ ...tensors[manifest.parameters.findIndex((p) => p.name === head.from)]!, name: head.key });
     await writeSafetensors(nodePath.join(tmp, 'model.safetensors'), tensors, { format: 'pt' });
     const state: TensorToWrite[] = params.flatMap((p) => [
       { name: `exp_avg.${p.meta.name}`, dtype: 'F32' as const, shape: p.meta.shape, data: new Uint8Array(p.expAvg.buffer, p.expAvg.byteOffset, p.expAvg.byteLength) },
@@ -237,7 +266,9 @@ async function saveCheckpoint(o: TrainOptions, manifest: Manifest, params: Param
     await writeSafetensors(nodePath.join(tmp, OPTIMIZER_STATE_FILE), state);
     for (const name of ['config.json', ...TOKENIZER_FILE_NAMES]) {
       const f = nodePath.join(o.artifact, name);
-      if (existsSync(f)) await copyFile(f, nodePath.join(tmp, name));
+      if (!existsSync(f)) continue;
+      if (name === 'config.json' && lora) await writeFile(nodePath.join(tmp, name), `${JSON.stringify(lora.config(JSON.parse(readFileSync(f, 'utf8'))), null, 2)}\n`);
+      else await copyFile(f, nodePath.join(tmp, name));
     }
     await writeFile(nodePath.join(tmp, STATE_FILE), `${JSON.stringify({ step, lr: o.lr, artifact: nodePath.resolve(o.artifact) }, null, 2)}\n`);
   });
@@ -246,20 +277,22 @@ async function saveCheckpoint(o: TrainOptions, manifest: Manifest, params: Param
 }
 
 /** Trained values and optimizer state from the last checkpoint in `out`; returns its step. */
-async function restore(out: string, params: ParamState[]): Promise<number> {
+async function restore(out: string, params: ParamState[], all: readonly ManifestParameter[]): Promise<number> {
   const stateFile = nodePath.join(out, STATE_FILE);
   if (!existsSync(stateFile)) throw new UserError(`${out}: nothing to resume (no ${STATE_FILE})`);
   const state = JSON.parse(readFileSync(stateFile, 'utf8')) as { step: number; last_checkpoint: string };
   const dir = nodePath.join(out, state.last_checkpoint);
   const model = await SafetensorsFile.open(nodePath.join(dir, 'model.safetensors'));
   const opt = await SafetensorsFile.open(nodePath.join(dir, OPTIMIZER_STATE_FILE));
+  const lora = loraCheckpointLayout(all);
   try {
     for (const p of params) {
       const key = p.meta.name;
-      for (const [file, name] of [[model, key], [opt, `exp_avg.${key}`], [opt, `exp_avg_sq.${key}`]] as const) {
+      const saved = lora?.keyOf(key) ?? key;
+      for (const [file, name] of [[model, saved], [opt, `exp_avg.${key}`], [opt, `exp_avg_sq.${key}`]] as const) {
         if (!file.keys().includes(name)) throw new UserError(`${dir}: cannot resume: '${name}' is missing (was it trained with other freeze rules?)`);
       }
-      p.value = await model.readAsFloat32(model.entry(key));
+      p.value = await model.readAsFloat32(model.entry(saved));
       p.expAvg = await opt.readAsFloat32(opt.entry(`exp_avg.${key}`));
       p.expAvgSq = await opt.readAsFloat32(opt.entry(`exp_avg_sq.${key}`));
     }

@@ -2,9 +2,8 @@
 import { open } from 'node:fs/promises';
 import * as nodePath from 'node:path';
 import { UserError } from '../errors.ts';
-import { DATA_FILE } from '../artifact/write.ts';
-import type { Manifest, ManifestParameter } from '../artifact/manifest.ts';
-import type { HostTensor } from '../runtime/run.ts';
+import { DATA_FILE, type Manifest, type ManifestParameter } from '../artifact/format.ts';
+import type { HostTensor } from '../runtime/session.ts';
 import { bf16ToF32, f16ToF32 } from '../tensor/convert.ts';
 
 /** A parameter's bound value as float32. */

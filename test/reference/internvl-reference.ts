@@ -320,7 +320,7 @@ function vitLayer(s: VitSpec, W: Weights, l: number, h: Float64Array, N: number)
     k = rmsNorm(k, N, C, w(W, `${pre}.attn.k_norm.weight`, C), s.qkNormEps);
   }
   const ctx = new Float64Array(N * C);
-  const scores = new Float64Array(N);
+  const scores = new Float64Array(N + 1);
   const scale = hd ** -0.5;
   for (let head = 0; head < nh; head++) {
     for (let i = 0; i < N; i++) {
@@ -429,7 +429,7 @@ function extractFeature(cfg: Json, W: Weights, inp: ReferenceInputs): { out: Flo
 // ---------------------------------------------------------------------------------------------
 // Language models
 
-type Family = 'llama' | 'qwen2' | 'qwen3' | 'internlm2' | 'phi3';
+type Family = 'llama' | 'qwen2' | 'qwen3' | 'qwen3_moe' | 'gpt_oss' | 'internlm2' | 'phi3';
 
 interface LlmSpec {
   family: Family;
@@ -455,6 +455,8 @@ function familyOf(lc: Json): Family {
   if (arch === 'Phi3ForCausalLM' || mt === 'phi3') return 'phi3';
   if (arch === 'Qwen2ForCausalLM' || mt === 'qwen2') return 'qwen2';
   if (arch === 'Qwen3ForCausalLM' || mt === 'qwen3') return 'qwen3';
+  if (arch === 'Qwen3MoeForCausalLM' || mt === 'qwen3_moe') return 'qwen3_moe';
+  if (arch === 'GptOssForCausalLM' || mt === 'gpt_oss') return 'gpt_oss';
   if (arch === 'LlamaForCausalLM' || mt === 'llama') return 'llama';
   throw new Error(`reference: LLM '${arch || mt}' not implemented`);
 }
@@ -465,7 +467,8 @@ function llmSpec(lc: Json): LlmSpec {
   if (act !== 'silu') throw new Error(`reference: LLM hidden_act '${act}' not implemented`);
   const hidden = lc.hidden_size as number;
   const heads = lc.num_attention_heads as number;
-  const attnBias = Boolean(lc.attention_bias ?? false);
+  // GptOssConfig defaults attention_bias to true.
+  const attnBias = Boolean(lc.attention_bias ?? familyOf(lc) === 'gpt_oss');
   return {
     family,
     prefix: 'language_model',
@@ -473,15 +476,15 @@ function llmSpec(lc: Json): LlmSpec {
     heads,
     kvHeads: (lc.num_key_value_heads as number | undefined) ?? heads,
     // Llama honours an explicit head_dim; Qwen3Config defaults it to 128; the others use hidden / heads.
-    headDim: family === 'llama' ? ((lc.head_dim as number | undefined) ?? hidden / heads) : family === 'qwen3' ? ((lc.head_dim as number | undefined) ?? 128) : hidden / heads,
+    headDim: family === 'gpt_oss' ? ((lc.head_dim as number | undefined) ?? 64) : family === 'llama' || family === 'qwen3_moe' ? ((lc.head_dim as number | undefined) ?? hidden / heads) : family === 'qwen3' ? ((lc.head_dim as number | undefined) ?? 128) : hidden / heads,
     layers: lc.num_hidden_layers as number,
     inter: lc.intermediate_size as number,
     vocab: lc.vocab_size as number,
     eps: (lc.rms_norm_eps as number | undefined) ?? 1e-6,
     // LlamaConfig, Qwen2Config, Phi3Config and InternLM2Config all default tie_word_embeddings to False.
     tie: Boolean(lc.tie_word_embeddings ?? false),
-    qkvBias: family === 'qwen2' ? true : family === 'llama' || family === 'qwen3' ? attnBias : family === 'internlm2' ? Boolean(lc.bias ?? false) : false,
-    oBias: family === 'llama' || family === 'qwen3' ? attnBias : family === 'internlm2' ? Boolean(lc.bias ?? false) : false,
+    qkvBias: family === 'qwen2' ? true : family === 'llama' || family === 'qwen3' || family === 'qwen3_moe' || family === 'gpt_oss' ? attnBias : family === 'internlm2' ? Boolean(lc.bias ?? false) : false,
+    oBias: family === 'llama' || family === 'qwen3' || family === 'qwen3_moe' || family === 'gpt_oss' ? attnBias : family === 'internlm2' ? Boolean(lc.bias ?? false) : false,
     mlpBias: family === 'llama' ? Boolean(lc.mlp_bias ?? false) : false,
   };
 }
@@ -489,12 +492,15 @@ function llmSpec(lc: Json): LlmSpec {
 /** Inverse frequencies and the cos/sin multiplier for a sequence whose largest position is seqLen - 1. */
 export function ropeParams(lc: Json, headDim: number, seqLen: number): { invFreq: Float64Array; attnFactor: number } {
   const family = familyOf(lc);
-  const base = (lc.rope_theta as number | undefined) ?? 10000;
+  // GptOssConfig: rope_theta 150000 and, without a RoPE dict, YaRN factor 32 over 4096 positions.
+  const gptOss = family === 'gpt_oss';
+  const base = (lc.rope_theta as number | undefined) ?? (gptOss ? 150000 : 10000);
   const maxPos = (lc.max_position_embeddings as number | undefined) ?? 2048;
   const d = headDim;
   const half = d / 2;
   const defaultInv = (b: number) => Float64Array.from({ length: half }, (_, i) => 1 / b ** ((2 * i) / d));
-  const rs = lc.rope_scaling as Json | null | undefined;
+  const gptOssYarn: Json = { rope_type: 'yarn', factor: 32, beta_fast: 32, beta_slow: 1, truncate: false, original_max_position_embeddings: 4096 };
+  const rs = (lc.rope_scaling as Json | null | undefined) ?? (gptOss ? gptOssYarn : undefined);
   if (!rs) return { invFreq: defaultInv(base), attnFactor: 1 };
   const type = (rs.rope_type ?? rs.type) as string;
   switch (type) {
@@ -545,9 +551,64 @@ export function ropeParams(lc: Json, headDim: number, seqLen: number): { invFreq
       }
       return { invFreq, attnFactor };
     }
+    case 'proportional': {
+      // _compute_proportional_rope_parameters: int(p * head_dim // 2) frequencies over head_dim, then zeros; all / factor.
+      const angles = Math.floor((((lc.partial_rotary_factor as number | undefined) ?? 1) * d) / 2);
+      const f = (rs.factor as number | undefined) ?? 1;
+      return { invFreq: Float64Array.from({ length: half }, (_, i) => (i < angles ? 1 / base ** ((2 * i) / d) : 0) / f), attnFactor: 1 };
+    }
+    case 'yarn': {
+      // transformers 5 _compute_yarn_parameters; original_max: the top-level field, the dict's, max positions.
+      const orig = (lc.original_max_position_embeddings ?? rs.original_max_position_embeddings ?? maxPos) as number;
+      const factor = (rs.factor as number | null) ?? maxPos / orig;
+      const mscale = (scale: number, m = 1) => (scale <= 1 ? 1 : 0.1 * m * Math.log(scale) + 1);
+      const ms = rs.mscale as number | undefined;
+      const msAll = rs.mscale_all_dim as number | undefined;
+      const attnFactor = (rs.attention_factor as number | undefined) ?? (ms && msAll ? mscale(factor, ms) / mscale(factor, msAll) : mscale(factor));
+      const betaFast = (rs.beta_fast as number | undefined) || 32;
+      const betaSlow = (rs.beta_slow as number | undefined) || 1;
+      const corr = (rot: number) => (d * Math.log(orig / (rot * 2 * Math.PI))) / (2 * Math.log(base));
+      let low = corr(betaFast);
+      let high = corr(betaSlow);
+      if ((rs.truncate ?? true) !== false) [low, high] = [Math.floor(low), Math.ceil(high)];
+      low = Math.max(low, 0);
+      high = Math.min(high, d - 1);
+      if (low === high) high += 0.001;
+      const invFreq = Float64Array.from({ length: half }, (_, i) => {
+        const posFreq = base ** ((2 * i) / d);
+        const extrapFactor = 1 - Math.min(1, Math.max(0, (i - low) / (high - low)));
+        return (1 / (factor * posFreq)) * (1 - extrapFactor) + (1 / posFreq) * extrapFactor;
+      });
+      return { invFreq, attnFactor };
+    }
     default:
       throw new Error(`reference: rope scaling '${type}' not implemented`);
   }
+}
+
+/**
+ * Keys a query of layer `l` attends to (itself included), or Infinity: the official code's window.
+ * Qwen2 (transformers' own class, which InternVL uses): use_sliding_window, then layer_types or
+ * layers >= max_window_layers (default 28), sliding_window default 4096; keys j > i - W.
+ * Phi-3 (InternVL's remote code): every layer, keys i - W <= j <= i, i.e. W + 1.
+ */
+export function windowKeys(lc: Json, l: number): number {
+  const family = familyOf(lc);
+  const w = lc.sliding_window as number | null | undefined;
+  if (family === 'phi3') return typeof w === 'number' ? w + 1 : Infinity;
+  if (family === 'gpt_oss') {
+    // GptOssConfig: layer_types, by default sliding on even layers; sliding_window 128.
+    const types = lc.layer_types as string[] | undefined;
+    const sliding = types ? types[l] === 'sliding_attention' : l % 2 === 0;
+    return sliding ? (w ?? 128) : Infinity;
+  }
+  if (family !== 'qwen2' && family !== 'qwen3' && family !== 'qwen3_moe') return Infinity;
+  if (lc.use_sliding_window !== true) return Infinity;
+  // Qwen3MoeModel builds one mask for every layer.
+  if (family === 'qwen3_moe') return w ?? 4096;
+  const types = lc.layer_types as string[] | undefined;
+  const sliding = types ? types[l] === 'sliding_attention' : l >= ((lc.max_window_layers as number | undefined) ?? 28);
+  return sliding ? (w ?? 4096) : Infinity;
 }
 
 function embedKey(s: LlmSpec): string {
@@ -602,7 +663,7 @@ function qkvProject(s: LlmSpec, W: Weights, l: number, x: Float64Array, N: numbe
   const q = linear(x, N, Hd, w(W, `${p}.self_attn.q_proj.weight`, heads * hd * Hd), heads * hd, b('q_proj', heads * hd));
   const k = linear(x, N, Hd, w(W, `${p}.self_attn.k_proj.weight`, kv * hd * Hd), kv * hd, b('k_proj', kv * hd));
   const v = linear(x, N, Hd, w(W, `${p}.self_attn.v_proj.weight`, kv * hd * Hd), kv * hd, b('v_proj', kv * hd));
-  if (s.family !== 'qwen3') return { q, k, v };
+  if (s.family !== 'qwen3' && s.family !== 'qwen3_moe') return { q, k, v };
   // Qwen3: q_norm / k_norm are RMSNorms over each head's head_dim features (eps rms_norm_eps), before rotary.
   return {
     q: rmsNorm(q, N * heads, hd, w(W, `${p}.self_attn.q_norm.weight`, hd), s.eps),
@@ -618,7 +679,93 @@ function oProject(s: LlmSpec, W: Weights, l: number, ctx: Float64Array, N: numbe
   return linear(ctx, N, inF, w(W, `${p}.self_attn.o_proj.weight`), s.hidden, s.oBias ? w(W, `${p}.self_attn.o_proj.bias`, s.hidden) : undefined);
 }
 
-function mlp(s: LlmSpec, W: Weights, l: number, x: Float64Array, N: number): Float64Array {
+/** Qwen3MoeDecoderLayer: sparse unless in mlp_only_layers or off the decoder_sparse_step. */
+function sparseLayer(lc: Json, l: number): boolean {
+  const experts = (lc.num_experts ?? lc.num_local_experts ?? 128) as number;
+  const only = (lc.mlp_only_layers ?? []) as number[];
+  return experts > 0 && !only.includes(l) && (l + 1) % ((lc.decoder_sparse_step as number | undefined) ?? 1) === 0;
+}
+
+/**
+ * Qwen3MoeSparseMoeBlock, token by token: softmax of the router logits, the top k (largest first),
+ * divided by their sum with norm_topk_prob, each chosen expert's SwiGLU output weighted and added.
+ */
+function moeBlock(lc: Json, s: LlmSpec, W: Weights, l: number, x: Float64Array, N: number): Float64Array {
+  const p = `${s.prefix}.model.layers.${l}.mlp`;
+  const E = (lc.num_experts ?? lc.num_local_experts ?? 128) as number;
+  const k = (lc.num_experts_per_tok as number | undefined) ?? 8;
+  const I = (lc.moe_intermediate_size as number | undefined) ?? 768;
+  const Hd = s.hidden;
+  const logits = linear(x, N, Hd, w(W, `${p}.gate.weight`), E);
+  const out = new Float64Array(N * Hd);
+  for (let t = 0; t < N; t++) {
+    const probs = logits.slice(t * E, (t + 1) * E);
+    softmaxInPlace(probs, E);
+    const top = Array.from({ length: E }, (_, e) => e).sort((a, b) => probs[b]! - probs[a]! || a - b).slice(0, k);
+    const sum = top.reduce((acc, e) => acc + probs[e]!, 0);
+    const xt = x.subarray(t * Hd, (t + 1) * Hd);
+    for (const e of top) {
+      const weight = lc.norm_topk_prob === true ? probs[e]! / sum : probs[e]!;
+      const gate = linear(xt, 1, Hd, w(W, `${p}.experts.${e}.gate_proj.weight`), I);
+      const up = linear(xt, 1, Hd, w(W, `${p}.experts.${e}.up_proj.weight`), I);
+      const y = linear(gate.map((g, i) => silu(g) * up[i]!), 1, I, w(W, `${p}.experts.${e}.down_proj.weight`), Hd);
+      for (let i = 0; i < Hd; i++) out[t * Hd + i] += weight * y[i]!;
+    }
+  }
+  return out;
+}
+
+/**
+ * GptOssMLP, token by token: router logits (with bias), the top k, softmax over those k; each
+ * chosen expert: x @ gate_up_proj[e] + bias, gate = even columns, up = odd ones, gate clamped
+ * above at swiglu_limit, up to ±limit, (up + 1) * gate * sigmoid(alpha * gate) @ down_proj[e] + bias.
+ */
+function gptOssMlp(lc: Json, s: LlmSpec, W: Weights, l: number, x: Float64Array, N: number): Float64Array {
+  const p = `${s.prefix}.model.layers.${l}.mlp`;
+  const E = (lc.num_local_experts ?? lc.num_experts ?? 128) as number;
+  const k = (lc.num_experts_per_tok as number | undefined) ?? 4;
+  const I = lc.intermediate_size as number;
+  const limit = (lc.swiglu_limit as number | undefined) ?? 7.0;
+  const alpha = (lc.swiglu_alpha as number | undefined) ?? 1.702;
+  const Hd = s.hidden;
+  const logits = linear(x, N, Hd, w(W, `${p}.router.weight`), E, w(W, `${p}.router.bias`, E));
+  const gateUp = w(W, `${p}.experts.gate_up_proj`, E * Hd * 2 * I);
+  const gateUpBias = w(W, `${p}.experts.gate_up_proj_bias`, E * 2 * I);
+  const down = w(W, `${p}.experts.down_proj`, E * I * Hd);
+  const downBias = w(W, `${p}.experts.down_proj_bias`, E * Hd);
+  const out = new Float64Array(N * Hd);
+  for (let t = 0; t < N; t++) {
+    const row = logits.slice(t * E, (t + 1) * E);
+    const top = Array.from({ length: E }, (_, e) => e).sort((a, b) => row[b]! - row[a]! || a - b).slice(0, k);
+    const weights = Float64Array.from(top, (e) => row[e]!);
+    softmaxInPlace(weights, k);
+    top.forEach((e, slot) => {
+      const act = new Float64Array(I);
+      for (let i = 0; i < I; i++) {
+        let g = gateUpBias[e * 2 * I + 2 * i]!;
+        let u = gateUpBias[e * 2 * I + 2 * i + 1]!;
+        for (let h = 0; h < Hd; h++) {
+          const xv = x[t * Hd + h]!;
+          g += xv * gateUp[(e * Hd + h) * 2 * I + 2 * i]!;
+          u += xv * gateUp[(e * Hd + h) * 2 * I + 2 * i + 1]!;
+        }
+        g = Math.min(g, limit);
+        u = Math.min(Math.max(u, -limit), limit);
+        act[i] = (u + 1) * g * (1 / (1 + Math.exp(-alpha * g)));
+      }
+      for (let h = 0; h < Hd; h++) {
+        let y = downBias[e * Hd + h]!;
+        for (let i = 0; i < I; i++) y += act[i]! * down[(e * I + i) * Hd + h]!;
+        out[t * Hd + h] += weights[slot]! * y;
+      }
+    });
+  }
+  return out;
+}
+
+function mlp(s: LlmSpec, W: Weights, l: number, x: Float64Array, N: number, lc: Json = {}): Float64Array {
+  if (s.family === 'qwen3_moe' && sparseLayer(lc, l)) return moeBlock(lc, s, W, l, x, N);
+  if (s.family === 'gpt_oss') return gptOssMlp(lc, s, W, l, x, N);
   const p = `${s.prefix}.model.layers.${l}`;
   const { hidden: Hd, inter: I } = s;
   let gate: Float64Array;
@@ -662,7 +809,9 @@ function normKeys(s: LlmSpec, l: number): [string, string] {
 function decoderRow(lc: Json, s: LlmSpec, W: Weights, emb: Float64Array, N: number): Float64Array {
   const { hidden: Hd, heads, kvHeads: kv, headDim: hd } = s;
   // transformers (Phi-3): only the first int(head_dim * partial_rotary_factor) features rotate.
-  const rd = Math.floor(hd * ((lc.partial_rotary_factor as number | undefined) ?? 1));
+  // Proportional RoPE (transformers 5) reads partial_rotary_factor as the share of frequencies that turn; rotate_half spans the head.
+  const proportional = ((lc.rope_scaling as Json | null | undefined)?.rope_type ?? '') === 'proportional';
+  const rd = proportional ? hd : Math.floor(hd * ((lc.partial_rotary_factor as number | undefined) ?? 1));
   const half = rd / 2;
   // All positions are arange(N): seq_len for the rotary caches is N.
   const { invFreq, attnFactor } = ropeParams(lc, rd, N);
@@ -695,7 +844,7 @@ function decoderRow(lc: Json, s: LlmSpec, W: Weights, emb: Float64Array, N: numb
   };
   let h: Float64Array = Float64Array.from(emb);
   const rep = heads / kv;
-  const scores = new Float64Array(N);
+  const scores = new Float64Array(N + 1);
   for (let l = 0; l < s.layers; l++) {
     const [n1, n2] = normKeys(s, l);
     const xn = rmsNorm(h, N, Hd, w(W, n1, Hd), s.eps);
@@ -705,25 +854,32 @@ function decoderRow(lc: Json, s: LlmSpec, W: Weights, emb: Float64Array, N: numb
     const v = p.v;
     const ctx = new Float64Array(N * heads * hd);
     const scale = 1 / Math.sqrt(hd);
+    const window = windowKeys(lc, l);
+    // GPT-OSS: each head's sink logit joins the softmax, then is dropped.
+    const sinks = s.family === 'gpt_oss' ? w(W, `${s.prefix}.model.layers.${l}.self_attn.sinks`, heads) : undefined;
     for (let head = 0; head < heads; head++) {
       const kh = Math.floor(head / rep); // repeat_kv: kv head i serves query heads i*rep .. i*rep+rep-1
       for (let i = 0; i < N; i++) {
-        for (let j = 0; j <= i; j++) {
+        const first = Math.max(0, i - window + 1);
+        for (let j = first; j <= i; j++) {
           let d = 0;
           for (let e = 0; e < hd; e++) d += q[(i * heads + head) * hd + e]! * k[(j * kv + kh) * hd + e]!;
-          scores[j] = d * scale;
+          scores[j - first] = d * scale;
         }
-        softmaxInPlace(scores, i + 1);
+        if (sinks) {
+          scores[i + 1 - first] = sinks[head]!;
+          softmaxInPlace(scores, i + 2 - first);
+        } else softmaxInPlace(scores, i + 1 - first);
         for (let e = 0; e < hd; e++) {
           let acc = 0;
-          for (let j = 0; j <= i; j++) acc += scores[j]! * v[(j * kv + kh) * hd + e]!;
+          for (let j = first; j <= i; j++) acc += scores[j - first]! * v[(j * kv + kh) * hd + e]!;
           ctx[(i * heads + head) * hd + e] = acc;
         }
       }
     }
     addInPlace(h, oProject(s, W, l, ctx, N));
     const xn2 = rmsNorm(h, N, Hd, w(W, n2, Hd), s.eps);
-    addInPlace(h, mlp(s, W, l, xn2, N));
+    addInPlace(h, mlp(s, W, l, xn2, N, lc));
   }
   h = rmsNorm(h, N, Hd, w(W, `${s.prefix}.model.norm.weight`, Hd), s.eps);
   const head = s.tie ? w(W, embedKey(s), s.vocab * Hd) : w(W, headKey(s), s.vocab * Hd);

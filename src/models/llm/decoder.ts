@@ -8,7 +8,8 @@ import * as op from '../../ops/index.ts';
 import { i64, i64Scalar } from '../../dsl/constants.ts';
 import { reshape, silu, type Embedding, type Linear, type RMSNorm } from '../../nn/layers.ts';
 import { applyRotary, rotaryTables, rotaryTablesAt, type RopeScaling, type RotaryTables } from '../../nn/rotary.ts';
-import { KvCache, cachedCausalMask, causalGqa, causalMask } from '../../nn/attention.ts';
+import { KvCache, cachedCausalMask, cachedSlidingMask, causalGqa, causalMask, slidingCausalMask } from '../../nn/attention.ts';
+import type { LayerType } from './sliding-window.ts';
 
 export interface DecoderConfig {
   hidden: number;
@@ -33,16 +34,57 @@ export interface DecoderConfig {
   partialRotaryFactor?: number;
   /** Embedding row that gets no gradient (InternLM2, Phi-3). */
   padTokenId?: number | undefined;
+  /**
+   * Sliding-window attention: on a sliding layer query i attends to the `slidingWindow` keys
+   * i - W < j <= i (itself included), as transformers' sliding_window_overlay. Undefined: none.
+   */
+  slidingWindow?: number | undefined;
+  /** Which layers slide (transformers' layer_types); undefined with a window: every layer. */
+  layerTypes?: LayerType[] | undefined;
+  /** Sparse mixture-of-experts MLPs (Qwen3-MoE, GPT-OSS); undefined: every MLP is dense. */
+  moe?: MoeConfig | undefined;
 }
 
+/** transformers' Qwen3MoeConfig / GptOssConfig expert fields. */
+export interface MoeConfig {
+  /** num_experts (num_local_experts). */
+  experts: number;
+  /** num_experts_per_tok (GPT-OSS: experts_per_token). */
+  topK: number;
+  /** moe_intermediate_size (GPT-OSS: intermediate_size): each expert's width. */
+  intermediate: number;
+  /** norm_topk_prob: the kept probabilities are divided by their sum (Qwen3-MoE). */
+  normTopKProb?: boolean;
+  /** decoder_sparse_step: layer i is sparse when (i + 1) % step == 0 (default 1). */
+  decoderSparseStep?: number;
+  /** mlp_only_layers: layers with a dense MLP of `intermediate` (the decoder's) width. */
+  mlpOnlyLayers?: number[];
+  /** GPT-OSS's clamped SwiGLU: swiglu_limit (gate clamped above, up to ±limit) and swiglu_alpha. */
+  swigluLimit?: number;
+  swigluAlpha?: number;
+}
+
+/** Whether layer `i` has a sparse MoE block (transformers' Qwen3MoeDecoderLayer condition). */
+export const isSparseLayer = (c: DecoderConfig, i: number): boolean => {
+  const m = c.moe;
+  return m !== undefined && m.experts > 0 && !(m.mlpOnlyLayers ?? []).includes(i) && (i + 1) % (m.decoderSparseStep ?? 1) === 0;
+};
+
 export const headDimOf = (c: DecoderConfig): number => c.headDim ?? c.hidden / c.heads;
+
+/** Whether layer `i` attends through the sliding window. */
+export const isSlidingLayer = (c: DecoderConfig, i: number): boolean =>
+  c.slidingWindow !== undefined && (c.layerTypes === undefined || c.layerTypes[i] === 'sliding_attention');
 
 /** Rotating features per head, as transformers computes it: int(head_dim * partial_rotary_factor). */
 export const rotaryDimOf = (c: DecoderConfig): number => Math.floor(headDimOf(c) * (c.partialRotaryFactor ?? 1));
 
 export interface DecoderContext {
   rope: RotaryTables;
+  /** The mask of this layer's attention (true where a key is hidden). */
   mask: Tensor;
+  /** The sliding-window mask, built once per forward when some layer slides; layerContext picks. */
+  slidingMask?: Tensor;
   /** Present in a forward with a KV cache (the split artifact's decoder). */
   cache?: KvCache;
 }
@@ -81,12 +123,24 @@ export interface DecoderParts {
   head: Linear | undefined;
 }
 
+/** wrap_llm_lora's targets for Qwen2 / Llama. */
+export const LLAMA_LORA_TARGETS: readonly string[] = ['self_attn.q_proj', 'self_attn.k_proj', 'self_attn.v_proj', 'self_attn.o_proj', 'mlp.gate_proj', 'mlp.down_proj', 'mlp.up_proj'];
+
 /** A decoder-only LLM as the composite sees it: embed ids, then logits from embeddings. */
 export abstract class CausalLM extends Module {
   abstract readonly config: DecoderConfig;
   /** The Hugging Face class this mirrors (`Qwen2ForCausalLM`). */
   abstract readonly architecture: string;
   protected abstract parts(): DecoderParts;
+
+  /**
+   * The modules LoRA wraps (PEFT target_modules), as InternVL's `wrap_llm_lora` lists them for
+   * Qwen2 / Llama; families that name their projections otherwise override it. Families the
+   * official code lists nothing for (Qwen3, ...) take this list: vlmc's choice (docs/training.md).
+   */
+  loraTargets(): readonly string[] {
+    return LLAMA_LORA_TARGETS;
+  }
 
   embed(ids: Tensor): Tensor {
     return this.parts().embedding.call(ids);
@@ -103,7 +157,7 @@ export abstract class CausalLM extends Module {
     const { layers, norm, head, embedding } = this.parts();
     const ctx = decoderContext(embeds, this.config);
     let h = embeds;
-    for (const layer of layers.items) h = layer.call(h, ctx);
+    layers.items.forEach((layer, i) => (h = layer.call(h, layerContext(ctx, this.config, i))));
     return logitsOf(h, norm, head, embedding);
   }
 
@@ -115,7 +169,7 @@ export abstract class CausalLM extends Module {
     const { layers, norm, head, embedding } = this.parts();
     const ctx = cachedDecoderContext(inputs, this.config);
     let h = inputs.embeds;
-    for (const layer of layers.items) h = layer.call(h, ctx);
+    layers.items.forEach((layer, i) => (h = layer.call(h, layerContext(ctx, this.config, i))));
     const selected = selectLogitPositions(h, inputs.attentionMask, inputs.fullLogits);
     return { logits: logitsOf(selected, norm, head, embedding), present: ctx.cache!.present };
   }
@@ -126,7 +180,14 @@ export function cachedDecoderContext(inputs: CachedDecoderInputs, c: DecoderConf
   const seq = op.Squeeze(op.Shape(inputs.embeds, { start: 1, end: 2 }), i64([0]));
   const length = op.Add(op.ReduceMax(inputs.positionIds, { keepdims: 0 }), i64Scalar(1));
   const rope = rotaryTablesAt(inputs.positionIds, length, { theta: c.ropeTheta, headDim: rotaryDimOf(c), maxPositions: c.maxPositions, scaling: c.ropeScaling });
-  return { rope, mask: cachedCausalMask(seq, inputs.attentionMask), cache: new KvCache(inputs.past) };
+  const mask = cachedCausalMask(seq, inputs.attentionMask);
+  const window = c.slidingWindow;
+  return { rope, mask, cache: new KvCache(inputs.past), ...(window !== undefined ? { slidingMask: cachedSlidingMask(seq, inputs.attentionMask, mask, window) } : {}) };
+}
+
+/** The context layer `i` sees: the sliding-window mask on a sliding layer, the causal one otherwise. */
+export function layerContext(ctx: DecoderContext, c: DecoderConfig, i: number): DecoderContext {
+  return isSlidingLayer(c, i) ? { ...ctx, mask: ctx.slidingMask! } : ctx;
 }
 
 /**
@@ -156,17 +217,19 @@ export function selectLogitPositions(h: Tensor, attentionMask: Tensor, fullLogit
 export function decoderContext(embeds: Tensor, c: DecoderConfig): DecoderContext {
   const seq = op.Squeeze(op.Shape(embeds, { start: 1, end: 2 }), i64([0]));
   const rope = rotaryTables(seq, { theta: c.ropeTheta, headDim: rotaryDimOf(c), maxPositions: c.maxPositions, scaling: c.ropeScaling });
-  return { rope, mask: causalMask(seq) };
+  const mask = causalMask(seq);
+  const window = c.slidingWindow;
+  return { rope, mask, ...(window !== undefined ? { slidingMask: slidingCausalMask(seq, mask, window) } : {}) };
 }
 
-/** Projected q [b,s,H*d], k, v [b,s,KV*d] -> rotary -> causal GQA -> [b,s,H*d]. */
-export function attendProjected(q: Tensor, k: Tensor, v: Tensor, c: DecoderConfig, ctx: DecoderContext): Tensor {
+/** Projected q [b,s,H*d], k, v [b,s,KV*d] -> rotary -> causal GQA (with per-head sink logits [H], GPT-OSS) -> [b,s,H*d]. */
+export function attendProjected(q: Tensor, k: Tensor, v: Tensor, c: DecoderConfig, ctx: DecoderContext, sinks?: Tensor): Tensor {
   const d = headDimOf(c);
   const r = rotaryDimOf(c);
   const qh = applyRotary(reshape(q, [0, 0, c.heads, d]), ctx.rope, r, d);
   const kh = applyRotary(reshape(k, [0, 0, c.kvHeads, d]), ctx.rope, r, d);
   const vh = reshape(v, [0, 0, c.kvHeads, d]);
-  return causalGqa(qh, kh, vh, c.heads, c.kvHeads, d, ctx.mask, ctx.cache);
+  return causalGqa(qh, kh, vh, c.heads, c.kvHeads, d, ctx.mask, ctx.cache, sinks);
 }
 
 /** SwiGLU: silu(gate) * up. */

@@ -91,6 +91,10 @@ export class InternLM2ForCausalLM extends CausalLM {
     this.model = new InternLM2Model(config);
     this.output = config.tieEmbeddings ? undefined : new Linear(config.hidden, config.vocab, { bias: false });
   }
+  /** wrap_llm_lora's targets for InternLM2 (the packed wqkv as one Linear). */
+  override loraTargets(): readonly string[] {
+    return ['attention.wqkv', 'attention.wo', 'feed_forward.w1', 'feed_forward.w2', 'feed_forward.w3'];
+  }
   protected parts(): DecoderParts {
     return { embedding: this.model.tok_embeddings, layers: this.model.layers, norm: this.model.norm, head: this.output };
   }

@@ -5,7 +5,7 @@
  */
 import { Module, ModuleList, type Tensor } from '../../dsl/module.ts';
 import { Embedding, Linear, RMSNorm } from '../../nn/layers.ts';
-import { CausalLM, attendProjected, headDimOf, preNormBlock, swiglu, type DecoderConfig, type DecoderContext, type DecoderParts } from './decoder.ts';
+import { CausalLM, attendProjected, headDimOf, preNormBlock, swiglu, type DecoderConfig, type DecoderContext, type DecoderLayer, type DecoderParts } from './decoder.ts';
 import { checkDecoderOptions } from '../check-options.ts';
 
 /** Mirrors LlamaAttention / Qwen2Attention. */
@@ -46,16 +46,22 @@ export class LlamaMLP extends Module {
   }
 }
 
-/** Mirrors LlamaDecoderLayer; `attention` lets a family that differs only there (Qwen3) reuse it. */
+/**
+ * Mirrors LlamaDecoderLayer; `attention` and `mlp` let a family that differs only there reuse it
+ * (Qwen3's q/k norms, Qwen3-MoE's sparse block, GPT-OSS's sinks and experts).
+ */
+/** A layer's MLP: dense, or a family's sparse block; hidden states in, hidden states out. */
+export type DecoderMLP = Module & { forward(x: Tensor): Tensor };
+
 export class LlamaDecoderLayer extends Module {
   readonly self_attn: LlamaAttention;
-  readonly mlp: LlamaMLP;
+  readonly mlp: DecoderMLP;
   readonly input_layernorm: RMSNorm;
   readonly post_attention_layernorm: RMSNorm;
-  constructor(c: DecoderConfig, attention: LlamaAttention = new LlamaAttention(c)) {
+  constructor(c: DecoderConfig, attention: LlamaAttention = new LlamaAttention(c), mlp: DecoderMLP = new LlamaMLP(c)) {
     super();
     this.self_attn = attention;
-    this.mlp = new LlamaMLP(c);
+    this.mlp = mlp;
     this.input_layernorm = new RMSNorm(c.hidden, c.rmsNormEps);
     this.post_attention_layernorm = new RMSNorm(c.hidden, c.rmsNormEps);
   }
@@ -64,18 +70,18 @@ export class LlamaDecoderLayer extends Module {
   }
 }
 
-/** Builds one decoder layer of a Llama-layout family. */
-export type LlamaLayerFactory = (c: DecoderConfig) => LlamaDecoderLayer;
+/** Builds decoder layer `index` of a Llama-layout family. */
+export type LlamaLayerFactory = (c: DecoderConfig, index: number) => DecoderLayer;
 
 /** Mirrors LlamaModel. */
 export class LlamaModel extends Module {
   readonly embed_tokens: Embedding;
-  readonly layers: ModuleList<LlamaDecoderLayer>;
+  readonly layers: ModuleList<DecoderLayer>;
   readonly norm: RMSNorm;
   constructor(c: DecoderConfig, layer: LlamaLayerFactory = (cfg) => new LlamaDecoderLayer(cfg)) {
     super();
     this.embed_tokens = new Embedding(c.vocab, c.hidden, c.padTokenId);
-    this.layers = new ModuleList(Array.from({ length: c.layers }, () => layer(c)));
+    this.layers = new ModuleList(Array.from({ length: c.layers }, (_, i) => layer(c, i)));
     this.norm = new RMSNorm(c.hidden, c.rmsNormEps);
   }
 }

@@ -86,6 +86,10 @@ export class Phi3ForCausalLM extends CausalLM {
     this.model = new Phi3Model(config);
     this.lm_head = config.tieEmbeddings ? undefined : new Linear(config.hidden, config.vocab, { bias: false });
   }
+  /** wrap_llm_lora's targets for Phi-3 (the packed qkv_proj and gate_up_proj as one Linear each). */
+  override loraTargets(): readonly string[] {
+    return ['self_attn.qkv_proj', 'self_attn.o_proj', 'mlp.gate_up_proj', 'mlp.down_proj'];
+  }
   protected parts(): DecoderParts {
     return { embedding: this.model.embed_tokens, layers: this.model.layers, norm: this.model.norm, head: this.lm_head };
   }

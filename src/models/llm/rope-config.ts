@@ -4,14 +4,18 @@
  * `rope_type` and the scaling fields). Precedence follows transformers'
  * `convert_rope_params_to_dict` / `standardize_rope_params`: a `rope_scaling` dict wins over
  * `rope_parameters`; inside it `rope_theta` wins over the top-level one (default 10000);
- * `rope_type` over the legacy `type`; a top-level `partial_rotary_factor` or (llama3/longrope)
+ * `rope_type` over the legacy `type`; a top-level `partial_rotary_factor` or (llama3/longrope/yarn)
  * `original_max_position_embeddings` wins over the dict's.
+ *
+ * Every rope_type transformers 5 defines (ROPE_INIT_FUNCTIONS): default, linear, dynamic, llama3,
+ * longrope, yarn and proportional, with transformers 5's readings where 4.x differed: an explicit
+ * `factor` wins over max / original positions (YaRN's and LongRoPE's attention factor).
  *
  * Anything that would change the numbers and is not understood is an error naming the field.
  */
 import { UserError } from '../../errors.ts';
-import type { RopeScaling } from '../../nn/rotary.ts';
-import type { HFConfig } from './hf-config.ts';
+import { yarnMscale, type RopeScaling } from '../../nn/rotary.ts';
+import type { HFConfig } from '../config-fields.ts';
 
 export interface RopeSettings {
   theta: number;
@@ -28,9 +32,11 @@ const TYPE_KEYS: Record<string, readonly string[]> = {
   dynamic: ['factor'],
   llama3: ['factor', 'low_freq_factor', 'high_freq_factor'],
   longrope: ['short_factor', 'long_factor', 'factor', 'attention_factor'],
+  yarn: ['factor', 'attention_factor', 'beta_fast', 'beta_slow', 'mscale', 'mscale_all_dim', 'truncate'],
+  proportional: ['factor'],
 };
 const COMMON_KEYS = ['rope_type', 'type', 'rope_theta', 'partial_rotary_factor', 'original_max_position_embeddings'];
-/** Phi-3's old name for longrope. */
+/** Phi-3's old name for longrope (Phi3Config also reads 'yarn' so: isPhi3). */
 const ALIASES: Record<string, string> = { su: 'longrope' };
 
 export function ropeFromHF(cfg: HFConfig, dims: { maxPositions: number; headDim: number }, where: string): RopeSettings {
@@ -42,19 +48,26 @@ export function ropeFromHF(cfg: HFConfig, dims: { maxPositions: number; headDim:
   if (typeof rawType !== 'string' || !Object.hasOwn({ ...TYPE_KEYS, ...ALIASES }, rawType)) {
     throw new UserError(`${at}: rope_type ${JSON.stringify(rawType)} is not supported (supported: ${[...Object.keys(TYPE_KEYS), ...Object.keys(ALIASES)].join(', ')})`);
   }
-  const type = Object.hasOwn(ALIASES, rawType) ? ALIASES[rawType]! : rawType;
+  const type = Object.hasOwn(ALIASES, rawType) ? ALIASES[rawType]! : rawType === 'yarn' && isPhi3(cfg) ? 'longrope' : rawType;
   for (const key of Object.keys(params)) {
     if (!COMMON_KEYS.includes(key) && !TYPE_KEYS[type]!.includes(key)) {
       throw new UserError(`${at}: field '${key}' is not understood for rope_type '${type}' (it takes ${[...TYPE_KEYS[type]!, ...COMMON_KEYS].join(', ')})`);
     }
   }
-  const rotaryDim = Math.floor(dims.headDim * partialRotaryFactor);
+  // Proportional RoPE reads partial_rotary_factor as the share of frequencies that turn; rotate_half spans the head.
+  const rotaryDim = type === 'proportional' ? dims.headDim : Math.floor(dims.headDim * partialRotaryFactor);
   if (rotaryDim < 2 || rotaryDim % 2 !== 0) {
     throw new UserError(`${where}: the rotary dimension head_dim x partial_rotary_factor = ${rotaryDim} must be even and at least 2`);
   }
   const originalMax = () => originalMaxPositions(cfg, params, dims.maxPositions, where, at);
   const topLevelOriginal = cfg.original_max_position_embeddings !== undefined && cfg.original_max_position_embeddings !== null;
-  return { theta, partialRotaryFactor, scaling: scalingOf(type, params, at, rotaryDim, originalMax, topLevelOriginal) };
+  const context = { at, rotaryDim, originalMax, topLevelOriginal, maxPositions: dims.maxPositions, partialRotaryFactor };
+  return { theta, partialRotaryFactor: type === 'proportional' ? 1 : partialRotaryFactor, scaling: scalingOf(type, params, context) };
+}
+
+/** Phi3Config reads rope_type 'yarn' as 'longrope' (backward compatibility in transformers 5). */
+function isPhi3(cfg: HFConfig): boolean {
+  return cfg.model_type === 'phi3' || (Array.isArray(cfg.architectures) && cfg.architectures[0] === 'Phi3ForCausalLM');
 }
 
 /** The dict that holds the RoPE fields, and its name for messages. */
@@ -72,7 +85,17 @@ function ropeDict(cfg: HFConfig, where: string): { params: HFConfig; field: stri
   return { params: {}, field: 'rope_parameters' };
 }
 
-function scalingOf(type: string, p: HFConfig, at: string, rotaryDim: number, originalMax: () => number, topLevelOriginal: boolean): RopeScaling | undefined {
+interface ScalingContext {
+  at: string;
+  rotaryDim: number;
+  originalMax: () => number;
+  topLevelOriginal: boolean;
+  maxPositions: number;
+  partialRotaryFactor: number;
+}
+
+function scalingOf(type: string, p: HFConfig, ctx: ScalingContext): RopeScaling | undefined {
+  const { at, rotaryDim, originalMax } = ctx;
   switch (type) {
     case 'linear':
     case 'dynamic':
@@ -84,7 +107,7 @@ function scalingOf(type: string, p: HFConfig, at: string, rotaryDim: number, ori
       return { type: 'llama3', factor: requiredPositive(p, 'factor', at), lowFreqFactor, highFreqFactor, originalMaxPositions: originalMax() };
     }
     case 'longrope': {
-      const attentionFactor = positiveField(p, 'attention_factor', at) ?? longropeFactorScale(p, at, originalMax, topLevelOriginal);
+      const attentionFactor = positiveField(p, 'attention_factor', at) ?? longropeFactorScale(p, at, originalMax);
       return {
         type: 'longrope',
         shortFactor: factorList(p, 'short_factor', at, rotaryDim / 2),
@@ -93,19 +116,56 @@ function scalingOf(type: string, p: HFConfig, at: string, rotaryDim: number, ori
         ...(attentionFactor !== undefined ? { attentionFactor } : {}),
       };
     }
+    case 'yarn':
+      return yarnScaling(p, ctx);
+    case 'proportional':
+      return { type: 'proportional', factor: positiveField(p, 'factor', at) ?? 1, proportion: ctx.partialRotaryFactor };
     default:
       return undefined;
   }
 }
 
 /**
- * transformers derives LongRoPE's attention scale from max / original positions when the config has
- * a top-level original_max_position_embeddings (Phi-3), else from the dict's `factor`; the first
- * case is rotary.ts's default, the second is made explicit here.
+ * YaRN as transformers 5 reads it: `factor` (null: max_position_embeddings / original), the
+ * attention factor given, or mscale / mscale_all_dim's ratio when both are set (non-zero), or
+ * 0.1 ln(factor) + 1; beta_fast / beta_slow default 32 / 1 (also when 0); truncate default true.
  */
-function longropeFactorScale(p: HFConfig, at: string, originalMax: () => number, topLevelOriginal: boolean): number | undefined {
+function yarnScaling(p: HFConfig, ctx: ScalingContext): RopeScaling {
+  const { at } = ctx;
+  const originalMaxPositions = ctx.originalMax();
+  if (!Object.hasOwn(p, 'factor')) throw new UserError(`${at}: 'factor' is required for rope_type 'yarn' (null: max_position_embeddings / original_max_position_embeddings)`);
+  const factor = positiveField(p, 'factor', at) ?? ctx.maxPositions / originalMaxPositions;
+  const mscale = nonNegativeField(p, 'mscale', at);
+  const mscaleAllDim = nonNegativeField(p, 'mscale_all_dim', at);
+  const attentionFactor = positiveField(p, 'attention_factor', at) ?? (mscale && mscaleAllDim ? yarnMscale(factor, mscale) / yarnMscale(factor, mscaleAllDim) : yarnMscale(factor));
+  const truncate = p.truncate ?? true;
+  if (typeof truncate !== 'boolean') throw new UserError(`${at}: 'truncate' must be true or false (got ${JSON.stringify(truncate)})`);
+  return {
+    type: 'yarn',
+    factor,
+    originalMaxPositions,
+    attentionFactor,
+    betaFast: nonNegativeField(p, 'beta_fast', at) || 32,
+    betaSlow: nonNegativeField(p, 'beta_slow', at) || 1,
+    truncate,
+  };
+}
+
+function nonNegativeField(o: HFConfig, key: string, at: string): number | undefined {
+  const v = o[key];
+  if (v === undefined || v === null) return undefined;
+  if (typeof v !== 'number' || !Number.isFinite(v) || v < 0) throw new UserError(`${at}: '${key}' must be a number of at least 0 (got ${JSON.stringify(v)})`);
+  return v;
+}
+
+/**
+ * transformers 5 derives LongRoPE's attention scale from the dict's `factor` when it has one, else
+ * from max / original positions (Phi-3's configs); the second is rotary.ts's default, the first is
+ * made explicit here.
+ */
+function longropeFactorScale(p: HFConfig, at: string, originalMax: () => number): number | undefined {
   const factor = positiveField(p, 'factor', at);
-  if (topLevelOriginal || factor === undefined) return undefined;
+  if (factor === undefined) return undefined;
   return factor <= 1 ? 1 : Math.sqrt(1 + Math.log(factor) / Math.log(originalMax()));
 }
 

@@ -34,6 +34,26 @@ function unsqueezed2(v: Value | undefined): { inner: Value; node: Node } | undef
   return u && (constInts(u.inputs[1]) ?? []).join() === '2' ? { inner: u.inputs[0]!, node: u } : undefined;
 }
 
+/**
+ * The window of a decoder mask (src/nn/attention.ts): `null` for the cached causal mask
+ * `Unsqueeze(Or(later, padding), [1, 2])`, W for the sliding one
+ * `Or(causal, Unsqueeze(GreaterOrEqual(distance, W), [1, 2]))`, undefined for any other mask (left
+ * decomposed: GQA could not reproduce it).
+ */
+function maskWindow(mask: Value | undefined): number | null | undefined {
+  const unsqueezed = (v: Value | undefined) => {
+    const u = producer(v, 'Unsqueeze');
+    return u && (constInts(u.inputs[1]) ?? []).join() === '1,2' ? u.inputs[0] : undefined;
+  };
+  const isCausal = (v: Value | undefined) => producer(unsqueezed(v), 'Or') !== undefined;
+  if (isCausal(mask)) return null;
+  const or = producer(mask, 'Or');
+  const far = producer(unsqueezed(or?.inputs[1]), 'GreaterOrEqual');
+  const window = constInts(far?.inputs[1]);
+  if (!or || !isCausal(or.inputs[0]) || window?.length !== 1) return undefined;
+  return window[0]!;
+}
+
 interface GqaMatch {
   q4: Value;
   k4: Value;
@@ -44,10 +64,40 @@ interface GqaMatch {
   kvHeads: number;
   headDim: number;
   scale: number;
+  /**
+   * GQA's local_window_size, -1 for none. Since ONNX Runtime 1.23 (microsoft/onnxruntime#25927) it
+   * counts the query itself: a window of W keys (transformers' sliding_window) is local_window_size
+   * W; before, the kernels kept W + 1. vlmc's runtime is 1.30 (checked by test/variants.test.ts).
+   */
+  localWindow: number;
+  /** Per-head sink logits [heads] (GPT-OSS): GQA's head_sink. */
+  sinks?: Value;
   out: Value;
   presentKey: Value;
   presentValue: Value;
   scope: string;
+}
+
+/**
+ * The attention probabilities: `Softmax(Where(...))`, or with sinks (src/nn/attention.ts
+ * softmaxWithSinks) `Slice(Softmax(Concat([Where(...), Expand(Reshape(sinks), shape)])), 0, -1)`:
+ * the Where, the sinks [heads] (GQA's head_sink) and the nodes to replace.
+ */
+function attentionProbs(v: Value | undefined): { where: Node; sinks?: Value; nodes: Node[] } | undefined {
+  const plain = producer(v, 'Softmax');
+  const plainWhere = producer(plain?.inputs[0], 'Where');
+  if (plain && plainWhere) return { where: plainWhere, nodes: [plain] };
+  const slice = producer(v, 'Slice');
+  const softmax = producer(slice?.inputs[0], 'Softmax');
+  const cat = producer(softmax?.inputs[0], 'Concat');
+  const where = producer(cat?.inputs[0], 'Where');
+  const expand = producer(cat?.inputs[1], 'Expand');
+  const shaped = producer(expand?.inputs[0], 'Reshape');
+  const shape = producer(expand?.inputs[1], 'Concat');
+  const rows = producer(shape?.inputs[0], 'Shape');
+  if (!slice || !softmax || !cat || cat.inputs.length !== 2 || !where || !shaped || !shape || !rows || rows.inputs[0] !== where.outputs[0]) return undefined;
+  if ((constInts(slice.inputs[2]) ?? []).join() !== '-1' || (constInts(slice.inputs[3]) ?? []).join() !== '-1') return undefined;
+  return { where, sinks: shaped.inputs[0]!, nodes: [slice, softmax, cat, expand!, shaped, shape, rows] };
 }
 
 function matchGqa(merge: Node, uses: Uses): GqaMatch | undefined {
@@ -55,12 +105,14 @@ function matchGqa(merge: Node, uses: Uses): GqaMatch | undefined {
   const back = transposeOf(merge.inputs[0], BSHD_TO_BHSD);
   const heads4 = producer(back?.inputs[0], 'Reshape');
   const pv = producer(heads4?.inputs[0], 'MatMul');
-  const softmax = producer(pv?.inputs[0], 'Softmax');
-  const where = producer(softmax?.inputs[0], 'Where');
+  const probs = attentionProbs(pv?.inputs[0]);
+  const where = probs?.where;
   const scaled = producer(where?.inputs[2], 'Mul');
   const qk = producer(scaled?.inputs[0], 'MatMul');
-  if (!back || !heads4 || !pv || !softmax || !where || !scaled || !qk) return undefined;
+  if (!back || !heads4 || !pv || !probs || !where || !scaled || !qk) return undefined;
   if (scalarConst(where.inputs[1]) !== -Infinity) return undefined;
+  const window = maskWindow(where.inputs[0]);
+  if (window === undefined) return undefined;
   const scale = scalarConst(scaled.inputs[1]);
   const kT = transposeOf(qk.inputs[1], '0,1,2,4,3');
   const kU = unsqueezed2(kT?.inputs[0]);
@@ -76,7 +128,7 @@ function matchGqa(merge: Node, uses: Uses): GqaMatch | undefined {
   // ONNX Runtime's GQA kernels take head sizes in multiples of 8 (CPU: "head_size must be a multiple of 8").
   if (headDim % 8 !== 0) return undefined;
   if ((constInts(merge.inputs[1]) ?? []).join() !== `0,0,${heads * headDim}`) return undefined;
-  const nodes = [qT, qg, qk, scaled, where, softmax, pv, heads4, back, merge, kT, kU.node, vU.node, ...key.nodes, ...value.nodes];
+  const nodes = [qT, qg, qk, scaled, where, ...probs.nodes, pv, heads4, back, merge, kT, kU.node, vU.node, ...key.nodes, ...value.nodes];
   // The present caches (the Concats) may also be graph outputs; everything else stays inside.
   const inner = nodes.filter((n) => n !== merge && n !== key.nodes[0] && n !== value.nodes[0]).map((n) => n.outputs[0]!);
   if (!inner.every((v) => uses.onlyWithin(v, nodes))) return undefined;
@@ -90,6 +142,8 @@ function matchGqa(merge: Node, uses: Uses): GqaMatch | undefined {
     kvHeads,
     headDim,
     scale,
+    localWindow: window ?? -1,
+    ...(probs.sinks ? { sinks: probs.sinks } : {}),
     out: merge.outputs[0]!,
     presentKey: key.nodes[0]!.outputs[0]!,
     presentValue: value.nodes[0]!.outputs[0]!,
@@ -111,11 +165,17 @@ function sequenceLengths(graph: Graph, mask: Value): [Value, Value] {
   return [seqlens, node(CastSig, [total], { to: DTYPES.int32.onnx })];
 }
 
-export function fuseGqa(graph: Graph): number {
+/**
+ * `windowsAndSinks` false (the webgpu target): only plain causal attention fuses; a window or sinks
+ * stay decomposed (exact anywhere), because the WebGPU kernel's local_window_size / head_sink were
+ * not checked against transformers as the CPU kernel's were (test/variants.test.ts).
+ */
+export function fuseGqa(graph: Graph, windowsAndSinks = true): number {
   const mask = graph.inputs.find((v) => v.name === 'attention_mask');
   if (!mask) return 0;
   const uses = new Uses(graph);
-  const matches = graph.nodes.map((n) => matchGqa(n, uses)).filter((m): m is GqaMatch => m !== undefined);
+  const checked = (m: GqaMatch) => windowsAndSinks || (m.localWindow < 0 && !m.sinks);
+  const matches = graph.nodes.map((n) => matchGqa(n, uses)).filter((m): m is GqaMatch => m !== undefined && checked(m));
   if (matches.length === 0) return 0;
   const [seqlens, total] = sequenceLengths(graph, mask);
   for (const m of matches) {
@@ -124,8 +184,10 @@ export function fuseGqa(graph: Graph): number {
       splice(graph, r, []);
       return r.outputs[0]!;
     };
-    const inputs = [flat(m.q4, m.heads), flat(m.k4, m.kvHeads), flat(m.v4, m.kvHeads), m.pastKey, m.pastValue, seqlens, total];
-    const node = detachedNode(graph, m.scope, GroupQueryAttentionSig, inputs, { num_heads: m.heads, kv_num_heads: m.kvHeads, scale: m.scale }, 3);
+    // head_sink is input 11 (after cos/sin caches, position_ids and attention_bias, unused here).
+    const sinks = m.sinks ? [undefined, undefined, undefined, undefined, m.sinks] : [];
+    const inputs = [flat(m.q4, m.heads), flat(m.k4, m.kvHeads), flat(m.v4, m.kvHeads), m.pastKey, m.pastValue, seqlens, total, ...sinks];
+    const node = detachedNode(graph, m.scope, GroupQueryAttentionSig, inputs, { num_heads: m.heads, kv_num_heads: m.kvHeads, scale: m.scale, ...(m.localWindow >= 0 ? { local_window_size: m.localWindow } : {}) }, 3);
     splice(graph, node, [m.out, m.presentKey, m.presentValue]);
   }
   return matches.length;

@@ -1,51 +1,71 @@
 /**
- * The `--target gpu` fusion passes: each rewrites one decomposed pattern of the portable graph into
- * an ONNX Runtime fused op. They run in this order (attention before the norms, so a norm's
- * single-use checks see the final consumers) and only where the target asks for them.
+ * The `--target gpu` fusions. Composite ops (GELU) are lowered by the target's table before any
+ * other pass (src/passes/lower.ts); the rest are passes that rewrite a decomposed pattern of the
+ * portable graph into an ONNX Runtime fused op, in this order (attention before the norms, so a
+ * norm's single-use checks see the final consumers), only where the target asks for them.
  */
 import { UserError } from '../../errors.ts';
 import type { Graph } from '../../ir/graph.ts';
 import { removeDeadNodes } from '../dead-nodes.ts';
 import { fuseVitAttention } from './attention.ts';
 import { fuseGqa } from './gqa.ts';
-import { fuseGelu } from './gelu.ts';
+import { LOWERED_FUSIONS } from '../lower.ts';
 import { fuseSkipLayerNorm } from './layernorm.ts';
 import { fuseRmsNorm } from './rmsnorm.ts';
 import { packProjections } from '../pack-projections.ts';
 
-export type Target = 'portable' | 'gpu';
+/**
+ * `portable`: standard ONNX ops only. `gpu`: ONNX Runtime's fused ops (CPU and CUDA providers).
+ * `webgpu`: the same fusions, limited to the ops and dtypes the WebGPU provider has kernels for
+ * (src/passes/webgpu-profile.ts).
+ */
+export type Target = 'portable' | 'gpu' | 'webgpu';
 
-/** Fusion name (for --fuse) -> pass; each returns how many patterns it replaced. */
-export const FUSIONS: Record<string, (graph: Graph) => number> = {
-  gqa: fuseGqa,
+export const TARGETS: readonly Target[] = ['portable', 'gpu', 'webgpu'];
+
+/** Targets that lower to ONNX Runtime's fused ops. */
+export const isFused = (target: Target): boolean => target !== 'portable';
+
+/** Pattern fusion name (for --fuse) -> pass; each returns how many patterns it replaced. */
+export const FUSIONS: Record<string, (graph: Graph, target: Target) => number> = {
+  gqa: (graph, target) => fuseGqa(graph, target !== 'webgpu'),
   'vit-attention': fuseVitAttention,
-  gelu: fuseGelu,
   'skip-layernorm': fuseSkipLayerNorm,
   rmsnorm: fuseRmsNorm,
   // Last: the attention fusions match the separate q/k/v projections' outputs, not a Split.
   'pack-projections': packProjections,
 };
 
-export const FUSION_NAMES = Object.keys(FUSIONS);
+/** Every fusion --fuse can name, in pipeline order: the pattern passes and the composites' lowerings. */
+export const FUSION_NAMES = ['gqa', 'vit-attention', 'gelu', 'skip-layernorm', 'rmsnorm', 'pack-projections'];
+for (const name of [...Object.keys(FUSIONS), ...LOWERED_FUSIONS]) if (!FUSION_NAMES.includes(name)) throw new Error(`fusion ${name} has no place in FUSION_NAMES`);
 
 /** `--fuse none|all|a,b` -> the fusion names, in pipeline order; a UserError for unknown names. */
 export function parseFuse(spec: string | undefined, target: Target): string[] {
-  if (spec === undefined) return target === 'gpu' ? FUSION_NAMES : [];
+  if (spec === undefined) return isFused(target) ? FUSION_NAMES : [];
   if (spec === 'none') return [];
   if (spec === 'all') return FUSION_NAMES;
   const asked = spec.split(',').map((s) => s.trim()).filter((s) => s.length > 0);
-  const unknown = asked.filter((s) => !(s in FUSIONS));
+  const unknown = asked.filter((s) => !FUSION_NAMES.includes(s));
   if (unknown.length > 0) throw new UserError(`--fuse: unknown fusion ${unknown.join(', ')} (known: none, all, ${FUSION_NAMES.join(', ')})`);
-  if (asked.length > 0 && target !== 'gpu') throw new UserError('--fuse needs --target gpu: the fused ops run only on ONNX Runtime');
+  if (asked.length > 0 && !isFused(target)) throw new UserError('--fuse needs --target gpu or webgpu: the fused ops run only on ONNX Runtime');
   return FUSION_NAMES.filter((n) => asked.includes(n));
 }
 
-/** Runs the named fusions; returns the count each replaced (recorded in the graph's metadata). */
-export function fuseGraph(graph: Graph, names: readonly string[]): Record<string, number> {
+/**
+ * Runs the named pattern fusions; returns the count each replaced, with the counts of the lowerings
+ * that already ran (`lowered`), in pipeline order (recorded in the graph's metadata).
+ */
+export function fuseGraph(graph: Graph, names: readonly string[], lowered: Record<string, number> = {}, target: Target = 'gpu'): Record<string, number> {
   const counts: Record<string, number> = {};
   for (const name of FUSION_NAMES) {
     if (!names.includes(name)) continue;
-    counts[name] = FUSIONS[name]!(graph);
+    const pass = Object.hasOwn(FUSIONS, name) ? FUSIONS[name] : undefined;
+    if (!pass) {
+      counts[name] = lowered[name] ?? 0;
+      continue;
+    }
+    counts[name] = pass(graph, target);
     removeDeadNodes(graph);
   }
   return counts;

@@ -1,7 +1,8 @@
-/** Gradients of the normalisations and reductions: Softmax, LogSoftmax, LayerNormalization, ReduceMean/Sum. */
+/** Gradients of the normalisations and reductions: Softmax, LogSoftmax, LayerNormalization, ReduceMean/Sum; Dropout. */
 import * as op from '../../ops/index.ts';
 import type { Value } from '../../ir/graph.ts';
 import { i64 } from '../../dsl/constants.ts';
+import { DTYPES } from '../../ir/dtype.ts';
 import type { GradContext, GradRule } from './types.ts';
 import { normAxis, range, scalar, shapeOf, sumToShape } from './util.ts';
 
@@ -77,7 +78,21 @@ const reduceMean: GradRule = (c) => {
   return [op.Mul(expandBack(c, axes), scalar(x, 1 / n))];
 };
 
+/**
+ * Dropout in training mode (LoRA's input dropout): y = x * mask / (1 - ratio), so gx = g * mask /
+ * (1 - ratio), from the forward's own mask output. A ratio of 0 is the identity.
+ */
+const dropout: GradRule = (c) => {
+  const [x, ratio, trainingMode] = c.node.inputs;
+  const mask = c.node.outputs[1];
+  const training = trainingMode?.data?.data[0];
+  if (!mask || !ratio || !training) throw new Error('no gradient rule for Dropout without a ratio, training_mode true and its mask output');
+  const keep = op.Div(op.Cast(mask, { to: DTYPES[x!.dtype].onnx }), op.Sub(scalar(x!, 1), ratio));
+  return [c.needs(0) ? op.Mul(c.gy, keep) : undefined];
+};
+
 export const NN_RULES: Record<string, GradRule> = {
+  Dropout: dropout,
   Softmax: softmax,
   LogSoftmax: logSoftmax,
   LayerNormalization: layerNorm,

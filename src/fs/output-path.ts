@@ -5,19 +5,20 @@
  * - a missing path is fine (missing parent folders are created);
  * - an existing path must be an earlier vlmc output of the same kind: an artifact folder holding
  *   only artifact files and a vlmc manifest, a result file vlmc wrote (safetensors whose
- *   `__metadata__` names vlmc and the same content), a lock file, or (with `--force`) a graph file;
+ *   `__metadata__` names vlmc and the same content), a lock file, an HTML page of the same kind
+ *   (`vlmc view`, `vlmc diff --format html`), or (with `--force`) a graph file;
  * - anything else (a user's folder, a plain file, a link, a checkout) is refused, naming what is
  *   there; and the output may not be, lie inside, or contain any input (compared by real path, so
  *   symbolic links cannot hide it).
  */
-import { existsSync, lstatSync, readdirSync, readFileSync, realpathSync, statSync, openSync, readSync, closeSync } from 'node:fs';
+import { existsSync, lstatSync, readdirSync, realpathSync, statSync, openSync, readSync, closeSync } from 'node:fs';
 import type { Stats } from 'node:fs';
 import * as nodePath from 'node:path';
 import { UserError } from '../errors.ts';
-import { MANIFEST_FORMAT } from './manifest.ts';
+import { ARTIFACT_FILES, isVlmcManifest, MANIFEST_FILE } from '../artifact/format.ts';
 
 /** The kinds of output vlmc writes; each may only replace its own kind. */
-export type OutputKind = 'artifact' | 'result' | 'graph' | 'lock' | 'checkpoint';
+export type OutputKind = 'artifact' | 'result' | 'graph' | 'lock' | 'checkpoint' | 'view' | 'diff';
 
 export interface OutputCheck {
   kind: OutputKind;
@@ -30,31 +31,6 @@ export interface OutputCheck {
   /** `graph`: replace an existing graph file (`vlmc init --force`). */
   force?: boolean;
 }
-
-/** The files an artifact folder consists of; a folder holding anything else is not only an artifact. */
-export const ARTIFACT_FILES: readonly string[] = [
-  'manifest.json',
-  'model.onnx',
-  'model.onnx.data',
-  // vlmc build --train (src/train/artifact.ts): the training graphs, the config and tokenizer files they train with.
-  'train.onnx',
-  'optimizer.onnx',
-  'config.json',
-  'tokenizer.json',
-  'tokenizer_config.json',
-  'special_tokens_map.json',
-  'added_tokens.json',
-  'tokenizer.model',
-  'vocab.json',
-  'merges.txt',
-  'generation_config.json',
-  // vlmc build --split (src/generate/split-build.ts): the three graphs over one data file, and the pipeline.
-  'vision.onnx',
-  'embedding.onnx',
-  'decoder.onnx',
-  'weights.onnx.data',
-  'pipeline.json',
-];
 
 /** The key in a safetensors `__metadata__` that marks a file vlmc wrote; its value names the content. */
 export const RESULT_METADATA_KEY = 'vlmc';
@@ -69,6 +45,9 @@ export const CHECKPOINT_MARK = '.vlmc-checkpoint';
 
 /** How every lock file vlmc writes begins, whatever its version. */
 const LOCK_MARK = '# vlmc graph lock';
+
+/** How the HTML pages vlmc writes begin: `vlmc view` and `vlmc diff --format html`, each replacing only its own. */
+export const PAGE_MARKS = { view: '<!DOCTYPE html>\n<!-- vlmc view', diff: '<!DOCTYPE html>\n<!-- vlmc diff' } as const;
 
 /** Throws a `UserError` unless `path` may be written as `check.kind`; touches nothing. */
 export function checkOutputPath(path: string, check: OutputCheck): void {
@@ -94,6 +73,9 @@ function existingProblem(abs: string, check: OutputCheck): string | undefined {
       return st.isFile() ? resultProblem(abs, check.content) : `${describe(abs, st)} where a result file would go; give a new path`;
     case 'lock':
       return st.isFile() && readHead(abs, LOCK_MARK.length) === LOCK_MARK ? undefined : `${describe(abs, st)}, not a vlmc lock file; move it away first`;
+    case 'view':
+    case 'diff':
+      return st.isFile() && readHead(abs, PAGE_MARKS[check.kind].length) === PAGE_MARKS[check.kind] ? undefined : `${describe(abs, st)}, not a page \`vlmc ${check.kind}\` wrote; give a new path`;
     case 'graph':
       if (!st.isFile()) return `${describe(abs, st)} where a graph file would go; give a new path`;
       return check.force ? undefined : 'exists; pass --force to overwrite it';
@@ -106,27 +88,13 @@ function folderProblem(abs: string, kind: 'artifact' | 'checkpoint'): string | u
   if (kind === 'checkpoint') {
     return entries.includes(CHECKPOINT_MARK) ? undefined : `is a folder vlmc did not write (it holds ${listSome(entries)}); give a new path`;
   }
-  const manifest = nodePath.join(abs, 'manifest.json');
-  if (!entries.includes('manifest.json') || !isVlmcManifest(manifest)) {
+  const manifest = nodePath.join(abs, MANIFEST_FILE);
+  if (!entries.includes(MANIFEST_FILE) || !isVlmcManifest(manifest)) {
     return `is a folder that is not a vlmc artifact (it holds ${listSome(entries)}); give a new path or an earlier artifact folder`;
   }
   const foreign = entries.filter((e) => !ARTIFACT_FILES.includes(e));
   if (foreign.length > 0) return `is a vlmc artifact that also holds other files (${listSome(foreign)}); move them away first, vlmc would delete them`;
   return undefined;
-}
-
-export function isVlmcManifest(file: string): boolean {
-  try {
-    const json = JSON.parse(readFileSync(file, 'utf8')) as { format?: unknown } | null;
-    return json?.format === MANIFEST_FORMAT;
-  } catch {
-    return false;
-  }
-}
-
-/** Whether `dir` is a folder that vlmc wrote as an artifact (manifest of vlmc's format). */
-export function isArtifactFolder(dir: string): boolean {
-  return statOrUndefined(dir)?.isDirectory() === true && isVlmcManifest(nodePath.join(dir, 'manifest.json'));
 }
 
 function resultProblem(abs: string, content: string | undefined): string | undefined {

@@ -9,8 +9,9 @@
 import { existsSync, readdirSync, renameSync, rmSync } from 'node:fs';
 import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import * as nodePath from 'node:path';
-import { explainFs, fileSystemUserError } from './fs-errors.ts';
-import { CHECKPOINT_MARK, isArtifactFolder } from './output-path.ts';
+import { explainFs, fileSystemUserError } from './errors.ts';
+import { isArtifactFolder } from '../artifact/format.ts';
+import { CHECKPOINT_MARK } from './output-path.ts';
 
 /** Inside a temporary folder while vlmc fills it; removed just before the folder is renamed into place. */
 export const TEMP_MARK = '.vlmc-temp';

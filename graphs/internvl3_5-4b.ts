@@ -1,0 +1,27 @@
+/**
+ * InternVL3.5-4B, as published on Hugging Face: model card `OpenGVLab/InternVL3_5-4B`, dimensions from its config.json.
+ * Vision: InternViT-300M-448px-V2_5. LLM: Qwen/Qwen3-4B (Qwen3); lm_head stored (untied), vocabulary 151936.
+ */
+import { internvl, internViT300M, qwen3, preset } from 'vlmc';
+
+export default internvl({
+  name: 'internvl3_5-4b',
+  vision: internViT300M(),
+  llm: qwen3({
+    hidden: 2560,
+    heads: 32,
+    kvHeads: 8,
+    headDim: 128,
+    layers: 36,
+    intermediate: 9728,
+    vocab: 151_936,
+    rmsNormEps: 1e-6,
+    ropeTheta: 1_000_000,
+    maxPositions: 40_960,
+    tieEmbeddings: false,
+  }),
+  downsampleRatio: 0.5,
+  psVersion: 'v2',
+  selectLayer: -1,
+  train: preset('stage2'),
+});
