@@ -3,7 +3,7 @@
  * second copy of every weight and seconds at session creation), a quantised one keeps it
  * (MatMulNBits dequantises on every call without it: 0.94 s instead of 0.03 s a decode step on the
  * 1B shape, bench/infer --gpu). A split artifact's sessions prepack the decoder only, quantised or
- * not (src/generate/session.ts; docs/performance.md, "vlmc and mobius side by side").
+ * not (openSplitSessions in src/runtime/session.ts; docs/performance.md, "vlmc and mobius side by side").
  */
 import { afterAll, describe, expect, it } from 'vitest';
 import * as path from 'node:path';
