@@ -9,7 +9,7 @@
  *    same (session creation, vision, prefill, decode), so those phases are equal by construction.
  * 2. Build: `vlmc build --weights <ckpt> --dtype fp16` with each CLI in turn, alternating run by
  *    run so both see the same load; wall clock and peak RSS (GNU time %M) per run, medians.
- * 3. Compile: `bench/compile.ts` (the 78B graph's trace + passes) in each checkout, alternating.
+ * 3. Compile: `bench/compile.ts --graph internvl2_5-78b` (trace + passes) in each checkout, alternating.
  * Prints a markdown table with the ratios (this / base).
  */
 import { spawnSync } from 'node:child_process';
@@ -82,7 +82,8 @@ async function main(): Promise<void> {
       build[side]!.rss.push(r.rssMiB);
       rmSync(out, { recursive: true, force: true });
       spawnSync('sync');
-      const c = timed(['npx', 'tsx', 'bench/compile.ts', '--runs', '1'], dir);
+      // The same graph on both sides (the largest one changes as the zoo grows).
+      const c = timed(['npx', 'tsx', 'bench/compile.ts', '--graph', 'internvl2_5-78b', '--runs', '1'], dir);
       const m = /\|\s*([\d.]+) s\s*\|/.exec(c.stdout);
       compileS[side]!.push(m ? Number(m[1]) : NaN);
     }

@@ -3,6 +3,7 @@
  * `OpenGVLab/InternVL3_5-GPT-OSS-20B-A4B-Preview`, dimensions from its config.json.
  * Vision: InternViT-300M-448px-V2_5. LLM: openai/gpt-oss-20b (GPT-OSS: 32 experts, top-4, sinks,
  * alternating 128-token sliding / full layers, YaRN); lm_head stored (untied), vocabulary 201088.
+ * <IMG_CONTEXT> id not set here (not verified): it comes from the checkpoint tokenizer or --img-context-token-id.
  */
 import { internvl, internViT300M, gptOss, preset } from 'vlmc';
 

@@ -23,5 +23,6 @@ export default internvl({
   downsampleRatio: 0.5,
   psVersion: 'v2',
   selectLayer: -1,
+  imgContextTokenId: 151671,
   train: preset('stage2'),
 });

@@ -20,7 +20,7 @@ import { INTERNVL_BINDING, originalLayout, type SourceRole } from './models/inte
 import { planBinding, type BuildPath, type WeightSource } from './bind/plan.ts';
 import { checkAgainstConfig } from './bind/config-check.ts';
 import { checkGlobsMatch } from './bind/globs.ts';
-import { checkRequestFiles, type RequestFiles } from './inputs/needs.ts';
+import type { RequestFiles } from './inputs/needs.ts';
 import { WRITTEN_TEMPLATE } from './models/to-config.ts';
 import { writeArtifact, type ExtraGraph } from './artifact/write.ts';
 import { checkOutputPath } from './fs/output-path.ts';
@@ -138,7 +138,8 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
     const { model, facts } = await resolveModel(o, path, sources);
     checkLoraConfig(model, sources[0]);
     sources.push(...(await openAdapterSources(o.adapters ?? [], model, sources)));
-    if (o.split || o.train) checkRequestFiles(requestFiles(o, path, sources, facts), o.onWarning);
+    // Loaded only here: it brings in the tokenizer library, which a plain build never needs.
+    if (o.split || o.train) (await import('./inputs/needs.ts')).checkRequestFiles(requestFiles(o, path, sources, facts), o.onWarning);
     // Everything decided here travels in the options; the model is never written to.
     const common: CompileOptions = { opset: o.opset, paramDtype: o.dtype, rules: cliFreezeRules(o), facts, lora: loraDeclarationFor(o, model, sources), loraInputs: o.loraInputs };
     const forward: CompileOptions = { ...common, target: o.target, fuse: o.fuse, quant: o.quant, keepParamNames: o.train === true || sources.some((s) => s.lora) };

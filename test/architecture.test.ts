@@ -74,6 +74,6 @@ describe('layers', () => {
     const deps = result.modules.flatMap((m) => m.dependencies.map((d) => ({ from: m.source, ...d })));
     // A cycle or an upward import made of types, or loaded on demand, counts too: one known edge of each.
     expect(deps.some((d) => d.from === 'src/artifact/write.ts' && d.resolved === 'src/ir/graph.ts' && d.dependencyTypes.includes('type-only'))).toBe(true);
-    expect(deps.some((d) => d.from === 'src/cli/main.ts' && d.resolved === 'src/build.ts' && d.dynamic)).toBe(true);
+    expect(deps.some((d) => d.from === 'src/cli/commands/build.ts' && d.resolved === 'src/build.ts' && d.dynamic)).toBe(true);
   });
 });

@@ -92,6 +92,20 @@ describe('vlmc diff REV:path', () => {
     expect(d.params.reshaped.map((c: { name: string }) => c.name)).toContain('language_model.model.embed_tokens.weight');
   });
 
+  it('a revision that tracked a node_modules link (to another checkout\'s folder) compiles with the installed packages', async () => {
+    const link = execFileSync('git', ['hash-object', '-w', '--stdin'], { cwd: repo, input: '/nonexistent/checkout/node_modules', encoding: 'utf8' }).trim();
+    git('update-index', '--add', '--cacheinfo', `120000,${link},node_modules`);
+    git('commit', '-qm', 'a node_modules link tracked by mistake');
+    try {
+      const r = await vlmcInProcess(['diff', 'HEAD:graphs/tiny.ts', 'HEAD~1:graphs/tiny.ts'], repo);
+      expect(r.stderr).toBe('');
+      expect(r.status).toBe(0);
+    } finally {
+      git('update-index', '--force-remove', 'node_modules');
+      git('commit', '-qm', 'untracked again');
+    }
+  });
+
   it('a bad revision is exit 2 naming it', async () => {
     const r = await vlmcInProcess(['diff', 'no-such-rev:graphs/tiny.ts', 'graphs/tiny.ts'], repo);
     expect(r.status).toBe(2);

@@ -170,6 +170,20 @@ describe('graph parameter counts', () => {
     });
   }
 
+  // A structure-only build traces the image splice, which needs the id (a checkpoint's tokenizer gives
+  // it otherwise). InternVL3.5's Qwen3 tokenizer adds <img> 151669, </img> 151670 and <IMG_CONTEXT>
+  // 151671 after Qwen3's </think> (151668). A graph may leave the id open only where no published
+  // source gave it, and its header must say so.
+  it('every release graph declares its <IMG_CONTEXT> id, so it builds without a checkpoint, or says why not', async () => {
+    for (const name of Object.keys(PUBLISHED)) {
+      const mod = (await import(`${GRAPHS_DIR}${name}.ts`)) as { default: Model & { options?: { imgContextTokenId?: number } } };
+      const id = mod.default.options?.imgContextTokenId;
+      const saysOpen = readFileSync(`${GRAPHS_DIR}${name}.ts`, 'utf8').includes('<IMG_CONTEXT> id not set here');
+      expect(id === undefined, `${name}: id ${id}, header says open: ${saysOpen}`).toBe(saysOpen);
+      if (/^internvl3_5-/.test(name) && id !== undefined) expect(id, name).toBe(151_671);
+    }
+  });
+
   for (const [a, b, parts] of SAME_PARTS) {
     it(`${a} and ${b} hold the same tensors (${parts})`, async () => {
       expect(await count(a)).toBe(await count(b));

@@ -1,4 +1,4 @@
-/** Helpers for the validation regressions and the fuzz test: edited copies of fixture checkpoints, inputs, error checks. */
+/** Helpers for the validation and refusal tests and the fuzz test: edited copies of fixture checkpoints, inputs, error checks. */
 import { cpSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { expect } from 'vitest';

@@ -1,14 +1,14 @@
 /**
  * Issue 16: the README's and docs/training.md's commands run verbatim, in order, on what `npm start`
  * writes. Every shell block of both files is read as a user would type it: `npm start` runs the
- * demo, `npx vlmc ...` the CLI, both in a fresh folder that sees this checkout's graphs/; each must
+ * demo, `npx vlmc ...` the CLI (in-process, through runCli), both in a fresh folder that sees this checkout's graphs/; each must
  * exit 0 with nothing on stderr. A block that should not run (a synopsis) is `text`, not `sh`.
  */
 import { afterAll, describe, expect, it } from 'vitest';
 import { existsSync, readFileSync, symlinkSync } from 'node:fs';
 import * as path from 'node:path';
 import { spawnSync } from 'node:child_process';
-import { ROOT, removeDir, tempDir, vlmc } from './helpers.ts';
+import { ROOT, removeDir, tempDir, vlmcInProcess } from './helpers.ts';
 import { NO_ADAPTER_ENV, SWIFTSHADER_ICD, lastLine, swiftshaderEnv, vlmcWithEnv } from './webgpu-env.ts';
 
 const DOCS = ['README.md', 'docs/training.md'];
@@ -76,14 +76,16 @@ describe('the walkthrough (README.md, docs/training.md) on what npm start writes
     expect(shellCommands('```sh\nnpx vlmc a --p "b c" # note\n# only a comment\nnpm install   # x\n```\n')).toEqual([['npx', 'vlmc', 'a', '--p', 'b c'], ['npm', 'install']]);
   });
 
-  it('every command runs as written: exit 0, nothing on stderr', () => {
+  it('every command runs as written: exit 0, nothing on stderr', async () => {
     const commands = DOCS.flatMap((doc) => shellCommands(readFileSync(path.join(ROOT, doc), 'utf8')).map((c) => ({ doc, c })));
     expect(commands[0]!.c).toEqual(['npm', 'install']);
     const run = commands.map(({ doc, c }) => ({ doc, c, args: vlmcArgs(c) })).filter((x) => x.args !== undefined);
     expect(run[0]!.args).toEqual(['demo']);
     // Each documented output shows up where the docs say.
     for (const { doc, c, args } of run) {
-      const r = webgpu(args!) ? webgpuRun(args!) : vlmc(args!, work);
+      // In this process (the CLI's own parsing and dispatch, as bin/vlmc.js runs them), but for
+      // WebGPU, whose environment must be set before a process starts.
+      const r = webgpu(args!) ? webgpuRun(args!) : await vlmcInProcess(args!, work);
       expect({ doc, command: c.join(' '), status: r.status, stderr: r.stderr }).toEqual({ doc, command: c.join(' '), status: 0, stderr: '' });
     }
     for (const f of ['out/internvl-tiny-checkpoint/tokenizer.json', 'out/split/pipeline.json', 'in.safetensors', 'result.safetensors', 'gen.safetensors', 'runs/s1/checkpoint-10/model.safetensors', 'runs/s2/checkpoint-20/model.safetensors']) {

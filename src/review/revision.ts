@@ -10,7 +10,7 @@
  * compiles it here.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, realpathSync, rmSync, symlinkSync } from 'node:fs';
+import { existsSync, lstatSync, mkdtempSync, readFileSync, realpathSync, rmSync, symlinkSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, extname, isAbsolute, join, relative, resolve } from 'node:path';
@@ -49,11 +49,25 @@ function unpackRevision(rev: string, top: string, tree: string, label: string): 
   if (r.status !== 0) throw new UserError(`${label}: could not unpack the revision (tar: ${String(r.stderr ?? r.error).trim()})`);
 }
 
-/** The revision's tree uses the installed dependencies: the repository's node_modules, else this copy's. */
+/**
+ * The revision's tree uses the installed dependencies: the repository's node_modules, else this
+ * copy's. A node_modules folder the revision itself holds stays; a link it tracked (to some
+ * checkout's folder, perhaps gone) is replaced.
+ */
 function linkNodeModules(top: string, tree: string): void {
-  if (existsSync(join(tree, 'node_modules'))) return;
+  const own = join(tree, 'node_modules');
+  if (isRealFolder(own)) return;
+  rmSync(own, { force: true });
   const installed = [join(top, 'node_modules'), join(PACKAGE_ROOT, 'node_modules')].find((d) => existsSync(d));
-  if (installed) symlinkSync(realpathSync(installed), join(tree, 'node_modules'), 'dir');
+  if (installed) symlinkSync(realpathSync(installed), own, 'dir');
+}
+
+function isRealFolder(path: string): boolean {
+  try {
+    return lstatSync(path).isDirectory();
+  } catch {
+    return false;
+  }
 }
 
 function isVlmcPackage(tree: string): boolean {

@@ -1,7 +1,8 @@
 /**
- * Issue 8's contract, second campaign (a new user's ~900 malformed inputs across every command):
- * what still hung, wrote where it must not, or was silently accepted or explained wrongly. One
- * named test per defect; in-process library calls, no CLI spawns.
+ * Bad input across every command is refused cleanly: nothing hangs on a FIFO or a folder where a
+ * file belongs, nothing is written where it must not be, and nothing is silently accepted or
+ * explained wrongly (the defects of issue 8's second campaign: ~900 malformed inputs). In-process
+ * library calls, no CLI spawns.
  */
 import { afterAll, describe, expect, it } from 'vitest';
 import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';

@@ -1,7 +1,8 @@
 /**
- * Issue 8, defect 13: what users expect of the smaller things. Structure-only builds, `--init
- * random`, the API's dtype names, `--quiet`, the progress line, one glob language, `init` naming and
- * its lock, and a clear stop when the shared fixtures are missing.
+ * The CLI's conventions for the smaller things: structure-only builds, `--init random`, the API's
+ * dtype names, `--quiet` and the progress line, one glob language, `init` naming and its lock,
+ * flags that would do nothing refused, and a clear stop when the shared fixtures are missing
+ * (issue 8 defect 13, issue 16 defects 7 and 8).
  */
 import { describe, it, expect, afterAll } from 'vitest';
 import { spawnSync } from 'node:child_process';

@@ -1,7 +1,8 @@
 /**
- * Issue 8, defects 5-11: every input problem is exit 2 / a UserError naming the file, field, flag
- * or tensor, checked before anything is built or run; valid layouts the readers used to refuse are
- * accepted. One named test per defect found by the campaign.
+ * The validation contract: every input problem (a config field, a DSL option, a flag, a checkpoint
+ * file, a run input) is exit 2 / a UserError naming the file, field, flag or tensor, checked before
+ * anything is built or run; valid layouts the readers used to refuse are accepted. Each defect found
+ * by issue 8's campaign has its test here, named in its title.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cpSync, existsSync, mkdirSync, readFileSync, rmSync, symlinkSync, renameSync, truncateSync, writeFileSync } from 'node:fs';
@@ -36,7 +37,7 @@ async function logitsOf(file: string): Promise<Float32Array> {
   }
 }
 
-describe('defect 5: transformers-5 configs and numerics vlmc does not model', () => {
+describe('issue 8 defect 5: transformers-5 configs and numerics vlmc does not model', () => {
   it('rope_parameters (no top-level rope_theta) gives the reference logits', async () => {
     const dir = unified((c) => {
       const l = c.llm_config;
@@ -74,7 +75,7 @@ describe('defect 5: transformers-5 configs and numerics vlmc does not model', ()
   });
 });
 
-describe('defect 6: Path B --force-image-size', () => {
+describe('issue 8 defect 6: Path B --force-image-size', () => {
   it('equals a Path A build whose config has that force_image_size (position embeddings resized in the graph)', async () => {
     const dir = unified((c) => void (c.force_image_size = 112));
     const a = fresh('force-a');
@@ -101,7 +102,7 @@ describe('defect 6: Path B --force-image-size', () => {
   });
 });
 
-describe('defect 7: configs validated (cheap bounds first) before any graph is built', () => {
+describe('issue 8 defect 7: configs validated (cheap bounds first) before any graph is built', () => {
   const cases: [string, (c: Json) => unknown, string[]][] = [
     ['num_hidden_layers 1e9', (c) => void (c.llm_config.num_hidden_layers = 1e9), ["field 'num_hidden_layers' must be between 1 and 1024"]],
     ['hidden_size 1e9', (c) => void (c.llm_config.hidden_size = 1e9), ["field 'hidden_size' must be between 1 and 65536"]],
@@ -145,7 +146,7 @@ describe('defect 7: configs validated (cheap bounds first) before any graph is b
   });
 });
 
-describe('defect 7: vlmc run inputs checked against the artifact before onnxruntime', () => {
+describe('issue 8 defect 7: vlmc run inputs checked against the artifact before onnxruntime', () => {
   let artifact: string;
   beforeAll(async () => {
     artifact = fresh('run-artifact');
@@ -228,7 +229,7 @@ describe('defect 7: vlmc run inputs checked against the artifact before onnxrunt
   });
 });
 
-describe('defect 8: the safetensors reader follows the reference library', () => {
+describe('issue 8 defect 8: the safetensors reader follows the reference library', () => {
   /** The fixture's weights with the header length `k` bytes short (cutting only padding when it has some). */
   function shortened(k: number): string {
     const bytes = readFileSync(path.join(QWEN, 'unified', 'model.safetensors'));
@@ -296,7 +297,7 @@ describe('defect 8: the safetensors reader follows the reference library', () =>
   });
 });
 
-describe('defect 9: config values that built broken artifacts', () => {
+describe('issue 8 defect 9: config values that built broken artifacts', () => {
   it('LongRoPE factor lists of the wrong length', async () => {
     const dir = llmDir((c) => void (c.rope_scaling = { type: 'longrope', short_factor: [1, 1], long_factor: [1, 1, 1, 1, 1, 1] }));
     await expectUserError(build({ vision: visionDir, llm: dir, out: fresh('lr') }), "'short_factor' has 2 entries", '6 (rotary dim / 2)');
@@ -332,16 +333,16 @@ describe('defect 9: config values that built broken artifacts', () => {
   });
 });
 
-describe('defect 10: typos in DSL option objects', () => {
+describe('issue 8 defect 10: typos in DSL option objects', () => {
   it('qwen2({ rmsNormEsp }) is rejected with a did-you-mean at the calling line', async () => {
     const msg = await expectUserError(() =>
       qwen2({ hidden: 48, heads: 4, kvHeads: 2, layers: 2, intermediate: 96, vocab: 160, rmsNormEsp: 1e-5, ropeTheta: 1e6, maxPositions: 128, tieEmbeddings: true } as never),
     "unknown option 'rmsNormEsp' (did you mean 'rmsNormEps'?)");
-    expect(msg).toMatch(/regressions-validation\.test\.ts:\d+:\d+: qwen2:/);
+    expect(msg).toMatch(/input-validation\.test\.ts:\d+:\d+: qwen2:/);
   });
 });
 
-describe('defect 11: shape inference checks norm widths', () => {
+describe('issue 8 defect 11: shape inference checks norm widths', () => {
   it('a LayerNorm(64) on 128-wide features is a GraphError naming the module and the declaring line', async () => {
     class BadProjector extends Module {
       readonly norm = new nn.LayerNorm(64);
@@ -356,7 +357,7 @@ describe('defect 11: shape inference checks norm widths', () => {
       imgContextTokenId: 153,
     });
     const msg = await expectUserError(() => compile(model), 'mlp1.norm', 'scale [64] does not match the normalized dims [128]');
-    expect(msg).toMatch(/regressions-validation\.test\.ts:\d+/);
+    expect(msg).toMatch(/input-validation\.test\.ts:\d+/);
     expect(() => compile(model)).toThrow(GraphError);
   });
 
