@@ -143,7 +143,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
     if (o.split || o.train) (await import('./inputs/needs.ts')).checkRequestFiles(requestFiles(o, path, sources, facts), o.onWarning);
     // Everything decided here travels in the options; the model is never written to.
     const common: CompileOptions = { opset: o.opset, paramDtype: o.dtype, rules: cliFreezeRules(o), facts, lora: loraDeclarationFor(o, model, sources), loraInputs: o.loraInputs };
-    const forward: CompileOptions = { ...common, target: o.target, fuse: o.fuse, quant: o.quant };
+    const forward: CompileOptions = { ...common, target: o.target, fuse: o.fuse, quant: o.quant, keepParamNames: o.train === true || sources.some((s) => s.lora) };
     // train.onnx is portable; --quant is passed so the training pass can refuse it (it would read packed weights).
     const training: CompileOptions = { ...common, quant: o.quant };
     checkCompileOptions(forward);

@@ -51,6 +51,13 @@ export interface CompileOptions {
   lora?: LoraDeclaration;
   /** The LoRA adapters are graph inputs fed at run time (`vlmc run --adapter`), not parameters. */
   loraInputs?: boolean;
+  /**
+   * Every parameter keeps its own name (`pack-projections` packs nothing): another graph of the
+   * artifact reads the parameters by name (train.onnx beside a --target gpu model.onnx), or binding
+   * merges LoRA adapters into their base weights (a LoRA checkpoint without --keep-lora, --adapter),
+   * one base weight each.
+   */
+  keepParamNames?: boolean;
 }
 
 /** A compiled graph and what its passes reported. */

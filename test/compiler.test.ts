@@ -113,7 +113,7 @@ describe('the model is an immutable declaration', () => {
     const model = await loadGraphFile(GRAPH);
     const quantised = compile(model, { target: 'gpu', quant: INT4 });
     const plain = compile(model);
-    const name = 'language_model.model.layers.0.self_attn.q_proj.weight';
+    const name = 'language_model.model.layers.0.self_attn.o_proj.weight'; // not packed (q/k/v are, with the gpu target)
     const q = quantised.params.find((p) => p.name === name)!;
     const p = plain.params.find((x) => x.name === name)!;
     expect(q.quant).toBeDefined();

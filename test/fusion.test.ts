@@ -64,6 +64,13 @@ const EXPECT: Record<string, (g: Graph, portable: Graph, name: string) => void> 
     expect(ops(g, 'SkipLayerNormalization')).toBe(fused);
     expect(ops(g, 'LayerNormalization')).toBe(ops(p, 'LayerNormalization') - fused);
   },
+  // Qwen2: q/k/v and gate/up of 2 layers; InternLM2: w1/w3 of 2 layers (wqkv is packed already).
+  'pack-projections': (g, p, name) => {
+    const groups = name === 'vit300m-qwen2' ? 4 : 2;
+    expect(ops(g, 'Split')).toBe(ops(p, 'Split') + groups);
+    expect(g.params.filter((q) => q.packs !== undefined).length).toBe(name === 'vit300m-qwen2' ? 6 : 2); // q/k/v weight + bias
+    expect(g.params.some((q) => /\.q_proj\.weight$|\.w1\.weight$/.test(q.name))).toBe(false);
+  },
   rmsnorm: (g, p) => {
     const skip = ops(g, 'SkipSimplifiedLayerNormalization');
     expect(skip).toBeGreaterThanOrEqual(4); // 2 LLM layers x 2 norms, minus the first, plus the final norm
@@ -117,7 +124,7 @@ describe('--fuse and --target', () => {
     expect(parseFuse(undefined, 'portable')).toEqual([]);
     expect(parseFuse('none', 'gpu')).toEqual([]);
     expect(parseFuse('rmsnorm, gelu', 'gpu')).toEqual(['gelu', 'rmsnorm']);
-    expect(FUSION_NAMES).toEqual(['gqa', 'vit-attention', 'gelu', 'moe', 'skip-layernorm', 'rmsnorm']);
+    expect(FUSION_NAMES).toEqual(['gqa', 'vit-attention', 'gelu', 'moe', 'skip-layernorm', 'rmsnorm', 'pack-projections']);
   });
 
   it('reject unknown fusions and fusions without --target gpu', () => {
@@ -155,16 +162,16 @@ describe('issue 16: the --target gpu build says which fusions applied to which g
   it('single graph and split artifact: counts per graph as the graphs record them, and why GQA applied 0 times', async () => {
     const single = await vlmcInProcess(['build', '--weights', unified, '--out', path.join(work, 'single'), '--target', 'gpu', '--quiet']);
     expect(single.status).toBe(0);
-    expect(single.stdout.split('\n')[1]).toBe("fusions (--target gpu): vit-attention 2, gelu 3, skip-layernorm 3, rmsnorm 4; applied 0 times: gqa (it fuses the split decoder's attention with its KV cache: build with --split)");
+    expect(single.stdout.split('\n')[1]).toBe("fusions (--target gpu): vit-attention 2, gelu 3, skip-layernorm 3, rmsnorm 4, pack-projections 4; applied 0 times: gqa (it fuses the split decoder's attention with its KV cache: build with --split)");
     const split = await vlmcInProcess(['build', '--weights', unified, '--out', path.join(work, 'split'), '--split', '--target', 'gpu', '--quiet']);
     expect(split.status).toBe(0);
-    expect(split.stdout.split('\n')[1]).toBe('fusions (--target gpu): vision.onnx vit-attention 2, gelu 3, skip-layernorm 3; decoder.onnx rmsnorm 3; applied 0 times: gqa (GroupQueryAttention needs a head_dim that is a multiple of 8; this model\'s is 12)');
+    expect(split.stdout.split('\n')[1]).toBe('fusions (--target gpu): vision.onnx vit-attention 2, gelu 3, skip-layernorm 3; decoder.onnx rmsnorm 3, pack-projections 4; applied 0 times: gqa (GroupQueryAttention needs a head_dim that is a multiple of 8; this model\'s is 12)');
     // The counts are the graphs' own metadata.
     const { fusionCounts } = await import('../src/cli/build-summary.ts');
     expect(Object.fromEntries(fusionCounts(path.join(work, 'split')).map((g) => [g.file, Object.fromEntries(g.counts)]))).toEqual({
-      'vision.onnx': { gqa: 0, 'vit-attention': 2, gelu: 3, 'skip-layernorm': 3, rmsnorm: 0 },
-      'embedding.onnx': { gqa: 0, 'vit-attention': 0, gelu: 0, 'skip-layernorm': 0, rmsnorm: 0 },
-      'decoder.onnx': { gqa: 0, 'vit-attention': 0, gelu: 0, 'skip-layernorm': 0, rmsnorm: 3 },
+      'vision.onnx': { gqa: 0, 'vit-attention': 2, gelu: 3, 'skip-layernorm': 3, rmsnorm: 0, 'pack-projections': 0 },
+      'embedding.onnx': { gqa: 0, 'vit-attention': 0, gelu: 0, 'skip-layernorm': 0, rmsnorm: 0, 'pack-projections': 0 },
+      'decoder.onnx': { gqa: 0, 'vit-attention': 0, gelu: 0, 'skip-layernorm': 0, rmsnorm: 3, 'pack-projections': 4 },
     });
     // A model whose head_dim is a multiple of 8 gets GroupQueryAttention in its decoder.
     const gqa = await vlmcInProcess(['build', path.join(ROOT, 'test/graphs/internvl-gqa-tiny.ts'), '--init', 'random', '--out', path.join(work, 'gqa'), '--split', '--target', 'gpu', '--quiet']);

@@ -157,9 +157,12 @@ describe.each(fixtureCases())('fixture %s, --quant', (name) => {
     const quantised = manifest.parameters.filter((p: { quant?: unknown }) => p.quant);
     expect(quantised.length).toBeGreaterThan(0);
     for (const p of quantised) {
-      expect(p.key.startsWith('language_model.')).toBe(true);
+      // A packed projection (q/k/v, gate/up: pack-projections) names its parts' keys.
+      const keys: string[] = Array.isArray(p.key) ? p.key : [p.key];
+      for (const k of keys) expect(k.startsWith('language_model.')).toBe(true);
       // The embedding itself stays float; a tied lm_head reads a quantised copy bound from its key.
-      if (p.key === p.name) expect(p.key).not.toMatch(/embed_tokens|tok_embeddings/);
+      if (Array.isArray(p.key)) expect(p.name.split('+').length).toBe(p.key.length);
+      else if (p.key === p.name) expect(p.key).not.toMatch(/embed_tokens|tok_embeddings/);
       else expect(p.name).toBe(`${p.key.replace(/\.weight$/, '')}.lm_head`);
       expect(p.quant.block_size).toBe(extra.includes('128') ? 128 : 32);
       expect(p.quant.scheme).toBe(`${scheme}-${extra.includes('--quant-zero-points') ? 'asymmetric' : 'symmetric'}`);
@@ -196,7 +199,8 @@ describe('issue 16: the --quant build summary explains its parameter count', () 
     expect(r.status).toBe(0);
     const [summary, , quant] = r.stdout.split('\n');
     expect(summary).toContain('102,704 parameters');
-    expect(quant).toBe('quantised: 15 weights stored as int4-symmetric (block 32, MatMulNBits), counted at their unpacked sizes; the 102,704 parameters include 7,680 of language_model.model.embed_tokens.lm_head, a quantised copy of the tied language_model.model.embed_tokens.weight (the embedding stays unquantised for the lookup), so the model itself has 95,024');
+    // 9: each layer's q/k/v and gate/up are packed (pack-projections) and quantised as one, 2 layers x 4 + lm_head.
+    expect(quant).toBe('quantised: 9 weights stored as int4-symmetric (block 32, MatMulNBits), counted at their unpacked sizes; the 102,704 parameters include 7,680 of language_model.model.embed_tokens.lm_head, a quantised copy of the tied language_model.model.embed_tokens.weight (the embedding stays unquantised for the lookup), so the model itself has 95,024');
     const manifest = JSON.parse(readFileSync(path.join(work, 'int4', 'manifest.json'), 'utf8'));
     expect(manifest.counts.total - 160 * 48).toBe(95_024);
   });

@@ -1,7 +1,9 @@
 /**
- * Session options follow the weights: float artifacts skip ORT's weight prepacking (a second copy
- * of every weight and seconds at session creation), quantised ones keep it (MatMulNBits dequantises
- * on every call without it: 0.94 s instead of 0.03 s a decode step on the 1B shape, bench/infer --gpu).
+ * Session options follow the weights: a single-graph float artifact skips ORT's weight prepacking (a
+ * second copy of every weight and seconds at session creation), a quantised one keeps it
+ * (MatMulNBits dequantises on every call without it: 0.94 s instead of 0.03 s a decode step on the
+ * 1B shape, bench/infer --gpu). A split artifact's sessions prepack the decoder only, quantised or
+ * not (openSplitSessions in src/runtime/session.ts; docs/performance.md, "vlmc and mobius side by side").
  */
 import { afterAll, describe, expect, it } from 'vitest';
 import * as path from 'node:path';

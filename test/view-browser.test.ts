@@ -31,7 +31,8 @@ beforeAll(async () => {
   await build({ weights: unified, out: dirs.single });
   await build({ weights: unified, out: dirs.split, split: true });
   await build({ weights: unified, out: dirs.train, train: true, preset: 'stage1' });
-  await build({ weights: unified, out: dirs.int4, target: 'gpu', quant: { bits: 4, blockSize: 32, symmetric: true } });
+  // Unpacked projections (every fusion but pack-projections): the diff shows each logical weight retyped.
+  await build({ weights: unified, out: dirs.int4, target: 'gpu', fuse: 'gqa,vit-attention,gelu,skip-layernorm,rmsnorm', quant: { bits: 4, blockSize: 32, symmetric: true } });
   await build({ weights: unified, out: dirs.lora, useLlmLora: 4, train: true, preset: 'lora' });
   // Labelled as a user would name them, so the screenshots do not show temporary folders.
   const page = async (file: string, spec: string, label: string, cwd?: string) => {

@@ -25,7 +25,8 @@ beforeAll(async () => {
   await build({ weights: unified, out: artifacts.single });
   await build({ weights: unified, out: artifacts.split, split: true });
   await build({ weights: unified, out: artifacts.train, train: true, preset: 'stage1' });
-  await build({ weights: unified, out: artifacts.int4, target: 'gpu', quant: { bits: 4, blockSize: 32, symmetric: true } });
+  // Unpacked projections (every fusion but pack-projections): the views show each logical weight stored quantised.
+  await build({ weights: unified, out: artifacts.int4, target: 'gpu', fuse: 'gqa,vit-attention,gelu,skip-layernorm,rmsnorm', quant: { bits: 4, blockSize: 32, symmetric: true } });
 });
 
 const manifestOf = (dir: string): Manifest => JSON.parse(readFileSync(path.join(dir, 'manifest.json'), 'utf8')) as Manifest;

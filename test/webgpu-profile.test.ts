@@ -23,7 +23,7 @@ const INT4 = { bits: 4, blockSize: 32, symmetric: true } as const;
 
 async function graphs(o: CompileOptions): Promise<Graph[]> {
   const model = await loadGraphFile(GRAPH);
-  return ['vision', 'decoder'].map((entry) => compile(model, { ...o, target: 'gpu', entry }));
+  return ['vision', 'decoder'].map((entry) => compile(model, { target: 'webgpu', ...o, entry }));
 }
 
 const contribOps = (gs: Graph[]) => [...new Set(gs.flatMap((g) => g.nodes.filter((n) => n.domain === 'com.microsoft').map((n) => n.op)))].sort();
@@ -52,7 +52,7 @@ describe('webgpu profile: webgpuSupports and checkWebgpuGraph', () => {
   });
 
   it('bf16 is refused with one message naming each op and type, where it first occurs, and what builds instead', async () => {
-    const [, decoder] = await graphs({ paramDtype: 'bfloat16' });
+    const [, decoder] = await graphs({ paramDtype: 'bfloat16', target: 'gpu' });
     expect(() => checkWebgpuGraph(decoder!)).toThrow(/^internvl-gqa-tiny: the webgpu profile: ONNX Runtime's WebGPU provider has no kernel for .*com\.microsoft GroupQueryAttention in bfloat16 \(2 nodes, first in language_model\.model\.layers\.0\.self_attn\).*; WebGPU computes in fp32 or fp16 \(--dtype fp32 or fp16\)$/);
   });
 });

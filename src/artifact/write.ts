@@ -349,8 +349,11 @@ async function* paramChunks(bound: BoundParam, seed: number, dtype: ParamDType, 
   const target = ST_OF[dtype];
   const { origin, param } = bound;
   if (origin.kind === 'init') {
-    const values = initialValues(param.init, elementCount(param.shape), seed, param.sourceName ?? param.name);
-    yield { bytes: convertChunk(new Uint8Array(values.buffer), 'F32', target), borrowed: false };
+    // A packed parameter takes its parts' values, each drawn from its own stream as when unpacked.
+    for (const part of param.packs ?? [{ name: param.sourceName ?? param.name, shape: param.shape, init: param.init }]) {
+      const values = initialValues(part.init, elementCount(part.shape), seed, part.name);
+      yield { bytes: convertChunk(new Uint8Array(values.buffer), 'F32', target), borrowed: false };
+    }
     return;
   }
   if (origin.kind === 'lora-merge') {
@@ -504,8 +507,9 @@ function manifestParam(bound: BoundParam, dtype: ParamDType, sha256: string, off
     ...(origin.source.layout.original ? {} : { layout: origin.source.layout.name }),
     ...(origin.kind === 'concat' ? { transform: CONCAT_TRANSFORM } : origin.kind === 'packed' ? { transform: MXFP4_TRANSFORM } : {}),
   };
-  // A checkpoint in another layout is named by its own keys; the original layout's key is the name.
-  const key = origin.source.layout.original ? (param.sourceName ?? param.name) : own;
+  // A checkpoint in another layout is named by its own keys; the original layout's key is the name
+  // (a packed parameter's name is no key: its parts' keys).
+  const key = origin.source.layout.original && !param.packs ? (param.sourceName ?? param.name) : own;
   return { name: param.name, key, shape: [...param.shape], dtype, trainable: param.trainable, source, sha256, offset, length };
 }
 

@@ -45,15 +45,24 @@ export interface BindOptions {
  * layout covers it, and none for a part that is new (the projector): it is initialised.
  */
 function locate(param: GraphParam, path: BuildPath, sources: WeightSource[]): { source: WeightSource; key: KeySource } | 'init' {
+  if (path === 'none') return 'init';
+  // Parameters packed into one (q/k/v for one Gemm) bind from the parts' keys, concatenated.
+  if (param.packs) return locatePacked(param.packs.map((p) => p.name), path, sources);
   // A copy of another parameter (a tied lm_head stored quantised) binds from that one's key.
   const name = param.sourceName ?? param.name;
-  if (path === 'none') return 'init';
   if (path === 'A') return { source: sources[0]!, key: sources[0]!.layout.keysFor(name) ?? name };
   for (const source of sources) {
     const key = source.layout.keysFor(name);
     if (key !== undefined) return { source, key };
   }
   return 'init';
+}
+
+/** The parts' keys in order (a part that is itself a concatenation contributes its keys), from the source holding the first part. */
+function locatePacked(parts: readonly string[], path: BuildPath, sources: WeightSource[]): { source: WeightSource; key: string[] } | 'init' {
+  const source = path === 'A' ? sources[0]! : sources.find((s) => s.layout.keysFor(parts[0]!) !== undefined);
+  if (!source) return 'init';
+  return { source, key: parts.flatMap((n) => source.layout.keysFor(n) ?? (path === 'A' ? n : [])) };
 }
 
 /** The graph name a source key stands for (for reports and tied duplicates). */

@@ -33,7 +33,7 @@ export class SplitSession {
     const cache = pipeline.graphs.decoder.outputs.map((v) => v.name).filter((n) => n.startsWith('present.'));
     // The adapters first: a folder that does not fit is refused before any session is made.
     const feeds = await adapterFeeds(SPLIT_ENTRIES.flatMap((e) => adapterInputs(pipeline.graphs[e].inputs)), o.adapters ?? [], dir);
-    const { runtime, sessions } = await openSplitSessions(dir, files, o, { decoder: cache });
+    const { runtime, sessions } = await openSplitSessions(dir, files, o, { decoder: cache }, 'decoder');
     const adapters = Object.fromEntries(SPLIT_ENTRIES.map((e) => [e, Object.fromEntries(adapterInputs(pipeline.graphs[e].inputs).map((i) => [i.name, new runtime.Tensor('float32', feeds[i.name]!.data as Float32Array, feeds[i.name]!.shape)]))])) as Record<SplitEntry, Record<string, ort.Tensor>>;
     return new SplitSession(dir, pipeline, runtime, sessions, adapters);
   }

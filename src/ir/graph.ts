@@ -81,6 +81,13 @@ export interface ParamQuant {
   zeroPoints: Value | undefined;
 }
 
+/** One part of a packed parameter: its own name (its checkpoint key's source), shape and init. */
+export interface PackedPart {
+  name: string;
+  shape: readonly number[];
+  init: Init;
+}
+
 /** What a parameter is read as: a weight any op may read, or an embedding table (read by Gather, never quantised). */
 export type ParamRole = 'weight' | 'embedding';
 
@@ -130,6 +137,8 @@ export class GraphParam {
   quant: ParamQuant | undefined;
   /** False for weights read other than as a Linear's (an embedding table, also when tied to lm_head). */
   quantizable: boolean;
+  /** Set when this parameter is other parameters concatenated along axis 0 (src/passes/pack-projections.ts): bound from their keys, or initialised as they would be. */
+  packs: readonly PackedPart[] | undefined;
   readonly value: Value;
   readonly shape: number[];
   constructor(

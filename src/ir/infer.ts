@@ -135,6 +135,12 @@ const RULES: Record<string, Rule> = {
   GroupQueryAttention: inferAttention,
   RotaryEmbedding: (n) => setShape(n, req(n, 0).shape),
   MatMulNBits: (n, a) => setShape(n, [...req(n, 0).shape.slice(0, -1), a.int('N')!]),
+  // As emitted by src/passes/nd-linears.ts: A [..., K] times a 2-D B (transposed with transB).
+  FusedMatMul: (n, a) => {
+    const b = req(n, 1).shape;
+    if (b.length !== 2 || a.int('transA')) throw new Error('FusedMatMul: only an N-D A times a 2-D B is inferred');
+    setShape(n, [...req(n, 0).shape.slice(0, -1), a.int('transB') ? b[0]! : b[1]!]);
+  },
 };
 for (const op of UNARY) RULES[op] = (n) => setShape(n, req(n, 0).shape);
 for (const op of BROADCAST) {

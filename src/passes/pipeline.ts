@@ -17,6 +17,7 @@ import { fuseGraph, isFused, parseFuse, type Target } from './fusion/index.ts';
 import { checkWebgpuGraph } from './webgpu-profile.ts';
 import { lowerComposites } from './lower.ts';
 import { quantizeLinears } from './quantize.ts';
+import { ndLinears } from './nd-linears.ts';
 import { computeInHalf } from './half-precision.ts';
 import { checkOpset, retargetOpset } from './opset.ts';
 import { storeParamsAs } from './param-storage.ts';
@@ -36,6 +37,7 @@ export interface PipelineOptions {
   sizes?: DimSizes;
   lora?: LoraDeclaration;
   loraInputs?: boolean;
+  keepParamNames?: boolean;
 }
 
 export interface PassContext {
@@ -129,7 +131,9 @@ export const PASSES: readonly Pass[] = [
     // parseFuse also refuses --fuse without --target gpu, so it runs for every graph.
     refuse: (ctx) => void parseFuse(ctx.options.fuse, targetOf(ctx)),
     run: (g, ctx) => {
-      const counts = fuseGraph(g, parseFuse(ctx.options.fuse, targetOf(ctx)), ctx.report.lowered, targetOf(ctx));
+      // Packing renames parameters: not where another graph or a LoRA merge needs their own names.
+      const names = parseFuse(ctx.options.fuse, targetOf(ctx)).filter((n) => n !== 'pack-projections' || !ctx.options.keepParamNames);
+      const counts = fuseGraph(g, names, ctx.report.lowered, targetOf(ctx));
       ctx.report.fusions = counts;
       g.metadata['vlmc.target'] = targetOf(ctx);
       g.metadata['vlmc.fusions'] = Object.entries(counts).map(([n, c]) => `${n}:${c}`).join(',');
@@ -146,6 +150,12 @@ export const PASSES: readonly Pass[] = [
       const count = quantizeLinears(g, q);
       g.metadata['vlmc.quant'] = `int${q.bits} ${q.symmetric ? 'symmetric' : 'asymmetric'} block ${q.blockSize}: ${count} weights`;
     },
+  },
+  {
+    name: 'nd-linears',
+    // After quantize, so MatMulNBits drops its flattening too; before the half pass, which sees the final ops.
+    applies: (ctx) => targetOf(ctx) === 'gpu',
+    run: (g, ctx) => void ndLinears(g, dtypeOf(ctx) !== 'float32'),
   },
   {
     name: 'compute-in-half',

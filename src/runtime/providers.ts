@@ -46,6 +46,13 @@ export function providerList(runtime: Ort, ep: ExecutionProvider): string[] {
 export interface ProviderSessionOptions {
   /** Let ORT repack weights for its CPU kernels (see docs/performance.md, Inference). */
   prepackWeights: boolean;
+  /**
+   * Keep the pool threads spinning after a run (ORT's default). Off for a split artifact's vision
+   * and embedding graphs: they run right before a decoder run, and their threads spinning on would
+   * take the cores the decoder needs (on 2 cores a decode step measured up to 1.7x slower behind
+   * another session's spinning pool).
+   */
+  spin?: boolean;
   /** Outputs to leave on the device (only honoured where the provider has device memory). */
   deviceOutputs?: readonly string[];
   /** The .onnx file the session is for (webgpu reads its node names; see cpuOnlyNodes). */
@@ -63,9 +70,15 @@ export function sessionOptionsFor(providers: readonly string[], o: ProviderSessi
     // Another provider's failures arrive as exceptions (explained by providerFailure and
     // deviceRunFailure), so its error log would only say them twice.
     logSeverityLevel: providers[0] === 'cpu' ? 3 : 4,
-    ...(o.prepackWeights ? {} : { extra: { session: { disable_prepacking: '1' } } }),
+    ...extraSessionOptions(o),
     ...(onDevice.length > 0 ? { preferredOutputLocation: Object.fromEntries(onDevice.map((name) => [name, 'gpu-buffer' as const])) } : {}),
   };
+}
+
+/** ORT's session config entries for the prepacking and spinning choices (none when both are ORT's defaults). */
+function extraSessionOptions(o: ProviderSessionOptions): Pick<OrtSessionOptions, 'extra'> {
+  const session = { ...(o.prepackWeights ? {} : { disable_prepacking: '1' }), ...(o.spin === false ? { intra_op: { allow_spinning: '0' } } : {}) };
+  return Object.keys(session).length > 0 ? { extra: { session } } : {};
 }
 
 /** Ops the WebGPU device computes too loosely for vlmc's parity (see the file comment). */

@@ -28,8 +28,14 @@ export interface SessionOptions {
    */
   ep?: ExecutionProvider;
   /**
-   * Let ORT repack every weight for its GEMM kernels at session creation. By default only for
-   * artifacts with quantised weights (see `prepacksWeights`).
+   * Let ORT repack weights for its GEMM kernels at session creation: `true` for every graph,
+   * `false` for none. By default: a single graph only when its weights are quantised (see
+   * `prepacksWeights`); a split artifact's decoder always and its other graphs never. A decode
+   * step streams every decoder weight once per token, and the packed layout streams faster than
+   * the M = 1 kernel over unpacked weights (MatMulNBits dequantises on every call without it);
+   * the vision graph (always float) runs once per image, and its packed copy would cost seconds
+   * at session creation and a second copy of its weights (docs/performance.md, "vlmc and mobius
+   * side by side").
    */
   prepackWeights?: boolean;
   /** PEFT adapter folders fed to an artifact built with --lora-inputs (src/runtime/adapters.ts). */
@@ -99,24 +105,28 @@ function noKernelFailure(artifactDir: string, providers: readonly string[], err:
 /**
  * The sessions of a split artifact's graphs (`files`: graph -> file in `dir`), created one at a
  * time: together they would only compete for the same cores and disk. `deviceOutputs`: outputs of
- * a graph to leave on the device where the provider has one (the decoder's KV cache).
+ * a graph to leave on the device where the provider has one (the decoder's KV cache). `hot`: the
+ * graph run once per token (the decoder); it alone prepacks its weights by default
+ * (`SessionOptions.prepackWeights`) and keeps its pool threads spinning between runs.
  */
 export async function openSplitSessions<K extends string>(
   dir: string,
   files: Record<K, string>,
   o: SessionOptions = {},
   deviceOutputs: Partial<Record<K, readonly string[]>> = {},
+  hot?: NoInfer<K>,
 ): Promise<{ runtime: typeof ort; sessions: Record<K, ort.InferenceSession> }> {
   const manifest = peekManifest(dir);
   refuseStructureOnly(dir, manifest);
   const runtime = await loadOrt();
   const providers = providerList(runtime, o.ep ?? 'cpu');
-  const prepackWeights = prepacksWeights(manifest, o.prepackWeights);
   const sessions: Partial<Record<K, ort.InferenceSession>> = {};
   try {
     for (const [graph, file] of Object.entries(files) as [K, string][]) {
       const model = nodePath.join(dir, file);
-      sessions[graph] = await runtime.InferenceSession.create(model, sessionOptionsFor(providers, { prepackWeights, model, deviceOutputs: deviceOutputs[graph] }));
+      const prepackWeights = hot === undefined ? prepacksWeights(manifest, o.prepackWeights) : (o.prepackWeights ?? graph === hot);
+      const spin = hot === undefined || graph === hot;
+      sessions[graph] = await runtime.InferenceSession.create(model, sessionOptionsFor(providers, { prepackWeights, spin, model, deviceOutputs: deviceOutputs[graph] }));
     }
   } catch (err) {
     for (const s of Object.values(sessions) as ort.InferenceSession[]) await s.release();

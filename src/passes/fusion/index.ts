@@ -12,6 +12,7 @@ import { fuseGqa } from './gqa.ts';
 import { LOWERED_FUSIONS, WHERE_USED_FUSIONS } from '../lower.ts';
 import { fuseSkipLayerNorm } from './layernorm.ts';
 import { fuseRmsNorm } from './rmsnorm.ts';
+import { packProjections } from '../pack-projections.ts';
 
 /**
  * `portable`: standard ONNX ops only. `gpu`: ONNX Runtime's fused ops (CPU and CUDA providers).
@@ -31,10 +32,12 @@ export const FUSIONS: Record<string, (graph: Graph, target: Target) => number> =
   'vit-attention': fuseVitAttention,
   'skip-layernorm': fuseSkipLayerNorm,
   rmsnorm: fuseRmsNorm,
+  // Last: the attention fusions match the separate q/k/v projections' outputs, not a Split.
+  'pack-projections': packProjections,
 };
 
 /** Every fusion --fuse can name, in pipeline order: the pattern passes and the composites' lowerings. */
-export const FUSION_NAMES = ['gqa', 'vit-attention', 'gelu', 'moe', 'skip-layernorm', 'rmsnorm'];
+export const FUSION_NAMES = ['gqa', 'vit-attention', 'gelu', 'moe', 'skip-layernorm', 'rmsnorm', 'pack-projections'];
 for (const name of [...Object.keys(FUSIONS), ...LOWERED_FUSIONS]) if (!FUSION_NAMES.includes(name)) throw new Error(`fusion ${name} has no place in FUSION_NAMES`);
 
 /** `--fuse none|all|a,b` -> the fusion names, in pipeline order; a UserError for unknown names. */
