@@ -19,7 +19,7 @@ const LAYERS = [
     paths: ['src/errors.ts', 'src/version.ts', 'src/fs/', 'src/artifact/format.ts'],
   },
   { name: 'ir', what: 'the IR, its builder and shape inference; the op signature type the builder checks against', paths: ['src/ir/', 'src/ops/signature.ts'] },
-  { name: 'tensor', what: 'host buffers in IR dtypes: dtype conversion, block quantisation', paths: ['src/tensor/', 'src/quant/blockwise.ts'] },
+  { name: 'tensor', what: 'host buffers in IR dtypes: dtype conversion, block quantisation, MXFP4 dequantisation', paths: ['src/tensor/', 'src/quant/blockwise.ts', 'src/quant/mxfp4.ts'] },
   { name: 'ops', what: 'the generated op builders and the emitter', paths: ['src/ops/'] },
   { name: 'dsl', what: 'modules, parameters, the model root, freeze rules, checkpoint key layouts', paths: ['src/dsl/'] },
   { name: 'nn', what: 'shared building blocks', paths: ['src/nn/'] },

@@ -5,8 +5,10 @@
  *
  *   npx tsx bench/moe.ts [--prefill N] [--steps N] [--keep]
  *
- * 1. Builds (once, reused; random weights) under out/bench/moe/: the layer portable, the layer
- *    --target gpu, and the floor graph: one M = 1 Gemm over each weight a decode step must read
+ * 1. Builds (once, reused; random weights) under out/bench/moe/: the layer portable, --target gpu
+ *    without the `moe` fusion (the sparse block as the portable lowering), --target gpu (ONNX
+ *    Runtime's MoE kernel), --target gpu --quant int4 (attention and router int4, the experts still
+ *    fp32 in the MoE kernel), and the floor graph: one M = 1 Gemm over each weight a decode step must read
  *    (attention q/k/v/o, the router, 8 experts' gate/up/down: 57M parameters, 228 MB).
  * 2. Per artifact, in this process: session creation; decode (1 token: the gathered union is the 8
  *    chosen experts), median of --steps (default 5); prefill of --prefill tokens (default 256: the
@@ -19,6 +21,7 @@ import { rm } from 'node:fs/promises';
 import * as nodePath from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from '../src/build.ts';
+import { FUSION_NAMES } from '../src/passes/fusion/index.ts';
 import { openSession, run, type HostTensor } from '../src/runtime/session.ts';
 import { machine } from './bind.ts';
 import { QWEN3_30B_A3B_LAYER } from './moe-layer.ts';
@@ -95,12 +98,18 @@ async function main(): Promise<void> {
   const steps = arg('--steps', 5);
   const prefill = arg('--prefill', 256);
   mkdirSync(WORK, { recursive: true });
-  const portable = await ensureArtifact('layer', 'MoeLayerBench', {});
-  const fused = await ensureArtifact('layer-gpu', 'MoeLayerBench', { target: 'gpu' });
+  const variants: [string, string][] = [
+    ['portable', await ensureArtifact('layer', 'MoeLayerBench', {})],
+    // The other fusions, the sparse block left as the portable lowering.
+    ['--target gpu --fuse all but moe (fp32)', await ensureArtifact('layer-gpu-nomoe', 'MoeLayerBench', { target: 'gpu', fuse: FUSION_NAMES.filter((f) => f !== 'moe').join(',') })],
+    ['--target gpu (fp32, MoE kernel)', await ensureArtifact('layer-gpu', 'MoeLayerBench', { target: 'gpu' })],
+    // --quant int4 packs the Linear weights (attention, router) for MatMulNBits; the experts stay fp32 in the MoE kernel (QMoE is not wired).
+    ['--target gpu --quant int4 (MoE kernel, experts fp32)', await ensureArtifact('layer-gpu-int4', 'MoeLayerBench', { target: 'gpu', quant: { bits: 4, blockSize: 32, symmetric: true } })],
+  ];
   const floorDir = await ensureArtifact('floor', 'ActiveWeightsFloor', {});
   const floor = await measureFloor(floorDir, steps);
   const rows: string[] = [];
-  for (const [label, dir] of [['portable', portable], ['--target gpu (fp32)', fused]] as const) {
+  for (const [label, dir] of variants) {
     const m = await measureLayer(dir, steps, prefill);
     rows.push(`| ${label} | ${m.session.toFixed(1)} s | ${(m.decode * 1000).toFixed(1)} ms | ${(m.decode / floor).toFixed(2)}x | ${(m.prefill * 1000).toFixed(0)} ms | ${((m.prefill / prefill) * 1000).toFixed(2)} ms |`);
   }

@@ -31,6 +31,7 @@ import type { Model } from './dsl/model.ts';
 import type { Target } from './passes/fusion/index.ts';
 import type { QuantScheme } from './quant/blockwise.ts';
 import { quantTransformFor } from './quant/transform.ts';
+import { withPackedLayout } from './bind/packed.ts';
 import { checkLoraConfig, loraDeclarationFor, openAdapterSources, withLoraLayout, type LoraBuildOptions } from './bind/lora-sources.ts';
 import { loraFreezeRules, loraOf } from './passes/lora.ts';
 
@@ -182,11 +183,19 @@ function buildPath(o: BuildOptions): BuildPath {
 }
 
 async function openSources(o: BuildOptions, path: BuildPath): Promise<WeightSource[]> {
-  if (path === 'A') return [withLoraLayout(sourceOf('unified', await Checkpoint.open(o.weights!)))];
+  if (path === 'A') {
+    const checkpoint = await Checkpoint.open(o.weights!);
+    try {
+      return [withPackedLayout(withLoraLayout(sourceOf('unified', checkpoint)))];
+    } catch (e) {
+      await checkpoint.close();
+      throw e;
+    }
+  }
   if (path === 'B') {
     const opened: WeightSource[] = [sourceOf('vision', await Checkpoint.open(o.vision!))];
     try {
-      opened.push(sourceOf('llm', await Checkpoint.open(o.llm!)));
+      opened.push(withPackedLayout(sourceOf('llm', await Checkpoint.open(o.llm!))));
       if (o.projector) opened.push(sourceOf('projector', await Checkpoint.openFile(o.projector)));
       return opened;
     } catch (e) {

@@ -74,7 +74,10 @@ describe.each(CASES.flatMap((kase) => layoutsOf(kase).map((l) => ({ kase, ...l }
 
   it.each(['portable', 'gpu'] as const)('single graph, --target %s: logits and vit_embeds within 1e-4', async (target) => {
     const out = path.join(dir, `single-${target}`);
-    await build({ weights, out, target });
+    const { graph } = await build({ weights, out, target });
+    // --target gpu: every sparse block is ONNX Runtime's MoE (Qwen3-MoE: norm_topk_prob, plain SwiGLU, no clamp).
+    const moe = graph.nodes.filter((n) => n.op === 'MoE').map((n) => [n.attrs.normalize_routing_weights?.value, n.attrs.activation_alpha?.value, n.attrs.activation_beta?.value, n.attrs.swiglu_limit]);
+    expect(moe).toEqual(target === 'gpu' && kase === 'qwen3-moe' ? Array(3).fill([1, 1, 0, undefined]) : []);
     const got = await runArtifact(out, path.join(fx, 'inputs.safetensors'), `${out}.out.safetensors`);
     for (const key of ['logits', 'vit_embeds']) {
       const err = maxAbsError(got[key]!.data as Float32Array, await readFloats(path.join(fx, expected), key));
@@ -202,9 +205,11 @@ describe('sliding-window config round trip', () => {
     expect(read.ropeScaling).toMatchObject({ type: 'yarn', factor: 32, originalMaxPositions: 4096, truncate: false });
   });
 
-  it('a GPT-OSS checkpoint with MXFP4 experts is refused naming quantization_config', async () => {
+  it('a GPT-OSS config with MXFP4 experts is read; any other quantization_config is refused naming the field', async () => {
     const { llmFromHF } = await import('../src/models/llm/index.ts');
-    expect(() => llmFromHF({ architectures: ['GptOssForCausalLM'], hidden_size: 64, num_attention_heads: 4, num_hidden_layers: 2, intermediate_size: 24, vocab_size: 64, quantization_config: { quant_method: 'mxfp4' } }, 'llm_config')).toThrow(/llm_config: field 'quantization_config' \(quant_method "mxfp4"\) is not supported/);
+    const cfg = { architectures: ['GptOssForCausalLM'], hidden_size: 64, num_attention_heads: 4, num_key_value_heads: 2, num_hidden_layers: 2, intermediate_size: 32, vocab_size: 64 };
+    expect(llmFromHF({ ...cfg, quantization_config: { quant_method: 'mxfp4' } }, 'llm_config').config.moe?.intermediate).toBe(32);
+    expect(() => llmFromHF({ ...cfg, quantization_config: { quant_method: 'gptq' } }, 'llm_config')).toThrow(/llm_config: field 'quantization_config' \(quant_method "gptq"\) is not supported/);
   });
 
   it('a Qwen2 window on a suffix of layers writes max_window_layers, any other pattern layer_types', async () => {
@@ -241,5 +246,121 @@ describe('gqa fusion of windowed and sink attention', () => {
   it('--target webgpu: only plain causal layers fuse; windowed and sink attention stay decomposed', async () => {
     expect(await decoderGqa(qwen2, 'webgpu')).toEqual([{ layer: '0', window: undefined, sinks: false }]);
     expect(await decoderGqa(gptOss, 'webgpu')).toEqual([]);
+  });
+});
+
+/**
+ * GPT-OSS's MXFP4 experts (the Hugging Face layout of openai/gpt-oss: `experts.{gate_up,down}_proj_blocks`
+ * uint8 [E, R, K/32, 16] and `_scales` uint8 [E, R, K/32]) are dequantised while binding exactly as
+ * transformers 5.17's convert_moe_packed_tensors does. Oracle: the same checkpoint with the experts
+ * written in float (every MXFP4 value is exact in float32) binds to the same bytes and the same logits.
+ */
+describe('GPT-OSS MXFP4 experts', () => {
+  // transformers' FP4_VALUES, written out here so the test does not share the implementation's table.
+  const LUT = [0, 0.5, 1, 1.5, 2, 3, 4, 6, -0, -0.5, -1, -1.5, -2, -3, -4, -6];
+  /** convert_moe_packed_tensors, literally: [E, R, G, 16] -> [E, R, G*32] (lo nibble even, hi odd) * 2^(s-127), then transpose(1, 2). */
+  function reference(blocks: Uint8Array, scales: Uint8Array, [E, R, G]: number[]): Float32Array {
+    const K = G! * 32;
+    const rows = new Float64Array(E! * R! * K);
+    for (let i = 0; i < E! * R! * G!; i++) {
+      for (let j = 0; j < 16; j++) {
+        const b = blocks[i * 16 + j]!;
+        rows[i * 32 + 2 * j] = LUT[b & 15]! * 2 ** (scales[i]! - 127);
+        rows[i * 32 + 2 * j + 1] = LUT[b >> 4]! * 2 ** (scales[i]! - 127);
+      }
+    }
+    const out = new Float32Array(rows.length);
+    for (let e = 0; e < E!; e++) for (let r = 0; r < R!; r++) for (let k = 0; k < K; k++) out[(e * K + k) * R! + r] = rows[(e * R! + r) * K + k]!;
+    return out;
+  }
+
+  it('the nibble order, e8m0 bias and transposition are transformers\'', async () => {
+    const { dequantizeMxfp4Expert } = await import('../src/quant/mxfp4.ts');
+    // One expert, 2 rows, one block: row 0 byte 0 = 0x2F (lo 0xF = -6, hi 0x2 = 1), scale 128 (x2); row 1 byte 15 = 0x70 (lo 0, hi 6), scale 125 (/4).
+    const blocks = new Uint8Array(32);
+    blocks[0] = 0x2f;
+    blocks[31] = 0x70;
+    const w = dequantizeMxfp4Expert(blocks, Uint8Array.of(128, 125), 2, 1);
+    // [K = 32, R = 2]: (k, r) at k * 2 + r.
+    expect([w[0], w[2], w[30 * 2 + 1], w[31 * 2 + 1]]).toEqual([-12, 2, 0, 1.5]);
+    expect(Array.from(w).filter((v) => v !== 0).length).toBe(3);
+    const random = Uint8Array.from({ length: 3 * 4 * 2 * 16 }, (_, i) => (i * 97 + 13) % 256);
+    const sc = Uint8Array.from({ length: 3 * 4 * 2 }, (_, i) => 100 + ((i * 7) % 60));
+    const all = new Float32Array(3 * 64 * 4);
+    for (let e = 0; e < 3; e++) all.set(dequantizeMxfp4Expert(random.subarray(e * 128, (e + 1) * 128), sc.subarray(e * 8, (e + 1) * 8), 4, 2), e * 256);
+    expect(all).toEqual(reference(random, sc, [3, 4, 2]));
+  });
+
+  it('a checkpoint with MXFP4 experts binds the float checkpoint\'s bytes and gives its logits', async () => {
+    const { gptOss, internvl, internViT } = await import('../src/index.ts');
+    const { assignPaths, collectParams } = await import('../src/dsl/module.ts');
+    const { GraphParam } = await import('../src/ir/graph.ts');
+    const { initialValues, mulberry32 } = await import('../src/bind/init.ts');
+    const { internvlConfigJson } = await import('../src/models/to-config.ts');
+    const { writeSafetensors } = await import('../src/checkpoint/safetensors-write.ts');
+    const { mkdirSync, writeFileSync } = await import('node:fs');
+    // As internvl-gpt-oss-tiny, with MXFP4's 32-multiples for hidden and intermediate.
+    const model = internvl({
+      name: 'internvl-gpt-oss-mxfp4',
+      vision: internViT({ hidden: 32, heads: 4, layers: 1, intermediate: 64, imageSize: 56, patchSize: 14, norm: 'layer_norm', qkvBias: true, qkNorm: false, eps: 1e-6 }),
+      llm: gptOss({
+        hidden: 64, heads: 4, kvHeads: 2, headDim: 16, layers: 2, intermediate: 32, vocab: 200, rmsNormEps: 1e-5, ropeTheta: 150_000, maxPositions: 131_072,
+        ropeScaling: { type: 'yarn', factor: 32, originalMaxPositions: 4096, betaFast: 32, betaSlow: 1, truncate: false },
+        tieEmbeddings: false, qkvBias: true, oBias: true, slidingWindow: 4, layerTypes: ['sliding_attention', 'full_attention'],
+        // A limit of 0.5 clamps some gate / up activations at these weights.
+        moe: { experts: 6, topK: 2, intermediate: 32, swigluLimit: 0.5, swigluAlpha: 1.702 },
+      }),
+      downsampleRatio: 0.5, psVersion: 'v2', selectLayer: -1,
+    });
+    assignPaths(model);
+    const rand = mulberry32(17);
+    const dense: Parameters<typeof writeSafetensors>[1][number][] = [];
+    const packed: typeof dense = [];
+    for (const p of collectParams(model).map((q) => new GraphParam(q))) {
+      const f32 = (values: Float32Array) => new Uint8Array(values.buffer);
+      const expert = /experts\.(gate_up|down)_proj$/.test(p.name);
+      if (!expert) {
+        // Biases and sinks drawn too (their init is zeros), so every term of the layer is exercised.
+        const init = p.init.kind === 'zeros' ? { kind: 'normal' as const, std: 0.02 } : p.init;
+        const t = { name: p.name, dtype: 'F32' as const, shape: p.shape, data: f32(initialValues(init, p.shape.reduce((a, b) => a * b, 1), 3, p.name)) };
+        dense.push(t);
+        packed.push(t);
+        continue;
+      }
+      const [E, K, R] = p.shape as [number, number, number];
+      const G = K / 32;
+      const blocks = Uint8Array.from({ length: E * R * G * 16 }, () => Math.floor(rand() * 256));
+      // Exponents 2^-8 .. 2^-5: weights up to 0.19, like a trained expert's.
+      const scales = Uint8Array.from({ length: E * R * G }, () => 119 + Math.floor(rand() * 4));
+      dense.push({ name: p.name, dtype: 'F32', shape: p.shape, data: f32(reference(blocks, scales, [E, R, G])) });
+      packed.push({ name: `${p.name}_blocks`, dtype: 'U8', shape: [E, R, G, 16], data: blocks }, { name: `${p.name}_scales`, dtype: 'U8', shape: [E, R, G], data: scales });
+    }
+    const config = internvlConfigJson(model) as Record<string, Record<string, unknown>>;
+    const dirs = { float: path.join(work, 'mxfp4-float'), mxfp4: path.join(work, 'mxfp4-packed'), gptq: path.join(work, 'mxfp4-gptq') };
+    const quantized = (method: string) => ({ ...config, llm_config: { ...config.llm_config, quantization_config: { quant_method: method, modules_to_not_convert: ['model.layers.*.self_attn', 'model.layers.*.mlp.router', 'model.embed_tokens', 'lm_head'] } } });
+    for (const [dir, cfg, tensors] of [[dirs.float, config, dense], [dirs.mxfp4, quantized('mxfp4'), packed], [dirs.gptq, quantized('gptq'), packed]] as const) {
+      mkdirSync(dir, { recursive: true });
+      writeFileSync(path.join(dir, 'config.json'), JSON.stringify(cfg));
+      await writeSafetensors(path.join(dir, 'model.safetensors'), tensors);
+    }
+    const built = async (dir: string, target: 'portable' | 'gpu' = 'portable') => {
+      const out = `${dir}.${target}`;
+      const { graph } = await build({ weights: dir, out, imgContextTokenId: 192, target });
+      const moe = graph.nodes.filter((n) => n.op === 'MoE').map((n) => Object.fromEntries(Object.entries(n.attrs).map(([k, a]) => [k, a.value])));
+      return { manifest: readManifest(out), moe, logits: (await runArtifact(out, path.join(FAMILIES, 'phi3-sliding', 'inputs.safetensors'), `${out}.run.safetensors`)).logits!.data as Float32Array };
+    };
+    const [f, q, gpu] = [await built(dirs.float), await built(dirs.mxfp4), await built(dirs.mxfp4, 'gpu')];
+    // Every parameter's bytes are the float checkpoint's (sha256 over the bound values).
+    expect(q.manifest.parameters.map((p) => [p.name, p.sha256])).toEqual(f.manifest.parameters.map((p) => [p.name, p.sha256]));
+    const gateUp = q.manifest.parameters.find((p) => p.name.endsWith('layers.1.mlp.experts.gate_up_proj'))!;
+    expect(gateUp.source).toMatchObject({ key: ['language_model.model.layers.1.mlp.experts.gate_up_proj_blocks', 'language_model.model.layers.1.mlp.experts.gate_up_proj_scales'], dtype: 'U8', transform: expect.stringMatching(/^mxfp4 dequantise/) });
+    expect(maxAbsError(q.logits, f.logits)).toBe(0);
+    expect(Math.max(...Array.from(f.logits, Math.abs))).toBeGreaterThan(1e-3);
+    // --target gpu: each layer's experts are ONNX Runtime's MoE kernel, GPT-OSS's routing and clamped SwiGLU as attributes.
+    expect(f.moe).toEqual([]);
+    expect(gpu.moe).toEqual(Array(2).fill({ k: 2, activation_type: 'swiglu', swiglu_fusion: 1, activation_alpha: expect.closeTo(1.702, 6), activation_beta: 1, swiglu_limit: 0.5, normalize_routing_weights: 1 }));
+    measured.push(`gpt-oss mxfp4 (random weights) --target gpu (MoE kernel) vs portable: logits ${maxAbsError(gpu.logits, f.logits).toExponential(2)}`);
+    expect(maxAbsError(gpu.logits, f.logits)).toBeLessThan(1e-5);
+    await expect(build({ weights: dirs.gptq, out: `${dirs.gptq}.out`, imgContextTokenId: 192 })).rejects.toThrow(/config\.json: field 'llm_config\.quantization_config' \(quant_method "gptq"\) is not supported/);
   });
 });

@@ -91,7 +91,8 @@ describe.each(Object.entries(GRAPHS))('fusions on %s', (name, graphFile) => {
   });
   afterAll(() => removeDir(work));
 
-  it.each(FUSION_NAMES)('%s: found, replaced, numerics unchanged', async (fusion) => {
+  // moe (ONNX Runtime's MoE for sparse blocks) has nothing to find in these dense models: test/families.test.ts.
+  it.each(FUSION_NAMES.filter((f) => f !== 'moe'))('%s: found, replaced, numerics unchanged', async (fusion) => {
     const out = path.join(work, fusion);
     const { graph } = await build({ graph: graphFile, out, seed: 3, init: 'random', target: 'gpu', fuse: fusion });
     EXPECT[fusion]!(graph, portable, name);
@@ -123,7 +124,7 @@ describe('--fuse and --target', () => {
     expect(parseFuse(undefined, 'portable')).toEqual([]);
     expect(parseFuse('none', 'gpu')).toEqual([]);
     expect(parseFuse('rmsnorm, gelu', 'gpu')).toEqual(['gelu', 'rmsnorm']);
-    expect(FUSION_NAMES).toEqual(['gqa', 'vit-attention', 'gelu', 'skip-layernorm', 'rmsnorm', 'pack-projections']);
+    expect(FUSION_NAMES).toEqual(['gqa', 'vit-attention', 'gelu', 'moe', 'skip-layernorm', 'rmsnorm', 'pack-projections']);
   });
 
   it('reject unknown fusions and fusions without --target gpu', () => {

@@ -24,7 +24,8 @@ import { withTempSibling } from '../fs/atomic.ts';
 import { Sha256Worker } from './sha256-worker.ts';
 import { DATA_FILE, MANIFEST_FILE, MANIFEST_FORMAT, MODEL_FILE, SPLIT_DATA_FILE, manifestJson, type Manifest, type ManifestCheckpointSource, type ManifestParameter } from './format.ts';
 import { mergedLoraChunks, type LoraMergeInputs } from '../bind/lora-merge.ts';
-import type { LoraMergeOrigin } from '../bind/source.ts';
+import type { LoraMergeOrigin, PackedOrigin } from '../bind/source.ts';
+import { dequantizeMxfp4Expert, MXFP4_BLOCK, MXFP4_TRANSFORM } from '../quant/mxfp4.ts';
 import { VLMC_VERSION } from '../version.ts';
 
 /**
@@ -359,6 +360,10 @@ async function* paramChunks(bound: BoundParam, seed: number, dtype: ParamDType, 
     for await (const bytes of mergedLoraChunks(loraMergeInputs(origin), target, BIND_CHUNK_BYTES)) yield { bytes, borrowed: false };
     return;
   }
+  if (origin.kind === 'packed') {
+    for await (const values of dequantizedChunks(origin)) yield { bytes: convertChunk(new Uint8Array(values.buffer, values.byteOffset, values.byteLength), 'F32', target), borrowed: false };
+    return;
+  }
   const ckpt = origin.source.checkpoint;
   // Concatenation along axis 0 of row-major tensors is their bytes one after another.
   for (const key of origin.kind === 'concat' ? origin.keys : [origin.key]) {
@@ -372,6 +377,22 @@ async function* paramChunks(bound: BoundParam, seed: number, dtype: ParamDType, 
       yield { bytes: buffers.arena.convert(chunk, src, target, buffers.converted.take(outBytes)), borrowed: false };
     }
   }
+}
+
+/** An MXFP4 pair dequantised one expert at a time (one expert of GPT-OSS-120B: 66 MB as fp32). */
+async function* dequantizedChunks(origin: PackedOrigin): AsyncGenerator<Float32Array> {
+  const ckpt = origin.source.checkpoint;
+  const [experts, rows, groups] = ckpt.entry(origin.packed.blocks).shape as [number, number, number, number];
+  const scales = await ckpt.readAll(origin.packed.scales);
+  const perExpert = rows * groups * (MXFP4_BLOCK / 2);
+  let e = 0;
+  for await (const chunk of ckpt.chunks(origin.packed.blocks, perExpert)) {
+    // Chunks come in the requested size, so each is one expert's blocks.
+    if (chunk.byteLength !== perExpert) throw new Error(`${origin.packed.blocks}: a chunk of ${chunk.byteLength} bytes, not one expert's ${perExpert}`);
+    yield dequantizeMxfp4Expert(chunk, scales.subarray(e * rows * groups, (e + 1) * rows * groups), rows, groups);
+    e++;
+  }
+  if (e !== experts) throw new Error(`${origin.packed.blocks}: read ${e} of ${experts} experts`);
 }
 
 /**
@@ -473,18 +494,18 @@ function manifestParam(bound: BoundParam, dtype: ParamDType, sha256: string, off
     return { ...entry, source: { ...(entry.source as ManifestCheckpointSource), lora: loraMergeEntry(origin) } };
   }
   const ckpt = origin.source.checkpoint;
-  const keys = origin.kind === 'concat' ? origin.keys : [origin.key];
+  const keys = origin.kind === 'concat' ? origin.keys : origin.kind === 'packed' ? [origin.packed.blocks, origin.packed.scales] : [origin.key];
   const entries = keys.map((k) => ckpt.entry(k));
   const files = [...new Set(entries.map((e) => nodePath.relative(ckpt.dir, e.file)))];
   const dtypes = [...new Set(entries.map((e) => e.dtype))];
-  const own: string | string[] = origin.kind === 'concat' ? keys : origin.key;
+  const own: string | string[] = origin.kind === 'checkpoint' ? origin.key : keys;
   const source = {
     role: origin.source.role,
     file: files.length === 1 ? files[0]! : files,
     key: own,
     dtype: dtypes.length === 1 ? dtypes[0]! : dtypes,
     ...(origin.source.layout.original ? {} : { layout: origin.source.layout.name }),
-    ...(origin.kind === 'concat' ? { transform: CONCAT_TRANSFORM } : {}),
+    ...(origin.kind === 'concat' ? { transform: CONCAT_TRANSFORM } : origin.kind === 'packed' ? { transform: MXFP4_TRANSFORM } : {}),
   };
   // A checkpoint in another layout is named by its own keys; the original layout's key is the name
   // (a packed parameter's name is no key: its parts' keys).

@@ -8,8 +8,10 @@ import { CheckpointError, UserError } from '../errors.ts';
 import type { GraphParam } from '../ir/graph.ts';
 import { isFloatStDType } from '../tensor/convert.ts';
 import { pathPatternMatches } from '../dsl/freeze.ts';
-import type { KeySource } from '../dsl/layout.ts';
+import type { KeySource, PackedKeys } from '../dsl/layout.ts';
+import { mxfp4DenseShape } from '../quant/mxfp4.ts';
 import type { BoundParam, WeightSource } from './source.ts';
+import type { TensorEntry } from '../checkpoint/safetensors.ts';
 import { locateAdapterParam, withLoraMerges } from './lora.ts';
 
 export type { BoundParam, LoraMergeOrigin, ParamOrigin, WeightSource } from './source.ts';
@@ -76,6 +78,8 @@ export function planBinding(params: GraphParam[], path: BuildPath, sources: Weig
     const where = locateAdapterParam(param.name, sources) ?? locate(param, path, sources);
     if (where === 'init') return { param, origin: { kind: 'init' } };
     const { source, key } = where;
+    const packed = source.layout.packedKeysFor(param.sourceName ?? param.name);
+    if (packed) return bindPacked(param, source, packed, used.get(source)!, problems);
     if (Array.isArray(key)) return bindConcat(param, source, key, used.get(source)!, problems, allowMissing);
     const ckpt = source.checkpoint;
     if (!ckpt.has(key)) {
@@ -122,6 +126,22 @@ function bindConcat(param: GraphParam, source: WeightSource, keys: string[], use
     if (!isFloatStDType(e.dtype)) problems.push(`dtype       ${e.key}: ${e.dtype} in ${nodePath.basename(e.file)}; parameters must be F32, F16 or BF16`);
   }
   return { param, origin: { kind: 'concat', source, keys } };
+}
+
+/** A quantised pair (PackedKeyLayout): both tensors there, uint8, and decoding to the parameter's shape. */
+function bindPacked(param: GraphParam, source: WeightSource, packed: PackedKeys, used: Set<string>, problems: string[]): BoundParam {
+  const ckpt = source.checkpoint;
+  const keys = [packed.blocks, packed.scales];
+  for (const k of keys) if (ckpt.has(k)) used.add(k);
+  const absent = keys.filter((k) => !ckpt.has(k));
+  for (const k of absent) problems.push(`missing     ${k}  (${packed.format} half of ${param.name} [${param.shape.join(', ')}]) is not in ${source.role} checkpoint ${ckpt.dir}`);
+  if (absent.length > 0) return { param, origin: { kind: 'init' } };
+  const [blocks, scales] = keys.map((k) => ckpt.entry(k)) as [TensorEntry, TensorEntry];
+  for (const e of [blocks, scales]) if (e.dtype !== 'U8') problems.push(`dtype       ${e.key}: ${e.dtype} in ${nodePath.basename(e.file)}; ${packed.format} blocks and scales are U8`);
+  const dense = mxfp4DenseShape(blocks.shape, scales.shape);
+  if (typeof dense === 'string') problems.push(`shape       ${param.name}: ${packed.format} ${packed.blocks} / ${packed.scales}: ${dense}`);
+  else if (!sameShape(dense, param.shape)) problems.push(`shape       ${param.name}: graph [${param.shape.join(', ')}], ${packed.format} ${packed.blocks} [${blocks.shape.join(', ')}] dequantises to [${dense.join(', ')}]`);
+  return { param, origin: { kind: 'packed', source, packed } };
 }
 
 function unexpectedKeys(sources: WeightSource[], used: Map<WeightSource, Set<string>>, options: BindOptions): string[] {

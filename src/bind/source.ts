@@ -5,7 +5,7 @@
  */
 import type { GraphParam } from '../ir/graph.ts';
 import type { Checkpoint } from '../checkpoint/checkpoint.ts';
-import type { KeyLayout } from '../dsl/layout.ts';
+import type { KeyLayout, PackedKeys } from '../dsl/layout.ts';
 import type { LoraKeys } from '../models/internvl.lora.names.ts';
 
 /** A named checkpoint the build reads from: `unified` (Path A) or `vision` / `llm` (Path B). */
@@ -31,7 +31,14 @@ export interface LoraMergeOrigin {
   scaling: number;
 }
 
-export type ParamOrigin = StoredOrigin | LoraMergeOrigin | { kind: 'init' };
+/** A weight stored quantised (MXFP4 blocks and scales), dequantised while binding. */
+export interface PackedOrigin {
+  kind: 'packed';
+  source: WeightSource;
+  packed: PackedKeys;
+}
+
+export type ParamOrigin = StoredOrigin | LoraMergeOrigin | PackedOrigin | { kind: 'init' };
 
 export interface BoundParam {
   param: GraphParam;

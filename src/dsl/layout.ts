@@ -56,6 +56,11 @@ export class KeyLayout {
     return undefined;
   }
 
+  /** The quantised pair holding graph parameter `name`, where the checkpoint stores it so (PackedKeyLayout). */
+  packedKeysFor(_name: string): PackedKeys | undefined {
+    return undefined;
+  }
+
   /** The graph parameter a checkpoint key feeds (all parts of a concat name the fused parameter). */
   nameFor(key: string): string | undefined {
     for (const { prefix, template, to } of this.compiled) {
@@ -98,4 +103,43 @@ export function identityLayout(): KeyLayout {
 /** A source that holds one part of the graph, its keys without the part's prefix (Path B). */
 export function partLayout(graphPrefix: string, checkpointPrefix = ''): KeyLayout {
   return new KeyLayout(`original:${graphPrefix}`, [{ graph: graphPrefix, checkpoint: checkpointPrefix, rules: IDENTITY_RULES }], true);
+}
+
+/** A parameter stored quantised as a pair of checkpoint tensors and decoded while binding. */
+export interface PackedKeys {
+  format: 'mxfp4';
+  blocks: string;
+  scales: string;
+}
+
+/**
+ * A layout whose checkpoint stores some parameters quantised: where the base layout's key `k` is
+ * absent and `k_blocks` / `k_scales` are there (the Hugging Face MXFP4 convention: GPT-OSS's
+ * `experts.gate_up_proj_blocks`), the parameter is read from the pair and dequantised at bind.
+ * Every other parameter resolves exactly as in the base layout.
+ */
+export class PackedKeyLayout extends KeyLayout {
+  constructor(
+    private readonly base: KeyLayout,
+    readonly format: PackedKeys['format'],
+    private readonly stored: (key: string) => boolean,
+  ) {
+    super(`${base.name}+${format}`, [], base.original);
+  }
+
+  override keysFor(name: string): KeySource | undefined {
+    return this.base.keysFor(name);
+  }
+
+  override packedKeysFor(name: string): PackedKeys | undefined {
+    const key = this.base.keysFor(name) ?? (this.original ? name : undefined);
+    if (typeof key !== 'string' || this.stored(key)) return undefined;
+    const [blocks, scales] = [`${key}_blocks`, `${key}_scales`];
+    return this.stored(blocks) || this.stored(scales) ? { format: this.format, blocks, scales } : undefined;
+  }
+
+  override nameFor(key: string): string | undefined {
+    const dense = /_(blocks|scales)$/.test(key) && !this.stored(key.replace(/_(blocks|scales)$/, '')) ? key.replace(/_(blocks|scales)$/, '') : key;
+    return this.base.nameFor(dense);
+  }
 }

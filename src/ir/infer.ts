@@ -127,6 +127,9 @@ const RULES: Record<string, Rule> = {
   SkipSimplifiedLayerNormalization: inferNormalization,
   SkipLayerNormalization: inferNormalization,
   Gelu: (n) => setShape(n, req(n, 0).shape),
+  // MoE / QMoE: the output is the input's shape (tokens [T, H] or [b, s, H]).
+  MoE: (n) => setShape(n, req(n, 0).shape),
+  QMoE: (n) => setShape(n, req(n, 0).shape),
   RMSNormalization: (n) => setShape(n, req(n, 0).shape),
   MultiHeadAttention: inferAttention,
   GroupQueryAttention: inferAttention,

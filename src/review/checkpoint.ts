@@ -5,6 +5,7 @@
  * read, not the tensors: the binding plan names the checkpoint key(s) of every parameter and
  * checks the checkpoint fits the graph, with the same report as a build.
  */
+import { withPackedLayout } from '../bind/packed.ts';
 import * as nodePath from 'node:path';
 import { Checkpoint } from '../checkpoint/checkpoint.ts';
 import { compile } from '../compile.ts';
@@ -31,7 +32,7 @@ export async function summaryFromCheckpoint(dir: string): Promise<{ summary: Gra
     const imgContextTokenId = model.options.imgContextTokenId ?? findSpecialTokenId(dir) ?? (hfNative ? hfDefaultImageTokenId(model) : undefined);
     const graph = compile(model, { structureOnly: true, facts: { imgContextTokenId } });
     // A checkpoint saved with LoRA unmerged reads as the model its merged weights make.
-    const source = withLoraLayout({ role: 'unified' as const, checkpoint, layout: hfNative ? hfLayout(checkpoint.keys()) : originalLayout('unified') });
+    const source = withPackedLayout(withLoraLayout({ role: 'unified' as const, checkpoint, layout: hfNative ? hfLayout(checkpoint.keys()) : originalLayout('unified') }));
     const plan = planBinding(graph.params, 'A', [source], { ...INTERNVL_BINDING, graphFrom: where });
     return { summary: summaryFromGraph(graph), keys: new Map(plan.params.map((b) => [b.param.name, keysOf(b)])) };
   } finally {
@@ -45,6 +46,8 @@ function keysOf(b: BoundParam): string[] {
       return [b.origin.key];
     case 'concat':
       return b.origin.keys;
+    case 'packed':
+      return [b.origin.packed.blocks, b.origin.packed.scales];
     case 'lora-merge': {
       const base = b.origin.base;
       return [...(base.kind === 'concat' ? base.keys : [base.key]), b.origin.a.key, b.origin.b.key];

@@ -5,7 +5,8 @@
  * sparse MoE: a biased router, top-k logits softmaxed among themselves, and experts with fused,
  * biased weights — `gate_up_proj` [E, H, 2I] (gate the even columns, up the odd ones; x · W, not
  * W^T), `down_proj` [E, I, H] — and the clamped SwiGLU (up + 1) · g · σ(α g), g = min(gate, limit),
- * up clamped to ±limit. Both checkpoint layouts store these tensors as they are here.
+ * up clamped to ±limit. Both checkpoint layouts store these tensors as they are here, or (quant_method
+ * mxfp4) as `*_blocks` / `*_scales` pairs that are dequantised while binding (src/quant/mxfp4.ts).
  */
 import { checkDecoderOptions } from '../check-options.ts';
 import { Module, type Tensor } from '../../dsl/module.ts';
@@ -16,7 +17,7 @@ import { f32Scalar, i64 } from '../../dsl/constants.ts';
 import { UserError } from '../../errors.ts';
 import { LlamaAttention, LlamaDecoderLayer, LlamaForCausalLM } from './llama.ts';
 import { attendProjected, type DecoderConfig, type DecoderContext, type MoeConfig } from './decoder.ts';
-import { combineExperts, expertLinear, gatherExperts, overTokens, topKSoftmaxWeights, usedExperts } from './moe.ts';
+import { combineExperts, expertLinear, gatherExperts, overTokens, sparseMoe, topKSoftmaxWeights, usedExperts, type StackedExperts } from './moe.ts';
 import { LIMITS, optInt, optNum, type HFConfig } from '../config-fields.ts';
 
 /** GptOssConfig's defaults for what the expert activation reads. */
@@ -51,11 +52,14 @@ export class GptOssExperts extends Module {
     this.down_proj = this.param([E, I, hidden], { kind: 'normal', std: 0.02 });
     this.down_proj_bias = this.param([E, hidden], { kind: 'zeros' });
   }
+  /** The fused tensors as the MoE kernel's composite takes them. */
+  stacked(): StackedExperts {
+    return { gateUp: this.gate_up_proj.value, down: this.down_proj.value, bias: { gateUp: this.gate_up_proj_bias.value, down: this.down_proj_bias.value } };
+  }
   /** tokens [T, H] through the experts `used` [n] -> [n, T, H]. */
   forward(tokens: Tensor, used: Tensor): Tensor {
     const I = this.m.intermediate;
-    const limit = this.m.swigluLimit ?? GPT_OSS_SWIGLU.limit;
-    const alpha = this.m.swigluAlpha ?? GPT_OSS_SWIGLU.alpha;
+    const { limit, alpha } = swigluOf(this.m);
     const gateUp = expertLinear(tokens, gatherExperts(this.gate_up_proj.value, used), gatherExperts(this.gate_up_proj_bias.value, used));
     // Interleaved columns: [.., 2I] -> [.., I, 2]; gate = [..., 0], up = [..., 1].
     const pairs = reshape(gateUp, [0, 0, I, 2]);
@@ -67,6 +71,8 @@ export class GptOssExperts extends Module {
     return expertLinear(act, gatherExperts(this.down_proj.value, used), gatherExperts(this.down_proj_bias.value, used));
   }
 }
+
+const swigluOf = (m: MoeConfig) => ({ limit: m.swigluLimit ?? GPT_OSS_SWIGLU.limit, alpha: m.swigluAlpha ?? GPT_OSS_SWIGLU.alpha });
 
 /** Mirrors GptOssMLP: router, then the chosen experts, weighted. */
 export class GptOssMLP extends Module {
@@ -80,10 +86,15 @@ export class GptOssMLP extends Module {
   }
   forward(x: Tensor): Tensor {
     const m = this.c.moe!;
+    const { limit, alpha } = swigluOf(m);
     return overTokens(x, this.c.hidden, (tokens) => {
-      const { weights, chosen } = topKSoftmaxWeights(this.router.call(tokens), m.topK, m.experts);
-      const used = usedExperts(chosen);
-      return combineExperts(this.experts.call(tokens, used), weights, used);
+      const logits = this.router.call(tokens);
+      // The top-k logits softmaxed among themselves = the softmax over all, kept and renormalised.
+      return sparseMoe(tokens, logits, this.experts.stacked(), { topK: m.topK, normalize: true, gateUp: 'interleaved', alpha, beta: 1, limit }, () => {
+        const { weights, chosen } = topKSoftmaxWeights(logits, m.topK, m.experts);
+        const used = usedExperts(chosen);
+        return combineExperts(this.experts.call(tokens, used), weights, used);
+      });
     });
   }
 }
@@ -104,9 +115,10 @@ export function gptOss(config: DecoderConfig): LlamaForCausalLM {
  * (openai's spellings) are not read by transformers; num_experts_per_tok and the dict are.
  */
 export function gptOssDefaults(hf: HFConfig, where: string): HFConfig {
+  // MXFP4 experts are dequantised while binding (src/bind/packed.ts); nothing else is read.
   const quant = hf.quantization_config as HFConfig | undefined;
-  if (quant && typeof quant === 'object') {
-    throw new UserError(`${where}: field 'quantization_config' (quant_method ${JSON.stringify(quant.quant_method)}) is not supported: vlmc binds float weights; dequantise the MXFP4 *_blocks / *_scales experts first`);
+  if (quant !== undefined && quant !== null && (typeof quant !== 'object' || quant.quant_method !== 'mxfp4')) {
+    throw new UserError(`${where}: field 'quantization_config' (quant_method ${JSON.stringify(typeof quant === 'object' ? quant.quant_method : quant)}) is not supported: vlmc reads float weights and MXFP4 experts (quant_method "mxfp4")`);
   }
   const ropeDict = [hf.rope_scaling, hf.rope_parameters].find((d) => d && typeof d === 'object' && Object.keys(d).length > 0) as HFConfig | undefined;
   const theta = hf.rope_theta ?? ropeDict?.rope_theta ?? 150000;

@@ -23,6 +23,7 @@ import * as op from '../../ops/index.ts';
 import { f32Scalar, i64 } from '../../dsl/constants.ts';
 import { DTYPES } from '../../ir/dtype.ts';
 import { reshape } from '../../nn/layers.ts';
+import { activeBuilder } from '../../ir/builder.ts';
 
 /** Which experts each token picked: TopK's indices as a 0/1 float mask [T, E]. */
 export function chosenExperts(scores: Tensor, k: number, experts: number): Tensor {
@@ -88,4 +89,38 @@ export function overTokens(x: Tensor, hidden: number, f: (tokens: Tensor) => Ten
   const out = op.Reshape(f(reshape(x, [-1, hidden])), op.Shape(x));
   out.shape = [...x.shape];
   return out;
+}
+
+/**
+ * What ONNX Runtime's `MoE` contrib op (com.microsoft) needs to compute a sparse block exactly
+ * (probed on ORT 1.30's CPU kernel: src/passes/lower.ts): routing is softmax over all experts, the
+ * top k, divided by their sum when `normalize` (GPT-OSS's softmax over the top-k logits is the
+ * same numbers); the expert is a SwiGLU g · σ(alpha g) · (u + beta) with g = min(gate, limit) and
+ * u clamped to ±limit (no clamp without a limit).
+ */
+export interface SparseMoeSpec {
+  topK: number;
+  normalize: boolean;
+  /** Where gate and up sit in the columns of gate_up [E, H, 2I]: alternating (GPT-OSS) or as two halves (Qwen3-MoE). */
+  gateUp: 'interleaved' | 'halves';
+  alpha: number;
+  beta: number;
+  limit?: number;
+}
+
+/** A sparse block's stacked expert weights: gate_up [E, H, 2I] and down [E, I, H] (x · W), biases [E, 2I] / [E, H] where the family has them. */
+export interface StackedExperts {
+  gateUp: Tensor;
+  down: Tensor;
+  bias?: { gateUp: Tensor; down: Tensor };
+}
+
+/**
+ * A sparse MoE block over tokens [T, H] and router logits [T, E], as the composite op `SparseMoe`:
+ * `--target gpu` lowers it to ONNX Runtime's `MoE` kernel (src/passes/lower.ts); everywhere else
+ * (portable, training graphs, `--fuse` without `moe`) it is `decompose`, the portable lowering above.
+ */
+export function sparseMoe(tokens: Tensor, logits: Tensor, w: StackedExperts, spec: SparseMoeSpec, decompose: () => Tensor): Tensor {
+  const inputs = [tokens, logits, w.gateUp, w.down, ...(w.bias ? [w.bias.gateUp, w.bias.down] : [])];
+  return activeBuilder().composite('SparseMoe', inputs, { ...spec }, () => [decompose()])[0]!;
 }

@@ -17,7 +17,7 @@ import { Qwen3Attention } from './qwen3.ts';
 import { isSparseLayer, type DecoderConfig, type MoeConfig } from './decoder.ts';
 import { LIMITS, optBool, optInt, type HFConfig } from '../config-fields.ts';
 import { UserError } from '../../errors.ts';
-import { combineExperts, expertLinear, gatherExperts, overTokens, softmaxTopKWeights, stackTransposed, usedExperts } from './moe.ts';
+import { combineExperts, expertLinear, gatherExperts, overTokens, softmaxTopKWeights, sparseMoe, stackTransposed, usedExperts } from './moe.ts';
 
 /** Mirrors Qwen3MoeSparseMoeBlock (the per-expert ModuleList of the saved checkpoints). */
 export class Qwen3MoeSparseMoeBlock extends Module {
@@ -35,18 +35,23 @@ export class Qwen3MoeSparseMoeBlock extends Module {
   forward(x: Tensor): Tensor {
     const { hidden } = this.c;
     const { experts: E, topK, intermediate: I } = this.moe;
+    const normalize = this.moe.normTopKProb ?? false;
     return overTokens(x, hidden, (tokens) => {
-      const { weights, chosen } = softmaxTopKWeights(this.gate.call(tokens), topK, E, this.moe.normTopKProb ?? false);
-      const used = usedExperts(chosen);
+      const logits = this.gate.call(tokens);
       const mlps = this.experts.items;
       // [E, H, 2I]: each expert's gate then up columns.
       const gate = stackTransposed(mlps.map((m) => m.gate_proj.weight.value), I, hidden);
       const up = stackTransposed(mlps.map((m) => m.up_proj.weight.value), I, hidden);
-      const gateUp = expertLinear(tokens, gatherExperts(op.Concat([gate, up], { axis: 2 }), used));
-      const slice = (from: number, to: number) => op.Slice(gateUp, i64([from]), i64([to]), i64([-1]));
-      const act = op.Mul(silu(slice(0, I)), slice(I, 2 * I));
-      const down = stackTransposed(mlps.map((m) => m.down_proj.weight.value), hidden, I);
-      return combineExperts(expertLinear(act, gatherExperts(down, used)), weights, used);
+      const stacked = { gateUp: op.Concat([gate, up], { axis: 2 }), down: stackTransposed(mlps.map((m) => m.down_proj.weight.value), hidden, I) };
+      // SiLU(gate) · up is the MoE kernel's SwiGLU with alpha 1, beta 0 and no clamp.
+      return sparseMoe(tokens, logits, stacked, { topK, normalize, gateUp: 'halves', alpha: 1, beta: 0 }, () => {
+        const { weights, chosen } = softmaxTopKWeights(logits, topK, E, normalize);
+        const used = usedExperts(chosen);
+        const gateUp = expertLinear(tokens, gatherExperts(stacked.gateUp, used));
+        const slice = (from: number, to: number) => op.Slice(gateUp, i64([from]), i64([to]), i64([-1]));
+        const act = op.Mul(silu(slice(0, I)), slice(I, 2 * I));
+        return combineExperts(expertLinear(act, gatherExperts(stacked.down, used)), weights, used);
+      });
     });
   }
 }

@@ -9,7 +9,7 @@ import type { Graph } from '../../ir/graph.ts';
 import { removeDeadNodes } from '../dead-nodes.ts';
 import { fuseVitAttention } from './attention.ts';
 import { fuseGqa } from './gqa.ts';
-import { LOWERED_FUSIONS } from '../lower.ts';
+import { LOWERED_FUSIONS, WHERE_USED_FUSIONS } from '../lower.ts';
 import { fuseSkipLayerNorm } from './layernorm.ts';
 import { fuseRmsNorm } from './rmsnorm.ts';
 import { packProjections } from '../pack-projections.ts';
@@ -37,7 +37,7 @@ export const FUSIONS: Record<string, (graph: Graph, target: Target) => number> =
 };
 
 /** Every fusion --fuse can name, in pipeline order: the pattern passes and the composites' lowerings. */
-export const FUSION_NAMES = ['gqa', 'vit-attention', 'gelu', 'skip-layernorm', 'rmsnorm', 'pack-projections'];
+export const FUSION_NAMES = ['gqa', 'vit-attention', 'gelu', 'moe', 'skip-layernorm', 'rmsnorm', 'pack-projections'];
 for (const name of [...Object.keys(FUSIONS), ...LOWERED_FUSIONS]) if (!FUSION_NAMES.includes(name)) throw new Error(`fusion ${name} has no place in FUSION_NAMES`);
 
 /** `--fuse none|all|a,b` -> the fusion names, in pipeline order; a UserError for unknown names. */
@@ -62,7 +62,7 @@ export function fuseGraph(graph: Graph, names: readonly string[], lowered: Recor
     if (!names.includes(name)) continue;
     const pass = Object.hasOwn(FUSIONS, name) ? FUSIONS[name] : undefined;
     if (!pass) {
-      counts[name] = lowered[name] ?? 0;
+      if (Object.hasOwn(lowered, name) || !WHERE_USED_FUSIONS.includes(name)) counts[name] = lowered[name] ?? 0;
       continue;
     }
     counts[name] = pass(graph, target);

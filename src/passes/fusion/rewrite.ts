@@ -71,6 +71,13 @@ export function detachedNode(
   return builder.nodes[0]!;
 }
 
+/** The nodes `build` emits (ops called as while tracing), in no graph yet; the last produces the result. */
+export function detachedNodes(graph: Graph, scope: string, build: () => Value): Node[] {
+  const builder = new GraphBuilder(graph.opset);
+  withBuilder(builder, () => builder.withScope(scope, undefined, build));
+  return builder.nodes;
+}
+
 /**
  * Puts `node` into the graph right after the last producer of its inputs and makes every use of
  * each `replaced[i]` (node inputs, graph outputs) read `node.outputs[i]` instead. The replaced
