@@ -28,41 +28,62 @@ export function quantShapes(n: number, k: number, s: QuantScheme): { blocks: num
   return { blocks, b: [n, blocks, (s.blockSize * s.bits) / 8], scales: [n * blocks], zeroPoints: s.symmetric ? undefined : [n * zpPerRow] };
 }
 
-/** Quantises one row of K values; writes its packed bytes, scales and (asymmetric) zero points. */
+/**
+ * Quantises one row of K values; writes its packed bytes, scales and (asymmetric) zero points.
+ * Written for the build's hot loop (bench/bind --quant): one pass per block that rounds, clamps and
+ * packs (no block buffer), the scheme read once.
+ */
 export function quantizeRow(row: Float32Array, s: QuantScheme, packed: Uint8Array, scales: Float32Array, zeroPoints: Uint8Array | undefined): void {
   const k = row.length;
-  const blocks = Math.ceil(k / s.blockSize);
-  const maxQ = (1 << s.bits) - 1;
-  const q = new Uint8Array(s.blockSize);
+  const { bits, blockSize, symmetric } = s;
+  const blocks = Math.ceil(k / blockSize);
+  const maxQ = (1 << bits) - 1;
+  const half = 1 << (bits - 1);
+  const bytesPerBlock = (blockSize * bits) >> 3;
   for (let b = 0; b < blocks; b++) {
-    const start = b * s.blockSize;
-    const end = Math.min(start + s.blockSize, k);
+    const start = b * blockSize;
+    const end = Math.min(start + blockSize, k);
     let zp: number;
     let scale: number;
-    if (s.symmetric) {
+    if (symmetric) {
       let amax = 0;
-      for (let i = start; i < end; i++) amax = Math.max(amax, Math.abs(row[i]!));
-      zp = 1 << (s.bits - 1);
-      scale = amax / (zp - 1);
+      for (let i = start; i < end; i++) {
+        const a = Math.abs(row[i]!);
+        if (a > amax) amax = a;
+      }
+      zp = half;
+      scale = amax / (half - 1);
     } else {
       let lo = 0;
       let hi = 0;
       for (let i = start; i < end; i++) {
-        lo = Math.min(lo, row[i]!);
-        hi = Math.max(hi, row[i]!);
+        const v = row[i]!;
+        if (v < lo) lo = v;
+        if (v > hi) hi = v;
       }
       scale = (hi - lo) / maxQ;
       zp = scale === 0 ? 0 : Math.min(maxQ, Math.max(0, Math.round(-lo / scale)));
     }
     const inv = scale === 0 ? 0 : 1 / scale;
-    q.fill(zp); // the zero-padded tail dequantises to 0
-    for (let i = start; i < end; i++) q[i - start] = Math.min(maxQ, Math.max(0, Math.round(row[i]! * inv) + zp));
     scales[b] = scale;
-    const out = b * ((s.blockSize * s.bits) / 8);
-    if (s.bits === 8) packed.set(q, out);
-    else for (let i = 0; i < s.blockSize; i += 2) packed[out + i / 2] = q[i]! | (q[i + 1]! << 4);
+    // The zero-padded tail of the last block quantises to the zero point (dequantises to 0).
+    const out = b * bytesPerBlock;
+    if (bits === 8) {
+      for (let i = start; i < start + blockSize; i++) {
+        const q = i < end ? Math.round(row[i]! * inv) + zp : zp;
+        packed[out + i - start] = q < 0 ? 0 : q > maxQ ? maxQ : q;
+      }
+    } else {
+      for (let i = start, o = out; i < start + blockSize; i += 2, o++) {
+        let q0 = i < end ? Math.round(row[i]! * inv) + zp : zp;
+        let q1 = i + 1 < end ? Math.round(row[i + 1]! * inv) + zp : zp;
+        q0 = q0 < 0 ? 0 : q0 > maxQ ? maxQ : q0;
+        q1 = q1 < 0 ? 0 : q1 > maxQ ? maxQ : q1;
+        packed[o] = q0 | (q1 << 4);
+      }
+    }
     if (zeroPoints) {
-      if (s.bits === 8) zeroPoints[b] = zp;
+      if (bits === 8) zeroPoints[b] = zp;
       else zeroPoints[b >> 1] = b & 1 ? zeroPoints[b >> 1]! | (zp << 4) : zp;
     }
   }
@@ -121,26 +142,37 @@ export class RowQuantizer {
 
   /** Little-endian fp32 bytes in (any length, multiple of 4); packed bytes of the rows completed. */
   push(f32Bytes: Uint8Array): Uint8Array {
-    const values = new Float32Array(f32Bytes.buffer.slice(f32Bytes.byteOffset, f32Bytes.byteOffset + f32Bytes.byteLength));
+    // Read in place where aligned (every value is consumed before push returns), else copied.
+    const aligned = f32Bytes.byteOffset % 4 === 0 ? f32Bytes : f32Bytes.slice();
+    const values = new Float32Array(aligned.buffer, aligned.byteOffset, aligned.byteLength / 4);
     const rowsDone = Math.floor((this.filled + values.length) / this.k);
     const out = new Uint8Array(rowsDone * this.rowBytes);
     let at = 0;
     let produced = 0;
+    const quantize = (row: Float32Array) => {
+      const r = this.row++;
+      quantizeRow(
+        row,
+        this.scheme,
+        out.subarray(produced * this.rowBytes, (produced + 1) * this.rowBytes),
+        this.scales.subarray(r * this.blocks, (r + 1) * this.blocks),
+        this.zeroPoints?.subarray(r * this.zpRow, (r + 1) * this.zpRow),
+      );
+      produced++;
+    };
     while (at < values.length) {
+      // Whole rows straight from the chunk; a row split across chunks is gathered in `pending`.
+      if (this.filled === 0 && values.length - at >= this.k) {
+        quantize(values.subarray(at, at + this.k));
+        at += this.k;
+        continue;
+      }
       const take = Math.min(this.k - this.filled, values.length - at);
       this.pending.set(values.subarray(at, at + take), this.filled);
       this.filled += take;
       at += take;
       if (this.filled === this.k) {
-        const r = this.row++;
-        quantizeRow(
-          this.pending,
-          this.scheme,
-          out.subarray(produced * this.rowBytes, (produced + 1) * this.rowBytes),
-          this.scales.subarray(r * this.blocks, (r + 1) * this.blocks),
-          this.zeroPoints?.subarray(r * this.zpRow, (r + 1) * this.zpRow),
-        );
-        produced++;
+        quantize(this.pending);
         this.filled = 0;
       }
     }
