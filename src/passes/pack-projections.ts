@@ -10,12 +10,13 @@
  * bound by concatenating the parts' checkpoint keys along axis 0 while streaming
  * (`GraphParam.packs`, src/bind/plan.ts), for every weight source and layout. A later `quantize`
  * pass packs it like any other LLM Linear. Not packed: Linears whose weight or bias something else
- * also reads, and Linears that carry a LoRA adapter (a parameter named `lora` under their module),
+ * also reads, and Linears that carry a LoRA adapter (`<module>.lora_A.weight`, src/dsl/lora.ts),
  * which stay separate so the adapter's weights keep their own Linear.
  */
 import { GraphParam, Param, type Graph, type Node, type Value } from '../ir/graph.ts';
 import { GemmSig, SplitSig } from '../ops/onnx.generated.ts';
 import { i64 } from '../dsl/constants.ts';
+import { loraModuleOf } from '../dsl/lora.ts';
 import { constInts, detachedNode, producer, splice } from './fusion/rewrite.ts';
 
 interface LinearUse {
@@ -35,15 +36,9 @@ function paramReads(graph: Graph): Map<GraphParam, number> {
   return reads;
 }
 
-/** Module paths that hold a LoRA parameter (and every module above them). */
+/** The Linears (module paths) that carry a LoRA adapter as parameters. */
 function modulesWithLora(graph: Graph): Set<string> {
-  const out = new Set<string>();
-  for (const p of graph.params) {
-    if (!/(^|\.)lora/i.test(p.name)) continue;
-    const parts = p.name.split('.');
-    for (let i = 1; i < parts.length; i++) out.add(parts.slice(0, i).join('.'));
-  }
-  return out;
+  return new Set(graph.params.flatMap((p) => loraModuleOf(p.name)?.module ?? []));
 }
 
 const modulePath = (p: GraphParam) => p.name.replace(/\.weight$/, '');
