@@ -3,11 +3,11 @@
  * tensor (converted on the way, or passed through in the reader's own buffer), several concatenated,
  * a LoRA merge, an MXFP4 pair dequantised, or initial values. The writer (write.ts) streams them.
  */
-import type { ParamDType } from '../ir/dtype.ts';
+import { DTYPES, type ParamDType } from '../ir/dtype.ts';
 import { elementCount } from '../ir/dims.ts';
 import type { BoundParam } from '../bind/plan.ts';
 import { initialValues } from '../bind/init.ts';
-import { convertChunk, type ConvertArena, type FloatStDType } from '../tensor/convert.ts';
+import { convertChunk, stDTypeSize, type ConvertArena, type FloatStDType } from '../tensor/convert.ts';
 import type { ChunkBuffers } from '../checkpoint/safetensors.ts';
 import { mergedLoraChunks, type LoraMergeInputs } from '../bind/lora-merge.ts';
 import type { LoraMergeOrigin, PackedOrigin } from '../bind/source.ts';
@@ -21,8 +21,6 @@ import { dequantizeMxfp4Expert, MXFP4_BLOCK } from '../quant/mxfp4.ts';
 const BIND_CHUNK_BYTES = 1024 * 1024;
 
 const ST_OF: Record<ParamDType, FloatStDType> = { float32: 'F32', float16: 'F16', bfloat16: 'BF16' };
-/** Bytes per element of each stored dtype. */
-export const BYTES: Record<ParamDType, number> = { float32: 4, float16: 2, bfloat16: 2 };
 
 /** Reused across all parameters of one artifact, so streaming allocates only while buffers grow. */
 export interface StreamBuffers {
@@ -67,7 +65,7 @@ export async function* paramChunks(bound: BoundParam, seed: number, dtype: Param
         yield { bytes: chunk, borrowed: true };
         continue;
       }
-      const outBytes = (chunk.byteLength / BYTES[stToParam(src)]) * BYTES[dtype];
+      const outBytes = (chunk.byteLength / stDTypeSize(src)) * DTYPES[dtype].bytes;
       yield { bytes: buffers.arena.convert(chunk, src, target, buffers.converted.take(outBytes)), borrowed: false };
     }
   }
@@ -97,8 +95,4 @@ function loraMergeInputs(m: LoraMergeOrigin): LoraMergeInputs {
     b: { checkpoint: m.b.source.checkpoint, key: m.b.key },
     scaling: m.scaling,
   };
-}
-
-function stToParam(st: FloatStDType): ParamDType {
-  return st === 'F32' ? 'float32' : st === 'F16' ? 'float16' : 'bfloat16';
 }

@@ -14,7 +14,7 @@ import { open, readFile, writeFile, type FileHandle } from 'node:fs/promises';
 import * as nodePath from 'node:path';
 import type { ParamDType } from '../ir/dtype.ts';
 import type { Graph, GraphParam } from '../ir/graph.ts';
-import type { DTYPES } from '../ir/dtype.ts';
+import { DTYPES } from '../ir/dtype.ts';
 import { elementCount } from '../ir/dims.ts';
 import type { BindPlan, BoundParam } from '../bind/plan.ts';
 import { ConvertArena } from '../tensor/convert.ts';
@@ -25,7 +25,7 @@ import { Sha256Worker } from './sha256-worker.ts';
 import { DATA_FILE, MANIFEST_FILE, MANIFEST_FORMAT, MODEL_FILE, SPLIT_DATA_FILE, manifestJson, type Manifest, type ManifestCheckpointSource, type ManifestParameter } from './format.ts';
 import type { LoraMergeOrigin } from '../bind/source.ts';
 import { MXFP4_TRANSFORM } from '../quant/mxfp4.ts';
-import { BYTES, paramChunks, type StreamBuffers } from './param-bytes.ts';
+import { paramChunks, type StreamBuffers } from './param-bytes.ts';
 import { VLMC_VERSION } from '../version.ts';
 
 
@@ -155,7 +155,7 @@ function layOut(plan: BindPlan, options: WriteOptions): { placements: Placement[
   const align = (length: number) => (offset = Math.ceil(offset / alignment(length)) * alignment(length));
   const placements = plan.params.map((bound): Placement => {
     const transform = options.transform?.(bound.param);
-    const length = transform ? transform.length : elementCount(bound.param.shape) * BYTES[options.dtype];
+    const length = transform ? transform.length : elementCount(bound.param.shape) * DTYPES[options.dtype].bytes;
     const at = align(length);
     offset += length;
     const companions = (transform?.companions ?? []).map((c) => {
@@ -205,7 +205,7 @@ function quantEntry(transform: ParamTransform, tensors: { name: string; dtype: s
 async function writeData(path: string, plan: BindPlan, options: WriteOptions): Promise<{ entries: ExternalWeights['entries']; params: ManifestParameter[] }> {
   const { dtype } = options;
   const { placements } = layOut(plan, options);
-  const total = plan.params.reduce((n, b) => n + elementCount(b.param.shape) * BYTES[dtype], 0);
+  const total = plan.params.reduce((n, b) => n + elementCount(b.param.shape) * DTYPES[dtype].bytes, 0);
   const digests: Promise<string>[] = [];
   const companionDigests: Promise<string>[][] = [];
   const arena = idleArenas.pop() ?? new ConvertArena();
