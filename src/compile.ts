@@ -8,56 +8,25 @@
  *   trace ─ fold-shapes ─ dead-nodes ─ [lora] ─ freeze ─ [prune-params] ─ [differentiate] ─ [fuse]
  *         ─ [quantize] ─ [compute-in-half] ─ retarget-opset ─ [store-params] ─ name ─ check-opset
  */
-import { activeBuilder, GraphBuilder, withBuilder, type TraceFacts } from './ir/builder.ts';
+import { activeBuilder, GraphBuilder, withBuilder } from './ir/builder.ts';
 import { Value, type Graph, type GraphParam } from './ir/graph.ts';
 import { resetFreshDims } from './ir/dims.ts';
 import { assignPaths, collectParams } from './dsl/module.ts';
-import type { FreezeRule } from './dsl/freeze.ts';
 import { MODEL_ENTRY, TRAIN_ENTRY, type EntryPoint, type Model } from './dsl/model.ts';
-import type { ParamDType } from './ir/dtype.ts';
-import type { QuantScheme } from './quant/blockwise.ts';
 import { UserError } from './errors.ts';
 import { causalLmLoss } from './nn/loss.ts';
-import { PASSES, type Pass, type PassContext } from './passes/pipeline.ts';
-import type { Target } from './passes/fusion/index.ts';
-import type { DimSizes, PruningReport } from './passes/differentiate.ts';
-import type { LoraDeclaration } from './dsl/lora.ts';
+import { PASSES, type Pass, type PassContext, type PassOptions } from './passes/pipeline.ts';
+import type { PruningReport } from './passes/differentiate.ts';
 
 export { MODEL_ENTRY, TRAIN_ENTRY };
 export { GRAD_PREFIX, type PruningReport } from './passes/differentiate.ts';
 export const DEFAULT_OPSET = 17;
 
-export interface CompileOptions {
+export interface CompileOptions extends PassOptions {
+  /** ONNX opset, 17 to 24 (default DEFAULT_OPSET). */
   opset?: number;
-  /** Element type parameters are stored in; the graph computes in fp32 either way (but see `target`). */
-  paramDtype?: ParamDType;
-  /** Trace for structure only (locks, diffs, counts): an unknown <IMG_CONTEXT> id becomes a placeholder. */
-  structureOnly?: boolean;
-  /** `portable` (default): standard ONNX ops only. `gpu`: ONNX Runtime fused ops (src/passes/fusion). */
-  target?: Target;
-  /** Which fusions (`none`, `all` or a comma list); defaults to all for `gpu`, none for `portable`. */
-  fuse?: string;
-  /** Weight-only quantisation of the LLM's linear layers (MatMulNBits; needs target gpu). */
-  quant?: QuantScheme;
   /** Which entry point to trace: `model` (the whole forward, default), `train`, or one of Model.entryPoints. */
   entry?: string;
-  /** Freeze rules applied after the model's own (the CLI's --preset / --freeze / --unfreeze). */
-  rules?: FreezeRule[];
-  /** Facts decided at build time that the trace reads (the <IMG_CONTEXT> id, the name). */
-  facts?: TraceFacts;
-  /** Sizes of the symbolic dims for the FLOP figures of train.onnx's pruning report. */
-  sizes?: DimSizes;
-  /** LoRA the build adds to the model's own (--use-llm-lora, a LoRA checkpoint kept separate); the `lora` pass applies both. */
-  lora?: LoraDeclaration;
-  /** The LoRA adapters are graph inputs fed at run time (`vlmc run --adapter`), not parameters. */
-  loraInputs?: boolean;
-  /**
-   * Every parameter keeps its own name (`pack-projections` packs nothing): another graph of the
-   * artifact reads the parameters by name (train.onnx beside a --target gpu model.onnx), or binding
-   * merges LoRA adapters into their base weights (a LoRA checkpoint without --keep-lora, --adapter),
-   * one base weight each.
-   */
-  keepParamNames?: boolean;
 }
 
 /** A compiled graph and what its passes reported. */

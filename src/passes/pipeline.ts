@@ -25,19 +25,39 @@ import { nameGraph } from './naming.ts';
 import { applyLora, checkLoraRules, loraFreezeRules, loraOf } from './lora.ts';
 import type { LoraDeclaration } from '../dsl/lora.ts';
 
-export interface PipelineOptions {
-  opset: number;
+/** What the passes read: the build's choices, fixed before tracing (the model is never written to). */
+export interface PassOptions {
+  /** Element type parameters are stored in; the graph computes in fp32 either way (but see `target`). */
   paramDtype?: ParamDType;
+  /** Trace for structure only (locks, diffs, counts): an unknown <IMG_CONTEXT> id becomes a placeholder. */
   structureOnly?: boolean;
+  /** `portable` (default): standard ONNX ops only. `gpu`: ONNX Runtime fused ops (src/passes/fusion). */
   target?: Target;
+  /** Which fusions (`none`, `all` or a comma list); defaults to all for `gpu`, none for `portable`. */
   fuse?: string;
+  /** Weight-only quantisation of the LLM's linear layers (MatMulNBits; needs target gpu). */
   quant?: QuantScheme;
+  /** Freeze rules applied after the model's own (the CLI's --preset / --freeze / --unfreeze). */
   rules?: FreezeRule[];
+  /** Facts decided at build time that the trace reads (the <IMG_CONTEXT> id, the name). */
   facts?: TraceFacts;
+  /** Sizes of the symbolic dims for the FLOP figures of train.onnx's pruning report. */
   sizes?: DimSizes;
+  /** LoRA the build adds to the model's own (--use-llm-lora, a LoRA checkpoint kept separate); the `lora` pass applies both. */
   lora?: LoraDeclaration;
+  /** The LoRA adapters are graph inputs fed at run time (`vlmc run --adapter`), not parameters. */
   loraInputs?: boolean;
+  /**
+   * Every parameter keeps its own name (`pack-projections` packs nothing): another graph of the
+   * artifact reads the parameters by name (train.onnx beside a --target gpu model.onnx), or binding
+   * merges LoRA adapters into their base weights (a LoRA checkpoint without --keep-lora, --adapter),
+   * one base weight each.
+   */
   keepParamNames?: boolean;
+}
+
+export interface PipelineOptions extends PassOptions {
+  opset: number;
 }
 
 export interface PassContext {
